@@ -1,0 +1,120 @@
+"""The ASGI application: routes, error handling, the guard, and the background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from codecdash import __version__
+from codecdash.api import dashboard, errors, experiments, fleet
+from codecdash.api.auth import RateLimiter
+from codecdash.api.cache import SnapshotCache
+from codecdash.api.guard import Guard, allowed_hosts
+from codecdash.api.state import AppState
+from codecdash.api.static import StaticPage
+from codecdash.config import Settings
+from codecdash.events import ChangeFeed, listen_postgres, poll_version
+from codecdash.snapshot import SnapshotBuilder
+from codecdash.sources.base import Source
+from codecdash.store import Store
+
+log = logging.getLogger("codecdash")
+
+DESCRIPTION = """
+The codecdash API: experiments and their rate-distortion results, worker heartbeats and
+costs go in (with a write token, `Authorization: Bearer <token>`); the dashboard snapshot,
+the experiment table and a server-sent event stream come out.
+
+Errors are JSON: `{"error": {"code": "...", "message": "...", "detail": [...]}}`.
+Request bodies are capped at 4 MiB (413), batches at 1,000 items.
+"""
+
+
+def build_sources(settings: Settings, store: Store) -> list[Source]:
+    if settings.source == "aws":
+        from codecdash.sources.aws import aws_sources  # boto3 only when asked for
+
+        return list(aws_sources(settings))
+    from codecdash.sources.local import local_sources
+
+    return list(local_sources(store, settings))
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    sources: Sequence[Source] | None = None,
+    bind_host: str = "127.0.0.1",
+    static_root: Path | None = None,
+    background: bool = True,
+) -> FastAPI:
+    """The app. `background=False` skips the cross-process change watcher (tests, Lambda)."""
+    store = store or Store(settings.database_url, active_window_s=settings.active_window_seconds)
+    from codecdash.bdrate import install_bd_rate
+
+    install_bd_rate(store, settings)
+    feed = ChangeFeed(max_clients=settings.max_event_clients)
+    store.on_change(feed.notify)
+    builder = SnapshotBuilder(settings, sources if sources is not None else build_sources(settings, store))
+    ttl = max(1.0, min(5.0, settings.refresh_seconds / 3))
+    cache = SnapshotCache(builder, feed, store.version, ttl)
+    st = AppState(settings, store, builder, feed, RateLimiter(settings.rate_limit_per_minute), cache)
+    page = StaticPage(static_root)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await feed.start()
+        tasks: list[asyncio.Task[None]] = []
+        stop = threading.Event()
+        listener: threading.Thread | None = None
+        if background:
+            if store.db.is_sqlite:
+                tasks.append(asyncio.create_task(poll_version(feed, store.version)))
+            elif store.db.dialect == "postgresql":
+                listener = threading.Thread(
+                    target=listen_postgres, args=(feed, store.db.url, stop), daemon=True,
+                    name="codecdash-pg-listen",
+                )
+                listener.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            await feed.stop()
+            if listener is not None:
+                listener.join(timeout=2)
+
+    app = FastAPI(
+        title="codecdash",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.codecdash = st
+    errors.install(app)
+    app.include_router(dashboard.router)
+    app.include_router(experiments.router)
+    app.include_router(fleet.router)
+
+    @app.api_route("/{name:path}", methods=["GET", "HEAD"], include_in_schema=False)
+    async def static(request: Request, name: str) -> Response:
+        response = page.response(request, name)
+        if response is None:
+            raise errors.ApiError(404, f"no such page: /{name}")
+        return response
+
+    app.add_middleware(Guard, hosts=allowed_hosts(bind_host, settings.allowed_hosts))
+    return app

@@ -1,0 +1,112 @@
+"""Reads for the page: health, the snapshot (cached, ETag), the event stream, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+
+from codecdash import __version__
+from codecdash.api.auth import require_read
+from codecdash.api.metrics import render_metrics
+from codecdash.api.state import state
+from codecdash.models import ErrorResponse, Snapshot
+
+router = APIRouter(tags=["dashboard"])
+KEEPALIVE_SECONDS = 15.0
+
+
+@router.get("/api/v1/health", summary="Liveness and the store's reachability")
+async def health(request: Request) -> Response:
+    st = state(request)
+    try:
+        version = await asyncio.to_thread(st.store.version)
+    except Exception as exc:
+        body = {"status": "degraded", "version": __version__, "store": "unavailable",
+                "error": str(exc)[:200]}
+        return Response(orjson.dumps(body), 503, media_type="application/json",
+                        headers={"Retry-After": "2"})
+    body = {"status": "ok", "version": __version__, "store": st.store.db.dialect,
+            "data_version": version, "source": st.settings.source,
+            "event_clients": st.feed.clients}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+@router.get(
+    "/api/v1/dashboard",
+    response_model=Snapshot,
+    dependencies=[Depends(require_read)],
+    summary="The dashboard snapshot (ETag; If-None-Match answers 304)",
+    responses={304: {"description": "Not modified"}, 401: {"model": ErrorResponse}},
+)
+async def dashboard(
+    request: Request,
+    if_none_match: Annotated[str | None, Header(max_length=200)] = None,
+) -> Response:
+    st = state(request)
+    cached = await st.cache.get()
+    cache_control = "private, no-cache" if st.settings.private else "public, max-age=0, must-revalidate"
+    headers = {"ETag": cached.etag, "Cache-Control": cache_control}
+    if if_none_match and cached.etag in [t.strip() for t in if_none_match.split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(cached.body, media_type="application/json", headers=headers)
+
+
+@router.get(
+    "/api/v1/events",
+    dependencies=[Depends(require_read)],
+    summary="Server-sent events: one `snapshot` event each time the data changes",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}},
+               503: {"model": ErrorResponse, "description": "Too many stream clients"}},
+)
+async def events(request: Request) -> Response:
+    st = state(request)
+    subscription = st.feed.subscribe()
+    queue = await subscription.__aenter__()  # raises TooManyClients → 503 before streaming
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            retry_ms = int(st.settings.refresh_seconds * 1000 / 10)
+            yield f"retry: {max(1000, retry_ms)}\n: connected\n\n".encode()
+            yield _event(st.feed.generation)
+            while True:
+                try:
+                    generation = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                if generation < 0:
+                    return  # server shutting down
+                yield _event(generation)
+        finally:
+            await subscription.__aexit__(None, None, None)
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _event(generation: int) -> bytes:
+    return b"event: snapshot\nid: %d\ndata: %s\n\n" % (
+        generation, orjson.dumps({"changed": True, "generation": generation}))
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    dependencies=[Depends(require_read)],
+    summary="Prometheus text exposition of the headline figures",
+)
+async def metrics(request: Request) -> Response:
+    st = state(request)
+    cached = await st.cache.get()
+    return PlainTextResponse(
+        render_metrics(cached.data, st.feed.clients),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
+    )

@@ -1,0 +1,109 @@
+"""One error shape for every failure: {"error": {"code", "message", "detail"?}}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from codecdash.events import TooManyClients
+from codecdash.store import BadCursor, Conflict, StoreUnavailable
+
+log = logging.getLogger("codecdash.api")
+
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+    500: "internal",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, message: str, code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or CODES.get(status, "error")
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int, message: str, code: str | None = None,
+    detail: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {"code": code or CODES.get(status, "error"), "message": message}
+    if detail is not None:
+        body["detail"] = detail
+    return Response(
+        orjson.dumps({"error": body}), status_code=status,
+        media_type="application/json", headers=headers,
+    )
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        out.append({"loc": loc, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))})
+    return out
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> Response:
+        return error_response(exc.status, exc.message, exc.code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> Response:
+        detail = _field_errors(exc)
+        first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
+        where = ".".join(p for p in first["loc"] if p != "body") or "request"
+        message = f"{where}: {first['msg']}"
+        if len(detail) > 1:
+            message += f" (and {len(detail) - 1} more)"
+        return error_response(422, message, detail=detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
+        message = exc.detail if isinstance(exc.detail, str) else CODES.get(exc.status_code, "")
+        return error_response(exc.status_code, message, headers=exc.headers)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _unavailable(_request: Request, exc: StoreUnavailable) -> Response:
+        log.warning("store unavailable: %s", exc)
+        return error_response(503, str(exc), headers={"Retry-After": "2"})
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_request: Request, exc: Conflict) -> Response:
+        return error_response(409, str(exc))
+
+    @app.exception_handler(BadCursor)
+    async def _cursor(_request: Request, exc: BadCursor) -> Response:
+        return error_response(400, str(exc), code="bad_cursor")
+
+    @app.exception_handler(TooManyClients)
+    async def _busy(_request: Request, exc: TooManyClients) -> Response:
+        return error_response(503, str(exc), headers={"Retry-After": "10"})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error")
+        return error_response(500, "internal error; see the server log")

@@ -1,0 +1,170 @@
+"""Experiments: list, get, create, replace, patch, batch."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.responses import Response
+
+from codecdash.api.auth import require_read, require_write
+from codecdash.api.errors import ApiError
+from codecdash.api.state import state
+from codecdash.models import (
+    ID_PATTERN,
+    STATUSES,
+    Accepted,
+    Experiment,
+    ExperimentBatch,
+    ExperimentIn,
+    ExperimentPage,
+    ErrorResponse,
+    ExperimentPatch,
+)
+from codecdash.store import ListQuery
+from codecdash.store.experiments import SORTABLE, from_row
+
+router = APIRouter(prefix="/api/v1", tags=["experiments"])
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing, malformed, unknown or revoked token"},
+    413: {"model": ErrorResponse, "description": "Body over 4 MiB"},
+    415: {"model": ErrorResponse, "description": "Body is not JSON"},
+    422: {"model": ErrorResponse, "description": "Invalid fields"},
+    429: {"model": ErrorResponse, "description": "Rate limited; see Retry-After"},
+    503: {"model": ErrorResponse, "description": "Store unavailable; see Retry-After"},
+}
+IdPath = Annotated[str, Path(pattern=ID_PATTERN, examples=["ssf-lambda-0.0130-r3"])]
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+@router.get(
+    "/experiments",
+    response_model=ExperimentPage,
+    dependencies=[Depends(require_read)],
+    summary="List experiments with filters, sort and keyset pagination",
+    responses={400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+)
+def list_experiments(
+    request: Request,
+    status: Annotated[
+        str | None,
+        Query(description="One status or several, comma-separated", examples=["completed"],
+              pattern=r"^[a-z,]{0,64}$"),
+    ] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Text in id or name")] = None,
+    sort: Annotated[
+        str,
+        Query(description=f"Field to sort by, '-' for descending: {', '.join(SORTABLE)}",
+              examples=["-psnr_db"], pattern=r"^[-+]?[a-z_]{1,32}$"),
+    ] = "-created_at",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2000, description="next_cursor of the "
+                                        "previous page")] = None,
+    worker_id: Annotated[str | None, Query(max_length=128)] = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    min_psnr_db: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    min_bitrate_reduction_pct: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    max_bd_rate_pct: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+) -> Response:
+    statuses = [s for s in (status or "").split(",") if s]
+    unknown = [s for s in statuses if s not in STATUSES]
+    if unknown:
+        raise ApiError(400, f"unknown status {unknown[0]!r}; one of {', '.join(STATUSES)}")
+    if sort.lstrip("-+") not in SORTABLE:
+        raise ApiError(400, f"cannot sort by {sort.lstrip('-+')!r}; one of {', '.join(SORTABLE)}")
+    query = ListQuery(
+        status=statuses, q=q or None, sort=sort, limit=limit, cursor=cursor,
+        worker_id=worker_id, tag=tag,
+        created_after=created_after.timestamp() if created_after else None,
+        created_before=created_before.timestamp() if created_before else None,
+        min_psnr_db=min_psnr_db, min_bitrate_reduction_pct=min_bitrate_reduction_pct,
+        max_bd_rate_pct=max_bd_rate_pct,
+    )
+    rows, next_cursor, total = state(request).store.list_experiments(query)
+    return _json({"items": [from_row(r) for r in rows], "next_cursor": next_cursor,
+                  "total": total})
+
+
+@router.get(
+    "/experiments/{experiment_id}",
+    response_model=Experiment,
+    dependencies=[Depends(require_read)],
+    summary="One experiment",
+    responses={404: {"model": ErrorResponse}},
+)
+def get_experiment(request: Request, experiment_id: IdPath) -> Response:
+    row = state(request).store.get_experiment(experiment_id)
+    if row is None:
+        raise ApiError(404, f"no experiment {experiment_id!r}")
+    return _json(from_row(row))
+
+
+@router.post(
+    "/experiments",
+    status_code=201,
+    response_model=Experiment,
+    summary="Create an experiment (id generated when absent; 409 if it exists)",
+    responses={409: {"model": ErrorResponse}, **WRITE_ERRORS},
+)
+def create_experiment(
+    request: Request, item: ExperimentIn, _token: Annotated[str, Depends(require_write)]
+) -> Response:
+    row = state(request).store.create_experiment(item)
+    return _json(from_row(row), 201, {"Location": f"/api/v1/experiments/{row['id']}"})
+
+
+@router.put(
+    "/experiments/{experiment_id}",
+    response_model=Experiment,
+    summary="Create or replace an experiment (idempotent)",
+    responses={201: {"model": Experiment, "description": "Created"}, **WRITE_ERRORS},
+)
+def put_experiment(
+    request: Request,
+    experiment_id: IdPath,
+    item: ExperimentIn,
+    _token: Annotated[str, Depends(require_write)],
+) -> Response:
+    if item.id is not None and item.id != experiment_id:
+        raise ApiError(422, f"body id {item.id!r} differs from the path's {experiment_id!r}")
+    row, created = state(request).store.put_experiment(experiment_id, item)
+    return _json(from_row(row), 201 if created else 200)
+
+
+@router.patch(
+    "/experiments/{experiment_id}",
+    response_model=Experiment,
+    summary="Update some fields of an experiment",
+    responses={404: {"model": ErrorResponse}, **WRITE_ERRORS},
+)
+def patch_experiment(
+    request: Request,
+    experiment_id: IdPath,
+    patch: ExperimentPatch,
+    _token: Annotated[str, Depends(require_write)],
+) -> Response:
+    row = state(request).store.patch_experiment(experiment_id, patch)
+    if row is None:
+        raise ApiError(404, f"no experiment {experiment_id!r}")
+    return _json(from_row(row))
+
+
+@router.post(
+    "/experiments/batch",
+    response_model=Accepted,
+    summary="Upsert up to 1,000 experiments in one transaction (all or nothing)",
+    responses=WRITE_ERRORS,
+)
+def batch(
+    request: Request, body: ExperimentBatch, _token: Annotated[str, Depends(require_write)]
+) -> Response:
+    accepted = state(request).store.batch(body.items)
+    return _json({"accepted": accepted})

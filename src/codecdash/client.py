@@ -1,0 +1,192 @@
+"""The Python SDK: what training workers use to report to a codecdash server.
+
+    from codecdash import Client
+    client = Client("http://127.0.0.1:8050", token)
+    with client.experiment(name="ssf λ=0.013", params={"lambda": 0.013}) as exp:
+        psnr = train()
+        exp.log(psnr_db=psnr, bitrate_reduction_pct=41.0)
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import httpx
+import orjson
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+
+class ClientError(Exception):
+    """The server refused a request, or could not be reached."""
+
+    def __init__(self, status: int | None, code: str, message: str) -> None:
+        super().__init__(f"{status or 'no answer'} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot send {type(value).__name__} as JSON")
+
+
+class Client:
+    """A small, retrying client of the ingest API. Thread-safe as httpx.Client is."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"User-Agent": "codecdash-client", "Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(
+            base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
+        )
+        self.retries = retries
+        self.backoff = backoff
+
+    # -- plumbing ---------------------------------------------------------------------
+    def _request(
+        self, method: str, path: str, body: Any = None, *, idempotent: bool = True
+    ) -> Any:
+        content = None if body is None else orjson.dumps(body, default=_default)
+        attempts = 1 + (self.retries if idempotent else 0)
+        for attempt in range(attempts):
+            try:
+                response = self._http.request(method, path, content=content)
+            except httpx.TransportError as exc:
+                if attempt + 1 >= attempts:
+                    raise ClientError(None, "unreachable", str(exc) or type(exc).__name__) from exc
+            else:
+                if response.status_code < 400:
+                    return orjson.loads(response.content) if response.content else None
+                if response.status_code not in RETRY_STATUSES or attempt + 1 >= attempts:
+                    raise _error_from(response)
+                retry_after = response.headers.get("Retry-After", "")
+                if retry_after.isdigit():
+                    time.sleep(min(float(retry_after), 30.0))
+                    continue
+            time.sleep(random.uniform(0, self.backoff * 2**attempt))  # noqa: S311 - jitter
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- experiments ------------------------------------------------------------------
+    def create_experiment(self, **fields: Any) -> dict[str, Any]:
+        """POST a new experiment. Retries are safe: an id is chosen here when absent."""
+        fields.setdefault("id", uuid.uuid4().hex)
+        return dict(self._request("PUT", f"/api/v1/experiments/{fields['id']}", fields))
+
+    def put_experiment(self, experiment_id: str, **fields: Any) -> dict[str, Any]:
+        """Create or replace an experiment (idempotent)."""
+        return dict(self._request("PUT", f"/api/v1/experiments/{experiment_id}", fields))
+
+    def update_experiment(self, experiment_id: str, **fields: Any) -> dict[str, Any]:
+        """PATCH the given fields; the same patch applied twice gives the same result."""
+        return dict(self._request("PATCH", f"/api/v1/experiments/{experiment_id}", fields))
+
+    def get_experiment(self, experiment_id: str) -> dict[str, Any]:
+        return dict(self._request("GET", f"/api/v1/experiments/{experiment_id}"))
+
+    def list_experiments(self, **query: Any) -> dict[str, Any]:
+        params = {k: v for k, v in query.items() if v is not None}
+        path = "/api/v1/experiments"
+        if params:
+            path += "?" + str(httpx.QueryParams(params))
+        return dict(self._request("GET", path))
+
+    def batch(self, items: Iterable[Mapping[str, Any]]) -> int:
+        """Upsert up to 1,000 experiments in one all-or-nothing transaction."""
+        result = self._request("POST", "/api/v1/experiments/batch", {"items": list(items)})
+        return int(result["accepted"])
+
+    def experiment(self, name: str | None = None, **fields: Any) -> ExperimentRun:
+        """A context manager: running on enter, completed (or failed) on exit."""
+        return ExperimentRun(self, name=name, **fields)
+
+    # -- fleet and costs --------------------------------------------------------------
+    def heartbeat(self, **fields: Any) -> None:
+        """Report a worker's heartbeat (worker_id, role, and any figures)."""
+        self._request("POST", "/api/v1/heartbeats", fields)
+
+    def cost(self, component: str, amount_usd: float, **fields: Any) -> None:
+        """Record a cost. Not retried: a retry could count the same cost twice."""
+        body = {"component": component, "amount_usd": amount_usd, **fields}
+        self._request("POST", "/api/v1/costs", body, idempotent=False)
+
+    def costs(self, items: Iterable[Mapping[str, Any]]) -> None:
+        self._request("POST", "/api/v1/costs", {"items": list(items)}, idempotent=False)
+
+    def dashboard(self) -> dict[str, Any]:
+        return dict(self._request("GET", "/api/v1/dashboard"))
+
+    # -- lifecycle --------------------------------------------------------------------
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _error_from(response: httpx.Response) -> ClientError:
+    try:
+        err = orjson.loads(response.content)["error"]
+        return ClientError(response.status_code, str(err["code"]), str(err["message"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return ClientError(response.status_code, "http_error", response.text[:200])
+
+
+class ExperimentRun:
+    """`with client.experiment(...) as exp:` — see :meth:`Client.experiment`."""
+
+    def __init__(self, client: Client, name: str | None = None, **fields: Any) -> None:
+        self.client = client
+        self.id: str = fields.pop("id", None) or uuid.uuid4().hex
+        self.fields = {"name": name, **fields}
+        self.metrics: dict[str, Any] = {}
+
+    def log(self, **metrics: Any) -> None:
+        """Remember metrics and send them at once (the run stays `running`)."""
+        self.metrics.update(metrics)
+        self.client.update_experiment(self.id, **metrics)
+
+    def __enter__(self) -> ExperimentRun:
+        now = datetime.now(UTC)
+        self.client.put_experiment(
+            self.id, status="running", created_at=now, started_at=now, **self.fields
+        )
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        finished = datetime.now(UTC)
+        if exc is None:
+            self.client.update_experiment(
+                self.id, status="completed", finished_at=finished, **self.metrics
+            )
+        else:
+            message = f"{type(exc).__name__}: {exc}"[:10_000]
+            self.client.update_experiment(
+                self.id, status="failed", finished_at=finished, error=message
+            )

@@ -1,0 +1,308 @@
+"""The public data shapes (CONTRACT.md): what clients send and what the API answers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    model_validator,
+)
+
+ExperimentStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+STATUSES: tuple[str, ...] = ("queued", "running", "completed", "failed", "cancelled")
+Role = Literal["orchestrator", "training", "inference"]
+WorkerStatus = Literal["ok", "degraded", "down"]
+Component = Literal["training", "inference", "storage", "orchestrator", "other"]
+COMPONENTS: tuple[str, ...] = ("training", "inference", "storage", "orchestrator", "other")
+
+ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
+MAX_BATCH = 1000
+MAX_EXTRA_BYTES = 16 * 1024
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+ExperimentId = Annotated[str, Field(pattern=ID_PATTERN, examples=["ssf-lambda-0.0130-r3"])]
+Tag = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=10_000)
+
+
+class RDPoint(_Strict):
+    """One rate-distortion point: a rate (kbps or bpp) and a quality."""
+
+    bitrate_kbps: float | None = Field(None, gt=0, examples=[5011.5])
+    bpp: float | None = Field(None, gt=0)
+    psnr_db: float | None = Field(None, ge=0, le=200, examples=[31.85])
+    ms_ssim: float | None = Field(None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _rate_and_quality(self) -> RDPoint:
+        if self.bitrate_kbps is None and self.bpp is None:
+            raise ValueError("a rate-distortion point needs bitrate_kbps or bpp")
+        if self.psnr_db is None and self.ms_ssim is None:
+            raise ValueError("a rate-distortion point needs psnr_db or ms_ssim")
+        return self
+
+
+def _params_size(value: dict[str, JsonValue] | None) -> dict[str, JsonValue] | None:
+    if value is not None and len(value) > 200:
+        raise ValueError("params holds at most 200 keys")
+    return value
+
+
+class ExperimentFields(_Strict):
+    """Fields a client may set; everything optional so PATCH can reuse it."""
+
+    name: str | None = Field(None, max_length=200, examples=["ssf2020 λ=0.0130"])
+    status: ExperimentStatus | None = Field(None, examples=["completed"])
+    created_at: Timestamp | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    bitrate_reduction_pct: float | None = Field(
+        None, ge=-1000, le=100, description="% bitrate saved against the baseline", examples=[41.3]
+    )
+    psnr_db: float | None = Field(None, ge=0, le=200, examples=[35.84])
+    ms_ssim: float | None = Field(None, ge=0, le=1, examples=[0.9645])
+    bpp: float | None = Field(None, ge=0, le=1000)
+    bitrate_kbps: float | None = Field(None, ge=0, le=1e9)
+    cost_usd: float | None = Field(None, ge=0, le=1e9, examples=[12.4])
+    worker_id: str | None = Field(None, max_length=128, examples=["train-g5-03"])
+    params: Annotated[dict[str, JsonValue] | None, AfterValidator(_params_size)] = Field(
+        None, examples=[{"model": "ssf2020", "lambda": 0.013, "lr": 0.0001}]
+    )
+    tags: list[Tag] | None = Field(None, max_length=50, examples=[["uvg", "mse"]])
+    error: str | None = Field(None, max_length=10_000)
+    rd_points: list[RDPoint] | None = Field(None, max_length=64)
+    # Derived by the server; accepted so a fetched Experiment can be sent back as is.
+    duration_s: float | None = Field(None, description="Derived by the server; ignored.")
+    bd_rate_pct: float | None = Field(None, description="Derived by the server; ignored.")
+    bd_rate_anchor: str | None = Field(None, description="Derived by the server; ignored.")
+    updated_at: Timestamp | None = Field(None, description="Set by the server; ignored.")
+
+
+class ExperimentIn(ExperimentFields):
+    """A whole experiment as sent to POST, PUT and batch."""
+
+    id: ExperimentId | None = None
+    status: ExperimentStatus = "queued"
+
+
+class ExperimentPatch(ExperimentFields):
+    """A partial update: only the fields present change; null clears a field."""
+
+
+class Experiment(BaseModel):
+    """An experiment as the API answers it."""
+
+    id: str
+    name: str | None = None
+    status: ExperimentStatus
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime | None = None
+    duration_s: float | None = None
+    bitrate_reduction_pct: float | None = None
+    psnr_db: float | None = None
+    ms_ssim: float | None = None
+    bpp: float | None = None
+    bitrate_kbps: float | None = None
+    cost_usd: float | None = None
+    worker_id: str | None = None
+    params: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    error: str | None = None
+    rd_points: list[dict[str, Any]] | None = None
+    bd_rate_pct: float | None = None
+    bd_rate_anchor: str | None = None
+
+
+class ExperimentBatch(_Strict):
+    items: list[ExperimentIn] = Field(max_length=MAX_BATCH)
+
+
+class ExperimentPage(BaseModel):
+    items: list[Experiment]
+    next_cursor: str | None
+    total: int
+
+
+def _extra_size(value: dict[str, JsonValue] | None) -> dict[str, JsonValue] | None:
+    if value is not None:
+        import orjson
+
+        if len(orjson.dumps(value)) > MAX_EXTRA_BYTES:
+            raise ValueError(f"extra is limited to {MAX_EXTRA_BYTES} bytes of JSON")
+    return value
+
+
+class Heartbeat(_Strict):
+    worker_id: str = Field(pattern=ID_PATTERN, examples=["train-g5-03"])
+    role: Role = Field(examples=["training"])
+    status: WorkerStatus = "ok"
+    instance_type: str | None = Field(None, max_length=64, examples=["g5.xlarge"])
+    spot: bool | None = None
+    hourly_cost_usd: float | None = Field(None, ge=0, le=10_000, examples=[1.006])
+    cpu_pct: float | None = Field(None, ge=0, le=100)
+    mem_pct: float | None = Field(None, ge=0, le=100)
+    gpu_util_pct: float | None = Field(None, ge=0, le=100)
+    gpu_mem_pct: float | None = Field(None, ge=0, le=100)
+    fps: float | None = Field(None, ge=0, le=1e6)
+    queue_depth: int | None = Field(None, ge=0, le=10**9)
+    at: Timestamp | None = None
+    extra: Annotated[dict[str, JsonValue] | None, AfterValidator(_extra_size)] = Field(
+        None, description="Free-form figures (per-GPU list, load, disk); at most 16 KiB."
+    )
+
+
+class CostRecord(_Strict):
+    component: Component = Field(examples=["training"])
+    amount_usd: float = Field(ge=0, le=1e9, examples=[12.5])
+    at: Timestamp | None = None
+    description: str | None = Field(None, max_length=500)
+    source: str | None = Field(None, max_length=100, examples=["aws-cur"])
+
+
+class CostBatch(_Strict):
+    items: list[CostRecord] = Field(max_length=MAX_BATCH)
+
+
+class Accepted(BaseModel):
+    accepted: int
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    detail: list[dict[str, Any]] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- the snapshot, for the OpenAPI document (the API builds it as plain JSON) --------------
+class BestCompression(BaseModel):
+    value_pct: float
+    experiment_id: str
+    metric: str | None = None
+    anchor: str | None = None
+
+
+class BestQuality(BaseModel):
+    psnr_db: float | None
+    experiment_id: str
+    ms_ssim: float | None = None
+    metric: str | None = None
+
+
+class Summary(BaseModel):
+    total_experiments: int | None
+    running: int | None
+    completed: int | None
+    failed: int | None
+    success_rate: float | None
+    experiments_24h: int | None
+    best_compression: BestCompression | None
+    best_quality: BestQuality | None
+    month_to_date_usd: float | None
+    forecast_month_usd: float | None
+
+
+class Targets(BaseModel):
+    compression_pct: float
+    psnr_db: float
+    monthly_budget_usd: float
+    ms_ssim: float | None = None
+    quality_metric: str | None = None
+    compression_metric: str | None = None
+
+
+class Orchestrator(BaseModel):
+    status: Literal["ok", "degraded", "down", "unknown"]
+    cpu_pct: float | None
+    mem_pct: float | None
+    last_seen: datetime | None
+
+
+class WorkerPool(BaseModel):
+    active: int | None
+    queue_depth: int | None
+    spot_pct: float | None = None
+    fps: float | None = None
+    stale: int | None = None
+    spot_interruptions: int | None = None
+    gpu_util_pct: float | None = None
+
+
+class Storage(BaseModel):
+    objects: int | None
+    bytes: int | None
+    db_items: int | None
+
+
+class Infrastructure(BaseModel):
+    orchestrator: Orchestrator
+    training_workers: WorkerPool
+    inference_workers: WorkerPool
+    storage: Storage
+
+
+class CostSlice(BaseModel):
+    component: str
+    usd: float
+
+
+class CompressionPoint(BaseModel):
+    t: datetime
+    best_pct: float
+
+
+class QualityPoint(BaseModel):
+    t: datetime
+    best_psnr_db: float | None = None
+    best_ms_ssim: float | None = None
+
+
+class Progress(BaseModel):
+    compression: list[CompressionPoint]
+    quality: list[QualityPoint]
+
+
+class SourceStatus(BaseModel):
+    name: str
+    ok: bool
+    error: str | None
+    as_of: datetime | None
+    sections: list[str] = []
+
+
+class Snapshot(BaseModel):
+    generated_at: datetime
+    demo: bool
+    refresh_seconds: float | None = None
+    targets: Targets
+    summary: Summary
+    infrastructure: Infrastructure
+    recent_experiments: list[Experiment]
+    cost_breakdown: list[CostSlice]
+    progress: Progress
+    sources: list[SourceStatus]

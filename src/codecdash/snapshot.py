@@ -1,0 +1,131 @@
+"""Turns the sources' facts into the dashboard's snapshot (CONTRACT.md's Snapshot shape).
+
+Each source is called with a timeout; one that fails, hangs or returns garbage is marked
+`ok: false` in `sources` and its sections keep their last known values, so one broken
+backend never blanks the page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from codecdash.config import Settings
+from codecdash.sources.base import SECTIONS, Facts, Source
+from codecdash.store.experiments import iso
+
+log = logging.getLogger("codecdash.snapshot")
+
+EMPTY: dict[str, Any] = {
+    "experiments": {
+        "summary": {
+            "total_experiments": None,
+            "running": None,
+            "completed": None,
+            "failed": None,
+            "success_rate": None,
+            "experiments_24h": None,
+            "best_compression": None,
+            "best_quality": None,
+        },
+        "recent_experiments": [],
+        "progress": {"compression": [], "quality": []},
+    },
+    "orchestrator": {"status": "unknown", "cpu_pct": None, "mem_pct": None, "last_seen": None},
+    "training_workers": {"active": None, "queue_depth": None, "spot_pct": None},
+    "inference_workers": {"active": None, "queue_depth": None, "fps": None},
+    "storage": {"objects": None, "bytes": None, "db_items": None},
+    "costs": {"month_to_date_usd": None, "forecast_month_usd": None, "cost_breakdown": []},
+}
+
+
+class SnapshotBuilder:
+    def __init__(self, settings: Settings, sources: Sequence[Source]) -> None:
+        self.settings = settings
+        self.sources = list(sources)
+        self._last: dict[str, Any] = {}  # section -> last good facts
+        self._status: dict[str, dict[str, Any]] = {}
+
+    async def build(self, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        results = await asyncio.gather(*(self._collect(s, now) for s in self.sources))
+        sections: dict[str, Any] = {}
+        for source, facts in zip(self.sources, results, strict=True):
+            for name in source.sections:
+                if facts is not None and name in facts:
+                    sections[name] = self._last[name] = facts[name]
+                elif name not in sections:
+                    sections[name] = self._last.get(name, EMPTY[name])
+        return self._assemble(sections, now)
+
+    async def _collect(self, source: Source, now: float) -> Facts | None:
+        timeout = getattr(source, "timeout_s", None) or self.settings.source_timeout_seconds
+        try:
+            facts = await asyncio.wait_for(source.collect(now), timeout)
+            _check(source, facts)
+        except TimeoutError:
+            self._mark(source, now, f"timed out after {timeout:g} s")
+            return None
+        except Exception as exc:  # a source may fail in any way; the page must not
+            message = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            log.warning("source %s failed: %s", source.name, message)
+            self._mark(source, now, message)
+            return None
+        self._status[source.name] = {
+            "name": source.name, "ok": True, "error": None, "as_of": iso(now),
+            "sections": list(source.sections),
+        }
+        return facts
+
+    def _mark(self, source: Source, now: float, error: str) -> None:
+        previous = self._status.get(source.name, {})
+        self._status[source.name] = {
+            "name": source.name, "ok": False, "error": error,
+            "as_of": previous.get("as_of"),  # when it last answered, if ever
+            "sections": list(source.sections),
+        }
+
+    def _assemble(self, sections: dict[str, Any], now: float) -> dict[str, Any]:
+        s = self.settings
+        experiments = sections.get("experiments", EMPTY["experiments"])
+        cost = sections.get("costs", EMPTY["costs"])
+        summary = dict(experiments["summary"])
+        summary["month_to_date_usd"] = cost.get("month_to_date_usd")
+        summary["forecast_month_usd"] = cost.get("forecast_month_usd")
+        return {
+            "generated_at": iso(now),
+            "demo": s.demo,
+            "refresh_seconds": s.refresh_seconds,
+            "targets": {
+                "compression_pct": s.target_compression_pct,
+                "psnr_db": s.target_psnr_db,
+                "ms_ssim": s.target_ms_ssim,
+                "quality_metric": s.quality_metric,
+                "compression_metric": s.compression_metric,
+                "monthly_budget_usd": s.monthly_budget_usd,
+            },
+            "summary": summary,
+            "infrastructure": {
+                name: sections.get(name, EMPTY[name])
+                for name in ("orchestrator", "training_workers", "inference_workers", "storage")
+            },
+            "recent_experiments": experiments.get("recent_experiments", []),
+            "cost_breakdown": cost.get("cost_breakdown", []),
+            "costs_as_of": cost.get("as_of"),
+            "progress": experiments.get("progress", EMPTY["experiments"]["progress"]),
+            "sources": [self._status[src.name] for src in self.sources if src.name in self._status],
+        }
+
+
+def _check(source: Source, facts: Any) -> None:
+    """Refuse garbage: facts must be a mapping of the source's own sections to mappings."""
+    if not isinstance(facts, dict):
+        raise TypeError(f"returned {type(facts).__name__}, not a mapping of sections")
+    for name, value in facts.items():
+        if name not in SECTIONS or name not in source.sections:
+            raise TypeError(f"returned an unknown section {name!r}")
+        if not isinstance(value, dict):
+            raise TypeError(f"section {name!r} is {type(value).__name__}, not a mapping")

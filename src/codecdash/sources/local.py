@@ -1,0 +1,307 @@
+"""The local store as sources: experiments, the fleet's heartbeats, costs and storage."""
+
+from __future__ import annotations
+
+import calendar
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio.to_thread
+from sqlalchemy import Connection, func, select
+
+from codecdash.config import Settings
+from codecdash.sources.base import Facts, FieldInfo
+from codecdash.store import Store, costs, experiments, fleet, progress, schema
+from codecdash.store.counters import read_counters
+
+E = schema.experiments
+RECENT = 20
+SHORT_HISTORY_HOURS = 72
+
+
+class _LocalSource:
+    name = "local"
+    sections: tuple[str, ...] = ()
+    fields: dict[str, FieldInfo] = {}  # noqa: RUF012 - overridden per class
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    async def collect(self, now: float) -> Facts:
+        return await anyio.to_thread.run_sync(self._collect_sync, now)
+
+    def _collect_sync(self, now: float) -> Facts:
+        with self.store.db.read() as conn:
+            return self.read(conn, now)
+
+    def read(self, conn: Connection, now: float) -> Facts:
+        raise NotImplementedError
+
+
+class ExperimentsSource(_LocalSource):
+    name = "local.experiments"
+    sections = ("experiments",)
+    fields = {  # noqa: RUF012
+        "total_experiments": FieldInfo("experiments ever reported"),
+        "experiments_24h": FieldInfo("experiments created in the last 24 hours"),
+        "success_rate": FieldInfo("completed ÷ (completed + failed)", "ratio"),
+        "best_compression": FieldInfo("best bitrate saving of a completed experiment", "%"),
+        "best_quality": FieldInfo("best PSNR of a completed experiment", "dB"),
+    }
+
+    def read(self, conn: Connection, now: float) -> Facts:
+        counts = experiments.status_counts(conn)
+        finished = counts["completed"] + counts["failed"]
+        summary: dict[str, Any] = {
+            "total_experiments": sum(counts.values()),
+            "queued": counts["queued"],
+            "running": counts["running"],
+            "completed": counts["completed"],
+            "failed": counts["failed"],
+            "cancelled": counts["cancelled"],
+            "success_rate": counts["completed"] / finished if finished else None,
+            "experiments_24h": int(
+                conn.execute(
+                    select(func.count()).select_from(E).where(E.c.created_at >= now - 86400)
+                ).scalar_one()
+            ),
+            "best_compression": self._best_compression(conn),
+            "best_quality": self._best_quality(conn),
+        }
+        recent = conn.execute(
+            select(E).order_by(E.c.created_at.desc(), E.c.id.desc()).limit(RECENT)
+        ).mappings()
+        return {
+            "experiments": {
+                "summary": summary,
+                "recent_experiments": [experiments.from_row(r, now) for r in recent],
+                "progress": self._progress(conn),
+            }
+        }
+
+    def _best(self, conn: Connection, column: str, descending: bool = True) -> Any:
+        col = E.c[column]
+        return conn.execute(
+            select(E.c.id, col)
+            .where(E.c.status == "completed", col.is_not(None))
+            .order_by(col.desc() if descending else col.asc(), E.c.id.desc())
+            .limit(1)
+        ).first()
+
+    def _best_compression(self, conn: Connection) -> dict[str, Any] | None:
+        if self.settings.compression_metric == "bd_rate":
+            row = conn.execute(
+                select(E.c.id, E.c.bd_rate_pct, E.c.bd_rate_anchor)
+                .where(E.c.status == "completed", E.c.bd_rate_pct.is_not(None))
+                .order_by(E.c.bd_rate_pct.asc(), E.c.id.desc())
+                .limit(1)
+            ).first()
+            if row is None:
+                return None
+            return {"value_pct": -row[1], "experiment_id": row[0], "metric": "bd_rate",
+                    "anchor": row[2]}
+        best = self._best(conn, "bitrate_reduction_pct")
+        if best is None:
+            return None
+        return {"value_pct": best[1], "experiment_id": best[0], "metric": "reported"}
+
+    def _best_quality(self, conn: Connection) -> dict[str, Any] | None:
+        if self.settings.quality_metric == "ms_ssim":
+            best = self._best(conn, "ms_ssim")
+            return None if best is None else {"ms_ssim": best[1], "psnr_db": None,
+                                              "experiment_id": best[0], "metric": "ms_ssim"}
+        best = self._best(conn, "psnr_db")
+        return None if best is None else {"psnr_db": best[1], "experiment_id": best[0],
+                                          "metric": "psnr"}
+
+    def _progress(self, conn: Connection) -> dict[str, Any]:
+        span = progress.hour_span(conn)
+        bucket = 1 if span is None or span[1] - span[0] <= SHORT_HISTORY_HOURS else 24
+        if self.settings.compression_metric == "bd_rate":
+            compression = [
+                {"t": experiments.iso(t), "best_pct": -v}
+                for t, v in progress.best_so_far(conn, "best_bd_rate_pct", bucket)
+            ]
+        else:
+            compression = [
+                {"t": experiments.iso(t), "best_pct": v}
+                for t, v in progress.best_so_far(conn, "best_compression_pct", bucket)
+            ]
+        if self.settings.quality_metric == "ms_ssim":
+            quality = [
+                {"t": experiments.iso(t), "best_ms_ssim": v}
+                for t, v in progress.best_so_far(conn, "best_ms_ssim", bucket)
+            ]
+        else:
+            quality = [
+                {"t": experiments.iso(t), "best_psnr_db": v}
+                for t, v in progress.best_so_far(conn, "best_psnr_db", bucket)
+            ]
+        return {"compression": compression, "quality": quality,
+                "bucket": "hour" if bucket == 1 else "day"}
+
+
+class FleetSource(_LocalSource):
+    name = "local.heartbeats"
+    sections = ("orchestrator", "training_workers", "inference_workers")
+    fields = {  # noqa: RUF012
+        "active": FieldInfo("workers whose newest heartbeat is younger than 3 refreshes"),
+        "queue_depth": FieldInfo("newest reported queue depth of the pool", "jobs"),
+        "spot_pct": FieldInfo("share of active workers on spot instances", "%"),
+        "fps": FieldInfo("frames per second summed over active inference workers", "fps"),
+    }
+
+    def read(self, conn: Connection, now: float) -> Facts:
+        window = self.settings.active_window_seconds
+        stale_after = 1.5 * self.settings.refresh_seconds
+        month_start = _month_start(now)
+        by_role = fleet.workers_by_role(conn)
+        facts: Facts = {"orchestrator": self._orchestrator(by_role.get("orchestrator", []), now)}
+        for role in ("training", "inference"):
+            workers = by_role.get(role, [])
+            active = [
+                w for w in workers if now - w["last_seen"] < window and w["status"] != "down"
+            ]
+            spot = sum(1 for w in active if w["spot"])
+            gpu = [w["gpu_util_pct"] for w in active if w["gpu_util_pct"] is not None]
+            pool: dict[str, Any] = {
+                "active": len(active),
+                "queue_depth": fleet.newest_queue_depth(conn, role),
+                "spot_pct": 100.0 * spot / len(active) if active else None,
+                "stale": sum(1 for w in active if now - w["last_seen"] > stale_after),
+                "spot_interruptions": sum(
+                    1 for w in workers
+                    if w["spot"] and not w["clean_shutdown"]
+                    and month_start <= w["last_seen"] <= now - window
+                ),
+                "gpu_util_pct": sum(gpu) / len(gpu) if gpu else None,
+            }
+            if role == "inference":
+                fps = [w["fps"] for w in active if w["fps"] is not None]
+                pool["fps"] = sum(fps) if fps else None
+            facts[f"{role}_workers"] = pool
+        return facts
+
+    def _orchestrator(self, workers: list[dict[str, Any]], now: float) -> dict[str, Any]:
+        if not workers:
+            return {"status": "unknown", "cpu_pct": None, "mem_pct": None, "last_seen": None}
+        newest = max(workers, key=lambda w: w["last_seen"])
+        fresh = now - newest["last_seen"] < self.settings.active_window_seconds
+        return {
+            "status": newest["status"] if fresh else "down",
+            "cpu_pct": newest["cpu_pct"],
+            "mem_pct": newest["mem_pct"],
+            "last_seen": experiments.iso(newest["last_seen"]),
+            "worker_id": newest["worker_id"],
+        }
+
+
+class CostsSource(_LocalSource):
+    name = "local.costs"
+    sections = ("costs",)
+    fields = {  # noqa: RUF012
+        "month_to_date_usd": FieldInfo("cost records plus accrued worker time this month", "USD"),
+        "forecast_month_usd": FieldInfo("month to date + 7-day burn rate to month end", "USD"),
+    }
+
+    def read(self, conn: Connection, now: float) -> Facts:
+        month_start = _month_start(now)
+        month_end = _month_end(now)
+        mtd_by = costs.by_component(conn, month_start)
+        mtd = sum(mtd_by.values())
+        day = int(now // costs.DAY)
+        window_first_day = day - 6
+        first = costs.first_day(conn)
+        burn_per_s = 0.0
+        if first is not None:
+            start_day = max(window_first_day, first)
+            spent = sum(costs.by_component(conn, start_day * costs.DAY).values())
+            elapsed = max(now - start_day * costs.DAY, 3600.0)
+            burn_per_s = spent / elapsed
+        forecast = mtd + burn_per_s * max(0.0, month_end - now)
+        breakdown = [
+            {"component": c, "usd": round(usd, 2)}
+            for c, usd in sorted(mtd_by.items(), key=lambda kv: -kv[1])
+            if usd > 0
+        ]
+        return {
+            "costs": {
+                "month_to_date_usd": round(mtd, 2),
+                "forecast_month_usd": round(forecast, 2),
+                "cost_breakdown": breakdown,
+                "as_of": experiments.iso(now),
+            }
+        }
+
+
+class StorageSource(_LocalSource):
+    name = "local.storage"
+    sections = ("storage",)
+    fields = {  # noqa: RUF012
+        "objects": FieldInfo("files in the artifacts directory", "files"),
+        "bytes": FieldInfo("bytes in the artifacts directory", "bytes"),
+        "db_items": FieldInfo("rows in the store (experiments, heartbeats, costs)", "rows"),
+    }
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        artifacts: Callable[[], tuple[int, int] | None] | None = None,
+    ) -> None:
+        super().__init__(store, settings)
+        self.artifacts = artifacts
+
+    def read(self, conn: Connection, now: float) -> Facts:
+        counters = read_counters(conn)
+        db_items = sum(n for name, n in counters.items() if name.startswith("experiments."))
+        db_items += counters.get("rows.heartbeats", 0) + counters.get("rows.cost_records", 0)
+        scanned = self.artifacts() if self.artifacts else None
+        return {
+            "storage": {
+                "objects": scanned[0] if scanned else None,
+                "bytes": scanned[1] if scanned else None,
+                "db_items": db_items,
+                "db_bytes": _sqlite_bytes(self.store.db.url),
+            }
+        }
+
+
+def _sqlite_bytes(url: str) -> int | None:
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///")
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            total += os.path.getsize(path + suffix)
+        except OSError:
+            continue
+    return total or None
+
+
+def _month_start(now: float) -> float:
+    t = time.gmtime(now)
+    return float(calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0)))
+
+
+def _month_end(now: float) -> float:
+    t = time.gmtime(now)
+    year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+    return float(calendar.timegm((year, month, 1, 0, 0, 0)))
+
+
+def local_sources(
+    store: Store,
+    settings: Settings,
+    artifacts: Callable[[], tuple[int, int] | None] | None = None,
+) -> list[_LocalSource]:
+    return [
+        ExperimentsSource(store, settings),
+        FleetSource(store, settings),
+        CostsSource(store, settings),
+        StorageSource(store, settings, artifacts),
+    ]

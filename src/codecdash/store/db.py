@@ -1,0 +1,179 @@
+"""Engines and transactions for SQLite and PostgreSQL, and schema migrations."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from codecdash.store import schema
+
+LATEST_VERSION = 2
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be used right now (locked, full, unreachable). Retry later."""
+
+
+def database_url(path_or_url: str) -> str:
+    """A file path becomes a SQLite URL; URLs pass through unchanged."""
+    if "://" in path_or_url:
+        try:
+            make_url(path_or_url)
+        except ArgumentError as exc:
+            raise ValueError(f"not a database URL: {path_or_url!r} ({exc})") from None
+        return path_or_url
+    return f"sqlite:///{Path(path_or_url).expanduser()}"
+
+
+def make_engine(url: str) -> Engine:
+    url = database_url(url)
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    if url.startswith("postgresql"):
+        return create_engine(
+            url, pool_size=8, max_overflow=8, pool_pre_ping=True, pool_timeout=5
+        )
+    raise ValueError(f"unsupported database {url.split(':', 1)[0]!r}: use SQLite or PostgreSQL")
+
+
+def _sqlite_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    memory = parsed.database in (None, "", ":memory:")
+    if not memory and parsed.database:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        poolclass=NullPool if memory else None,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (deferred or immediate).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        if not memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA cache_size=-65536")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+class Database:
+    """An engine plus the write discipline: one writer at a time per process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = database_url(url)
+        self.engine = make_engine(self.url)
+        self.dialect = self.engine.dialect.name
+        self._write_lock = threading.Lock()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction (BEGIN IMMEDIATE on SQLite); commits on success."""
+        with self._write_lock, _unavailable_on_operational_error():
+            with self.engine.connect() as conn:
+                if self.is_sqlite:
+                    conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+                with conn.begin():
+                    yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        with _unavailable_on_operational_error(), self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema in place; returns the version now in force."""
+        with self.write() as conn:
+            current = _current_version(conn)
+            if current is None:
+                schema.metadata.create_all(conn)
+                conn.execute(
+                    schema.schema_version.insert(),
+                    {"version": LATEST_VERSION, "applied_at": time.time()},
+                )
+                return LATEST_VERSION
+            if current > LATEST_VERSION:
+                raise RuntimeError(
+                    f"database schema version {current} is newer than this codecdash "
+                    f"understands ({LATEST_VERSION}): upgrade codecdash"
+                )
+            for version in range(current + 1, LATEST_VERSION + 1):
+                MIGRATIONS[version](conn)
+                conn.execute(
+                    schema.schema_version.insert(),
+                    {"version": version, "applied_at": time.time()},
+                )
+            return LATEST_VERSION
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+@contextlib.contextmanager
+def _unavailable_on_operational_error() -> Iterator[None]:
+    try:
+        yield
+    except OperationalError as exc:
+        raise StoreUnavailable(_describe(exc)) from exc
+
+
+def _describe(exc: OperationalError) -> str:
+    message = str(exc.orig) if exc.orig is not None else str(exc)
+    lowered = message.lower()
+    if "locked" in lowered or "busy" in lowered:
+        return "the database is locked by another writer"
+    if "disk" in lowered and "full" in lowered:
+        return "the disk holding the database is full"
+    return "the database is unavailable: " + message.splitlines()[0][:200]
+
+
+def _current_version(conn: Connection) -> int | None:
+    if not inspect(conn).has_table("schema_version"):
+        return None
+    version = conn.execute(select(schema.schema_version.c.version).order_by(
+        schema.schema_version.c.version.desc()).limit(1)).scalar()
+    return int(version) if version is not None else None
+
+
+def _v2_bd_rate(conn: Connection) -> None:
+    """Version 2: anchors, BD-rate per experiment and its best-per-hour."""
+    columns = {c["name"] for c in inspect(conn).get_columns("experiments")}
+    if "bd_rate_pct" not in columns:
+        conn.execute(text("ALTER TABLE experiments ADD COLUMN bd_rate_pct FLOAT"))
+    if "bd_rate_anchor" not in columns:
+        conn.execute(text("ALTER TABLE experiments ADD COLUMN bd_rate_anchor VARCHAR(200)"))
+    hourly = {c["name"] for c in inspect(conn).get_columns("progress_hourly")}
+    if "best_bd_rate_pct" not in hourly:
+        conn.execute(text("ALTER TABLE progress_hourly ADD COLUMN best_bd_rate_pct FLOAT"))
+    schema.anchors.create(conn, checkfirst=True)
+    for index in schema.experiments.indexes:
+        if index.name == "ix_experiments_bd_rate":
+            index.create(conn, checkfirst=True)
+
+
+MIGRATIONS = {2: _v2_bd_rate}

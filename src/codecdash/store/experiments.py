@@ -1,0 +1,324 @@
+"""Experiments: the one write path (upsert with summaries kept current) and the reads."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, Connection, and_, func, or_, select, true
+from sqlalchemy.dialects import postgresql, sqlite
+
+from codecdash.models import STATUSES, ExperimentFields
+from codecdash.store import schema
+from codecdash.store.counters import bump_counters, read_counters
+from codecdash.store.progress import merge_progress, recompute_hours
+
+T = schema.experiments
+FINISHED = frozenset({"completed", "failed", "cancelled"})
+JSON_FIELDS = ("params", "tags", "rd_points")
+TIME_FIELDS = ("created_at", "started_at", "finished_at", "updated_at")
+SORTABLE = (
+    "created_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+    "duration_s",
+    "bitrate_reduction_pct",
+    "psnr_db",
+    "ms_ssim",
+    "bpp",
+    "bitrate_kbps",
+    "cost_usd",
+    "bd_rate_pct",
+    "name",
+    "status",
+    "id",
+)
+FIELDS = tuple(str(c.name) for c in T.columns)
+
+# (rd_points) -> (bd_rate_pct, anchor name) or None; installed by the app (codec view).
+BdRateFn = Callable[[list[dict[str, Any]]], tuple[float, str] | None]
+
+
+class BadCursor(ValueError):
+    """A pagination cursor that this server did not make."""
+
+
+@dataclass
+class ListQuery:
+    status: Sequence[str] = ()
+    q: str | None = None
+    worker_id: str | None = None
+    tag: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+    min_psnr_db: float | None = None
+    min_bitrate_reduction_pct: float | None = None
+    max_bd_rate_pct: float | None = None
+    sort: str = "-created_at"
+    limit: int = 50
+    cursor: str | None = None
+    extra_filters: list[ColumnElement[bool]] = field(default_factory=list)
+
+
+def to_row(
+    values: Mapping[str, Any], now: float, bd_rate: BdRateFn | None = None
+) -> dict[str, Any]:
+    """A validated experiment (model_dump of ExperimentIn) as a full table row."""
+    row: dict[str, Any] = {name: None for name in FIELDS}
+    for key, value in values.items():
+        if key in row:
+            row[key] = value
+    row["id"] = row["id"] or uuid.uuid4().hex
+    for name in TIME_FIELDS:
+        if row[name] is not None and not isinstance(row[name], float | int):
+            row[name] = row[name].timestamp()
+    status = row["status"]
+    if status == "running" and row["started_at"] is None:
+        row["started_at"] = now
+    if status in FINISHED and row["finished_at"] is None:
+        row["finished_at"] = now
+    row["updated_at"] = now
+    started, finished = row["started_at"], row["finished_at"]
+    row["duration_s"] = max(0.0, finished - started) if started and finished else None
+    row["bd_rate_pct"] = row["bd_rate_anchor"] = None
+    if bd_rate is not None and row["rd_points"]:
+        derived = bd_rate(row["rd_points"])
+        if derived is not None:
+            row["bd_rate_pct"], row["bd_rate_anchor"] = derived
+    for name in JSON_FIELDS:
+        if row[name] is not None:
+            row[name] = orjson.dumps(row[name]).decode()
+    return row
+
+
+def from_row(row: Mapping[str, Any], now: float | None = None) -> dict[str, Any]:
+    """A table row as the API's Experiment (JSON-ready, ISO times)."""
+    out = {str(k): v for k, v in row.items()}  # SQLAlchemy's quoted_name → plain str
+    for name in JSON_FIELDS:
+        if out.get(name) is not None:
+            out[name] = orjson.loads(out[name])
+    if out.get("duration_s") is None and out.get("status") == "running" and out["started_at"]:
+        out["duration_s"] = max(0.0, (now or time.time()) - out["started_at"])
+    for name in TIME_FIELDS:
+        if out.get(name) is not None:
+            out[name] = iso(out[name])
+    return out
+
+
+def iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+def _insert(dialect: str) -> Any:
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(T)
+
+
+def upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert or replace whole rows, keeping counters and progress current."""
+    if not rows:
+        return
+    by_id = {row["id"]: row for row in rows}  # the last of duplicate ids wins
+    rows = list(by_id.values())
+    old = {
+        r["id"]: r
+        for r in conn.execute(
+            select(
+                T.c.id, T.c.status, T.c.finished_at, T.c.bitrate_reduction_pct,
+                T.c.psnr_db, T.c.ms_ssim, T.c.bd_rate_pct, T.c.created_at,
+            ).where(T.c.id.in_(list(by_id)))
+        ).mappings()
+    }
+    for row in rows:
+        if row["created_at"] is None:  # keep the stored creation time, else now
+            previous = old.get(row["id"])
+            row["created_at"] = previous["created_at"] if previous else row["updated_at"]
+    stmt = _insert(conn.dialect.name)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[T.c.id],
+        set_={name: stmt.excluded[name] for name in FIELDS if name != "id"},
+    )
+    conn.execute(stmt, rows)
+    deltas: dict[str, int] = {}
+    for row in rows:
+        previous = old.get(row["id"])
+        if previous is not None:
+            key = f"experiments.{previous['status']}"
+            deltas[key] = deltas.get(key, 0) - 1
+        key = f"experiments.{row['status']}"
+        deltas[key] = deltas.get(key, 0) + 1
+    bump_counters(conn, deltas)
+    merge_progress(conn, [r for r in rows if r["status"] == "completed"])
+    recompute_hours(conn, _hours_to_recompute(rows, old))
+
+
+def _hours_to_recompute(
+    rows: Iterable[Mapping[str, Any]], old: Mapping[str, Mapping[str, Any]]
+) -> set[int]:
+    """Hours whose best values may have dropped because a completed row changed."""
+    hours: set[int] = set()
+    for row in rows:
+        previous = old.get(row["id"])
+        if previous is None or previous["status"] != "completed":
+            continue
+        if previous["finished_at"] is None:
+            continue
+        hour = int(previous["finished_at"] // 3600)
+        same_hour = row["finished_at"] is not None and int(row["finished_at"] // 3600) == hour
+        if row["status"] != "completed" or not same_hour:
+            hours.add(hour)
+            continue
+        for name in ("bitrate_reduction_pct", "psnr_db", "ms_ssim"):
+            if previous[name] is not None and (row[name] is None or row[name] < previous[name]):
+                hours.add(hour)
+        if previous["bd_rate_pct"] is not None and (
+            row["bd_rate_pct"] is None or row["bd_rate_pct"] > previous["bd_rate_pct"]
+        ):
+            hours.add(hour)
+    return hours
+
+
+def get(conn: Connection, experiment_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(T).where(T.c.id == experiment_id)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def exists(conn: Connection, experiment_id: str) -> bool:
+    return conn.execute(select(T.c.id).where(T.c.id == experiment_id)).first() is not None
+
+
+def merge_patch(
+    current: Mapping[str, Any], patch: ExperimentFields, now: float, bd_rate: BdRateFn | None
+) -> dict[str, Any]:
+    """Apply a PATCH to a stored row; returns the full new row."""
+    values = from_row_for_merge(current)
+    values.update(patch.model_dump(include=patch.model_fields_set, mode="python"))
+    if patch.status is None and "status" in patch.model_fields_set:
+        values["status"] = current["status"]  # status can't be cleared
+    if "created_at" in patch.model_fields_set and patch.created_at is None:
+        values["created_at"] = current["created_at"]
+    return to_row(values, now, bd_rate)
+
+
+def from_row_for_merge(row: Mapping[str, Any]) -> dict[str, Any]:
+    values = dict(row)
+    for name in JSON_FIELDS:
+        if values.get(name) is not None:
+            values[name] = orjson.loads(values[name])
+    # Derived again by to_row.
+    values["duration_s"] = None
+    return values
+
+
+# -- listing ---------------------------------------------------------------------------
+def _filters(query: ListQuery, dialect: str) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = list(query.extra_filters)
+    if query.status:
+        where.append(T.c.status.in_(list(query.status)))
+    if query.q:
+        pattern = "%" + query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        if dialect == "postgresql":
+            where.append(or_(T.c.name.ilike(pattern, escape="\\"), T.c.id.ilike(pattern, escape="\\")))
+        else:
+            where.append(or_(T.c.name.like(pattern, escape="\\"), T.c.id.like(pattern, escape="\\")))
+    if query.worker_id:
+        where.append(T.c.worker_id == query.worker_id)
+    if query.tag:
+        where.append(T.c.tags.like("%" + orjson.dumps(query.tag).decode() + "%"))
+    if query.created_after is not None:
+        where.append(T.c.created_at >= query.created_after)
+    if query.created_before is not None:
+        where.append(T.c.created_at < query.created_before)
+    if query.min_psnr_db is not None:
+        where.append(T.c.psnr_db >= query.min_psnr_db)
+    if query.min_bitrate_reduction_pct is not None:
+        where.append(T.c.bitrate_reduction_pct >= query.min_bitrate_reduction_pct)
+    if query.max_bd_rate_pct is not None:
+        where.append(T.c.bd_rate_pct <= query.max_bd_rate_pct)
+    return where
+
+
+def encode_cursor(value: Any, experiment_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([value, experiment_id])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[Any, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value, experiment_id = orjson.loads(raw)
+    except (binascii.Error, orjson.JSONDecodeError, ValueError, TypeError):
+        raise BadCursor("cursor is not one this server made") from None
+    if not isinstance(experiment_id, str) or not (
+        value is None or isinstance(value, str | int | float)
+    ):
+        raise BadCursor("cursor is not one this server made")
+    return value, experiment_id
+
+
+def list_page(conn: Connection, query: ListQuery) -> tuple[list[dict[str, Any]], str | None, int]:
+    descending = query.sort.startswith("-")
+    name = query.sort.lstrip("-+")
+    if name not in SORTABLE:
+        raise ValueError(f"cannot sort by {name!r}; choose one of {', '.join(SORTABLE)}")
+    col = T.c[name]
+    where = _filters(query, conn.dialect.name)
+    page_where = list(where)
+    if query.cursor:
+        value, last_id = decode_cursor(query.cursor)
+        page_where.append(_after(col, value, last_id, descending, nullable=not _not_null(name)))
+    order = (
+        [col.desc().nulls_last(), T.c.id.desc()]
+        if descending
+        else [col.asc().nulls_last(), T.c.id.asc()]
+    )
+    if _not_null(name):
+        order = [col.desc(), T.c.id.desc()] if descending else [col.asc(), T.c.id.asc()]
+    stmt = select(T).where(and_(true(), *page_where)).order_by(*order).limit(query.limit + 1)
+    rows = [dict(r) for r in conn.execute(stmt).mappings()]
+    next_cursor = None
+    if len(rows) > query.limit:
+        rows = rows[: query.limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(last[name], last["id"])
+    return rows, next_cursor, _total(conn, query, where)
+
+
+def _not_null(name: str) -> bool:
+    return name in ("id", "status", "created_at", "updated_at")
+
+
+def _after(
+    col: Any, value: Any, last_id: str, descending: bool, nullable: bool
+) -> ColumnElement[bool]:
+    """Rows after (value, last_id) in the order (col nulls last, id)."""
+    id_after = T.c.id < last_id if descending else T.c.id > last_id
+    if value is None:
+        return and_(col.is_(None), id_after)
+    beyond = col < value if descending else col > value
+    cond = or_(beyond, and_(col == value, id_after))
+    return or_(cond, col.is_(None)) if nullable else cond
+
+
+def _total(conn: Connection, query: ListQuery, where: list[ColumnElement[bool]]) -> int:
+    simple = not any(
+        (query.q, query.worker_id, query.tag, query.created_after, query.created_before,
+         query.min_psnr_db is not None, query.min_bitrate_reduction_pct is not None,
+         query.max_bd_rate_pct is not None, query.extra_filters)
+    )
+    if simple:
+        counts = status_counts(conn)
+        wanted = query.status or STATUSES
+        return sum(counts.get(s, 0) for s in wanted)
+    stmt = select(func.count()).select_from(T).where(and_(true(), *where))
+    return int(conn.execute(stmt).scalar_one())
+
+
+def status_counts(conn: Connection) -> dict[str, int]:
+    counts = read_counters(conn, "experiments.")
+    return {s: max(0, counts.get(f"experiments.{s}", 0)) for s in STATUSES}

@@ -1,0 +1,185 @@
+"""The store's public face: whole operations, each one transaction, each one a new version."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+
+from codecdash.models import CostRecord, ExperimentIn, ExperimentPatch, Heartbeat
+from codecdash.store import costs, experiments, fleet, schema, tokens
+from codecdash.store.counters import bump_data_version, data_version
+from codecdash.store.db import Database
+
+TOKEN_CACHE_SECONDS = 2.0
+
+
+class Conflict(Exception):
+    """The experiment id already exists (POST)."""
+
+
+class Store:
+    """Thread-safe; every write bumps the data version and tells the listeners."""
+
+    def __init__(self, url: str, *, active_window_s: float = 90.0, migrate: bool = True) -> None:
+        self.db = Database(url)
+        self.active_window_s = active_window_s
+        self.bd_rate: experiments.BdRateFn | None = None
+        self._listeners: list[Callable[[], None]] = []
+        self._tokens: dict[str, tuple[str, str]] = {}
+        self._tokens_at = 0.0
+        self._tokens_lock = threading.Lock()
+        if migrate:
+            self.db.migrate()
+
+    # -- change notification ----------------------------------------------------------
+    def on_change(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def changed(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    def version(self) -> int:
+        with self.db.read() as conn:
+            return data_version(conn)
+
+    # -- experiments ------------------------------------------------------------------
+    def create_experiment(self, item: ExperimentIn) -> dict[str, Any]:
+        now = time.time()
+        row = experiments.to_row(item.model_dump(), now, self.bd_rate)
+        with self.db.write() as conn:
+            if experiments.exists(conn, row["id"]):
+                raise Conflict(f"experiment {row['id']!r} already exists; use PUT to replace it")
+            experiments.upsert(conn, [row])
+            bump_data_version(conn)
+        self.changed()
+        return row
+
+    def put_experiment(self, experiment_id: str, item: ExperimentIn) -> tuple[dict[str, Any], bool]:
+        """Create or replace; returns the row and whether it was created."""
+        values = item.model_dump()
+        values["id"] = experiment_id
+        row = experiments.to_row(values, time.time(), self.bd_rate)
+        with self.db.write() as conn:
+            created = not experiments.exists(conn, experiment_id)
+            experiments.upsert(conn, [row])
+            bump_data_version(conn)
+            stored = experiments.get(conn, experiment_id)
+        self.changed()
+        assert stored is not None
+        return stored, created
+
+    def patch_experiment(self, experiment_id: str, patch: ExperimentPatch) -> dict[str, Any] | None:
+        with self.db.write() as conn:
+            current = experiments.get(conn, experiment_id)
+            if current is None:
+                return None
+            row = experiments.merge_patch(current, patch, time.time(), self.bd_rate)
+            experiments.upsert(conn, [row])
+            bump_data_version(conn)
+        self.changed()
+        return row
+
+    def batch(self, items: Sequence[ExperimentIn]) -> int:
+        """Upsert all items in one transaction: all or nothing."""
+        now = time.time()
+        rows = [experiments.to_row(item.model_dump(), now, self.bd_rate) for item in items]
+        with self.db.write() as conn:
+            experiments.upsert(conn, rows)
+            bump_data_version(conn)
+        self.changed()
+        return len(rows)
+
+    def get_experiment(self, experiment_id: str) -> dict[str, Any] | None:
+        with self.db.read() as conn:
+            return experiments.get(conn, experiment_id)
+
+    def list_experiments(
+        self, query: experiments.ListQuery
+    ) -> tuple[list[dict[str, Any]], str | None, int]:
+        with self.db.read() as conn:
+            return experiments.list_page(conn, query)
+
+    # -- fleet and costs --------------------------------------------------------------
+    def heartbeat(self, beat: Heartbeat) -> None:
+        values = beat.model_dump()
+        values["at"] = (beat.at.timestamp() if beat.at else time.time())
+        with self.db.write() as conn:
+            fleet.record_heartbeat(conn, values, self.active_window_s)
+            bump_data_version(conn)
+        self.changed()
+
+    def add_costs(self, records: Sequence[CostRecord]) -> int:
+        now = time.time()
+        rows = []
+        for record in records:
+            row = record.model_dump()
+            row["at"] = record.at.timestamp() if record.at else now
+            rows.append(row)
+        with self.db.write() as conn:
+            costs.record_costs(conn, rows)
+            bump_data_version(conn)
+        self.changed()
+        return len(rows)
+
+    # -- anchors ----------------------------------------------------------------------
+    def put_anchor(self, name: str, description: str | None, points: list[dict[str, Any]]) -> None:
+        a = schema.anchors
+        with self.db.write() as conn:
+            conn.execute(a.delete().where(a.c.name == name))
+            conn.execute(
+                a.insert(),
+                {"name": name, "description": description,
+                 "rd_points": orjson.dumps(points).decode(), "created_at": time.time()},
+            )
+            bump_data_version(conn)
+        self.changed()
+
+    def anchors(self) -> list[dict[str, Any]]:
+        a = schema.anchors
+        with self.db.read() as conn:
+            rows = conn.execute(select(a).order_by(a.c.created_at, a.c.name)).mappings()
+            return [{**r, "rd_points": orjson.loads(r["rd_points"])} for r in rows]
+
+    # -- tokens -----------------------------------------------------------------------
+    def create_token(self, name: str, scope: tokens.Scope = "write") -> str:
+        with self.db.write() as conn:
+            token = tokens.create(conn, name, scope)
+        self._tokens_at = 0.0
+        return token
+
+    def revoke_token(self, name: str) -> bool:
+        with self.db.write() as conn:
+            revoked = tokens.revoke(conn, name)
+        self._tokens_at = 0.0
+        return revoked
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return tokens.list_all(conn)
+
+    def check_token(self, token: str, scopes: Sequence[str]) -> str | None:
+        """The token's name when it is active and has one of `scopes`, else None."""
+        if not token:
+            return None
+        with self._tokens_lock:
+            if time.monotonic() - self._tokens_at > TOKEN_CACHE_SECONDS:
+                with self.db.read() as conn:
+                    self._tokens = tokens.active_hashes(conn)
+                self._tokens_at = time.monotonic()
+            known = self._tokens
+        candidate = tokens.hash_token(token)
+        found: str | None = None
+        for stored, (name, scope) in known.items():
+            # Compare against every stored hash so timing says nothing about matches.
+            if tokens.matches(candidate, stored) and scope in scopes:
+                found = name
+        return found
+
+    def close(self) -> None:
+        self.db.close()
