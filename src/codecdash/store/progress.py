@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, case, func, literal_column, select
-from sqlalchemy.dialects import postgresql, sqlite
+
+from sqlalchemy import Connection, Integer, cast, func, literal_column, select
 
 from codecdash.store import schema
 
@@ -21,10 +22,27 @@ COLUMNS = {
 }
 
 
-def _better(current: Any, new: Any, larger: bool) -> Any:
-    """SQL: the better of two nullable values (portable: no GREATEST/LEAST)."""
-    wins = new > current if larger else new < current
-    return case((new.is_(None), current), (current.is_(None), new), (wins, new), else_=current)
+@functools.cache
+def _merge_sql(dialect: str) -> str:
+    """Upsert one hour, keeping the better of the stored and new value of each column.
+
+    Hand-written (see experiments._upsert_sql); CASE rather than GREATEST/LEAST, which
+    SQLite lacks and which treat NULL differently on each database.
+    """
+    mark = "%s" if dialect == "postgresql" else "?"
+    sets = []
+    for name, (_source, larger) in COLUMNS.items():
+        op = ">" if larger else "<"
+        old, new = f"progress_hourly.{name}", f"excluded.{name}"
+        sets.append(
+            f"{name} = CASE WHEN {new} IS NULL THEN {old} WHEN {old} IS NULL OR {new} {op} {old} "
+            f"THEN {new} ELSE {old} END"
+        )
+    return (
+        f"INSERT INTO progress_hourly (hour, {', '.join(COLUMNS)}) "
+        f"VALUES ({', '.join([mark] * (len(COLUMNS) + 1))}) "
+        f"ON CONFLICT (hour) DO UPDATE SET {', '.join(sets)}"
+    )
 
 
 def merge_progress(conn: Connection, completed_rows: Iterable[Mapping[str, Any]]) -> None:
@@ -42,33 +60,46 @@ def merge_progress(conn: Connection, completed_rows: Iterable[Mapping[str, Any]]
                 slot[target] = value
     if not best:
         return
-    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(P)
-    stmt = insert.on_conflict_do_update(
-        index_elements=[P.c.hour],
-        set_={
-            target: _better(P.c[target], insert.excluded[target], larger)
-            for target, (_source, larger) in COLUMNS.items()
-        },
+    columns = ["hour", *COLUMNS]
+    conn.exec_driver_sql(
+        _merge_sql(conn.dialect.name), [tuple(slot[c] for c in columns) for slot in best.values()]
     )
-    conn.execute(stmt, list(best.values()))
 
 
 def recompute_hours(conn: Connection, hours: Iterable[int]) -> None:
-    """Recompute hours whose best values may have dropped (rare: a result was replaced)."""
-    for hour in sorted(set(hours)):
-        start, end = hour * 3600.0, (hour + 1) * 3600.0
-        aggregates = [
-            (func.max if larger else func.min)(E.c[source]).label(target)
-            for target, (source, larger) in COLUMNS.items()
-        ]
-        row = conn.execute(
-            select(*aggregates).where(
-                E.c.status == "completed", E.c.finished_at >= start, E.c.finished_at < end
+    """Recompute hours whose best values may have dropped (rare: a result was replaced).
+
+    One grouped scan for all the hours of a write, whatever their number.
+    """
+    wanted = sorted(set(hours))
+    if not wanted:
+        return
+    # Truncation is floor for positive times; SQLite builds may lack floor().
+    hour = (
+        cast(E.c.finished_at / 3600, Integer)
+        if conn.dialect.name == "sqlite"
+        else func.floor(E.c.finished_at / 3600)
+    ).label("hour")
+    aggregates = [
+        (func.max if larger else func.min)(E.c[source]).label(target)
+        for target, (source, larger) in COLUMNS.items()
+    ]
+    found = {
+        int(row["hour"]): dict(row)
+        for row in conn.execute(
+            select(hour, *aggregates)
+            .where(
+                E.c.status == "completed",
+                E.c.finished_at >= wanted[0] * 3600.0,
+                E.c.finished_at < (wanted[-1] + 1) * 3600.0,
             )
-        ).mappings().one()
-        conn.execute(P.delete().where(P.c.hour == hour))
-        if any(v is not None for v in row.values()):
-            conn.execute(P.insert(), {"hour": hour, **row})
+            .group_by(hour)
+        ).mappings()
+    }
+    conn.execute(P.delete().where(P.c.hour.in_(wanted)))
+    rows = [{**found[h], "hour": h} for h in wanted if h in found]
+    if rows:
+        conn.execute(P.insert(), rows)
 
 
 def best_so_far(conn: Connection, column: str, bucket_hours: int) -> list[tuple[float, float]]:
