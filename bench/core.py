@@ -32,7 +32,9 @@ import orjson
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-STATUSES = ["completed"] * 85 + ["failed"] * 8 + ["running"] * 3 + ["queued"] * 2 + ["cancelled"] * 2
+STATUSES = (
+    ["completed"] * 85 + ["failed"] * 8 + ["running"] * 3 + ["queued"] * 2 + ["cancelled"] * 2
+)
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
@@ -66,7 +68,8 @@ def make_batch(start: int, size: int, now: float, rng: random.Random) -> bytes:
         for key in ("created_at", "started_at", "finished_at"):
             if key in item:
                 item[key] = time.strftime(
-                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(item[key]))  # type: ignore[arg-type]
+                    "%Y-%m-%dT%H:%M:%SZ",
+                    time.gmtime(float(item[key])),  # type: ignore[arg-type]
                 )
         items.append(item)
     return orjson.dumps({"items": items})
@@ -76,8 +79,10 @@ def start_server(db: str, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CODECDASH_LOG_LEVEL": "warning"}
     exe = str(Path(sys.executable).with_name("codecdash"))
     proc = subprocess.Popen(
-        [exe, "serve", "--db", db, "--port", str(port)], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [exe, "serve", "--db", db, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -87,13 +92,16 @@ def start_server(db: str, port: int) -> subprocess.Popen[bytes]:
         except httpx.HTTPError:
             time.sleep(0.1)
     proc.kill()
-    raise SystemExit("server did not start: " + (proc.stderr.read().decode() if proc.stderr else ""))
+    raise SystemExit(
+        "server did not start: " + (proc.stderr.read().decode() if proc.stderr else "")
+    )
 
 
 def token_for(db: str) -> str:
     exe = str(Path(sys.executable).with_name("codecdash"))
-    out = subprocess.run([exe, "token", "create", "bench", "--db", db], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [exe, "token", "create", "bench", "--db", db], check=True, capture_output=True, text=True
+    ).stdout
     return out.strip().splitlines()[-1]
 
 
@@ -142,8 +150,9 @@ def run(n: int, backend: str, workdir: Path, repeats: int) -> dict[str, object]:
             counter = iter(range(10**9))
 
             def miss() -> None:
-                c.patch("/api/v1/experiments/exp-00000001",
-                        json={"cost_usd": next(counter) / 100}).raise_for_status()
+                c.patch(
+                    "/api/v1/experiments/exp-00000001", json={"cost_usd": next(counter) / 100}
+                ).raise_for_status()
                 t = time.perf_counter()
                 c.get("/api/v1/dashboard").raise_for_status()
                 miss_times.append((time.perf_counter() - t) * 1000)
@@ -153,15 +162,23 @@ def run(n: int, backend: str, workdir: Path, repeats: int) -> dict[str, object]:
                 miss()
             hit = median_ms(lambda: c.get("/api/v1/dashboard").raise_for_status(), repeats * 3)
             ranked = median_ms(
-                lambda: c.get("/api/v1/experiments?status=completed&sort=-psnr_db&limit=100")
-                .raise_for_status(), repeats)
+                lambda: c.get(
+                    "/api/v1/experiments?status=completed&sort=-psnr_db&limit=100"
+                ).raise_for_status(),
+                repeats,
+            )
             total = c.get("/api/v1/experiments?limit=1").json()["total"]
         rss_mb = psutil.Process(proc.pid).memory_info().rss / 2**20
         return {
-            "backend": backend, "n": n, "total": total,
-            "ingest_per_s": n / ingest_s, "ingest_s": ingest_s,
+            "backend": backend,
+            "n": n,
+            "total": total,
+            "ingest_per_s": n / ingest_s,
+            "ingest_s": ingest_s,
             "dashboard_miss_ms": statistics.median(miss_times),
-            "dashboard_hit_ms": hit, "ranked_ms": ranked, "rss_mb": rss_mb,
+            "dashboard_hit_ms": hit,
+            "ranked_ms": ranked,
+            "rss_mb": rss_mb,
         }
     finally:
         proc.terminate()
@@ -169,13 +186,14 @@ def run(n: int, backend: str, workdir: Path, repeats: int) -> dict[str, object]:
         if backend == "postgres":
             import psycopg
 
-            with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test",
-                                 autocommit=True) as c:
+            with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as c:
                 c.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--repeats", type=int, default=21)
@@ -190,7 +208,8 @@ def main() -> None:
             rows.append(result)
     table = [
         "| store | experiments | batch ingest over HTTP | dashboard, cache miss (median) "
-        "| dashboard, cache hit (median) | completed by -psnr_db, limit 100 (median) | server RSS |",
+        "| dashboard, cache hit (median) | completed by -psnr_db, limit 100 (median) "
+        "| server RSS |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -200,8 +219,10 @@ def main() -> None:
             f"{r['ranked_ms']:.1f} ms | {r['rss_mb']:.0f} MB |"
         )
     text = "\n".join(table)
-    env = (f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
-           f"{os.cpu_count()} CPUs, command: `{' '.join(['.venv/bin/python', *sys.argv])}`")
+    env = (
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
+        f"{os.cpu_count()} CPUs, command: `{' '.join(['.venv/bin/python', *sys.argv])}`"
+    )
     print(text)
     if args.out:
         args.out.write_text(text + "\n\n" + env + "\n")

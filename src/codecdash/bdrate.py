@@ -44,7 +44,7 @@ class AnchorBdRate:
         from codecdash.codec_metrics import bd_rate
         from codecdash.results import rd_pairs
 
-        quality = "ms_ssim" if self.settings.quality_metric == "ms_ssim" else "psnr"
+        quality = self.settings.quality_metric
         try:
             anchor_pairs = rd_pairs(anchor["rd_points"], quality=quality)
             test_pairs = rd_pairs(rd_points, quality=quality)

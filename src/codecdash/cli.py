@@ -36,8 +36,12 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="codecdash")
-@click.option("--config", "config", type=click.Path(dir_okay=False),
-              help="TOML settings file (default: ./codecdash.toml if present).")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    help="TOML settings file (default: ./codecdash.toml if present).",
+)
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
     """codecdash: the live dashboard of AI video codec research."""
@@ -49,14 +53,29 @@ def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind."),
         click.option("--port", default=8050, show_default=True, type=click.IntRange(0, 65535)),
-        click.option("--db", "db", default=None,
-                     help="SQLite file or SQLAlchemy URL (default ./codecdash.db)."),
-        click.option("--source", type=click.Choice(["local", "aws"]), default=None,
-                     help="Where facts come from (default local)."),
-        click.option("--private", is_flag=True, default=None,
-                     help="Require a read token for the page and the API."),
-        click.option("--allowed-hosts", default=None,
-                     help="Comma-separated Host names accepted (when bound beyond loopback)."),
+        click.option(
+            "--db",
+            "db",
+            default=None,
+            help="SQLite file or SQLAlchemy URL (default ./codecdash.db).",
+        ),
+        click.option(
+            "--source",
+            type=click.Choice(["local", "aws"]),
+            default=None,
+            help="Where facts come from (default local).",
+        ),
+        click.option(
+            "--private",
+            is_flag=True,
+            default=None,
+            help="Require a read token for the page and the API.",
+        ),
+        click.option(
+            "--allowed-hosts",
+            default=None,
+            help="Comma-separated Host names accepted (when bound beyond loopback).",
+        ),
         click.option("--access-log/--no-access-log", default=False, show_default=True),
     ]
     for option in reversed(options):
@@ -69,24 +88,42 @@ def run_server(settings: Settings, host: str, port: int, access_log: bool) -> No
 
     from codecdash.api.app import create_app
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
     app = create_app(settings, bind_host=host)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
-    click.echo(f"codecdash {__version__} serving http://{shown}:{port}/ "
-               f"(store: {settings.database_url if '://' not in settings.database_url else settings.database_url.split('@')[-1]})")
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(),
-                access_log=access_log, server_header=False, timeout_graceful_shutdown=3)
+    store = settings.database_url.split("@")[-1]  # never print a password
+    click.echo(f"codecdash {__version__} serving http://{shown}:{port}/ (store: {store})")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        access_log=access_log,
+        server_header=False,
+        timeout_graceful_shutdown=3,
+    )
 
 
 @main.command()
 @server_options
 @click.pass_obj
 @friendly_errors
-def serve(obj: dict[str, Any], host: str, port: int, db: str | None, source: str | None,
-          private: bool | None, allowed_hosts: str | None, access_log: bool) -> None:
+def serve(
+    obj: dict[str, Any],
+    host: str,
+    port: int,
+    db: str | None,
+    source: str | None,
+    private: bool | None,
+    allowed_hosts: str | None,
+    access_log: bool,
+) -> None:
     """Serve the dashboard page and the API."""
-    settings = _settings(obj, database_url=db, source=source, private=private,
-                         allowed_hosts=allowed_hosts)
+    settings = _settings(
+        obj, database_url=db, source=source, private=private, allowed_hosts=allowed_hosts
+    )
     run_server(settings, host, port, access_log)
 
 
@@ -114,11 +151,12 @@ def token_create(obj: dict[str, Any], name: str, db: str | None, scope: str) -> 
 
     store = _store(obj, db)
     try:
-        value = store.create_token(name, scope)  # type: ignore[arg-type]
+        value = store.create_token(name, "read" if scope == "read" else "write")
     except TokenExists as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"Created {scope} token {name!r}. It is shown only this once; store it safely:",
-               err=True)
+    click.echo(
+        f"Created {scope} token {name!r}. It is shown only this once; store it safely:", err=True
+    )
     click.echo(value)
 
 

@@ -1,10 +1,10 @@
 """The Python SDK: what training workers use to report to a codecdash server.
 
-    from codecdash import Client
-    client = Client("http://127.0.0.1:8050", token)
-    with client.experiment(name="ssf λ=0.013", params={"lambda": 0.013}) as exp:
-        psnr = train()
-        exp.log(psnr_db=psnr, bitrate_reduction_pct=41.0)
+from codecdash import Client
+client = Client("http://127.0.0.1:8050", token)
+with client.experiment(name="ssf λ=0.013", params={"lambda": 0.013}) as exp:
+    psnr = train()
+    exp.log(psnr_db=psnr, bitrate_reduction_pct=41.0)
 """
 
 from __future__ import annotations
@@ -62,9 +62,7 @@ class Client:
         self.backoff = backoff
 
     # -- plumbing ---------------------------------------------------------------------
-    def _request(
-        self, method: str, path: str, body: Any = None, *, idempotent: bool = True
-    ) -> Any:
+    def _request(self, method: str, path: str, body: Any = None, *, idempotent: bool = True) -> Any:
         content = None if body is None else orjson.dumps(body, default=_default)
         attempts = 1 + (self.retries if idempotent else 0)
         for attempt in range(attempts):

@@ -75,7 +75,10 @@ class SnapshotBuilder:
             self._mark(source, now, message)
             return None
         self._status[source.name] = {
-            "name": source.name, "ok": True, "error": None, "as_of": iso(now),
+            "name": source.name,
+            "ok": True,
+            "error": None,
+            "as_of": iso(now),
             "sections": list(source.sections),
         }
         return facts
@@ -83,7 +86,9 @@ class SnapshotBuilder:
     def _mark(self, source: Source, now: float, error: str) -> None:
         previous = self._status.get(source.name, {})
         self._status[source.name] = {
-            "name": source.name, "ok": False, "error": error,
+            "name": source.name,
+            "ok": False,
+            "error": error,
             "as_of": previous.get("as_of"),  # when it last answered, if ever
             "sections": list(source.sections),
         }

@@ -63,10 +63,14 @@ def create_app(
     install_bd_rate(store, settings)
     feed = ChangeFeed(max_clients=settings.max_event_clients)
     store.on_change(feed.notify)
-    builder = SnapshotBuilder(settings, sources if sources is not None else build_sources(settings, store))
+    builder = SnapshotBuilder(
+        settings, sources if sources is not None else build_sources(settings, store)
+    )
     ttl = max(1.0, min(5.0, settings.refresh_seconds / 3))
     cache = SnapshotCache(builder, feed, store.version, ttl)
-    st = AppState(settings, store, builder, feed, RateLimiter(settings.rate_limit_per_minute), cache)
+    st = AppState(
+        settings, store, builder, feed, RateLimiter(settings.rate_limit_per_minute), cache
+    )
     page = StaticPage(static_root)
 
     @contextlib.asynccontextmanager
@@ -80,7 +84,9 @@ def create_app(
                 tasks.append(asyncio.create_task(poll_version(feed, store.version)))
             elif store.db.dialect == "postgresql":
                 listener = threading.Thread(
-                    target=listen_postgres, args=(feed, store.db.url, stop), daemon=True,
+                    target=listen_postgres,
+                    args=(feed, store.db.url, stop),
+                    daemon=True,
                     name="codecdash-pg-listen",
                 )
                 listener.start()

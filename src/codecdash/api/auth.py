@@ -17,8 +17,11 @@ def bearer(request: Request) -> str | None:
         return None
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "malformed Authorization header; send 'Bearer <token>'",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "malformed Authorization header; send 'Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return token.strip()
 
 
@@ -26,20 +29,29 @@ def require_write(request: Request) -> str:
     """A dependency: the name of a valid write token, else 401; then the rate limit."""
     token = bearer(request)
     if token is None:
-        raise ApiError(401, "a write token is required: Authorization: Bearer <token> "
-                       "(make one with `codecdash token create NAME`)",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "a write token is required: Authorization: Bearer <token> "
+            "(make one with `codecdash token create NAME`)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     st = state(request)
     name = st.store.check_token(token, ("write",))
     if name is None:
-        raise ApiError(401, "the token is not valid (unknown or revoked)",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "the token is not valid (unknown or revoked)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     client = request.client.host if request.client else "unknown"
     for key in (f"token:{name}", f"addr:{client}"):
         wait = st.limiter.take(key)
         if wait > 0:
-            raise ApiError(429, f"too many write requests; retry in {wait:.0f} s",
-                           headers={"Retry-After": str(max(1, round(wait)))})
+            raise ApiError(
+                429,
+                f"too many write requests; retry in {wait:.0f} s",
+                headers={"Retry-After": str(max(1, round(wait)))},
+            )
     return name
 
 
@@ -50,8 +62,11 @@ def require_read(request: Request) -> None:
         return
     token = bearer(request) or request.query_params.get("token")
     if not token or st.store.check_token(token, ("read", "write")) is None:
-        raise ApiError(401, "this dashboard is private: a read token is required",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "this dashboard is private: a read token is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 class RateLimiter:

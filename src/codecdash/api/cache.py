@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -28,7 +29,7 @@ class SnapshotCache:
     """
 
     def __init__(
-        self, builder: SnapshotBuilder, feed: ChangeFeed, version: object, ttl: float
+        self, builder: SnapshotBuilder, feed: ChangeFeed, version: Callable[[], int], ttl: float
     ) -> None:
         self.builder = builder
         self.feed = feed
@@ -54,7 +55,7 @@ class SnapshotCache:
                 return hit
             key = self._key()
             data = await self.builder.build()
-            version = await asyncio.to_thread(self.read_version)  # type: ignore[arg-type]
+            version = await asyncio.to_thread(self.read_version)
             body = orjson.dumps(data)
             etag = f'"{version}-{key[1]}"'
             self._current = CachedSnapshot(key, body, etag, data)

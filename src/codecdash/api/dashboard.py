@@ -26,14 +26,24 @@ async def health(request: Request) -> Response:
     try:
         version = await asyncio.to_thread(st.store.version)
     except Exception as exc:
-        body = {"status": "degraded", "version": __version__, "store": "unavailable",
-                "error": str(exc)[:200]}
-        return Response(orjson.dumps(body), 503, media_type="application/json",
-                        headers={"Retry-After": "2"})
-    body = {"status": "ok", "version": __version__, "store": st.store.db.dialect,
-            "data_version": version, "source": st.settings.source,
-            "event_clients": st.feed.clients}
-    return Response(orjson.dumps(body), media_type="application/json")
+        body: dict[str, object] = {
+            "status": "degraded",
+            "version": __version__,
+            "store": "unavailable",
+            "error": str(exc)[:200],
+        }
+        return Response(
+            orjson.dumps(body), 503, media_type="application/json", headers={"Retry-After": "2"}
+        )
+    ok: dict[str, object] = {
+        "status": "ok",
+        "version": __version__,
+        "store": st.store.db.dialect,
+        "data_version": version,
+        "source": st.settings.source,
+        "event_clients": st.feed.clients,
+    }
+    return Response(orjson.dumps(ok), media_type="application/json")
 
 
 @router.get(
@@ -49,7 +59,9 @@ async def dashboard(
 ) -> Response:
     st = state(request)
     cached = await st.cache.get()
-    cache_control = "private, no-cache" if st.settings.private else "public, max-age=0, must-revalidate"
+    cache_control = (
+        "private, no-cache" if st.settings.private else "public, max-age=0, must-revalidate"
+    )
     headers = {"ETag": cached.etag, "Cache-Control": cache_control}
     if if_none_match and cached.etag in [t.strip() for t in if_none_match.split(",")]:
         return Response(status_code=304, headers=headers)
@@ -61,8 +73,10 @@ async def dashboard(
     dependencies=[Depends(require_read)],
     summary="Server-sent events: one `snapshot` event each time the data changes",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}},
-               503: {"model": ErrorResponse, "description": "Too many stream clients"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        503: {"model": ErrorResponse, "description": "Too many stream clients"},
+    },
 )
 async def events(request: Request) -> Response:
     st = state(request)
@@ -87,14 +101,17 @@ async def events(request: Request) -> Response:
             await subscription.__aexit__(None, None, None)
 
     return StreamingResponse(
-        stream(), media_type="text/event-stream",
+        stream(),
+        media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 def _event(generation: int) -> bytes:
     return b"event: snapshot\nid: %d\ndata: %s\n\n" % (
-        generation, orjson.dumps({"changed": True, "generation": generation}))
+        generation,
+        orjson.dumps({"changed": True, "generation": generation}),
+    )
 
 
 @router.get(

@@ -35,7 +35,10 @@ CODES = {
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, message: str, code: str | None = None,
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -46,15 +49,20 @@ class ApiError(Exception):
 
 
 def error_response(
-    status: int, message: str, code: str | None = None,
-    detail: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None,
+    status: int,
+    message: str,
+    code: str | None = None,
+    detail: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     body: dict[str, Any] = {"code": code or CODES.get(status, "error"), "message": message}
     if detail is not None:
         body["detail"] = detail
     return Response(
-        orjson.dumps({"error": body}), status_code=status,
-        media_type="application/json", headers=headers,
+        orjson.dumps({"error": body}),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
     )
 
 
@@ -84,7 +92,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
         message = exc.detail if isinstance(exc.detail, str) else CODES.get(exc.status_code, "")
-        return error_response(exc.status_code, message, headers=exc.headers)
+        return error_response(exc.status_code, message, headers=dict(exc.headers or {}))
 
     @app.exception_handler(StoreUnavailable)
     async def _unavailable(_request: Request, exc: StoreUnavailable) -> Response:

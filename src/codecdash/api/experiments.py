@@ -16,11 +16,11 @@ from codecdash.models import (
     ID_PATTERN,
     STATUSES,
     Accepted,
+    ErrorResponse,
     Experiment,
     ExperimentBatch,
     ExperimentIn,
     ExperimentPage,
-    ErrorResponse,
     ExperimentPatch,
 )
 from codecdash.store import ListQuery
@@ -39,8 +39,9 @@ IdPath = Annotated[str, Path(pattern=ID_PATTERN, examples=["ssf-lambda-0.0130-r3
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json",
-                    headers=headers)
+    return Response(
+        orjson.dumps(data), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 @router.get(
@@ -54,18 +55,25 @@ def list_experiments(
     request: Request,
     status: Annotated[
         str | None,
-        Query(description="One status or several, comma-separated", examples=["completed"],
-              pattern=r"^[a-z,]{0,64}$"),
+        Query(
+            description="One status or several, comma-separated",
+            examples=["completed"],
+            pattern=r"^[a-z,]{0,64}$",
+        ),
     ] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text in id or name")] = None,
     sort: Annotated[
         str,
-        Query(description=f"Field to sort by, '-' for descending: {', '.join(SORTABLE)}",
-              examples=["-psnr_db"], pattern=r"^[-+]?[a-z_]{1,32}$"),
+        Query(
+            description=f"Field to sort by, '-' for descending: {', '.join(SORTABLE)}",
+            examples=["-psnr_db"],
+            pattern=r"^[-+]?[a-z_]{1,32}$",
+        ),
     ] = "-created_at",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=2000, description="next_cursor of the "
-                                        "previous page")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=2000, description="next_cursor of the previous page")
+    ] = None,
     worker_id: Annotated[str | None, Query(max_length=128)] = None,
     tag: Annotated[str | None, Query(max_length=64)] = None,
     created_after: datetime | None = None,
@@ -81,16 +89,21 @@ def list_experiments(
     if sort.lstrip("-+") not in SORTABLE:
         raise ApiError(400, f"cannot sort by {sort.lstrip('-+')!r}; one of {', '.join(SORTABLE)}")
     query = ListQuery(
-        status=statuses, q=q or None, sort=sort, limit=limit, cursor=cursor,
-        worker_id=worker_id, tag=tag,
+        status=statuses,
+        q=q or None,
+        sort=sort,
+        limit=limit,
+        cursor=cursor,
+        worker_id=worker_id,
+        tag=tag,
         created_after=created_after.timestamp() if created_after else None,
         created_before=created_before.timestamp() if created_before else None,
-        min_psnr_db=min_psnr_db, min_bitrate_reduction_pct=min_bitrate_reduction_pct,
+        min_psnr_db=min_psnr_db,
+        min_bitrate_reduction_pct=min_bitrate_reduction_pct,
         max_bd_rate_pct=max_bd_rate_pct,
     )
     rows, next_cursor, total = state(request).store.list_experiments(query)
-    return _json({"items": [from_row(r) for r in rows], "next_cursor": next_cursor,
-                  "total": total})
+    return _json({"items": [from_row(r) for r in rows], "next_cursor": next_cursor, "total": total})
 
 
 @router.get(

@@ -27,15 +27,14 @@ def heartbeat(
     request: Request, beat: Heartbeat, _token: Annotated[str, Depends(require_write)]
 ) -> Response:
     state(request).store.heartbeat(beat)
-    return Response(orjson.dumps({"accepted": 1}), status_code=202,
-                    media_type="application/json")
+    return Response(orjson.dumps({"accepted": 1}), status_code=202, media_type="application/json")
 
 
 @router.post(
     "/costs",
     status_code=201,
     response_model=Accepted,
-    summary="One cost record, or {\"items\": [...]} of up to 1,000",
+    summary='One cost record, or {"items": [...]} of up to 1,000',
     responses=WRITE_ERRORS,
 )
 def costs(
@@ -45,5 +44,6 @@ def costs(
 ) -> Response:
     records = body.items if isinstance(body, CostBatch) else [body]
     accepted = state(request).store.add_costs(records)
-    return Response(orjson.dumps({"accepted": accepted}), status_code=201,
-                    media_type="application/json")
+    return Response(
+        orjson.dumps({"accepted": accepted}), status_code=201, media_type="application/json"
+    )

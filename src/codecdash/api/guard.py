@@ -76,9 +76,13 @@ class Guard:
         if self.hosts is not None:
             host = _host_name(headers.get("host", ""))
             if host not in self.hosts:
-                await _reply(send_with_headers, 400, "bad_host",
-                             f"Host {host!r} is not allowed; add it to CODECDASH_ALLOWED_HOSTS "
-                             "(or --allowed-hosts)")
+                await _reply(
+                    send_with_headers,
+                    400,
+                    "bad_host",
+                    f"Host {host!r} is not allowed; add it to CODECDASH_ALLOWED_HOSTS "
+                    "(or --allowed-hosts)",
+                )
                 return
         method = scope["method"]
         if method not in WRITE_METHODS:
@@ -86,18 +90,24 @@ class Guard:
             return
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            await _reply(send_with_headers, 413, "too_large",
-                         f"request body over {self.max_body} bytes")
+            await _reply(
+                send_with_headers, 413, "too_large", f"request body over {self.max_body} bytes"
+            )
             return
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if scope["path"].startswith("/api/") and ctype not in ("application/json", ""):
-            await _reply(send_with_headers, 415, "unsupported_media_type",
-                         "send JSON with Content-Type: application/json")
+            await _reply(
+                send_with_headers,
+                415,
+                "unsupported_media_type",
+                "send JSON with Content-Type: application/json",
+            )
             return
         body = await _read_body(receive, self.max_body)
         if body is None:
-            await _reply(send_with_headers, 413, "too_large",
-                         f"request body over {self.max_body} bytes")
+            await _reply(
+                send_with_headers, 413, "too_large", f"request body over {self.max_body} bytes"
+            )
             return
         replayed = False
 
@@ -141,10 +151,14 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
 
 async def _reply(send: Send, status: int, code: str, message: str, **_: Any) -> None:
     body = orjson.dumps({"error": {"code": code, "message": message}})
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

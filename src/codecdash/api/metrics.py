@@ -28,7 +28,9 @@ class _Writer:
         self.lines: list[str] = []
 
     def gauge(
-        self, name: str, help_text: str,
+        self,
+        name: str,
+        help_text: str,
         samples: Iterable[tuple[Labels | None, float | int | None]],
     ) -> None:
         rendered = [s for s in (_sample(name, v, labels) for labels, v in samples) if s]
@@ -46,41 +48,87 @@ def render_metrics(snapshot: Mapping[str, Any], event_clients: int) -> str:
     infra = snapshot["infrastructure"]
     w = _Writer()
     w.gauge("codecdash_build_info", "codecdash version.", [({"version": __version__}, 1)])
-    w.gauge("codecdash_experiments", "Experiments by status.",
-            [({"status": k}, s.get(k)) for k in ("running", "completed", "failed")])
-    w.gauge("codecdash_experiments_last_day", "Experiments created in the last 24 hours.",
-            [(None, s.get("experiments_24h"))])
-    w.gauge("codecdash_success_ratio", "Completed / (completed + failed).",
-            [(None, s.get("success_rate"))])
+    w.gauge(
+        "codecdash_experiments",
+        "Experiments by status.",
+        [({"status": k}, s.get(k)) for k in ("running", "completed", "failed")],
+    )
+    w.gauge(
+        "codecdash_experiments_last_day",
+        "Experiments created in the last 24 hours.",
+        [(None, s.get("experiments_24h"))],
+    )
+    w.gauge(
+        "codecdash_success_ratio",
+        "Completed / (completed + failed).",
+        [(None, s.get("success_rate"))],
+    )
     best_c = s.get("best_compression") or {}
-    w.gauge("codecdash_best_compression_ratio", "Best bitrate saving of a completed experiment.",
-            [(None, _ratio(best_c.get("value_pct")))])
+    w.gauge(
+        "codecdash_best_compression_ratio",
+        "Best bitrate saving of a completed experiment.",
+        [(None, _ratio(best_c.get("value_pct")))],
+    )
     best_q = s.get("best_quality") or {}
-    w.gauge("codecdash_best_psnr_decibels", "Best PSNR of a completed experiment.",
-            [(None, best_q.get("psnr_db"))])
-    w.gauge("codecdash_cost_month_to_date_dollars", "Cost this month, by component.",
-            [({"component": c["component"]}, c["usd"]) for c in snapshot["cost_breakdown"]])
-    w.gauge("codecdash_cost_forecast_month_dollars", "Forecast cost at the month's end.",
-            [(None, s.get("forecast_month_usd"))])
-    w.gauge("codecdash_budget_month_dollars", "Monthly budget.",
-            [(None, snapshot["targets"]["monthly_budget_usd"])])
+    w.gauge(
+        "codecdash_best_psnr_decibels",
+        "Best PSNR of a completed experiment.",
+        [(None, best_q.get("psnr_db"))],
+    )
+    w.gauge(
+        "codecdash_cost_month_to_date_dollars",
+        "Cost this month, by component.",
+        [({"component": c["component"]}, c["usd"]) for c in snapshot["cost_breakdown"]],
+    )
+    w.gauge(
+        "codecdash_cost_forecast_month_dollars",
+        "Forecast cost at the month's end.",
+        [(None, s.get("forecast_month_usd"))],
+    )
+    w.gauge(
+        "codecdash_budget_month_dollars",
+        "Monthly budget.",
+        [(None, snapshot["targets"]["monthly_budget_usd"])],
+    )
     pools = {"training": infra["training_workers"], "inference": infra["inference_workers"]}
-    w.gauge("codecdash_workers_active", "Workers with a recent heartbeat.",
-            [({"pool": p}, v.get("active")) for p, v in pools.items()])
-    w.gauge("codecdash_queue_depth", "Newest reported queue depth.",
-            [({"pool": p}, v.get("queue_depth")) for p, v in pools.items()])
-    w.gauge("codecdash_workers_spot_ratio", "Share of active workers on spot instances.",
-            [({"pool": p}, _ratio(v.get("spot_pct"))) for p, v in pools.items()])
-    w.gauge("codecdash_inference_frames_per_second", "Frames per second, all inference workers.",
-            [(None, pools["inference"].get("fps"))])
+    w.gauge(
+        "codecdash_workers_active",
+        "Workers with a recent heartbeat.",
+        [({"pool": p}, v.get("active")) for p, v in pools.items()],
+    )
+    w.gauge(
+        "codecdash_queue_depth",
+        "Newest reported queue depth.",
+        [({"pool": p}, v.get("queue_depth")) for p, v in pools.items()],
+    )
+    w.gauge(
+        "codecdash_workers_spot_ratio",
+        "Share of active workers on spot instances.",
+        [({"pool": p}, _ratio(v.get("spot_pct"))) for p, v in pools.items()],
+    )
+    w.gauge(
+        "codecdash_inference_frames_per_second",
+        "Frames per second, all inference workers.",
+        [(None, pools["inference"].get("fps"))],
+    )
     orch = infra["orchestrator"]["status"]
-    w.gauge("codecdash_orchestrator_up", "1 when the orchestrator's heartbeat is ok.",
-            [(None, 1 if orch == "ok" else 0)])
-    w.gauge("codecdash_storage_objects", "Objects in storage.",
-            [(None, infra["storage"].get("objects"))])
+    w.gauge(
+        "codecdash_orchestrator_up",
+        "1 when the orchestrator's heartbeat is ok.",
+        [(None, 1 if orch == "ok" else 0)],
+    )
+    w.gauge(
+        "codecdash_storage_objects",
+        "Objects in storage.",
+        [(None, infra["storage"].get("objects"))],
+    )
     w.gauge("codecdash_storage_bytes", "Bytes in storage.", [(None, infra["storage"].get("bytes"))])
-    w.gauge("codecdash_source_up", "1 when the source answered its last collection.",
-            [({"source": r["name"]}, 1 if r["ok"] else 0) for r in snapshot["sources"]])
-    w.gauge("codecdash_event_stream_clients", "Connected event-stream clients.",
-            [(None, event_clients)])
+    w.gauge(
+        "codecdash_source_up",
+        "1 when the source answered its last collection.",
+        [({"source": r["name"]}, 1 if r["ok"] else 0) for r in snapshot["sources"]],
+    )
+    w.gauge(
+        "codecdash_event_stream_clients", "Connected event-stream clients.", [(None, event_clients)]
+    )
     return "\n".join(w.lines) + "\n"

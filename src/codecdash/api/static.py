@@ -35,7 +35,9 @@ TYPES = {
 }
 TEXT = (".html", ".js", ".mjs", ".css", ".svg", ".json", ".txt", ".webmanifest")
 # ./relative references in src/href attributes, CSS url(), and JS import specifiers.
-REF = re.compile(r"""(?<=["'(])(\./[A-Za-z0-9_./-]+\.(?:js|mjs|css|svg|png|ico|webmanifest))(?=["')])""")
+REF = re.compile(
+    r"""(?<=["'(])(\./[A-Za-z0-9_./-]+\.(?:js|mjs|css|svg|png|ico|webmanifest))(?=["')])"""
+)
 YEAR = 31536000
 
 
@@ -68,7 +70,9 @@ def load_assets(root: Path | None = None) -> tuple[dict[str, Asset], str]:
         suffix = Path(name).suffix
         if suffix in (".html", ".js", ".mjs", ".css"):
             data = _version_refs(data, release)
-        media_type = TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        media_type = (
+            TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        )
         gz = gzip.compress(data, 9, mtime=0) if suffix in TEXT and len(data) > 512 else None
         etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
         assets[name] = Asset(data, gz, media_type, etag)

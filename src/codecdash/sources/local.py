@@ -101,8 +101,12 @@ class ExperimentsSource(_LocalSource):
             ).first()
             if row is None:
                 return None
-            return {"value_pct": -row[1], "experiment_id": row[0], "metric": "bd_rate",
-                    "anchor": row[2]}
+            return {
+                "value_pct": -row[1],
+                "experiment_id": row[0],
+                "metric": "bd_rate",
+                "anchor": row[2],
+            }
         best = self._best(conn, "bitrate_reduction_pct")
         if best is None:
             return None
@@ -111,11 +115,22 @@ class ExperimentsSource(_LocalSource):
     def _best_quality(self, conn: Connection) -> dict[str, Any] | None:
         if self.settings.quality_metric == "ms_ssim":
             best = self._best(conn, "ms_ssim")
-            return None if best is None else {"ms_ssim": best[1], "psnr_db": None,
-                                              "experiment_id": best[0], "metric": "ms_ssim"}
+            return (
+                None
+                if best is None
+                else {
+                    "ms_ssim": best[1],
+                    "psnr_db": None,
+                    "experiment_id": best[0],
+                    "metric": "ms_ssim",
+                }
+            )
         best = self._best(conn, "psnr_db")
-        return None if best is None else {"psnr_db": best[1], "experiment_id": best[0],
-                                          "metric": "psnr"}
+        return (
+            None
+            if best is None
+            else {"psnr_db": best[1], "experiment_id": best[0], "metric": "psnr"}
+        )
 
     def _progress(self, conn: Connection) -> dict[str, Any]:
         span = progress.hour_span(conn)
@@ -140,8 +155,11 @@ class ExperimentsSource(_LocalSource):
                 {"t": experiments.iso(t), "best_psnr_db": v}
                 for t, v in progress.best_so_far(conn, "best_psnr_db", bucket)
             ]
-        return {"compression": compression, "quality": quality,
-                "bucket": "hour" if bucket == 1 else "day"}
+        return {
+            "compression": compression,
+            "quality": quality,
+            "bucket": "hour" if bucket == 1 else "day",
+        }
 
 
 class FleetSource(_LocalSource):
@@ -162,9 +180,7 @@ class FleetSource(_LocalSource):
         facts: Facts = {"orchestrator": self._orchestrator(by_role.get("orchestrator", []), now)}
         for role in ("training", "inference"):
             workers = by_role.get(role, [])
-            active = [
-                w for w in workers if now - w["last_seen"] < window and w["status"] != "down"
-            ]
+            active = [w for w in workers if now - w["last_seen"] < window and w["status"] != "down"]
             spot = sum(1 for w in active if w["spot"])
             gpu = [w["gpu_util_pct"] for w in active if w["gpu_util_pct"] is not None]
             pool: dict[str, Any] = {
@@ -173,8 +189,10 @@ class FleetSource(_LocalSource):
                 "spot_pct": 100.0 * spot / len(active) if active else None,
                 "stale": sum(1 for w in active if now - w["last_seen"] > stale_after),
                 "spot_interruptions": sum(
-                    1 for w in workers
-                    if w["spot"] and not w["clean_shutdown"]
+                    1
+                    for w in workers
+                    if w["spot"]
+                    and not w["clean_shutdown"]
                     and month_start <= w["last_seen"] <= now - window
                 ),
                 "gpu_util_pct": sum(gpu) / len(gpu) if gpu else None,

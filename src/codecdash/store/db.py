@@ -40,9 +40,7 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
     if url.startswith("postgresql"):
-        return create_engine(
-            url, pool_size=8, max_overflow=8, pool_pre_ping=True, pool_timeout=5
-        )
+        return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True, pool_timeout=5)
     raise ValueError(f"unsupported database {url.split(':', 1)[0]!r}: use SQLite or PostgreSQL")
 
 
@@ -94,12 +92,14 @@ class Database:
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction (BEGIN IMMEDIATE on SQLite); commits on success."""
-        with self._write_lock, _unavailable_on_operational_error():
-            with self.engine.connect() as conn:
-                if self.is_sqlite:
-                    conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-                with conn.begin():
-                    yield conn
+        with (
+            self._write_lock,
+            _unavailable_on_operational_error(),
+            self.engine.connect() as plain,
+        ):
+            conn = plain.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else plain
+            with conn.begin():
+                yield conn
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -155,8 +155,11 @@ def _describe(exc: OperationalError) -> str:
 def _current_version(conn: Connection) -> int | None:
     if not inspect(conn).has_table("schema_version"):
         return None
-    version = conn.execute(select(schema.schema_version.c.version).order_by(
-        schema.schema_version.c.version.desc()).limit(1)).scalar()
+    version = conn.execute(
+        select(schema.schema_version.c.version)
+        .order_by(schema.schema_version.c.version.desc())
+        .limit(1)
+    ).scalar()
     return int(version) if version is not None else None
 
 

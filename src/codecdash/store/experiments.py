@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import functools
 import binascii
+import functools
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -98,7 +98,7 @@ def to_row(
     return row
 
 
-def from_row(row: Mapping[str, Any], now: float | None = None) -> dict[str, Any]:
+def from_row(row: Mapping[Any, Any], now: float | None = None) -> dict[str, Any]:
     """A table row as the API's Experiment (JSON-ready, ISO times)."""
     out = {str(k): v for k, v in row.items()}  # SQLAlchemy's quoted_name → plain str
     for name in JSON_FIELDS:
@@ -120,9 +120,15 @@ def iso(ts: float) -> str:
 def _upsert_sql(dialect: str) -> str:
     mark = "%s" if dialect == "postgresql" else "?"
     updates = ", ".join(f"{c} = excluded.{c}" for c in FIELDS if c != "id")
-    return (
-        f"INSERT INTO experiments ({', '.join(FIELDS)}) VALUES ({', '.join([mark] * len(FIELDS))}) "
-        f"ON CONFLICT (id) DO UPDATE SET {updates}"
+    # Constant column names; every value is a bound parameter.
+    columns, marks = ", ".join(FIELDS), ", ".join([mark] * len(FIELDS))
+    return " ".join(
+        (
+            "INSERT INTO experiments",
+            f"({columns}) VALUES ({marks})",
+            "ON CONFLICT (id) DO UPDATE SET",
+            updates,
+        )
     )
 
 
@@ -132,12 +138,18 @@ def upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         return
     by_id = {row["id"]: row for row in rows}  # the last of duplicate ids wins
     rows = list(by_id.values())
-    old = {
-        r["id"]: r
+    old: dict[str, Mapping[str, Any]] = {
+        r["id"]: dict(r)
         for r in conn.execute(
             select(
-                T.c.id, T.c.status, T.c.finished_at, T.c.bitrate_reduction_pct,
-                T.c.psnr_db, T.c.ms_ssim, T.c.bd_rate_pct, T.c.created_at,
+                T.c.id,
+                T.c.status,
+                T.c.finished_at,
+                T.c.bitrate_reduction_pct,
+                T.c.psnr_db,
+                T.c.ms_ssim,
+                T.c.bd_rate_pct,
+                T.c.created_at,
             ).where(T.c.id.in_(list(by_id)))
         ).mappings()
     }
@@ -148,7 +160,9 @@ def upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     # Hand-written SQL on purpose: SQLAlchemy's per-row parameter processing cost more
     # than SQLite's own work here (docs/performance.md). The statement is the same on
     # both databases but for the placeholder.
-    conn.exec_driver_sql(_upsert_sql(conn.dialect.name), [tuple(r[c] for c in FIELDS) for r in rows])
+    conn.exec_driver_sql(
+        _upsert_sql(conn.dialect.name), [tuple(r[c] for c in FIELDS) for r in rows]
+    )
     deltas: dict[str, int] = {}
     for row in rows:
         previous = old.get(row["id"])
@@ -228,9 +242,13 @@ def _filters(query: ListQuery, dialect: str) -> list[ColumnElement[bool]]:
     if query.q:
         pattern = "%" + query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         if dialect == "postgresql":
-            where.append(or_(T.c.name.ilike(pattern, escape="\\"), T.c.id.ilike(pattern, escape="\\")))
+            where.append(
+                or_(T.c.name.ilike(pattern, escape="\\"), T.c.id.ilike(pattern, escape="\\"))
+            )
         else:
-            where.append(or_(T.c.name.like(pattern, escape="\\"), T.c.id.like(pattern, escape="\\")))
+            where.append(
+                or_(T.c.name.like(pattern, escape="\\"), T.c.id.like(pattern, escape="\\"))
+            )
     if query.worker_id:
         where.append(T.c.worker_id == query.worker_id)
     if query.tag:
@@ -311,9 +329,17 @@ def _after(
 
 def _total(conn: Connection, query: ListQuery, where: list[ColumnElement[bool]]) -> int:
     simple = not any(
-        (query.q, query.worker_id, query.tag, query.created_after, query.created_before,
-         query.min_psnr_db is not None, query.min_bitrate_reduction_pct is not None,
-         query.max_bd_rate_pct is not None, query.extra_filters)
+        (
+            query.q,
+            query.worker_id,
+            query.tag,
+            query.created_after,
+            query.created_before,
+            query.min_psnr_db is not None,
+            query.min_bitrate_reduction_pct is not None,
+            query.max_bd_rate_pct is not None,
+            query.extra_filters,
+        )
     )
     if simple:
         counts = status_counts(conn)

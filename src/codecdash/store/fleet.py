@@ -15,8 +15,16 @@ from codecdash.store.counters import bump_counters
 H = schema.heartbeats
 W = schema.workers
 FIGURES = (
-    "status", "instance_type", "spot", "hourly_cost_usd", "cpu_pct", "mem_pct",
-    "gpu_util_pct", "gpu_mem_pct", "fps", "queue_depth",
+    "status",
+    "instance_type",
+    "spot",
+    "hourly_cost_usd",
+    "cpu_pct",
+    "mem_pct",
+    "gpu_util_pct",
+    "gpu_mem_pct",
+    "fps",
+    "queue_depth",
 )
 
 
@@ -44,7 +52,7 @@ def record_heartbeat(conn: Connection, beat: Mapping[str, Any], active_window_s:
     if current is None:
         conn.execute(W.insert(), {"worker_id": beat["worker_id"], "first_seen": at, **state})
         return
-    last_seen, hourly, role = current
+    last_seen, hourly, role = float(current[0]), current[1], str(current[2])
     if at < last_seen:
         return  # a late, out-of-order heartbeat: history only
     if hourly:

@@ -6,7 +6,6 @@ import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-
 from sqlalchemy import Connection, Integer, cast, func, literal_column, select
 
 from codecdash.store import schema
@@ -38,10 +37,14 @@ def _merge_sql(dialect: str) -> str:
             f"{name} = CASE WHEN {new} IS NULL THEN {old} WHEN {old} IS NULL OR {new} {op} {old} "
             f"THEN {new} ELSE {old} END"
         )
-    return (
-        f"INSERT INTO progress_hourly (hour, {', '.join(COLUMNS)}) "
-        f"VALUES ({', '.join([mark] * (len(COLUMNS) + 1))}) "
-        f"ON CONFLICT (hour) DO UPDATE SET {', '.join(sets)}"
+    marks = ", ".join([mark] * (len(COLUMNS) + 1))
+    return " ".join(
+        (
+            "INSERT INTO progress_hourly",
+            f"(hour, {', '.join(COLUMNS)}) VALUES ({marks})",
+            "ON CONFLICT (hour) DO UPDATE SET",
+            ", ".join(sets),
+        )
     )
 
 
@@ -119,7 +122,7 @@ def best_so_far(conn: Connection, column: str, bucket_hours: int) -> list[tuple[
         order_by=per_bucket.c.b, rows=(None, 0)
     )
     stmt = select(per_bucket.c.b, running).order_by(per_bucket.c.b)
-    return [(float(b) * bucket_hours * 3600, float(v)) for b, v in conn.execute(stmt)]
+    return [(float(b) * bucket_hours * 3600, float(v)) for b, v in conn.execute(stmt).tuples()]
 
 
 def hour_span(conn: Connection) -> tuple[int, int] | None:

@@ -122,7 +122,7 @@ class Store:
     # -- fleet and costs --------------------------------------------------------------
     def heartbeat(self, beat: Heartbeat) -> None:
         values = beat.model_dump()
-        values["at"] = (beat.at.timestamp() if beat.at else time.time())
+        values["at"] = beat.at.timestamp() if beat.at else time.time()
         with self.db.write() as conn:
             fleet.record_heartbeat(conn, values, self.active_window_s)
             bump_data_version(conn)
@@ -148,8 +148,12 @@ class Store:
             conn.execute(a.delete().where(a.c.name == name))
             conn.execute(
                 a.insert(),
-                {"name": name, "description": description,
-                 "rd_points": orjson.dumps(points).decode(), "created_at": time.time()},
+                {
+                    "name": name,
+                    "description": description,
+                    "rd_points": orjson.dumps(points).decode(),
+                    "created_at": time.time(),
+                },
             )
             bump_data_version(conn)
         self.changed()

@@ -14,7 +14,7 @@ from codecdash.store import schema
 
 T = schema.tokens
 Scope = Literal["write", "read"]
-TOKEN_PREFIX = "cdt_"
+TOKEN_PREFIX = "cdt_"  # noqa: S105 - a prefix, not a secret
 
 
 class TokenExists(ValueError):
@@ -59,7 +59,7 @@ def list_all(conn: Connection) -> list[dict[str, Any]]:
 def active_hashes(conn: Connection) -> dict[str, tuple[str, str]]:
     """hash -> (name, scope) of every token not revoked."""
     stmt = select(T.c.token_hash, T.c.name, T.c.scope).where(T.c.revoked_at.is_(None))
-    return {h: (name, scope) for h, name, scope in conn.execute(stmt)}
+    return {str(h): (str(name), str(scope)) for h, name, scope in conn.execute(stmt)}
 
 
 def matches(candidate_hash: str, stored_hash: str) -> bool:
