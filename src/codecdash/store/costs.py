@@ -41,7 +41,7 @@ def by_component(conn: Connection, since: float, until: float | None = None) -> 
     if last is not None:
         stmt = stmt.where(D.c.day <= last)
     stmt = stmt.group_by(D.c.component)
-    return {str(component): float(usd) for component, usd in conn.execute(stmt).tuples()}
+    return {str(row[0]): float(row[1]) for row in conn.execute(stmt)}
 
 
 def first_day(conn: Connection) -> int | None:

@@ -28,7 +28,7 @@ def read_counters(conn: Connection, prefix: str = "") -> dict[str, int]:
     stmt = select(C.c.name, C.c.n)
     if prefix:
         stmt = stmt.where(C.c.name.startswith(prefix, autoescape=True))
-    return {str(name): int(n) for name, n in conn.execute(stmt).tuples()}
+    return {str(row[0]): int(row[1]) for row in conn.execute(stmt)}
 
 
 def bump_data_version(conn: Connection) -> None:

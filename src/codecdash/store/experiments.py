@@ -237,7 +237,9 @@ def from_row_for_merge(row: Mapping[str, Any]) -> dict[str, Any]:
 # -- listing ---------------------------------------------------------------------------
 def _filters(query: ListQuery, dialect: str) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = list(query.extra_filters)
-    if query.status:
+    if len(query.status) == 1:  # `=` lets SQLite use the partial indexes
+        where.append(T.c.status == query.status[0])
+    elif query.status:
         where.append(T.c.status.in_(list(query.status)))
     if query.q:
         pattern = "%" + query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

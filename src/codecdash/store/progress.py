@@ -122,7 +122,7 @@ def best_so_far(conn: Connection, column: str, bucket_hours: int) -> list[tuple[
         order_by=per_bucket.c.b, rows=(None, 0)
     )
     stmt = select(per_bucket.c.b, running).order_by(per_bucket.c.b)
-    return [(float(b) * bucket_hours * 3600, float(v)) for b, v in conn.execute(stmt).tuples()]
+    return [(float(row[0]) * bucket_hours * 3600, float(row[1])) for row in conn.execute(stmt)]
 
 
 def hour_span(conn: Connection) -> tuple[int, int] | None:

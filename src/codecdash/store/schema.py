@@ -61,20 +61,19 @@ Index("ix_experiments_created", experiments.c.created_at, experiments.c.id)
 # Ranked queries over completed experiments (best compression, best quality, the
 # table's "completed, sorted by PSNR"). No index on finished_at: recomputing an hour of
 # progress (rare: only when a stored best result is replaced by a worse one) scans.
-Index(
-    "ix_experiments_completed_psnr",
-    experiments.c.psnr_db,
-    experiments.c.id,
-    sqlite_where=COMPLETED,
-    postgresql_where=COMPLETED,
-)
-Index(
-    "ix_experiments_completed_compression",
-    experiments.c.bitrate_reduction_pct,
-    experiments.c.id,
-    sqlite_where=COMPLETED,
-    postgresql_where=COMPLETED,
-)
+for _name, _column in (
+    ("ix_experiments_completed_psnr", experiments.c.psnr_db),
+    ("ix_experiments_completed_compression", experiments.c.bitrate_reduction_pct),
+):
+    # Both databases scan these for "best first" (DESC, NULLs last). SQLite scans a plain
+    # index backwards that way; PostgreSQL needs the order spelled out in the index.
+    Index(_name, _column, experiments.c.id, sqlite_where=COMPLETED).ddl_if(dialect="sqlite")
+    Index(
+        _name,
+        _column.desc().nulls_last(),
+        experiments.c.id.desc(),
+        postgresql_where=COMPLETED,
+    ).ddl_if(dialect="postgresql")
 BD_RATE_WHERE = text("bd_rate_pct IS NOT NULL")
 Index(
     "ix_experiments_bd_rate",
