@@ -46,6 +46,10 @@ class Settings(BaseModel):
         description="Host header allow-list (comma-separated in the environment).",
     )
     artifacts_dir: str | None = Field(None, description="Directory counted as Storage.")
+    artifacts_scan_seconds: float = Field(60.0, gt=0, description="Artifacts rescan period, s.")
+    heartbeat_retention_days: float = Field(
+        14.0, gt=0, description="Raw heartbeats older than this are pruned (days)."
+    )
     demo: bool = Field(False, description="Mark the snapshot as demo data.")
     rate_limit_per_minute: int = Field(
         6000, ge=1, description="Write requests per minute per token and per client address."

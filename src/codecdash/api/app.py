@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from codecdash.api.static import StaticPage
 from codecdash.config import Settings
 from codecdash.events import ChangeFeed, listen_postgres, poll_version
 from codecdash.snapshot import SnapshotBuilder
+from codecdash.sources.artifacts import ArtifactsScanner
 from codecdash.sources.base import Source
 from codecdash.store import Store
 
@@ -38,14 +40,16 @@ Request bodies are capped at 4 MiB (413), batches at 1,000 items.
 """
 
 
-def build_sources(settings: Settings, store: Store) -> list[Source]:
+def build_sources(
+    settings: Settings, store: Store, artifacts: ArtifactsScanner | None = None
+) -> list[Source]:
     if settings.source == "aws":
         from codecdash.sources.aws import aws_sources  # boto3 only when asked for
 
         return list(aws_sources(settings))
     from codecdash.sources.local import local_sources
 
-    return list(local_sources(store, settings))
+    return list(local_sources(store, settings, artifacts.totals if artifacts else None))
 
 
 def create_app(
@@ -64,9 +68,14 @@ def create_app(
     install_bd_rate(store, settings)
     feed = ChangeFeed(max_clients=settings.max_event_clients)
     store.on_change(feed.notify)
-    builder = SnapshotBuilder(
-        settings, sources if sources is not None else build_sources(settings, store)
+    artifacts = (
+        ArtifactsScanner(settings.artifacts_dir, settings.artifacts_scan_seconds)
+        if settings.artifacts_dir and background
+        else None
     )
+    if sources is None:
+        sources = build_sources(settings, store, artifacts)
+    builder = SnapshotBuilder(settings, sources)
     ttl = max(1.0, min(5.0, settings.refresh_seconds / 3))
     cache = SnapshotCache(builder, feed, store.version, ttl)
     st = AppState(
@@ -81,6 +90,9 @@ def create_app(
         stop = threading.Event()
         listener: threading.Thread | None = None
         if background:
+            tasks.append(asyncio.create_task(_prune_heartbeats(store, settings)))
+            if artifacts is not None:
+                artifacts.start()
             if store.db.is_sqlite:
                 tasks.append(asyncio.create_task(poll_version(feed, store.version)))
             elif store.db.dialect == "postgresql":
@@ -95,6 +107,8 @@ def create_app(
             yield
         finally:
             stop.set()
+            if artifacts is not None:
+                artifacts.stop()
             for task in tasks:
                 task.cancel()
             await feed.stop()
@@ -126,6 +140,23 @@ def create_app(
     _document_raw_bodies(app)
     app.add_middleware(Guard, hosts=allowed_hosts(bind_host, settings.allowed_hosts))
     return app
+
+
+async def _prune_heartbeats(store: Store, settings: Settings) -> None:
+    """Hourly: drop raw heartbeats past retention (workers' newest state is kept)."""
+    while True:
+        cutoff = time.time() - settings.heartbeat_retention_days * 86400
+        try:
+            deleted = await asyncio.to_thread(store.prune_heartbeats, cutoff)
+            if deleted:
+                log.info(
+                    "pruned %d heartbeats older than %g days",
+                    deleted,
+                    settings.heartbeat_retention_days,
+                )
+        except Exception as exc:  # the store may be briefly unavailable; try next hour
+            log.warning("heartbeat pruning failed: %s", exc)
+        await asyncio.sleep(3600)
 
 
 def _document_raw_bodies(app: FastAPI) -> None:

@@ -141,6 +141,10 @@ class Store:
         self.changed()
         return len(rows)
 
+    def prune_heartbeats(self, before: float) -> int:
+        with self.db.write() as conn:
+            return fleet.prune_heartbeats(conn, before)
+
     # -- anchors ----------------------------------------------------------------------
     def put_anchor(self, name: str, description: str | None, points: list[dict[str, Any]]) -> None:
         a = schema.anchors
