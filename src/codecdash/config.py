@@ -57,6 +57,11 @@ class Settings(BaseModel):
     max_event_clients: int = Field(200, ge=1, description="Concurrent event-stream clients.")
     source_timeout_seconds: float = Field(5.0, gt=0, description="Timeout of each source.")
     log_level: str = Field("info", description="Log level of the server.")
+    pricing: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Hourly USD per instance type, {type: {on_demand, spot}} (JSON in the "
+        "environment); overrides the agent's built-in table.",
+    )
     # AWS source
     aws_region: str | None = Field(None, description="AWS region (else boto3's default).")
     aws_stack_name: str | None = Field(None, description="CloudFormation stack to report.")
@@ -82,6 +87,18 @@ class Settings(BaseModel):
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("pricing", mode="before")
+    @classmethod
+    def _json_table(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            import json
+
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not JSON: {exc}") from None
         return value
 
     @property
