@@ -1,0 +1,337 @@
+// The Recent Experiments table: filter, sort and the open experiment live in the URL
+// (?status=completed&q=ssf&sort=-psnr_db&exp=ID), so a view can be shared and back/forward work.
+// With the API it asks the server to filter and sort; from a static export it filters and sorts
+// the snapshot's recent_experiments itself.
+
+import { ApiError, fetchExperiments } from "./api.js";
+import { badge, h, missing, setHidden, timeAgo } from "./dom.js";
+import { formatCount, formatDb, formatDuration, formatPct, formatUsd, isNum } from "./format.js";
+
+export const STATUSES = ["queued", "running", "completed", "failed", "cancelled"];
+
+/** Sortable fields, their labels, and which direction a first click picks. */
+export const SORT_FIELDS = {
+  created_at: { label: "Created", desc: ["newest first", "oldest first"], first: "-" },
+  name: { label: "Name", desc: ["Z to A", "A to Z"], first: "" },
+  status: { label: "Status", desc: ["Z to A", "A to Z"], first: "" },
+  bitrate_reduction_pct: { label: "Compression", desc: ["highest first", "lowest first"], first: "-" },
+  psnr_db: { label: "PSNR", desc: ["highest first", "lowest first"], first: "-" },
+  duration_s: { label: "Duration", desc: ["longest first", "shortest first"], first: "-" },
+  cost_usd: { label: "Cost", desc: ["highest first", "lowest first"], first: "-" },
+  bd_rate_pct: { label: "BD-rate", desc: ["highest first", "lowest first (best)"], first: "" },
+};
+export const DEFAULT_SORT = "-created_at";
+const PAGE_SIZE = 20;
+
+/** The table's view: what the URL says. */
+export const view = { status: "", q: "", sort: DEFAULT_SORT, exp: null };
+
+/** Reads and validates the view from a query string. */
+export function readUrl(search = window.location.search) {
+  const p = new URLSearchParams(search);
+  const status = p.get("status") || "";
+  const sort = p.get("sort") || DEFAULT_SORT;
+  const exp = p.get("exp");
+  return {
+    status: STATUSES.includes(status) ? status : "",
+    q: (p.get("q") || "").slice(0, 200),
+    sort: sort.replace(/^-/, "") in SORT_FIELDS ? sort : DEFAULT_SORT,
+    exp: exp && exp.length <= 128 ? exp : null,
+  };
+}
+
+/** The relative URL of a view, keeping any other query parameters as they are. */
+export function urlFor(v) {
+  const p = new URLSearchParams(window.location.search);
+  const set = (key, value) => (value ? p.set(key, value) : p.delete(key));
+  set("status", v.status);
+  set("q", v.q);
+  set("sort", v.sort === DEFAULT_SORT ? "" : v.sort);
+  set("exp", v.exp);
+  const qs = p.toString();
+  return `${window.location.pathname}${qs ? `?${qs}` : ""}${window.location.hash}`;
+}
+
+let lastWasTyping = false;
+
+/**
+ * Writes the view into the address bar: a new history entry, or (`replace`) the same one.
+ * `state` is kept with the entry (openExperiment marks the entries it pushes).
+ */
+export function writeUrl({ replace = false, typing = false, state = null } = {}) {
+  const url = urlFor(view);
+  const same = url === `${window.location.pathname}${window.location.search}${window.location.hash}`;
+  if (same) return;
+  if (replace || (typing && lastWasTyping)) history.replaceState(state, "", url);
+  else history.pushState(state, "", url);
+  lastWasTyping = typing;
+}
+
+const COLUMNS = [
+  { key: "id", label: "ID" },
+  { key: "name", label: "Name" },
+  { key: "status", label: "Status" },
+  { key: "bitrate_reduction_pct", label: "Compression", num: true, fmt: formatPct },
+  { key: "psnr_db", label: "PSNR", num: true, fmt: formatDb },
+  { key: "duration_s", label: "Duration", num: true, fmt: formatDuration },
+  { key: "cost_usd", label: "Cost", num: true, fmt: formatUsd },
+];
+
+const els = {};
+// `want`: how many rows the reader asked for (grows with "Load more", resets with the view).
+const table = { items: [], total: 0, want: PAGE_SIZE, controller: null, ctx: null };
+
+/**
+ * Wires the table. `ctx` gives `isStatic()`, `getSnapshot()`, `openExperiment(id, focusBack)`,
+ * `onUrlChange()` (after back/forward) and `onUnauthorized()` (a private dashboard's 401).
+ */
+export function initTable(ctx) {
+  table.ctx = ctx;
+  els.section = document.getElementById("recent-experiments");
+  els.form = document.getElementById("experiment-filters");
+  els.status = document.getElementById("filter-status");
+  els.q = document.getElementById("filter-q");
+  els.sort = document.getElementById("filter-sort");
+  els.body = document.getElementById("experiments-body");
+  els.summary = document.getElementById("table-summary");
+  els.message = document.getElementById("table-message");
+  els.more = document.getElementById("load-more");
+  els.headers = [...document.querySelectorAll("#experiments-table th[data-sort]")];
+
+  for (const [field, meta] of Object.entries(SORT_FIELDS)) {
+    for (const dir of ["-", ""]) {
+      const text = `${meta.label}, ${meta.desc[dir === "-" ? 0 : 1]}`;
+      els.sort.append(h("option", { value: `${dir}${field}` }, text));
+    }
+  }
+  Object.assign(view, readUrl());
+  syncControls();
+
+  els.form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    applyFilter({ q: els.q.value.trim() });
+  });
+  els.status.addEventListener("change", () => applyFilter({ status: els.status.value }));
+  els.sort.addEventListener("change", () => applyFilter({ sort: els.sort.value }));
+  let timer = 0;
+  els.q.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => applyFilter({ q: els.q.value.trim() }, { typing: true }), 300);
+  });
+  for (const th of els.headers) {
+    th.querySelector("button").addEventListener("click", () => {
+      const field = th.dataset.sort;
+      const current = view.sort.replace(/^-/, "");
+      const next = current === field ? (view.sort.startsWith("-") ? field : `-${field}`) : `${SORT_FIELDS[field].first}${field}`;
+      applyFilter({ sort: next });
+    });
+  }
+  els.more.addEventListener("click", () => {
+    table.want = Math.min(1000, table.items.length + PAGE_SIZE);
+    loadTable();
+  });
+  els.body.addEventListener("click", (e) => {
+    const link = e.target.closest("a[data-exp]");
+    if (link) {
+      if (e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+      e.preventDefault();
+      ctx.openExperiment(link.dataset.exp, link);
+      return;
+    }
+    const row = e.target.closest("tr[data-id]");
+    if (row && !window.getSelection()?.toString()) ctx.openExperiment(row.dataset.id, row.querySelector("a"));
+  });
+  window.addEventListener("popstate", () => {
+    const before = { ...view };
+    Object.assign(view, readUrl());
+    lastWasTyping = false;
+    syncControls();
+    if (before.status !== view.status || before.q !== view.q || before.sort !== view.sort) {
+      table.want = PAGE_SIZE;
+      refreshTable();
+    }
+    ctx.onUrlChange();
+  });
+}
+
+function applyFilter(change, { typing = false } = {}) {
+  const before = `${view.status}|${view.q}|${view.sort}`;
+  Object.assign(view, change);
+  if (`${view.status}|${view.q}|${view.sort}` === before) return;
+  writeUrl({ typing });
+  syncControls({ keepQ: typing });
+  table.want = PAGE_SIZE;
+  refreshTable();
+}
+
+/** Puts the view into the form controls and the header's aria-sort. */
+function syncControls({ keepQ = false } = {}) {
+  els.status.value = view.status;
+  if (!keepQ) els.q.value = view.q;
+  els.sort.value = view.sort;
+  const field = view.sort.replace(/^-/, "");
+  for (const th of els.headers) {
+    if (th.dataset.sort === field) th.setAttribute("aria-sort", view.sort.startsWith("-") ? "descending" : "ascending");
+    else th.removeAttribute("aria-sort");
+  }
+}
+
+function compare(field, desc) {
+  return (a, b) => {
+    const x = a[field];
+    const y = b[field];
+    const xm = x === null || x === undefined;
+    const ym = y === null || y === undefined;
+    if (xm || ym) return xm === ym ? 0 : xm ? 1 : -1; // missing values last either way
+    let order;
+    if (typeof x === "number" && typeof y === "number") order = x - y;
+    else {
+      const xs = String(x).toLowerCase(); // plain code-point order: fast, and what the API does
+      const ys = String(y).toLowerCase();
+      order = xs < ys ? -1 : xs > ys ? 1 : 0;
+    }
+    return desc ? -order : order;
+  };
+}
+
+/** Client-side filter and sort, for a static export (the snapshot's recent experiments). */
+export function filterSort(items, v) {
+  const q = v.q.toLowerCase();
+  const field = v.sort.replace(/^-/, "");
+  return items
+    .filter((e) => !v.status || e.status === v.status)
+    .filter((e) => !q || [e.id, e.name, ...(e.tags || [])].some((t) => String(t ?? "").toLowerCase().includes(q)))
+    .sort(compare(field, v.sort.startsWith("-")));
+}
+
+/** True while the view is the default one, whose first page the snapshot already holds. */
+export function isDefaultView() {
+  return !view.status && !view.q && view.sort === DEFAULT_SORT;
+}
+
+/** Shows the snapshot's recent experiments (already filtered and sorted for the default view). */
+export function showSnapshotRows(snap) {
+  const items = filterSort(snap.recent_experiments || [], view);
+  const isStatic = table.ctx.isStatic();
+  const total = isStatic ? items.length : (snap.summary?.total_experiments ?? items.length);
+  render(items, total, !isStatic && total > items.length);
+  showMessage("");
+}
+
+/**
+ * Brings the table up to date. The default view's first page is the snapshot's
+ * recent_experiments, so it costs no request; other views (a filter, a sort, more rows) ask the
+ * API. `quiet` (live refreshes) leaves aria-busy alone.
+ */
+export function refreshTable({ quiet = false } = {}) {
+  const snap = table.ctx.getSnapshot();
+  if (table.ctx.isStatic() || (snap && isDefaultView() && table.want <= PAGE_SIZE)) {
+    table.controller?.abort();
+    if (snap) showSnapshotRows(snap);
+    return Promise.resolve();
+  }
+  return loadTable({ quiet });
+}
+
+/** Loads the current view's first `want` rows from the API. */
+export async function loadTable({ quiet = false } = {}) {
+  table.controller?.abort();
+  const controller = new AbortController();
+  table.controller = controller;
+  const params = { status: view.status, q: view.q, sort: view.sort, limit: table.want };
+  if (!quiet) els.section.setAttribute("aria-busy", "true"); // live refreshes stay quiet
+  try {
+    const { data } = await fetchExperiments(params, controller.signal);
+    const items = Array.isArray(data?.items) ? data.items : [];
+    const total = isNum(data?.total) ? data.total : items.length;
+    render(items, total, Boolean(data?.next_cursor) || total > items.length);
+    showMessage("");
+  } catch (err) {
+    if (err?.name === "AbortError") return;
+    if (err instanceof ApiError && err.status === 401) {
+      table.ctx.onUnauthorized();
+      return;
+    }
+    showMessage(`The experiments could not be loaded: ${err.message}. Showing the last rows received.`);
+  } finally {
+    if (table.controller === controller && els.section.hasAttribute("aria-busy")) els.section.removeAttribute("aria-busy");
+  }
+}
+
+function showMessage(text) {
+  if (els.message.textContent !== text) els.message.textContent = text;
+  setHidden(els.message, !text);
+}
+
+function cell(col, e) {
+  const td = h("td", { class: col.num ? "num" : `col-${col.key}`, "data-label": col.label });
+  if (col.key === "id") {
+    td.append(h("code", { class: "exp-id", title: e.id }, e.id));
+  } else if (col.key === "name") {
+    td.append(
+      h("a", { href: urlFor({ ...view, exp: e.id }), "data-exp": e.id, class: "exp-link" }, e.name || e.id),
+      h("span", { class: "row-time" }, timeAgo(e.created_at)),
+    );
+  } else if (col.key === "status") {
+    td.append(badge(e.status));
+  } else {
+    td.append(isNum(e[col.key]) ? col.fmt(e[col.key]) : missing());
+  }
+  return td;
+}
+
+let renderedKey = "";
+const rowKeys = new WeakMap(); // tr → the data it shows
+
+/** Makes `parent`'s children `nodes`, moving only what moved (kept rows cost no layout). */
+function reconcile(parent, nodes) {
+  let cursor = parent.firstChild;
+  for (const node of nodes) {
+    if (node === cursor) {
+      cursor = cursor.nextSibling;
+      continue;
+    }
+    parent.insertBefore(node, cursor);
+  }
+  while (cursor) {
+    const next = cursor.nextSibling;
+    cursor.remove();
+    cursor = next;
+  }
+}
+
+function render(items, total, more) {
+  // Live refreshes often bring the same rows: leave the DOM (and focus) alone then.
+  const key = JSON.stringify([items, total, more, view.status, view.q, view.sort]);
+  if (key === renderedKey) return;
+  renderedKey = key;
+  table.items = items;
+  table.total = total;
+  const rows = items.map((e) => {
+    const key = `${JSON.stringify(e)}|${urlFor({ ...view, exp: e.id })}`;
+    const old = els.body.querySelector(`tr[data-id="${CSS.escape(String(e.id))}"]`);
+    if (old && rowKeys.get(old) === key) return old; // unchanged: keep the node (no layout)
+    const tr = h("tr", { "data-id": e.id, "data-status": e.status }, COLUMNS.map((col) => cell(col, e)));
+    rowKeys.set(tr, key);
+    return tr;
+  });
+  if (!rows.length) {
+    const filtered = view.status || view.q;
+    const td = h(
+      "td",
+      { colspan: COLUMNS.length, class: "table-empty" },
+      filtered ? "No experiment matches these filters. " : "No experiments yet. Send one and it appears here.",
+    );
+    if (filtered) {
+      td.append(h("button", { type: "button", class: "link-button", onclick: () => applyFilter({ status: "", q: "" }) }, "Clear filters"));
+    }
+    rows.push(h("tr", { class: "empty-row" }, td));
+  }
+  reconcile(els.body, rows);
+  const filtered = view.status || view.q ? " matching" : "";
+  const summary = items.length
+    ? `Showing ${formatCount(items.length)} of ${formatCount(total)}${filtered} experiment${total === 1 ? "" : "s"}`
+    : "";
+  if (els.summary.textContent !== summary) els.summary.textContent = summary;
+  setHidden(els.more, !more || items.length >= 1000);
+}
