@@ -9,6 +9,7 @@ with client.experiment(name="ssf λ=0.013", params={"lambda": 0.013}) as exp:
 
 from __future__ import annotations
 
+import math
 import random
 import time
 import uuid
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -33,6 +35,23 @@ class ClientError(Exception):
         self.message = message
 
 
+def _non_finite(value: Any, where: str = "") -> str | None:
+    """The path of the first NaN or infinity in the body, else None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else where or "body"
+    if isinstance(value, dict):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -47,7 +66,7 @@ class Client:
         url: str,
         token: str | None = None,
         *,
-        timeout: float = 10.0,
+        timeout: float | httpx.Timeout = 10.0,
         retries: int = 3,
         backoff: float = 0.5,
         transport: httpx.BaseTransport | None = None,
@@ -63,6 +82,9 @@ class Client:
 
     # -- plumbing ---------------------------------------------------------------------
     def _request(self, method: str, path: str, body: Any = None, *, idempotent: bool = True) -> Any:
+        bad = _non_finite(body)
+        if bad is not None:  # orjson would quietly send null: refuse it as the server would
+            raise ClientError(422, "invalid", f"{bad}: numbers must be finite (not sent)")
         content = None if body is None else orjson.dumps(body, default=_default)
         attempts = 1 + (self.retries if idempotent else 0)
         for attempt in range(attempts):
@@ -115,6 +137,25 @@ class Client:
     def experiment(self, name: str | None = None, **fields: Any) -> ExperimentRun:
         """A context manager: running on enter, completed (or failed) on exit."""
         return ExperimentRun(self, name=name, **fields)
+
+    # -- anchors and BD-rate ----------------------------------------------------------
+    def put_anchor(
+        self, name: str, description: str | None, rd_points: Iterable[Mapping[str, Any]]
+    ) -> dict[str, Any]:
+        """Create or replace an anchor (idempotent); the answer names the anchor in force."""
+        body = {"description": description, "rd_points": list(rd_points)}
+        return dict(self._request("PUT", f"/api/v1/anchors/{quote(name, safe='')}", body))
+
+    def anchors(self) -> dict[str, Any]:
+        """`{"items": [anchor…], "default": name of the anchor in force or None, …}`."""
+        return dict(self._request("GET", "/api/v1/anchors"))
+
+    def bd_report(self, experiment_id: str, anchor: str | None = None) -> dict[str, Any]:
+        """BD-rate, BD-PSNR and overlap against `anchor` (default: the one in force)."""
+        path = f"/api/v1/experiments/{experiment_id}/bd-rate"
+        if anchor is not None:
+            path += "?" + str(httpx.QueryParams({"anchor": anchor}))
+        return dict(self._request("GET", path))
 
     # -- fleet and costs --------------------------------------------------------------
     def heartbeat(self, **fields: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -13,14 +14,16 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response
+from starlette.routing import Route, compile_path
 
 from codecdash import __version__
-from codecdash.api import dashboard, errors, experiments, fleet
-from codecdash.api.auth import RateLimiter
+from codecdash.api import anchors, dashboard, errors, experiments, fleet
+from codecdash.api.auth import RateLimiter, install_log_redaction
 from codecdash.api.cache import SnapshotCache
 from codecdash.api.guard import Guard, allowed_hosts
 from codecdash.api.state import AppState
 from codecdash.api.static import StaticPage
+from codecdash.api.timeout import RequestTimeout
 from codecdash.config import Settings
 from codecdash.events import ChangeFeed, listen_postgres, poll_version
 from codecdash.snapshot import SnapshotBuilder
@@ -63,6 +66,8 @@ def create_app(
 ) -> FastAPI:
     """The app. `background=False` skips the cross-process change watcher (tests, Lambda)."""
     store = store or Store(settings.database_url, active_window_s=settings.active_window_seconds)
+    if store.db.is_sqlite and store.db.busy_timeout_ms != settings.sqlite_busy_timeout_ms:
+        store.db.busy_timeout_ms = settings.sqlite_busy_timeout_ms
     from codecdash.bdrate import install_bd_rate
 
     install_bd_rate(store, settings)
@@ -112,6 +117,7 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await feed.stop()
+            builder.close()
             if listener is not None:
                 listener.join(timeout=2)
 
@@ -129,17 +135,55 @@ def create_app(
     app.include_router(dashboard.router)
     app.include_router(experiments.router)
     app.include_router(fleet.router)
+    app.include_router(anchors.router)
 
-    @app.api_route("/{name:path}", methods=["GET", "HEAD"], include_in_schema=False)
+    @app.api_route("/{name:path}", methods=list(ANY_METHOD), include_in_schema=False)
     async def static(request: Request, name: str) -> Response:
+        # Every method lands here when no route takes it: a path that routes serve with
+        # other methods answers 405 listing all of them (not the first route's, not 404).
+        allowed = _methods_at(app, request.url.path)
+        if not allowed and (name == "" or name in page.assets):
+            allowed = ["GET", "HEAD"]
+        if allowed and request.method not in allowed:
+            raise errors.ApiError(
+                405,
+                f"{request.method} is not allowed on /{name}; use {', '.join(allowed)}",
+                headers={"Allow": ", ".join(allowed)},
+            )
         response = page.response(request, name)
         if response is None:
             raise errors.ApiError(404, f"no such page: /{name}")
         return response
 
     _document_raw_bodies(app)
-    app.add_middleware(Guard, hosts=allowed_hosts(bind_host, settings.allowed_hosts))
+    app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds)
+    app.add_middleware(Guard, hosts=allowed_hosts(bind_host, settings.allowed_hosts))  # outermost
+    install_log_redaction()
     return app
+
+
+ANY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+
+
+def _methods_at(app: FastAPI, path: str) -> list[str]:
+    """The methods served at this path: its OpenAPI operations, or the document's own routes."""
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "methods_at", None)
+    if table is None:
+        table = [
+            (compile_path(template)[0], {m.upper() for m in operations})
+            for template, operations in app.openapi().get("paths", {}).items()
+        ]
+        table += [
+            (route.path_regex, set(route.methods))
+            for route in app.router.routes
+            if isinstance(route, Route) and route.methods and route.path != "/{name:path}"
+        ]
+        app.state.methods_at = table
+    matches = [(regex, served) for regex, served in table if regex.match(path)]
+    # As in OpenAPI, a concrete path (…/batch) wins over a template (…/{experiment_id}).
+    concrete = [served for regex, served in matches if "(?P<" not in regex.pattern]
+    methods = set().union(*(concrete or [served for _, served in matches]))
+    return sorted(methods, key=lambda m: ANY_METHOD.index(m) if m in ANY_METHOD else 99)
 
 
 async def _prune_heartbeats(store: Store, settings: Settings) -> None:
@@ -178,7 +222,53 @@ def _document_raw_bodies(app: FastAPI) -> None:
             for name, definition in batch.pop("$defs", {}).items():
                 components.setdefault(name, definition)
             components["ExperimentBatch"] = batch
+            _document_rules(schema, private=app.state.codecdash.settings.private)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+PUBLIC_READS = frozenset({"/api/v1/health"})
+
+
+def _document_rules(schema: dict[str, Any], *, private: bool) -> None:
+    """Rules enforced in code, stated in the document too (clients and fuzzers read it)."""
+
+    def given(name: str) -> dict[str, Any]:
+        return {"required": [name], "properties": {name: {"type": "number"}}}
+
+    point = schema.get("components", {}).get("schemas", {}).get("RDPoint")
+    if point is not None:  # RDPoint's validator: a rate and a quality
+        point["allOf"] = [
+            {"anyOf": [given("bitrate_kbps"), given("bpp")]},
+            {"anyOf": [given("psnr_db"), given("ms_ssim")]},
+        ]
+    if private:  # require_read: every read but health needs a token
+        for path, operations in schema.get("paths", {}).items():
+            read = operations.get("get")
+            if read is None or path in PUBLIC_READS:
+                continue
+            read.setdefault("security", [{"bearer": []}])
+            read.setdefault("responses", {}).setdefault(
+                "401",
+                {
+                    "description": "Private dashboard: a read token is required",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/ErrorResponse"}
+                        }
+                    },
+                },
+            )
+    # Validation errors answer the one error shape (errors.py), not FastAPI's default.
+    error_shape = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            invalid = operation.get("responses", {}).get("422")
+            if invalid is not None:
+                invalid["content"] = error_shape
+    schemas = schema.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if f"/{unused}" not in repr(schema.get("paths", {})) + repr(schemas):
+            schemas.pop(unused, None)

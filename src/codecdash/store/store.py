@@ -7,11 +7,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import orjson
-from sqlalchemy import select
-
 from codecdash.models import CostRecord, ExperimentIn, ExperimentPatch, Heartbeat
-from codecdash.store import costs, experiments, fleet, schema, tokens
+from codecdash.store import anchors, costs, experiments, fleet, tokens
 from codecdash.store.counters import bump_data_version, data_version
 from codecdash.store.db import Database
 
@@ -146,27 +143,49 @@ class Store:
             return fleet.prune_heartbeats(conn, before)
 
     # -- anchors ----------------------------------------------------------------------
-    def put_anchor(self, name: str, description: str | None, points: list[dict[str, Any]]) -> None:
-        a = schema.anchors
+    def put_anchor(self, name: str, description: str | None, points: list[dict[str, Any]]) -> bool:
+        """Create or replace an anchor (keeping its creation time); True when created."""
         with self.db.write() as conn:
-            conn.execute(a.delete().where(a.c.name == name))
-            conn.execute(
-                a.insert(),
-                {
-                    "name": name,
-                    "description": description,
-                    "rd_points": orjson.dumps(points).decode(),
-                    "created_at": time.time(),
-                },
-            )
+            created = anchors.put(conn, name, description, points, time.time())
             bump_data_version(conn)
         self.changed()
+        return created
+
+    def delete_anchor(self, name: str) -> bool:
+        with self.db.write() as conn:
+            deleted = anchors.delete(conn, name)
+            if deleted:
+                bump_data_version(conn)
+        if deleted:
+            self.changed()
+        return deleted
 
     def anchors(self) -> list[dict[str, Any]]:
-        a = schema.anchors
         with self.db.read() as conn:
-            rows = conn.execute(select(a).order_by(a.c.created_at, a.c.name)).mappings()
-            return [{**r, "rd_points": orjson.loads(r["rd_points"])} for r in rows]
+            return anchors.list_all(conn)
+
+    def recompute_bd_rates(self, batch_size: int = 500) -> int:
+        """Derive every stored BD-rate again (the anchor in force changed).
+
+        In batches of `batch_size` experiments: the figures are derived outside any
+        transaction (BD-rates cost CPU), then written in one short transaction per batch.
+        Returns how many experiments got a different value.
+        """
+        changed_total, after = 0, None
+        while True:
+            with self.db.read() as conn:
+                curves = anchors.curves_after(conn, after, batch_size)
+            if not curves:
+                return changed_total
+            after = curves[-1][0]
+            derived = {i: (p, anchors.derive(p, self.bd_rate)) for i, p in curves}
+            with self.db.write() as conn:
+                changed = anchors.apply_derived(conn, derived, self.bd_rate)
+                if changed:
+                    bump_data_version(conn)
+            if changed:
+                changed_total += changed
+                self.changed()
 
     # -- tokens -----------------------------------------------------------------------
     def create_token(self, name: str, scope: tokens.Scope = "write") -> str:

@@ -1,0 +1,284 @@
+"""Anchors (reference rate-distortion curves) and BD-rate reports against any of them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.responses import Response
+
+from codecdash.anchors import (
+    ANCHOR_NAME_PATTERN,
+    anchor_view,
+    bd_report_for,
+    check_curve,
+    in_force,
+    quality_of,
+    remove_anchor,
+    save_anchor,
+    sync_bd_rates,
+)
+from codecdash.api.auth import require_read, require_write
+from codecdash.api.errors import ApiError
+from codecdash.api.experiments import WRITE_ERRORS, IdPath
+from codecdash.api.state import AppState, state
+from codecdash.codec_metrics import MIN_POINTS
+from codecdash.models import ID_PATTERN, ErrorResponse, RDPoint
+from codecdash.results import rd_rate_unit
+
+log = logging.getLogger("codecdash.anchors")
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """On start: stored BD-rates follow a changed default_anchor or quality_metric."""
+    st: AppState = app.state.codecdash
+    try:
+        changed = await asyncio.to_thread(sync_bd_rates, st.store, st.settings)
+    except Exception as exc:  # the page must still serve; the next anchor write retries
+        log.warning("BD-rates not re-derived on start: %s", exc)
+    else:
+        if changed:
+            log.info(
+                "BD-rate of %d experiments derived again (the anchor in force changed)", changed
+            )
+    yield
+
+
+router = APIRouter(prefix="/api/v1", tags=["anchors"], lifespan=_lifespan)
+NamePath = Annotated[
+    str,
+    Path(
+        pattern=ANCHOR_NAME_PATTERN,
+        description="The anchor's name (a result file's `name`)",
+        examples=["x264-medium-tune-zerolatency"],
+    ),
+]
+QualityQuery = Annotated[
+    Literal["psnr", "ms_ssim"] | None,
+    Query(description="Quality axis (default: the `quality_metric` setting)"),
+]
+READ_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Private dashboard: a read token is needed"},
+    404: {"model": ErrorResponse, "description": "No such anchor or experiment"},
+    422: {"model": ErrorResponse, "description": "No BD-rate: units, too few points, no overlap"},
+}
+
+
+class AnchorIn(BaseModel):
+    """An anchor as sent to PUT. `name` and `rate_unit` may be sent back as GET gave them."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=10_000)
+
+    name: str | None = Field(None, description="Must equal the path's name when present.")
+    description: str | None = Field(None, max_length=10_000)
+    rd_points: list[RDPoint] = Field(min_length=MIN_POINTS, max_length=64)
+    rate_unit: Literal["kbps", "bpp"] | None = Field(
+        None, description="Checked against the points when present."
+    )
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> AnchorIn:
+        unit = rd_rate_unit([p.model_dump(exclude_none=True) for p in self.rd_points])
+        if self.rate_unit is not None and self.rate_unit != unit:
+            raise ValueError(f"rate_unit is {self.rate_unit!r} but the points are in {unit}")
+        return self
+
+
+class Anchor(BaseModel):
+    name: str
+    description: str | None
+    rd_points: list[dict[str, Any]]
+    rate_unit: Literal["kbps", "bpp"] | None
+
+
+class AnchorList(BaseModel):
+    items: list[Anchor]
+    default: str | None = Field(description="The anchor in force for bd_rate_pct, if any.")
+    configured_default: str | None = Field(description="The `default_anchor` setting.")
+    quality_metric: Literal["psnr", "ms_ssim"] = Field(
+        description="The quality axis of the stored BD-rates (the `quality_metric` setting)."
+    )
+
+
+class AnchorWritten(Anchor):
+    created: bool
+    default: str | None = Field(description="The anchor in force after this write.")
+    recomputed: int = Field(description="Experiments whose stored BD-rate changed.")
+
+
+class AnchorDeleted(BaseModel):
+    deleted: str
+    default: str | None
+    recomputed: int
+
+
+class BdRateReport(BaseModel):
+    anchor: str
+    experiment_id: str
+    quality_metric: Literal["psnr", "ms_ssim"]
+    rate_unit: Literal["kbps", "bpp"]
+    bd_rate_pct: float = Field(description="Negative: the experiment needs fewer bits.")
+    bd_psnr_db: float | None = Field(description="Positive: the experiment is better (dB).")
+    overlap: float = Field(description="Share of the quality range both curves cover, 0-1.")
+    warning: str | None = Field(description="Set when the figures describe only part.")
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+@router.get(
+    "/anchors",
+    response_model=AnchorList,
+    dependencies=[Depends(require_read)],
+    summary="The anchors, and the one in force for bd_rate_pct",
+    responses={401: READ_ERRORS[401]},
+)
+def list_anchors(request: Request) -> Response:
+    st = state(request)
+    current = in_force(st.store, st.settings)
+    return _json(
+        {
+            "items": [anchor_view(a) for a in st.store.anchors()],
+            "default": current["name"] if current else None,
+            "configured_default": st.settings.default_anchor,
+            "quality_metric": quality_of(st.settings),
+        }
+    )
+
+
+@router.get(
+    "/anchors/{name}",
+    response_model=Anchor,
+    dependencies=[Depends(require_read)],
+    summary="One anchor",
+    responses={401: READ_ERRORS[401], 404: {"model": ErrorResponse}},
+)
+def get_anchor(request: Request, name: NamePath) -> Response:
+    return _json(anchor_view(_anchor(state(request), name)))
+
+
+@router.put(
+    "/anchors/{name}",
+    response_model=AnchorWritten,
+    summary="Create or replace an anchor; stored BD-rates follow the anchor in force",
+    responses={201: {"model": AnchorWritten, "description": "Created"}, **WRITE_ERRORS},
+)
+def put_anchor(
+    request: Request,
+    name: NamePath,
+    body: AnchorIn,
+    _token: Annotated[str, Depends(require_write)],
+) -> Response:
+    if body.name is not None and body.name != name:
+        raise ApiError(422, f"body name {body.name!r} differs from the path's {name!r}")
+    st = state(request)
+    points = [p.model_dump(exclude_none=True) for p in body.rd_points]
+    quality = quality_of(st.settings)
+    try:
+        check_curve(points, quality)
+    except ValueError as exc:
+        raise ApiError(422, f"rd_points cannot anchor BD-rates in {quality}: {exc}") from None
+    change = save_anchor(st.store, st.settings, name, body.description, points)
+    view = anchor_view({"name": name, "description": body.description, "rd_points": points})
+    return _json(
+        {
+            **view,
+            "created": change.created,
+            "default": change.in_force,
+            "recomputed": change.recomputed,
+        },
+        201 if change.created else 200,
+    )
+
+
+@router.delete(
+    "/anchors/{name}",
+    response_model=AnchorDeleted,
+    summary="Delete an anchor; stored BD-rates follow the anchor in force",
+    responses={404: {"model": ErrorResponse}, **WRITE_ERRORS},
+)
+def delete_anchor(
+    request: Request, name: NamePath, _token: Annotated[str, Depends(require_write)]
+) -> Response:
+    st = state(request)
+    change = remove_anchor(st.store, st.settings, name)
+    if change is None:
+        raise ApiError(404, f"no anchor {name!r}")
+    return _json({"deleted": name, "default": change.in_force, "recomputed": change.recomputed})
+
+
+@router.get(
+    "/anchors/{name}/bd-rate",
+    response_model=BdRateReport,
+    dependencies=[Depends(require_read)],
+    summary="BD-rate, BD-PSNR and curve overlap of an experiment against this anchor",
+    responses=READ_ERRORS,
+)
+def anchor_bd_rate(
+    request: Request,
+    name: NamePath,
+    experiment_id: Annotated[str, Query(pattern=ID_PATTERN)],
+    quality: QualityQuery = None,
+) -> Response:
+    return _json(_report(state(request), experiment_id, name, quality))
+
+
+@router.get(
+    "/experiments/{experiment_id}/bd-rate",
+    response_model=BdRateReport,
+    dependencies=[Depends(require_read)],
+    summary="BD-rate report of an experiment against an anchor (default: the one in force)",
+    responses=READ_ERRORS,
+    tags=["experiments"],
+)
+def experiment_bd_rate(
+    request: Request,
+    experiment_id: IdPath,
+    anchor: Annotated[
+        str | None, Query(pattern=ANCHOR_NAME_PATTERN, description="An anchor's name")
+    ] = None,
+    quality: QualityQuery = None,
+) -> Response:
+    return _json(_report(state(request), experiment_id, anchor, quality))
+
+
+def _report(
+    st: AppState, experiment_id: str, anchor_name: str | None, quality: str | None
+) -> dict[str, Any]:
+    if anchor_name is None:
+        chosen = in_force(st.store, st.settings)
+        if chosen is None:
+            raise ApiError(
+                404, "no anchor in force: import one (codecdash import-results --anchor FILE)"
+            )
+    else:
+        chosen = _anchor(st, anchor_name)
+    row = st.store.get_experiment(experiment_id)
+    if row is None:
+        raise ApiError(404, f"no experiment {experiment_id!r}")
+    points = orjson.loads(row["rd_points"]) if row["rd_points"] else []
+    if not points:
+        raise ApiError(422, f"experiment {experiment_id!r} has no rd_points")
+    axis = "ms_ssim" if quality == "ms_ssim" else "psnr" if quality else quality_of(st.settings)
+    try:
+        report = bd_report_for(chosen, points, axis)
+    except ValueError as exc:
+        raise ApiError(
+            422, f"no BD-rate of {experiment_id!r} against {chosen['name']!r}: {exc}"
+        ) from None
+    return {**report, "experiment_id": experiment_id}
+
+
+def _anchor(st: AppState, name: str) -> dict[str, Any]:
+    found = next((a for a in st.store.anchors() if a["name"] == name), None)
+    if found is None:
+        raise ApiError(404, f"no anchor {name!r}")
+    return found
