@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
+    field_validator,
     model_validator,
 )
 
@@ -32,13 +35,59 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-Timestamp = Annotated[datetime, AfterValidator(_utc)]
+_ISO_TIME = re.compile(
+    r"\d{4}-\d\d-\d\d(?:[Tt ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:[Zz]|[+-]\d\d:?\d\d)?)?"
+)
+
+
+def _iso_text(value: Any) -> Any:
+    """Times are ISO 8601 text; pydantic alone also takes 0 or "0.5" as seconds since 1970."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_TIME.fullmatch(value)):
+        return value
+    raise ValueError("expected an ISO 8601 time such as 2025-03-14T12:00:00Z")
+
+
+# Not strict (the models are): JSON has no datetime type, times come as text.
+Timestamp = Annotated[
+    datetime, Field(strict=False), BeforeValidator(_iso_text), AfterValidator(_utc)
+]
+
+
+def _json_int(value: Any) -> Any:
+    """JSON's integers: 5 and 5.0, not true or "5" (the models are strict; 5.0 is not)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_int)]
 ExperimentId = Annotated[str, Field(pattern=ID_PATTERN, examples=["ssf-lambda-0.0130-r3"])]
 Tag = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=10_000)
+    # strict: no true for 1.0, no 0 for false, no "5" for 5, as the OpenAPI document says
+    # (tests/test_fuzz_api.py's negative_data_rejection); times: see Timestamp.
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, str_max_length=10_000, strict=True
+    )
+
+
+def _no_nul(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL: refuse it here (422), for both databases."""
+    if value is not None and "\x00" in value:
+        raise ValueError("text may not contain NUL (\\u0000) characters")
+    return value
+
+
+def _storable_json(value: dict[str, JsonValue], name: str) -> bytes:
+    """The value as stored (orjson); integers beyond 64 bits cannot be."""
+    import orjson
+
+    try:
+        return orjson.dumps(value)
+    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+        raise ValueError(f"{name} cannot be stored as JSON: {exc}") from None
 
 
 class RDPoint(_Strict):
@@ -61,6 +110,8 @@ class RDPoint(_Strict):
 def _params_size(value: dict[str, JsonValue] | None) -> dict[str, JsonValue] | None:
     if value is not None and len(value) > 200:
         raise ValueError("params holds at most 200 keys")
+    if value is not None:
+        _storable_json(value, "params")
     return value
 
 
@@ -92,6 +143,8 @@ class ExperimentFields(_Strict):
     bd_rate_pct: float | None = Field(None, description="Derived by the server; ignored.")
     bd_rate_anchor: str | None = Field(None, description="Derived by the server; ignored.")
     updated_at: Timestamp | None = Field(None, description="Set by the server; ignored.")
+
+    _text = field_validator("name", "worker_id", "error", "bd_rate_anchor")(_no_nul)
 
 
 class ExperimentIn(ExperimentFields):
@@ -142,11 +195,8 @@ class ExperimentPage(BaseModel):
 
 
 def _extra_size(value: dict[str, JsonValue] | None) -> dict[str, JsonValue] | None:
-    if value is not None:
-        import orjson
-
-        if len(orjson.dumps(value)) > MAX_EXTRA_BYTES:
-            raise ValueError(f"extra is limited to {MAX_EXTRA_BYTES} bytes of JSON")
+    if value is not None and len(_storable_json(value, "extra")) > MAX_EXTRA_BYTES:
+        raise ValueError(f"extra is limited to {MAX_EXTRA_BYTES} bytes of JSON")
     return value
 
 
@@ -162,11 +212,13 @@ class Heartbeat(_Strict):
     gpu_util_pct: float | None = Field(None, ge=0, le=100)
     gpu_mem_pct: float | None = Field(None, ge=0, le=100)
     fps: float | None = Field(None, ge=0, le=1e6)
-    queue_depth: int | None = Field(None, ge=0, le=10**9)
+    queue_depth: JsonInt | None = Field(None, ge=0, le=10**9)
     at: Timestamp | None = None
     extra: Annotated[dict[str, JsonValue] | None, AfterValidator(_extra_size)] = Field(
         None, description="Free-form figures (per-GPU list, load, disk); at most 16 KiB."
     )
+
+    _text = field_validator("instance_type")(_no_nul)
 
 
 class CostRecord(_Strict):
@@ -175,6 +227,8 @@ class CostRecord(_Strict):
     at: Timestamp | None = None
     description: str | None = Field(None, max_length=500)
     source: str | None = Field(None, max_length=100, examples=["aws-cur"])
+
+    _text = field_validator("description", "source")(_no_nul)
 
 
 class CostBatch(_Strict):

@@ -113,7 +113,13 @@ def from_row(row: Mapping[Any, Any], now: float | None = None) -> dict[str, Any]
 
 
 def iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+    # Round to the millisecond first: flooring `ts % 1 * 1000` turned .123 into .122.
+    seconds, ms = divmod(round(ts * 1000), 1000)
+    t = time.gmtime(seconds)  # not strftime's %Y: it writes the year 1 as "1", not "0001"
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{ms:03d}Z"
+    )
 
 
 @functools.cache

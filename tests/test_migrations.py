@@ -1,0 +1,308 @@
+"""Schema migrations: a version-1 database (frozen DDL in tests/data) opened by today's
+Store is upgraded in place to the latest version, and nothing in it is lost."""
+
+from __future__ import annotations
+
+import calendar
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import inspect
+
+from codecdash.config import Settings
+from codecdash.models import ExperimentIn
+from codecdash.snapshot import SnapshotBuilder
+from codecdash.sources.local import local_sources
+from codecdash.store import ListQuery, Store
+from codecdash.store.db import LATEST_VERSION
+from codecdash.store.tokens import hash_token
+from conftest import PgServer, _libpq
+
+DATA = Path(__file__).parent / "data"
+NOW = float(calendar.timegm((2025, 3, 14, 12, 0, 0)))
+HOUR = 3600.0
+TOKEN = "cdt_v1-token-made-before-the-upgrade-0123456789"
+
+EXPERIMENTS: list[dict[str, Any]] = [
+    {
+        "id": "v1-a",
+        "name": "ssf λ=0.013",
+        "status": "completed",
+        "created_at": NOW - 5 * HOUR,
+        "started_at": NOW - 5 * HOUR,
+        "finished_at": NOW - 4 * HOUR,
+        "updated_at": NOW - 4 * HOUR,
+        "duration_s": HOUR,
+        "bitrate_reduction_pct": 41.5,
+        "psnr_db": 34.25,
+        "ms_ssim": 0.97,
+        "bpp": 0.1,
+        "bitrate_kbps": 800.0,
+        "cost_usd": 2.5,
+        "worker_id": "w1",
+        "params": orjson.dumps({"lambda": 0.013}).decode(),
+        "tags": '["uvg"]',
+        "error": None,
+        "rd_points": '[{"bitrate_kbps": 100.0, "psnr_db": 30.0}]',
+    },
+    {
+        "id": "v1-b",
+        "name": "diverged",
+        "status": "failed",
+        "created_at": NOW - 3 * HOUR,
+        "started_at": NOW - 3 * HOUR,
+        "finished_at": NOW - 2 * HOUR,
+        "updated_at": NOW - 2 * HOUR,
+        "duration_s": HOUR,
+        "bitrate_reduction_pct": None,
+        "psnr_db": None,
+        "ms_ssim": None,
+        "bpp": None,
+        "bitrate_kbps": None,
+        "cost_usd": None,
+        "worker_id": None,
+        "params": None,
+        "tags": None,
+        "error": "loss is NaN",
+        "rd_points": None,
+    },
+    {
+        "id": "v1-c",
+        "name": None,
+        "status": "running",
+        "created_at": NOW - HOUR,
+        "started_at": NOW - HOUR,
+        "finished_at": None,
+        "updated_at": NOW - HOUR,
+        "duration_s": None,
+        "bitrate_reduction_pct": 10.0,
+        "psnr_db": 31.0,
+        "ms_ssim": None,
+        "bpp": None,
+        "bitrate_kbps": None,
+        "cost_usd": None,
+        "worker_id": "w2",
+        "params": "{}",
+        "tags": "[]",
+        "error": None,
+        "rd_points": None,
+    },
+]
+ROWS: dict[str, list[dict[str, Any]]] = {
+    "schema_version": [{"version": 1, "applied_at": NOW - 30 * 24 * HOUR}],
+    "experiments": EXPERIMENTS,
+    "counters": [
+        {"name": "experiments.completed", "n": 1},
+        {"name": "experiments.failed", "n": 1},
+        {"name": "experiments.running", "n": 1},
+        {"name": "data_version", "n": 17},
+        {"name": "rows.heartbeats", "n": 2},
+        {"name": "rows.cost_records", "n": 1},
+    ],
+    "progress_hourly": [
+        {
+            "hour": int((NOW - 4 * HOUR) // HOUR),
+            "best_compression_pct": 41.5,
+            "best_psnr_db": 34.25,
+            "best_ms_ssim": 0.97,
+        }
+    ],
+    "heartbeats": [
+        {
+            "worker_id": "orch",
+            "role": "orchestrator",
+            "status": "ok",
+            "at": NOW - 20,
+            "cpu_pct": 10.0,
+            "mem_pct": 20.0,
+        },
+        {
+            "worker_id": "w1",
+            "role": "training",
+            "status": "ok",
+            "at": NOW - 30,
+            "spot": True,
+            "queue_depth": 5,
+            "hourly_cost_usd": 1.0,
+        },
+    ],
+    "workers": [
+        {
+            "worker_id": "orch",
+            "role": "orchestrator",
+            "status": "ok",
+            "first_seen": NOW - 20,
+            "last_seen": NOW - 20,
+            "cpu_pct": 10.0,
+            "mem_pct": 20.0,
+            "clean_shutdown": False,
+        },
+        {
+            "worker_id": "w1",
+            "role": "training",
+            "status": "ok",
+            "first_seen": NOW - 30,
+            "last_seen": NOW - 30,
+            "spot": True,
+            "queue_depth": 5,
+            "hourly_cost_usd": 1.0,
+            "clean_shutdown": False,
+        },
+    ],
+    "cost_records": [
+        {
+            "component": "storage",
+            "amount_usd": 12.5,
+            "at": NOW - 2 * 86400,
+            "description": "S3",
+            "source": "aws-cur",
+        }
+    ],
+    "cost_daily": [{"day": int((NOW - 2 * 86400) // 86400), "component": "storage", "usd": 12.5}],
+    "tokens": [
+        {
+            "name": "old-ci",
+            "scope": "write",
+            "token_hash": hash_token(TOKEN),
+            "created_at": NOW - 10 * 86400,
+            "revoked_at": None,
+        }
+    ],
+}
+
+
+def _insert_all(execute: Callable[[str, list[Any]], None], mark: str) -> None:
+    for table, rows in ROWS.items():
+        for row in rows:
+            columns = ", ".join(row)
+            marks = ", ".join([mark] * len(row))
+            execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(row.values()))
+
+
+def make_v1_sqlite(path: Path) -> str:
+    with sqlite3.connect(path) as conn:
+        conn.executescript((DATA / "schema_v1.sql").read_text(encoding="utf-8"))
+        _insert_all(lambda sql, values: conn.execute(sql, values), "?")
+    conn.close()
+    return f"sqlite:///{path}"
+
+
+def make_v1_postgres(server: PgServer) -> str:
+    import psycopg
+
+    url = server.new_schema()
+    with psycopg.connect(_libpq(url)) as conn:
+        conn.execute((DATA / "schema_v1_postgresql.sql").read_text(encoding="utf-8"))
+        _insert_all(lambda sql, values: conn.execute(sql, values), "%s")  # type: ignore[arg-type]
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def v1_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return make_v1_sqlite(tmp_path / "v1.db")
+    return make_v1_postgres(request.getfixturevalue("pg_server"))
+
+
+def versions(store: Store) -> list[int]:
+    from sqlalchemy import select
+
+    from codecdash.store import schema
+
+    with store.db.read() as conn:
+        return [
+            int(v)
+            for (v,) in conn.execute(
+                select(schema.schema_version.c.version).order_by(schema.schema_version.c.version)
+            )
+        ]
+
+
+def test_v1_database_is_upgraded_in_place(v1_url: str) -> None:
+    store = Store(v1_url, migrate=False)
+    try:
+        assert versions(store) == [1]
+        assert "anchors" not in inspect(store.db.engine).get_table_names()
+    finally:
+        store.close()
+
+    store = Store(v1_url)
+    try:
+        assert versions(store) == list(range(1, LATEST_VERSION + 1))
+        assert LATEST_VERSION == 2
+        inspector = inspect(store.db.engine)
+        assert "anchors" in inspector.get_table_names()
+        columns = {c["name"] for c in inspector.get_columns("experiments")}
+        assert {"bd_rate_pct", "bd_rate_anchor"} <= columns
+        assert "best_bd_rate_pct" in {c["name"] for c in inspector.get_columns("progress_hourly")}
+        assert "ix_experiments_bd_rate" in {i["name"] for i in inspector.get_indexes("experiments")}
+
+        # nothing lost
+        for before in EXPERIMENTS:
+            after = store.get_experiment(before["id"])
+            assert after is not None
+            assert {k: after[k] for k in before} == before
+            assert after["bd_rate_pct"] is None and after["bd_rate_anchor"] is None
+        assert store.version() == 17
+        _, _, total = store.list_experiments(ListQuery())
+        assert total == 3
+        assert store.check_token(TOKEN, ("write",)) == "old-ci"
+        assert [t["name"] for t in store.list_tokens()] == ["old-ci"]
+    finally:
+        store.close()
+
+
+@pytest.mark.anyio
+async def test_upgraded_database_serves_and_takes_writes(v1_url: str) -> None:
+    store = Store(v1_url)
+    try:
+        settings = Settings(database_url=v1_url)
+        snap = await SnapshotBuilder(settings, local_sources(store, settings)).build(now=NOW)
+        assert all(row["ok"] for row in snap["sources"]), snap["sources"]
+        s = snap["summary"]
+        assert (s["total_experiments"], s["completed"], s["failed"], s["running"]) == (3, 1, 1, 1)
+        assert s["best_quality"]["experiment_id"] == "v1-a"
+        assert s["month_to_date_usd"] == 12.5
+        assert snap["infrastructure"]["orchestrator"]["status"] == "ok"
+        assert snap["infrastructure"]["training_workers"]["queue_depth"] == 5
+        assert [p["best_psnr_db"] for p in snap["progress"]["quality"]] == [34.25]
+        # the version-2 features work on the upgraded database
+        store.put_anchor("hm-16.20", "HEVC anchor", [{"bitrate_kbps": 100.0, "psnr_db": 30.0}])
+        assert [a["name"] for a in store.anchors()] == ["hm-16.20"]
+        store.create_experiment(ExperimentIn(id="v2-new", status="completed", psnr_db=36.0))
+        store.batch([ExperimentIn(id="v1-c", status="completed", psnr_db=31.0)])
+        _, _, total = store.list_experiments(ListQuery(status=["completed"]))
+        assert total == 3
+    finally:
+        store.close()
+
+
+def test_opening_again_is_a_no_op(v1_url: str) -> None:
+    for _ in range(2):
+        store = Store(v1_url)
+        try:
+            assert versions(store) == [1, 2]
+            assert store.get_experiment("v1-a") is not None
+        finally:
+            store.close()
+
+
+def test_a_fresh_database_starts_at_the_latest_version(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "fresh.db"))
+    try:
+        assert versions(store) == [LATEST_VERSION]
+    finally:
+        store.close()
+
+
+def test_a_newer_database_is_refused(tmp_path: Path) -> None:
+    url = make_v1_sqlite(tmp_path / "future.db")
+    with sqlite3.connect(tmp_path / "future.db") as conn:
+        conn.execute("INSERT INTO schema_version VALUES (?, ?)", (LATEST_VERSION + 1, NOW))
+    conn.close()
+    with pytest.raises(RuntimeError, match="newer than this codecdash"):
+        Store(url)

@@ -1,0 +1,647 @@
+"""The store, run on both backends (SQLite and PostgreSQL) through the `store` fixture."""
+
+from __future__ import annotations
+
+import calendar
+import itertools
+import math
+import string
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from codecdash.config import Settings
+from codecdash.models import CostRecord, ExperimentIn, ExperimentPatch, Heartbeat
+from codecdash.snapshot import SnapshotBuilder
+from codecdash.sources.local import local_sources
+from codecdash.store import BadCursor, Conflict, ListQuery, Store, TokenExists, schema, tokens
+from codecdash.store import experiments as experiments_mod
+from codecdash.store.experiments import SORTABLE, from_row
+
+# A fixed "now" in the middle of a month, for the time-dependent figures.
+NOW = float(calendar.timegm((2025, 3, 14, 12, 0, 0)))
+T0 = datetime(2025, 3, 14, 12, 0, 0, tzinfo=UTC)
+
+
+def exp(**fields: Any) -> ExperimentIn:
+    return ExperimentIn.model_validate(fields)
+
+
+def ts(dt: datetime) -> float:
+    return dt.timestamp()
+
+
+async def snapshot(store: Store, now: float = NOW, **settings: Any) -> dict[str, Any]:
+    s = Settings(database_url="unused.db", **settings)
+    return await SnapshotBuilder(s, local_sources(store, s)).build(now=now)
+
+
+# -- experiments: create, get, put, patch ---------------------------------------------
+def test_create_and_get_round_trip(store: Store) -> None:
+    row = store.create_experiment(
+        exp(
+            id="e-1",
+            name="ssf λ=0.013",
+            status="completed",
+            created_at="2025-03-14T10:00:00Z",
+            started_at="2025-03-14T10:00:00Z",
+            finished_at="2025-03-14T11:30:00Z",
+            bitrate_reduction_pct=41.5,
+            psnr_db=35.25,
+            ms_ssim=0.9712,
+            bpp=0.12,
+            bitrate_kbps=812.5,
+            cost_usd=3.5,
+            worker_id="w-1",
+            params={"lambda": 0.013, "nested": {"a": [1, 2]}},
+            tags=["uvg", "mse"],
+            rd_points=[{"bitrate_kbps": 100.0, "psnr_db": 30.0}],
+        )
+    )
+    assert row["id"] == "e-1"
+    got = store.get_experiment("e-1")
+    assert got is not None
+    out = from_row(got)
+    assert out["name"] == "ssf λ=0.013"
+    assert out["status"] == "completed"
+    assert out["created_at"] == "2025-03-14T10:00:00.000Z"
+    assert out["finished_at"] == "2025-03-14T11:30:00.000Z"
+    assert out["duration_s"] == 5400.0
+    assert out["params"] == {"lambda": 0.013, "nested": {"a": [1, 2]}}
+    assert out["tags"] == ["uvg", "mse"]
+    assert [{k: v for k, v in p.items() if v is not None} for p in out["rd_points"]] == [
+        {"bitrate_kbps": 100.0, "psnr_db": 30.0}
+    ]
+    for name in ("bitrate_reduction_pct", "psnr_db", "ms_ssim", "bpp", "bitrate_kbps", "cost_usd"):
+        assert isinstance(out[name], float)
+    assert store.get_experiment("missing") is None
+
+
+def test_create_generates_an_id_and_refuses_a_duplicate(store: Store) -> None:
+    first = store.create_experiment(exp(name="a"))
+    second = store.create_experiment(exp(name="b"))
+    assert first["id"] and second["id"] and first["id"] != second["id"]
+    version = store.version()
+    with pytest.raises(Conflict):
+        store.create_experiment(exp(id=first["id"], name="again"))
+    assert store.version() == version
+    got = store.get_experiment(first["id"])
+    assert got is not None and got["name"] == "a"
+
+
+def test_server_sets_times_by_status(store: Store) -> None:
+    running = store.create_experiment(exp(id="r", status="running"))
+    assert running["started_at"] is not None and running["finished_at"] is None
+    done = store.create_experiment(exp(id="d", status="failed", error="CUDA OOM"))
+    assert done["finished_at"] is not None
+    queued = store.create_experiment(exp(id="q"))
+    assert queued["status"] == "queued"
+    assert queued["started_at"] is None and queued["finished_at"] is None
+    assert queued["created_at"] is not None
+
+
+def test_put_creates_then_replaces_and_keeps_created_at(store: Store) -> None:
+    body = exp(name="x", status="running", psnr_db=30.0, created_at="2025-03-01T00:00:00Z")
+    row, created = store.put_experiment("p-1", body)
+    assert created and row["name"] == "x"
+    row, created = store.put_experiment("p-1", exp(name="y", status="completed"))
+    assert not created
+    got = store.get_experiment("p-1")
+    assert got is not None
+    assert got["name"] == "y" and got["status"] == "completed"
+    assert got["psnr_db"] is None  # replaced, not merged
+    assert got["created_at"] == ts(datetime(2025, 3, 1, tzinfo=UTC))
+    _, _, total = store.list_experiments(ListQuery(status=["running"]))
+    assert total == 0
+    _, _, total = store.list_experiments(ListQuery(status=["completed"]))
+    assert total == 1
+
+
+def test_put_twice_is_idempotent(store: Store) -> None:
+    body = exp(
+        name="retry", status="completed", psnr_db=31.0, bitrate_reduction_pct=20.0, tags=["a"]
+    )
+    first, _ = store.put_experiment("idem", body)
+    version = store.version()
+    second, created = store.put_experiment("idem", body)
+    assert not created
+    a, b = from_row(first), from_row(second)
+    a.pop("updated_at"), b.pop("updated_at")
+    assert a == b
+    assert store.version() == version + 1  # a write, but nothing else changed
+    _, _, total = store.list_experiments(ListQuery())
+    assert total == 1
+
+
+def test_patch_changes_only_the_given_fields(store: Store) -> None:
+    store.create_experiment(exp(id="m", name="n", status="running", psnr_db=30.0, tags=["t"]))
+    row = store.patch_experiment("m", ExperimentPatch.model_validate({"psnr_db": 31.5}))
+    assert row is not None
+    got = store.get_experiment("m")
+    assert got is not None
+    assert got["psnr_db"] == 31.5 and got["name"] == "n" and got["status"] == "running"
+    # null clears a field; status cannot be cleared
+    store.patch_experiment("m", ExperimentPatch.model_validate({"name": None, "status": None}))
+    got = store.get_experiment("m")
+    assert got is not None and got["name"] is None and got["status"] == "running"
+    store.patch_experiment("m", ExperimentPatch.model_validate({"status": "completed"}))
+    got = store.get_experiment("m")
+    assert got is not None and got["status"] == "completed" and got["finished_at"] is not None
+    assert got["duration_s"] is not None and got["duration_s"] >= 0
+    assert store.patch_experiment("nope", ExperimentPatch()) is None
+
+
+def test_the_same_patch_twice_gives_the_same_result(store: Store) -> None:
+    store.create_experiment(exp(id="pp", status="running"))
+    patch = ExperimentPatch.model_validate({"status": "completed", "psnr_db": 33.0})
+    first = from_row(store.patch_experiment("pp", patch) or {})
+    second = from_row(store.patch_experiment("pp", patch) or {})
+    first.pop("updated_at"), second.pop("updated_at")
+    assert first == second
+
+
+# -- batch ---------------------------------------------------------------------------
+def test_batch_upserts_and_the_last_duplicate_wins(store: Store) -> None:
+    store.create_experiment(exp(id="b-0", name="old"))
+    n = store.batch(
+        [
+            exp(id="b-0", name="new"),
+            exp(id="b-1", name="one"),
+            exp(id="b-1", name="one again", status="completed"),
+        ]
+    )
+    assert n == 3
+    assert (store.get_experiment("b-0") or {})["name"] == "new"
+    got = store.get_experiment("b-1") or {}
+    assert got["name"] == "one again" and got["status"] == "completed"
+    _, _, total = store.list_experiments(ListQuery())
+    assert total == 2
+    _, _, completed = store.list_experiments(ListQuery(status=["completed"]))
+    assert completed == 1
+
+
+def test_batch_is_all_or_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.create_experiment(exp(id="keep", name="before", status="running"))
+    version = store.version()
+
+    def boom(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("disk on fire")
+
+    # Fail after the rows were written, inside the same transaction.
+    monkeypatch.setattr(experiments_mod, "recompute_hours", boom)
+    with pytest.raises(RuntimeError):
+        store.batch(
+            [
+                exp(id="keep", name="after", status="completed", psnr_db=40.0),
+                exp(id="new-1", status="completed"),
+            ]
+        )
+    monkeypatch.undo()
+    assert store.version() == version
+    assert (store.get_experiment("keep") or {})["name"] == "before"
+    assert store.get_experiment("new-1") is None
+    _, _, total = store.list_experiments(ListQuery())
+    assert total == 1
+    _, _, running = store.list_experiments(ListQuery(status=["running"]))
+    assert running == 1
+
+
+def test_every_write_bumps_the_data_version_and_tells_listeners(store: Store) -> None:
+    calls: list[int] = []
+    store.on_change(lambda: calls.append(1))
+    v0 = store.version()
+    store.create_experiment(exp(id="v"))
+    store.put_experiment("v", exp(name="x"))
+    store.patch_experiment("v", ExperimentPatch.model_validate({"name": "y"}))
+    store.batch([exp(id="v2")])
+    store.heartbeat(Heartbeat(worker_id="w", role="training"))
+    store.add_costs([CostRecord(component="other", amount_usd=1.0)])
+    assert store.version() == v0 + 6
+    assert len(calls) == 6
+
+
+# -- listing: filters, sort, keyset pagination ---------------------------------------
+def _fill_for_listing(store: Store) -> list[dict[str, Any]]:
+    items = []
+    statuses = ["queued", "running", "completed", "failed", "cancelled"]
+    for i in range(23):
+        fields: dict[str, Any] = {
+            "id": f"x-{i:02d}",
+            "name": f"Run {'Alpha' if i % 3 == 0 else 'beta'} {i}",
+            "status": statuses[i % 5],
+            # ties on created_at (pairs), so the id tie-break matters
+            "created_at": (T0 - timedelta(hours=i // 2)).isoformat(),
+            "worker_id": f"w-{i % 4}",
+            "tags": ["even"] if i % 2 == 0 else ["odd", "x"],
+        }
+        if i % 4 != 0:  # some nulls in every numeric column
+            fields.update(
+                psnr_db=30.0 + (i % 7),
+                bitrate_reduction_pct=float(i % 6) * 10,
+                ms_ssim=0.9 + (i % 5) / 100,
+                bpp=0.1 * (i % 3 + 1),
+                bitrate_kbps=100.0 * (i % 8 + 1),
+                cost_usd=float(i % 3),
+            )
+        if fields["status"] in ("completed", "failed", "cancelled", "running"):
+            fields["started_at"] = (T0 - timedelta(hours=i // 2, minutes=-5)).isoformat()
+        if fields["status"] in ("completed", "failed", "cancelled"):
+            fields["finished_at"] = (T0 - timedelta(hours=i // 2, minutes=-5 - i)).isoformat()
+        items.append(fields)
+    store.batch([exp(**f) for f in items])
+    rows = []
+    for f in items:
+        got = store.get_experiment(f["id"])
+        assert got is not None
+        rows.append(got)
+    return rows
+
+
+def _expected_order(rows: list[dict[str, Any]], sort: str) -> list[str]:
+    descending = sort.startswith("-")
+    name = sort.lstrip("-")
+    present = [r for r in rows if r[name] is not None]
+    missing = [r for r in rows if r[name] is None]
+    present.sort(key=lambda r: (r[name], r["id"]), reverse=descending)
+    missing.sort(key=lambda r: r["id"], reverse=descending)
+    return [r["id"] for r in present + missing]
+
+
+def _all_pages(store: Store, query: ListQuery) -> tuple[list[str], int]:
+    ids: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        query.cursor = cursor
+        items, cursor, _total = store.list_experiments(query)
+        ids += [r["id"] for r in items]
+        pages += 1
+        assert pages < 100, "pagination does not end"
+        if cursor is None:
+            return ids, pages
+
+
+def test_every_sort_pages_through_every_row_once_in_order(store: Store) -> None:
+    rows = _fill_for_listing(store)
+    for sort in [f"{d}{n}" for n in SORTABLE for d in ("", "-")]:
+        ids, pages = _all_pages(store, ListQuery(sort=sort, limit=6))
+        assert ids == _expected_order(rows, sort), sort
+        assert pages == math.ceil(len(rows) / 6), sort
+
+
+def test_filters_and_total(store: Store) -> None:
+    rows = _fill_for_listing(store)
+
+    def ids(**kwargs: Any) -> tuple[set[str], int]:
+        items, _, total = store.list_experiments(ListQuery(limit=1000, **kwargs))
+        return {r["id"] for r in items}, total
+
+    got, total = ids(status=["completed", "failed"])
+    want = {r["id"] for r in rows if r["status"] in ("completed", "failed")}
+    assert got == want and total == len(want)
+    got, total = ids(q="alpha")  # case-insensitive, in the name
+    want = {r["id"] for r in rows if "alpha" in r["name"].lower()}
+    assert got == want and total == len(want) and want
+    got, _ = ids(q="x-1")  # in the id
+    assert got == {r["id"] for r in rows if "x-1" in r["id"]}
+    got, _ = ids(worker_id="w-2")
+    assert got == {r["id"] for r in rows if r["worker_id"] == "w-2"}
+    got, _ = ids(tag="odd")
+    assert got == {r["id"] for r in rows if "odd" in r["tags"]}
+    got, _ = ids(tag="od")  # whole tags only
+    assert got == set()
+    got, _ = ids(min_psnr_db=34.0)
+    assert got == {r["id"] for r in rows if r["psnr_db"] is not None and r["psnr_db"] >= 34}
+    got, _ = ids(min_bitrate_reduction_pct=30.0)
+    assert got == {
+        r["id"]
+        for r in rows
+        if r["bitrate_reduction_pct"] is not None and r["bitrate_reduction_pct"] >= 30
+    }
+    cut = ts(T0 - timedelta(hours=3))
+    got, total = ids(created_after=cut)
+    assert got == {r["id"] for r in rows if r["created_at"] >= cut} and total == len(got)
+    got, _ = ids(created_before=cut)
+    assert got == {r["id"] for r in rows if r["created_at"] < cut}
+    got, total = ids(status=["completed"], q="beta")
+    want = {r["id"] for r in rows if r["status"] == "completed" and "beta" in r["name"]}
+    assert got == want and total == len(want)
+    # the total counts every match, not the page
+    items, cursor, total = store.list_experiments(ListQuery(limit=2))
+    assert len(items) == 2 and cursor is not None and total == len(rows)
+
+
+def test_q_treats_wildcards_as_text(store: Store) -> None:
+    store.batch(
+        [
+            exp(id="a", name="100% done"),
+            exp(id="b", name="1000 done"),
+            exp(id="c", name="snake_case"),
+            exp(id="d", name="snakeXcase"),
+        ]
+    )
+    items, _, total = store.list_experiments(ListQuery(q="0%"))
+    assert [r["id"] for r in items] == ["a"] and total == 1
+    items, _, _ = store.list_experiments(ListQuery(q="e_c"))
+    assert [r["id"] for r in items] == ["c"]
+
+
+def test_a_foreign_cursor_is_refused(store: Store) -> None:
+    store.batch([exp(id=f"c{i}") for i in range(3)])
+    for bad in ("not-a-cursor!", "e30", "WzEsMl0"):  # garbage, {}, [1,2]
+        with pytest.raises(BadCursor):
+            store.list_experiments(ListQuery(cursor=bad))
+    with pytest.raises(ValueError):
+        store.list_experiments(ListQuery(sort="error"))
+
+
+def test_pagination_is_stable_while_rows_are_added(store: Store) -> None:
+    store.batch(
+        [exp(id=f"s{i:02d}", created_at=(T0 - timedelta(minutes=i)).isoformat()) for i in range(10)]
+    )
+    items, cursor, _ = store.list_experiments(ListQuery(limit=4))
+    seen = [r["id"] for r in items]
+    # a newer row arrives between pages: keyset pages neither repeat nor skip rows
+    store.create_experiment(exp(id="s-new", created_at=(T0 + timedelta(minutes=1)).isoformat()))
+    while cursor:
+        items, cursor, _ = store.list_experiments(ListQuery(limit=4, cursor=cursor))
+        seen += [r["id"] for r in items]
+    assert seen == [f"s{i:02d}" for i in range(10)]
+
+
+# -- the snapshot's experiment figures --------------------------------------------------
+@pytest.mark.anyio
+async def test_summary_counts_and_bests_count_completed_only(store: Store) -> None:
+    snap = await snapshot(store)
+    assert snap["summary"]["success_rate"] is None
+    assert snap["summary"]["best_compression"] is None
+    assert snap["summary"]["best_quality"] is None
+    store.batch(
+        [
+            exp(
+                id="c1",
+                status="completed",
+                psnr_db=33.0,
+                bitrate_reduction_pct=50.0,
+                created_at=(T0 - timedelta(hours=1)).isoformat(),
+            ),
+            exp(
+                id="c2",
+                status="completed",
+                psnr_db=34.5,
+                bitrate_reduction_pct=40.0,
+                created_at=(T0 - timedelta(hours=2)).isoformat(),
+            ),
+            exp(
+                id="f1",
+                status="failed",
+                psnr_db=50.0,
+                bitrate_reduction_pct=99.0,
+                created_at=(T0 - timedelta(hours=30)).isoformat(),
+            ),
+            exp(
+                id="r1",
+                status="running",
+                psnr_db=60.0,
+                bitrate_reduction_pct=99.5,
+                created_at=(T0 - timedelta(hours=3)).isoformat(),
+            ),
+        ]
+    )
+    s = (await snapshot(store))["summary"]
+    assert (s["total_experiments"], s["running"], s["completed"], s["failed"]) == (4, 1, 2, 1)
+    assert s["success_rate"] == pytest.approx(2 / 3)
+    assert s["experiments_24h"] == 3
+    assert s["best_compression"]["value_pct"] == 50.0
+    assert s["best_compression"]["experiment_id"] == "c1"
+    assert s["best_quality"]["psnr_db"] == 34.5
+    assert s["best_quality"]["experiment_id"] == "c2"
+
+
+@pytest.mark.anyio
+async def test_recent_experiments_are_the_newest_twenty(store: Store) -> None:
+    store.batch(
+        [exp(id=f"n{i:02d}", created_at=(T0 - timedelta(minutes=i)).isoformat()) for i in range(25)]
+    )
+    recent = (await snapshot(store))["recent_experiments"]
+    assert [r["id"] for r in recent] == [f"n{i:02d}" for i in range(20)]
+
+
+@pytest.mark.anyio
+async def test_progress_is_best_so_far_and_never_decreases(store: Store) -> None:
+    values = [(40.0, 31.0), (35.0, 33.0), (55.0, 30.0), (50.0, 34.0), (20.0, 29.0)]
+    store.batch(
+        [
+            exp(
+                id=f"g{i}",
+                status="completed",
+                bitrate_reduction_pct=c,
+                psnr_db=q,
+                created_at=(T0 - timedelta(hours=10)).isoformat(),
+                finished_at=(T0 - timedelta(hours=5 - i)).isoformat(),
+            )
+            for i, (c, q) in enumerate(values)
+        ]
+        + [exp(id="running-high", status="running", bitrate_reduction_pct=99.0, psnr_db=99.0)]
+    )
+    progress = (await snapshot(store))["progress"]
+    compression = [p["best_pct"] for p in progress["compression"]]
+    quality = [p["best_psnr_db"] for p in progress["quality"]]
+    assert compression == [40.0, 40.0, 55.0, 55.0, 55.0]
+    assert quality == [31.0, 33.0, 33.0, 34.0, 34.0]
+    times = [p["t"] for p in progress["compression"]]
+    assert times == sorted(times)
+    # a completed result replaced by a worse one: the series follows, still never decreasing
+    store.put_experiment(
+        "g2",
+        exp(
+            status="completed",
+            bitrate_reduction_pct=10.0,
+            psnr_db=30.0,
+            finished_at=(T0 - timedelta(hours=3)).isoformat(),
+        ),
+    )
+    progress = (await snapshot(store))["progress"]
+    compression = [p["best_pct"] for p in progress["compression"]]
+    assert compression == [40.0, 40.0, 40.0, 50.0, 50.0]
+    assert all(a <= b for a, b in itertools.pairwise(compression))
+
+
+# -- heartbeats -----------------------------------------------------------------------
+def beat(worker: str, role: str, seconds_ago: float, **fields: Any) -> Heartbeat:
+    return Heartbeat.model_validate(
+        {
+            "worker_id": worker,
+            "role": role,
+            "at": datetime.fromtimestamp(NOW - seconds_ago, UTC).isoformat(),
+            **fields,
+        }
+    )
+
+
+@pytest.mark.anyio
+async def test_orchestrator_status(store: Store) -> None:
+    orch = (await snapshot(store))["infrastructure"]["orchestrator"]
+    assert orch["status"] == "unknown" and orch["last_seen"] is None
+    store.heartbeat(beat("orch-a", "orchestrator", 200, status="ok", cpu_pct=10.0))
+    store.heartbeat(
+        beat("orch-b", "orchestrator", 20, status="degraded", cpu_pct=55.0, mem_pct=70.0)
+    )
+    orch = (await snapshot(store))["infrastructure"]["orchestrator"]
+    assert orch["status"] == "degraded"
+    assert orch["cpu_pct"] == 55.0 and orch["mem_pct"] == 70.0
+    assert orch["last_seen"] == datetime.fromtimestamp(NOW - 20, UTC).strftime(
+        "%Y-%m-%dT%H:%M:%S.000Z"
+    )
+    # older than 3 × refresh (90 s): down, whatever it last said
+    orch = (await snapshot(store, now=NOW + 71))["infrastructure"]["orchestrator"]
+    assert orch["status"] == "down"
+    # the window follows the refresh interval
+    orch = (await snapshot(store, now=NOW + 71, refresh_seconds=60))["infrastructure"]
+    assert orch["orchestrator"]["status"] == "degraded"
+
+
+@pytest.mark.anyio
+async def test_workers_active_spot_share_queue_depth_and_fps(store: Store) -> None:
+    store.heartbeat(beat("t1", "training", 30, spot=True, queue_depth=7, gpu_util_pct=80.0))
+    store.heartbeat(beat("t2", "training", 85, spot=True))
+    store.heartbeat(beat("t3", "training", 10, spot=False, queue_depth=4))  # newest depth
+    store.heartbeat(beat("t4", "training", 95, spot=True))  # older than 90 s: not active
+    store.heartbeat(beat("t5", "training", 5, status="down", spot=True))  # says it is down
+    store.heartbeat(beat("i1", "inference", 10, fps=24.5, queue_depth=2))
+    store.heartbeat(beat("i2", "inference", 20, fps=30.0))
+    store.heartbeat(beat("i3", "inference", 300, fps=99.0))
+    infra = (await snapshot(store))["infrastructure"]
+    training = infra["training_workers"]
+    assert training["active"] == 3
+    assert training["spot_pct"] == pytest.approx(200 / 3)
+    assert training["queue_depth"] == 4
+    inference = infra["inference_workers"]
+    assert inference["active"] == 2
+    assert inference["fps"] == pytest.approx(54.5)
+    assert inference["queue_depth"] == 2
+    # a worker's newer heartbeat replaces its state; a late, older one does not
+    store.heartbeat(beat("t4", "training", 1, spot=False))
+    store.heartbeat(beat("t1", "training", 60, spot=False))  # out of order: history only
+    training = (await snapshot(store))["infrastructure"]["training_workers"]
+    assert training["active"] == 4
+    assert training["spot_pct"] == pytest.approx(50.0)
+
+
+@pytest.mark.anyio
+async def test_no_workers_means_zero_active_and_no_spot_share(store: Store) -> None:
+    infra = (await snapshot(store))["infrastructure"]
+    assert infra["training_workers"]["active"] == 0
+    assert infra["training_workers"]["spot_pct"] is None
+    assert infra["training_workers"]["queue_depth"] is None
+    assert infra["inference_workers"]["fps"] is None
+
+
+# -- costs ------------------------------------------------------------------------------
+def cost(component: str, usd: float, at: datetime) -> CostRecord:
+    return CostRecord(component=component, amount_usd=usd, at=at)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_month_to_date_by_component_from_records_and_worker_time(store: Store) -> None:
+    snap = await snapshot(store)
+    assert snap["summary"]["month_to_date_usd"] == 0
+    assert snap["summary"]["forecast_month_usd"] == 0
+    assert snap["cost_breakdown"] == []
+    store.add_costs(
+        [
+            cost("storage", 12.5, datetime(2025, 3, 2, tzinfo=UTC)),
+            cost("storage", 2.5, datetime(2025, 3, 3, tzinfo=UTC)),
+            cost("other", 100.0, datetime(2025, 2, 27, tzinfo=UTC)),  # last month
+        ]
+    )
+    # a training worker at $3.60/h, alive 60 s between heartbeats: $0.06;
+    # then silent for 10 minutes: billed only up to the 90 s window, $0.09
+    store.heartbeat(beat("gpu-1", "training", 800, hourly_cost_usd=3.6))
+    store.heartbeat(beat("gpu-1", "training", 740, hourly_cost_usd=3.6))
+    store.heartbeat(beat("gpu-1", "training", 140, hourly_cost_usd=3.6))
+    # an inference worker at $6/h, 10 minutes of heartbeats every 60 s: $1.00
+    for i in range(11):
+        store.heartbeat(beat("inf-1", "inference", 700 - 60 * i, hourly_cost_usd=6.0))
+    # an orchestrator without an hourly cost accrues nothing
+    store.heartbeat(beat("orch", "orchestrator", 100))
+    store.heartbeat(beat("orch", "orchestrator", 40))
+    snap = await snapshot(store)
+    by = {c["component"]: c["usd"] for c in snap["cost_breakdown"]}
+    assert by == {"storage": 15.0, "training": pytest.approx(0.15), "inference": 1.0}
+    assert snap["summary"]["month_to_date_usd"] == pytest.approx(16.15)
+    assert [c["component"] for c in snap["cost_breakdown"]] == ["storage", "inference", "training"]
+
+
+@pytest.mark.anyio
+async def test_forecast_projects_the_last_seven_days_to_the_month_end(store: Store) -> None:
+    # Early-month spending only: nothing in the last 7 days, so no burn to project.
+    store.add_costs([cost("training", 100.0, datetime(2025, 3, 1, 6, tzinfo=UTC))])
+    s = (await snapshot(store))["summary"]
+    assert s["month_to_date_usd"] == 100.0
+    assert s["forecast_month_usd"] == 100.0
+    # $1 every hour for the last 7 days (168 records, from 2025-03-07 12:00 to 03-14 11:00).
+    start = datetime(2025, 3, 7, 12, tzinfo=UTC)
+    store.add_costs([cost("inference", 1.0, start + timedelta(hours=h)) for h in range(168)])
+    s = (await snapshot(store))["summary"]
+    assert s["month_to_date_usd"] == 268.0
+    # burn $1/h; 17.5 days (420 h) remain from 2025-03-14 12:00 to 04-01 00:00
+    assert s["forecast_month_usd"] == pytest.approx(268.0 + 420.0, abs=0.01)
+    assert s["forecast_month_usd"] >= s["month_to_date_usd"]
+
+
+# -- tokens ---------------------------------------------------------------------------
+def test_tokens_are_random_hashed_and_revocable(store: Store) -> None:
+    token = store.create_token("ci")
+    other = store.create_token("reader", "read")
+    assert token != other
+    secret = token.removeprefix(tokens.TOKEN_PREFIX)
+    # at least 128 bits of randomness: ≥ 22 URL-safe base64 characters
+    assert len(secret) >= 22 and set(secret) <= set(string.ascii_letters + string.digits + "-_")
+    with store.db.read() as conn:
+        stored = [dict(r) for r in conn.execute(schema.tokens.select()).mappings()]
+    assert all(token not in str(row.values()) and secret not in str(row.values()) for row in stored)
+    assert store.check_token(token, ("write",)) == "ci"
+    assert store.check_token(other, ("write",)) is None
+    assert store.check_token(other, ("read", "write")) == "reader"
+    assert store.check_token(token + "x", ("write",)) is None
+    assert store.check_token("", ("write",)) is None
+    listed = store.list_tokens()
+    assert [r["name"] for r in listed] == ["ci", "reader"]
+    assert all(set(r) == {"name", "scope", "created_at", "revoked_at"} for r in listed)
+    with pytest.raises(TokenExists):
+        store.create_token("ci")
+    assert store.revoke_token("ci") is True
+    assert store.revoke_token("ci") is False
+    assert store.revoke_token("never") is False
+    assert store.check_token(token, ("write",)) is None
+    # a revoked name can be reused; the new token differs and the old stays dead
+    again = store.create_token("ci")
+    assert again != token
+    assert store.check_token(again, ("write",)) == "ci"
+    assert store.check_token(token, ("write",)) is None
+
+
+def test_token_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch, store: Store) -> None:
+    import hmac
+
+    calls: list[tuple[str, str]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    token = store.create_token("a")
+    store.create_token("b")
+    monkeypatch.setattr(tokens.hmac, "compare_digest", spy)
+    assert store.check_token(token, ("write",)) == "a"
+    # compared with hmac.compare_digest against every stored hash
+    assert len(calls) == 2
+
+
+# -- store errors ------------------------------------------------------------------------
+def test_a_bad_database_url_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unsupported database"):
+        Store("mysql://localhost/x")
