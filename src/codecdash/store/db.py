@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
 
 from codecdash.store import schema
@@ -35,16 +36,27 @@ def database_url(path_or_url: str) -> str:
     return f"sqlite:///{Path(path_or_url).expanduser()}"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, busy_timeout_ms: Callable[[], int] | None = None) -> Engine:
     url = database_url(url)
     if url.startswith("sqlite"):
-        return _sqlite_engine(url)
+        return _sqlite_engine(url, busy_timeout_ms or (lambda: SQLITE_BUSY_TIMEOUT_MS))
     if url.startswith("postgresql"):
-        return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True, pool_timeout=5)
+        # A server that accepts but never answers (a partition) fails in 5 s, not minutes;
+        # a URL's own connect_timeout wins.
+        query = make_url(url).query
+        connect_args = {} if "connect_timeout" in query else {"connect_timeout": 5}
+        return create_engine(
+            url,
+            pool_size=8,
+            max_overflow=8,
+            pool_pre_ping=True,
+            pool_timeout=5,
+            connect_args=connect_args,
+        )
     raise ValueError(f"unsupported database {url.split(':', 1)[0]!r}: use SQLite or PostgreSQL")
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, busy_timeout_ms: Callable[[], int]) -> Engine:
     parsed = make_url(url)
     memory = parsed.database in (None, "", ":memory:")
     if not memory and parsed.database:
@@ -62,7 +74,7 @@ def _sqlite_engine(url: str) -> Engine:
         cur = dbapi_conn.cursor()
         if not memory:
             cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms())}")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA cache_size=-65536")
@@ -81,9 +93,20 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = database_url(url)
-        self.engine = make_engine(self.url)
+        self._busy_timeout_ms = SQLITE_BUSY_TIMEOUT_MS
+        self.engine = make_engine(self.url, lambda: self._busy_timeout_ms)
         self.dialect = self.engine.dialect.name
         self._write_lock = threading.Lock()
+
+    @property
+    def busy_timeout_ms(self) -> int:
+        """How long a write waits for a lock (this process' writers, then SQLite's)."""
+        return self._busy_timeout_ms
+
+    @busy_timeout_ms.setter
+    def busy_timeout_ms(self, value: int) -> None:
+        self._busy_timeout_ms = int(value)
+        self.engine.dispose()  # pooled connections were made with the old PRAGMA
 
     @property
     def is_sqlite(self) -> bool:
@@ -92,14 +115,19 @@ class Database:
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction (BEGIN IMMEDIATE on SQLite); commits on success."""
-        with (
-            self._write_lock,
-            _unavailable_on_operational_error(),
-            self.engine.connect() as plain,
-        ):
-            conn = plain.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else plain
-            with conn.begin():
-                yield conn
+        # Bounded: behind a writer that hangs (a lock held elsewhere), queued requests give
+        # up with 503 after the busy timeout instead of piling up in the thread pool.
+        if not self._write_lock.acquire(timeout=max(0.001, self._busy_timeout_ms / 1000)):
+            raise StoreUnavailable("the database is busy with another write; retry shortly")
+        try:
+            with _unavailable_on_operational_error(), self.engine.connect() as plain:
+                conn = (
+                    plain.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else plain
+                )
+                with conn.begin():
+                    yield conn
+        finally:
+            self._write_lock.release()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -136,20 +164,28 @@ class Database:
 
 @contextlib.contextmanager
 def _unavailable_on_operational_error() -> Iterator[None]:
+    """Lost, refused, locked, full: the database's troubles become StoreUnavailable (503)."""
     try:
         yield
-    except OperationalError as exc:
+    except (OperationalError, InterfaceError) as exc:
+        raise StoreUnavailable(_describe(exc)) from exc
+    except PoolTimeout as exc:
+        raise StoreUnavailable("every database connection is busy; retry shortly") from exc
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
         raise StoreUnavailable(_describe(exc)) from exc
 
 
-def _describe(exc: OperationalError) -> str:
+def _describe(exc: DBAPIError) -> str:
     message = str(exc.orig) if exc.orig is not None else str(exc)
     lowered = message.lower()
     if "locked" in lowered or "busy" in lowered:
         return "the database is locked by another writer"
     if "disk" in lowered and "full" in lowered:
         return "the disk holding the database is full"
-    return "the database is unavailable: " + message.splitlines()[0][:200]
+    first = message.strip().splitlines()[0][:200] if message.strip() else type(exc).__name__
+    return "the database is unavailable: " + first
 
 
 def _current_version(conn: Connection) -> int | None:

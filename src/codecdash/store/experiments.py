@@ -22,6 +22,7 @@ from codecdash.store.progress import merge_progress, recompute_hours
 T = schema.experiments
 FINISHED = frozenset({"completed", "failed", "cancelled"})
 JSON_FIELDS = ("params", "tags", "rd_points")
+FILLED = "_server_filled"  # a row key (not a column): times to_row filled in
 TIME_FIELDS = ("created_at", "started_at", "finished_at", "updated_at")
 SORTABLE = (
     "created_at",
@@ -80,13 +81,16 @@ def to_row(
         if row[name] is not None and not isinstance(row[name], float | int):
             row[name] = row[name].timestamp()
     status = row["status"]
+    filled = []  # times the server fills in; a retry keeps the first ones (see upsert)
     if status == "running" and row["started_at"] is None:
         row["started_at"] = now
+        filled.append("started_at")
     if status in FINISHED and row["finished_at"] is None:
         row["finished_at"] = now
+        filled.append("finished_at")
+    row[FILLED] = tuple(filled)
     row["updated_at"] = now
-    started, finished = row["started_at"], row["finished_at"]
-    row["duration_s"] = max(0.0, finished - started) if started and finished else None
+    _derive_duration(row)
     row["bd_rate_pct"] = row["bd_rate_anchor"] = None
     if bd_rate is not None and row["rd_points"]:
         derived = bd_rate(row["rd_points"])
@@ -98,9 +102,15 @@ def to_row(
     return row
 
 
+def _derive_duration(row: dict[str, Any]) -> None:
+    started, finished = row["started_at"], row["finished_at"]
+    row["duration_s"] = max(0.0, finished - started) if started and finished else None
+
+
 def from_row(row: Mapping[Any, Any], now: float | None = None) -> dict[str, Any]:
     """A table row as the API's Experiment (JSON-ready, ISO times)."""
-    out = {str(k): v for k, v in row.items()}  # SQLAlchemy's quoted_name → plain str
+    # str(): SQLAlchemy's quoted_name → plain str, for orjson.
+    out = {str(k): v for k, v in row.items() if k != FILLED}
     for name in JSON_FIELDS:
         if out.get(name) is not None:
             out[name] = orjson.loads(out[name])
@@ -150,6 +160,7 @@ def upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
             select(
                 T.c.id,
                 T.c.status,
+                T.c.started_at,
                 T.c.finished_at,
                 T.c.bitrate_reduction_pct,
                 T.c.psnr_db,
@@ -160,9 +171,15 @@ def upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         ).mappings()
     }
     for row in rows:
+        previous = old.get(row["id"])
         if row["created_at"] is None:  # keep the stored creation time, else now
-            previous = old.get(row["id"])
             row["created_at"] = previous["created_at"] if previous else row["updated_at"]
+        if previous is not None and previous["status"] == row["status"] and row.get(FILLED):
+            # A retried PUT or batch must not move the times the server filled in the
+            # first time (idempotent retries).
+            for name in row[FILLED]:
+                row[name] = previous[name]
+            _derive_duration(row)
     # Hand-written SQL on purpose: SQLAlchemy's per-row parameter processing cost more
     # than SQLite's own work here (docs/performance.md). The statement is the same on
     # both databases but for the placeholder.

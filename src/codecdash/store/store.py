@@ -69,15 +69,9 @@ class Store:
         """Create or replace; returns the row and whether it was created."""
         values = _values(item)
         values["id"] = experiment_id
+        row = experiments.to_row(values, time.time(), self.bd_rate)
         with self.db.write() as conn:
-            current = experiments.get(conn, experiment_id)
-            created = current is None
-            if current is not None and current["status"] == values["status"]:
-                # A retried PUT must not move the times the server filled in the first time.
-                for name in ("started_at", "finished_at"):
-                    if values.get(name) is None:
-                        values[name] = current[name]
-            row = experiments.to_row(values, time.time(), self.bd_rate)
+            created = not experiments.exists(conn, experiment_id)
             experiments.upsert(conn, [row])
             bump_data_version(conn)
             stored = experiments.get(conn, experiment_id)
