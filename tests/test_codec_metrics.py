@@ -19,6 +19,7 @@ from codecdash.codec_metrics import (
     bd_report,
     ms_ssim_db,
     quality_overlap,
+    rate_curve,
 )
 from codecdash.results import bundled_result_curves, rd_pairs
 
@@ -158,6 +159,72 @@ def test_bd_rate_equals_the_spreadsheet_algorithm_on_monotonic_curves(
     assert bd_rate(anchor, test) == pytest.approx(
         _spreadsheet_bd_rate(anchor, test), rel=1e-9, abs=1e-9
     )
+
+
+# --- SciPy's PchipInterpolator, integrated exactly -------------------------------------------
+# The module writes PCHIP out in plain Python (building SciPy's interpolator cost ~20 times
+# more); these check it against SciPy's, on curves that turn back too (slope 0 there).
+
+
+def _scipy_mean(x: list[float], y: list[float], low: float, high: float) -> float:
+    from scipy.interpolate import PchipInterpolator
+
+    return float(PchipInterpolator(x, y).integrate(low, high)) / (high - low)
+
+
+def _scipy_bd(anchor: Pairs, test: Pairs, along: str) -> float:
+    """BD-rate (along="quality", in %) or BD-PSNR (along="rate", in dB) with SciPy's PCHIP."""
+    curves = []
+    for curve in (anchor, test):
+        ordered = sorted(set(curve), key=lambda p: p[1] if along == "quality" else p[0])
+        log_rate = [math.log10(r) for r, _ in ordered]
+        quality = [q for _, q in ordered]
+        curves.append((quality, log_rate) if along == "quality" else (log_rate, quality))
+    (xa, ya), (xt, yt) = curves
+    low, high = max(xa[0], xt[0]), min(xa[-1], xt[-1])
+    delta = _scipy_mean(xt, yt, low, high) - _scipy_mean(xa, ya, low, high)
+    return (10**delta - 1) * 100 if along == "quality" else delta
+
+
+@settings(deadline=None, max_examples=300)
+@given(rd_curves(monotonic=False), rd_curves(monotonic=False), st.floats(0.0, 1.0))
+def test_bd_rate_equals_scipy_pchip_integration(anchor: Pairs, test: Pairs, shift: float) -> None:
+    # The test curve starts somewhere in the anchor's quality range, so that they overlap.
+    low, high = min(q for _, q in anchor), max(q for _, q in anchor)
+    test = _shifted(test, quality_offset=low + shift * (high - low) * 0.9 - test[0][1])
+    expected = _scipy_bd(anchor, test, "quality")
+    assert bd_rate(anchor, test) == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    assert bd_rate(rate_curve(anchor), test) == bd_rate(anchor, test)
+    assert bd_rate(anchor, rate_curve(test, "test")) == bd_rate(anchor, test)
+
+
+@settings(deadline=None, max_examples=200)
+@given(rd_curves(), rd_curves(), st.floats(-0.5, 0.5))
+def test_bd_psnr_equals_scipy_pchip_integration(anchor: Pairs, test: Pairs, shift: float) -> None:
+    test = _shifted(test, rate_factor=anchor[0][0] / test[0][0] * 10**shift)
+    try:
+        ours = bd_psnr(anchor, test)
+    except ValueError:
+        return  # these rate ranges happen not to overlap
+    assert ours == pytest.approx(_scipy_bd(anchor, test, "rate"), rel=1e-9, abs=1e-9)
+
+
+@settings(deadline=None)
+@given(rd_curves(monotonic=False))
+def test_pchip_slopes_equal_scipys_derivative_at_the_knots(curve: Pairs) -> None:
+    from scipy.interpolate import PchipInterpolator
+
+    prepared = rate_curve(curve)
+    expected = PchipInterpolator(prepared.quality, prepared.log_rate).derivative()(prepared.quality)
+    assert prepared.slopes == pytest.approx(list(expected), rel=1e-9, abs=1e-12)
+
+
+def test_a_prepared_curve_is_validated_like_pairs() -> None:
+    with pytest.raises(ValueError, match="anchor curve has 3 distinct points"):
+        rate_curve(GOOD[:3])
+    with pytest.raises(ValueError, match="test point 4: rate must be positive"):
+        rate_curve([*GOOD, (0.0, 35.0)], "test")
+    assert rate_curve(GOOD).quality == (30.0, 33.0, 36.0, 39.0)
 
 
 # --- The bjontegaard package (FAU-LMS), whose PCHIP matches the JVET-T2010 sheet ------------

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, Literal
 
+from codecdash.codec_metrics import RateCurve, bd_rate, rate_curve
 from codecdash.config import Settings
+from codecdash.results import rd_pairs
 from codecdash.store import Store
 
 log = logging.getLogger("codecdash.bdrate")
@@ -21,6 +23,9 @@ class AnchorBdRate:
         self._anchor: dict[str, Any] | None = None
         self._loaded = False
         self._lock = threading.Lock()
+        # The anchor in force prepared for bd_rate once, not on every call: (the anchor dict it
+        # was made from, the quality axis, its rate unit, its curve or None where it has none).
+        self._prepared: tuple[dict[str, Any], str, str, RateCurve | None] | None = None
 
     def reload(self) -> None:
         with self._lock:
@@ -41,19 +46,34 @@ class AnchorBdRate:
         anchor = self.anchor()
         if anchor is None:
             return None
-        from codecdash.codec_metrics import bd_rate
-        from codecdash.results import rd_pairs
-
         quality = self.settings.quality_metric
+        unit, curve = self._prepare(anchor, quality)
+        if curve is None:
+            return None
         try:
-            anchor_pairs = rd_pairs(anchor["rd_points"], quality=quality)
             test_pairs = rd_pairs(rd_points, quality=quality)
-            if _unit(anchor["rd_points"]) != _unit(rd_points):
+            if unit != _unit(rd_points):
                 return None
-            return round(bd_rate(anchor_pairs, test_pairs), 4), str(anchor["name"])
+            return round(bd_rate(curve, test_pairs), 4), str(anchor["name"])
         except ValueError as exc:
             log.debug("no BD-rate: %s", exc)
             return None
+
+    def _prepare(
+        self, anchor: dict[str, Any], quality: Literal["psnr", "ms_ssim"]
+    ) -> tuple[str, RateCurve | None]:
+        """The anchor's rate unit and its curve prepared for bd_rate, made once per anchor."""
+        prepared = self._prepared
+        if prepared is not None and prepared[0] is anchor and prepared[1] == quality:
+            return prepared[2], prepared[3]
+        curve: RateCurve | None = None
+        try:
+            curve = rate_curve(rd_pairs(anchor["rd_points"], quality=quality), "anchor")
+        except ValueError as exc:
+            log.debug("the anchor in force gives no BD-rates: %s", exc)
+        unit = _unit(anchor["rd_points"])
+        self._prepared = (anchor, quality, unit, curve)
+        return unit, curve
 
 
 def _unit(points: list[dict[str, Any]]) -> str:

@@ -29,6 +29,7 @@ import {
   formatUsd,
   isNum,
 } from "./format.js";
+import { followDetails, initRateDistortion, renderRateDistortion } from "./rd.js";
 import { initTable, refreshTable, urlFor, view, writeUrl } from "./table.js";
 
 const DEFAULT_REFRESH_SECONDS = 30;
@@ -390,6 +391,11 @@ export function render(snap) {
       console.warn(`codecdash: chart ${spec.id}:`, err);
     }
   }
+  try {
+    renderRateDistortion(snap);
+  } catch (err) {
+    console.warn("codecdash: section rate-distortion:", err);
+  }
   renderSourceErrors(snap);
 }
 
@@ -434,14 +440,17 @@ let tableWanted = false;
 let lastRefreshAt = 0;
 let renderedKey = "";
 
+let fetching = false; // is the current round's request under way?
+
 /**
  * Refetches the snapshot (with If-None-Match) and, when it changed or `table` is set, the
- * table's current page. Calls made while one runs coalesce into one more round.
+ * table's current page. A call made while a round waits for its turn joins that round; one
+ * made while its request is under way (which may miss the change) gets one more round.
  */
 export function refresh({ table = false } = {}) {
   tableWanted = tableWanted || table;
   if (inflight) {
-    again = true;
+    if (fetching) again = true;
     return inflight;
   }
   inflight = (async () => {
@@ -451,7 +460,12 @@ export function refresh({ table = false } = {}) {
       const wait = lastRefreshAt + MIN_REFRESH_GAP_MS - Date.now();
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
       lastRefreshAt = Date.now();
-      await refreshOnce();
+      fetching = true;
+      try {
+        await refreshOnce();
+      } finally {
+        fetching = false;
+      }
     } while (again);
   })().finally(() => {
     inflight = null;
@@ -568,8 +582,10 @@ function openStream() {
   const stream = new EventSource(eventsUrl());
   state.stream = stream;
   state.streamOpened = false;
+  let heard = false; // has this connection delivered an event yet?
   // A hidden tab only notes that something changed, and catches up once it is shown again.
   const onChange = () => {
+    heard = true;
     if (document.hidden) state.missedWhileHidden = true;
     else refresh({ table: true });
   };
@@ -577,7 +593,14 @@ function openStream() {
   stream.addEventListener("snapshot", onChange);
   stream.addEventListener("open", () => {
     state.streamOpened = true;
-    refresh(); // catch up on anything missed while the stream was down
+    heard = false;
+    updateConnection(); // "Live" now, not after the next request
+    // Catch up on anything missed while the stream was down. codecdash's server sends an event
+    // as soon as a connection opens, and that refresh is the catch-up (one request on page
+    // load, not two); a stream that says nothing at first gets one from here.
+    setTimeout(() => {
+      if (!heard && state.stream === stream) refresh();
+    }, 500);
   });
   stream.addEventListener("error", () => {
     if (!state.streamOpened || stream.readyState === EventSource.CLOSED) {
@@ -686,11 +709,16 @@ function initTheme() {
 // ---------------------------------------------------------------------------------------------
 
 function loadExperiment(id, signal) {
+  // The Rate-Distortion section also shows the experiment open in the dialog (followDetails).
   if (state.mode === "static") {
     const exp = (state.snapshot?.recent_experiments || []).find((e) => e.id === id);
+    if (exp) followDetails(exp);
     return exp ? Promise.resolve(exp) : Promise.reject(new ApiError("not found", { status: 404 }));
   }
-  return fetchExperiment(id, signal).then((res) => res.data);
+  return fetchExperiment(id, signal).then((res) => {
+    if (view.exp === id) followDetails(res.data);
+    return res.data;
+  });
 }
 
 /** Opens experiment `id` in #experiment-details and records it in the URL. */
@@ -704,7 +732,10 @@ export function openExperiment(id, returnFocus = null) {
 /** Makes the dialog match the URL (after load, back and forward). */
 function syncDetailsWithUrl() {
   if (view.exp && openId() !== view.exp) showExperiment(view.exp, loadExperiment);
-  else if (!view.exp) closeDetails();
+  else if (!view.exp) {
+    closeDetails();
+    followDetails(null);
+  }
 }
 
 function revealMain() {
@@ -726,12 +757,14 @@ async function boot() {
   initDetails({
     onClosed: (id) => {
       view.exp = null;
+      followDetails(null);
       // Closing undoes the opening: step back over the entry openExperiment pushed, so Back
       // does not reopen the dialog; for a shared ?exp= link, just drop exp from the URL.
       if (history.state?.codecdashOpened === id) history.back();
       else writeUrl({ replace: true });
     },
   });
+  initRateDistortion({ isStatic: () => state.mode === "static" });
   initTable({
     isStatic: () => state.mode === "static",
     getSnapshot: () => state.snapshot,

@@ -390,3 +390,7 @@ export function renderDonut(figure, legend, items) {
     ),
   );
 }
+
+// For uPlot charts drawn by other modules (rd.js): drawn once in view, resized, re-themed and
+// removed like the ones above. `drawUPlot(box, makeOptions, data, key)`; `removeChart(box)`.
+export { drawChart as drawUPlot, destroyPlot as removeChart };

@@ -5,7 +5,7 @@
 
 import { ApiError, fetchExperiments } from "./api.js";
 import { badge, h, missing, setHidden, timeAgo } from "./dom.js";
-import { formatCount, formatDb, formatDuration, formatPct, formatUsd, isNum } from "./format.js";
+import { formatCount, formatDb, formatDuration, formatPct, formatSignedPct, formatUsd, isNum } from "./format.js";
 
 export const STATUSES = ["queued", "running", "completed", "failed", "cancelled"];
 
@@ -73,6 +73,8 @@ const COLUMNS = [
   { key: "status", label: "Status" },
   { key: "bitrate_reduction_pct", label: "Compression", num: true, fmt: formatPct },
   { key: "psnr_db", label: "PSNR", num: true, fmt: formatDb },
+  // Against the anchor in force (named in the cell's title); negative: fewer bits.
+  { key: "bd_rate_pct", label: "BD-rate", num: true, fmt: formatSignedPct, title: (e) => (e.bd_rate_anchor ? `BD-rate against ${e.bd_rate_anchor}` : null) },
   { key: "duration_s", label: "Duration", num: true, fmt: formatDuration },
   { key: "cost_usd", label: "Cost", num: true, fmt: formatUsd },
 ];
@@ -276,6 +278,8 @@ function cell(col, e) {
     td.append(badge(e.status));
   } else {
     td.append(isNum(e[col.key]) ? col.fmt(e[col.key]) : missing());
+    const title = col.title && isNum(e[col.key]) ? col.title(e) : null;
+    if (title) td.title = title;
   }
   return td;
 }

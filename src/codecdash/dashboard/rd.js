@@ -1,0 +1,689 @@
+// The Rate-Distortion section (#rate-distortion): the rate-distortion curves of the anchors
+// (dashed) and of the chosen experiments (solid) on a log-rate axis, the Pareto frontier of
+// the experiments' points, each experiment's BD-rate against the anchor picked in
+// #anchor-select, and a scatter of cost against BD-rate saving.
+//
+// Data: api/v1/anchors and api/v1/experiments?status=completed&sort=bd_rate_pct, fetched again
+// when the snapshot changes (at most every RELOAD_MS); BD reports from
+// api/v1/experiments/{id}/bd-rate?anchor=NAME, cached per anchor and curve. A static export has
+// no API: the section then draws the snapshot's recent experiments with their stored BD-rates.
+// Charts go through charts.js (uPlot loaded when they scroll into view, re-themed, resized);
+// each has an aria-label and a data table in <details> as its text alternative.
+
+import { ApiError, apiUrl, fetchExperiments, getJSON } from "./api.js";
+import { cssVar, drawUPlot, removeChart } from "./charts.js";
+import { h, setChildren, setHidden } from "./dom.js";
+import { formatPct, formatSignedPct, formatUsd, isNum } from "./format.js";
+import { view } from "./table.js";
+
+const OFFERED = 8; // experiments offered in the list (the best by BD-rate)
+const SHOWN_FIRST = 5; // of which ticked until the reader says otherwise
+const LIST_LIMIT = 50; // completed experiments fetched (the cost scatter's points)
+const RELOAD_MS = 5000;
+const PALETTE = 10; // --rd-c1 … --rd-c10 in styles.css
+const OVERLAP_WARNING = 0.75; // as codecdash.codec_metrics.OVERLAP_WARNING_THRESHOLD
+const MIN_POINTS = 4;
+
+const els = {};
+const rd = {
+  ctx: null,
+  loaded: false,
+  error: "",
+  anchors: [], // [{name, description, rd_points, rate_unit}], oldest first
+  serverDefault: null, // the anchor in force for the stored bd_rate_pct
+  anchor: "", // the anchor picked in #anchor-select
+  quality: "psnr", // "psnr" or "ms_ssim": the y axis and the BD-rates' quality
+  completed: [], // completed experiments, best BD-rate first
+  open: null, // the experiment open in the details dialog
+  ticks: new Map(), // experiment id → shown on the chart (what the reader ticked)
+  reports: new Map(), // report key → BD report, or {failed: message}
+  pending: new Set(), // report keys being fetched
+  snap: null,
+  lastLoad: 0,
+  timer: 0,
+  inflight: null,
+  again: false,
+  updateQueued: false,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Entry points (app.js)
+// ---------------------------------------------------------------------------------------------
+
+/** Wires the section. `ctx.isStatic()` says whether the page reads a static export. */
+export function initRateDistortion(ctx) {
+  rd.ctx = ctx;
+  els.section = document.getElementById("rate-distortion");
+  if (!els.section) return;
+  const q = (sel) => els.section.querySelector(sel);
+  els.select = document.getElementById("anchor-select");
+  els.anchorField = q(".rd-anchor-field");
+  els.message = q(".rd-message");
+  els.empty = q(".rd-empty");
+  els.body = q(".rd-body");
+  els.status = q(".rd-status");
+  els.chart = q(".rd-chart");
+  els.key = q(".rd-key");
+  els.table = q(".rd-table");
+  els.picks = q(".rd-picks-list");
+  els.cost = q(".rd-cost");
+  els.costLine = q(".rd-cost-line");
+  els.costChart = q(".rd-cost-chart");
+  els.costTable = q(".rd-cost-table");
+  els.select.addEventListener("change", () => {
+    rd.anchor = els.select.value;
+    update();
+  });
+  els.picks.addEventListener("change", (e) => {
+    const input = e.target.closest("input[data-id]");
+    if (!input) return;
+    rd.ticks.set(input.dataset.id, input.checked);
+    update();
+  });
+}
+
+/** Called with each new snapshot: re-reads the section's data (API) or draws the snapshot's. */
+export function renderRateDistortion(snap) {
+  if (!els.section) return;
+  rd.snap = snap;
+  if (rd.ctx.isStatic()) {
+    rd.quality = snap?.targets?.quality_metric === "ms_ssim" ? "ms_ssim" : "psnr";
+    rd.anchors = [];
+    rd.completed = sortByBdRate((snap?.recent_experiments || []).filter((e) => e && e.status === "completed"));
+    rd.loaded = true;
+    update();
+    return;
+  }
+  scheduleLoad();
+}
+
+/** The details dialog opened on `exp` (an Experiment), or closed (null). */
+export function followDetails(exp) {
+  if (!els.section) return;
+  if (exp && exp.id !== rd.open?.id) rd.ticks.delete(exp.id); // shown, unless unticked again
+  rd.open = exp || null;
+  update();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------
+
+function scheduleLoad() {
+  if (rd.inflight) {
+    rd.again = true;
+    return;
+  }
+  const wait = rd.lastLoad + RELOAD_MS - Date.now();
+  if (wait > 0) {
+    rd.timer ||= setTimeout(() => {
+      rd.timer = 0;
+      scheduleLoad();
+    }, wait);
+    return;
+  }
+  rd.lastLoad = Date.now();
+  rd.inflight = load().finally(() => {
+    rd.inflight = null;
+    if (rd.again) {
+      rd.again = false;
+      scheduleLoad();
+    }
+  });
+}
+
+async function load() {
+  try {
+    const [anchors, list] = await Promise.all([
+      getJSON(apiUrl("api/v1/anchors")),
+      fetchExperiments({ status: "completed", sort: "bd_rate_pct", limit: LIST_LIMIT }),
+    ]);
+    const a = anchors.data || {};
+    rd.anchors = (Array.isArray(a.items) ? a.items : []).filter((x) => x && typeof x.name === "string");
+    rd.serverDefault = typeof a.default === "string" ? a.default : null;
+    rd.quality = a.quality_metric === "ms_ssim" ? "ms_ssim" : "psnr";
+    rd.completed = Array.isArray(list.data?.items) ? list.data.items : [];
+    rd.error = "";
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return; // app.js asks for a read token
+    rd.error = `The rate-distortion data could not be loaded (${err.message}); the page tries again with the next update.`;
+  }
+  rd.loaded = true;
+  update();
+}
+
+function reportKey(anchor, exp) {
+  return JSON.stringify([anchor.name, anchor.rd_points, rd.quality, exp.id, exp.rd_points]);
+}
+
+/** Asks the API for the BD reports the list needs against `anchor`, a few at a time. */
+function requestReports(anchor, experiments) {
+  if (!anchor || rd.ctx.isStatic()) return;
+  const wanted = experiments.filter((e) => {
+    const key = reportKey(anchor, e);
+    return !rd.reports.has(key) && !rd.pending.has(key) && !whyNoBdRate(anchor, e);
+  });
+  for (const exp of wanted) {
+    const key = reportKey(anchor, exp);
+    rd.pending.add(key);
+    const url = apiUrl(`api/v1/experiments/${encodeURIComponent(exp.id)}/bd-rate`, { anchor: anchor.name, quality: rd.quality });
+    getJSON(url)
+      .then((res) => rd.reports.set(key, res.data || { failed: "no answer" }))
+      .catch((err) => rd.reports.set(key, { failed: err.message || "no BD-rate" }))
+      .finally(() => {
+        rd.pending.delete(key);
+        queueUpdate();
+      });
+  }
+}
+
+function queueUpdate() {
+  if (rd.updateQueued) return;
+  rd.updateQueued = true;
+  setTimeout(() => {
+    rd.updateQueued = false;
+    update();
+  }, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Curves
+// ---------------------------------------------------------------------------------------------
+
+/** MS-SSIM on a decibel scale, as codecdash.codec_metrics.ms_ssim_db; null where undefined. */
+export function msSsimDb(x) {
+  return isNum(x) && x < 1 ? -10 * Math.log10(1 - x) : null;
+}
+
+function unitOf(points) {
+  if (!Array.isArray(points)) return null;
+  if (points.some((p) => isNum(p?.bitrate_kbps))) return "kbps";
+  if (points.some((p) => isNum(p?.bpp))) return "bpp";
+  return null;
+}
+
+function anchorUnit(anchor) {
+  return anchor.rate_unit === "kbps" || anchor.rate_unit === "bpp" ? anchor.rate_unit : unitOf(anchor.rd_points);
+}
+
+/** [rate, quality dB] pairs of `points` in `unit`, sorted by rate. */
+export function curvePoints(points, unit, quality) {
+  const rateKey = unit === "bpp" ? "bpp" : "bitrate_kbps";
+  const out = [];
+  for (const p of Array.isArray(points) ? points : []) {
+    const rate = p?.[rateKey];
+    const q = quality === "ms_ssim" ? msSsimDb(p?.ms_ssim) : p?.psnr_db;
+    if (isNum(rate) && rate > 0 && isNum(q)) out.push([rate, q]);
+  }
+  return out.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+}
+
+/**
+ * The Pareto frontier of `points` ([rate, quality]): those that no other point beats with a
+ * lower rate and a higher quality (the upper-left envelope), by rising rate.
+ */
+export function paretoFrontier(points) {
+  const sorted = [...points].sort((a, b) => a[0] - b[0] || b[1] - a[1]);
+  const out = [];
+  let best = -Infinity;
+  for (const p of sorted) {
+    if (p[1] > best) {
+      out.push(p);
+      best = p[1];
+    }
+  }
+  return out;
+}
+
+/** Why `exp` can have no BD-rate against `anchor` (checked before asking), or null. */
+function whyNoBdRate(anchor, exp) {
+  const unit = unitOf(exp.rd_points);
+  const wanted = anchorUnit(anchor);
+  if (unit !== wanted) return `rates in ${unit || "no unit"}, the anchor's in ${wanted}`;
+  const a = curvePoints(anchor.rd_points, unit, rd.quality);
+  const t = curvePoints(exp.rd_points, unit, rd.quality);
+  if (t.length < MIN_POINTS) return `fewer than ${MIN_POINTS} points with ${qualityName()}`;
+  if (a.length < MIN_POINTS) return `the anchor has fewer than ${MIN_POINTS} points with ${qualityName()}`;
+  const qa = a.map((p) => p[1]);
+  const qt = t.map((p) => p[1]);
+  if (Math.max(Math.min(...qa), Math.min(...qt)) >= Math.min(Math.max(...qa), Math.max(...qt))) {
+    return "no quality range in common with the anchor";
+  }
+  return null;
+}
+
+function qualityName() {
+  return rd.quality === "ms_ssim" ? "MS-SSIM" : "PSNR";
+}
+
+function sortByBdRate(items) {
+  return [...items].sort((a, b) => {
+    const x = isNum(a.bd_rate_pct);
+    const y = isNum(b.bd_rate_pct);
+    if (x !== y) return x ? -1 : 1;
+    return x ? a.bd_rate_pct - b.bd_rate_pct : 0;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drawing
+// ---------------------------------------------------------------------------------------------
+
+function showMessage(text) {
+  if (els.message.textContent !== text) els.message.textContent = text;
+  setHidden(els.message, !text);
+}
+
+function currentAnchor() {
+  if (!rd.anchors.length) return null;
+  let anchor = rd.anchors.find((a) => a.name === rd.anchor);
+  if (!anchor) {
+    anchor = rd.anchors.find((a) => a.name === rd.serverDefault) || rd.anchors[0];
+    rd.anchor = anchor.name;
+  }
+  return anchor;
+}
+
+function syncSelect() {
+  const options = rd.anchors.map((a) =>
+    h("option", { value: a.name }, a.name === rd.serverDefault ? `${a.name} (default)` : a.name),
+  );
+  setChildren(els.select, ...options);
+  if (els.select.value !== rd.anchor) els.select.value = rd.anchor;
+}
+
+/** The experiments offered in the list: the best few by BD-rate, plus the one open in details. */
+function offered() {
+  const hasPoints = (e) => Array.isArray(e?.rd_points) && e.rd_points.length > 0;
+  const list = rd.completed.filter(hasPoints).slice(0, OFFERED);
+  const openId = view.exp && rd.open?.id === view.exp ? rd.open.id : null;
+  if (openId && !list.some((e) => e.id === openId) && hasPoints(rd.open)) list.push(rd.completed.find((e) => e.id === openId) || rd.open);
+  return list.map((exp, i) => ({
+    exp,
+    open: exp.id === openId,
+    shown: rd.ticks.get(exp.id) ?? (exp.id === openId || i < SHOWN_FIRST),
+  }));
+}
+
+/** Renders everything from `rd`. Cheap when nothing changed: each part skips equal output. */
+function update() {
+  if (!els.section || !rd.ctx) return;
+  const isStatic = rd.ctx.isStatic();
+  if (!view.exp) rd.open = null;
+  showMessage(rd.error);
+  if (!rd.loaded) return;
+  const noAnchor = !isStatic && rd.anchors.length === 0;
+  // No anchor: how to import one; or, when the anchors could not be read, only the message.
+  setHidden(els.empty, !noAnchor || Boolean(rd.error));
+  setHidden(els.body, noAnchor);
+  setHidden(els.anchorField, isStatic || noAnchor);
+  if (noAnchor) {
+    removeChart(els.chart);
+    removeChart(els.costChart);
+    return;
+  }
+  const anchor = isStatic ? null : currentAnchor();
+  if (anchor) syncSelect();
+  const items = offered();
+  items.forEach((item, i) => {
+    item.color = (rd.anchors.length + i) % PALETTE;
+  });
+  const unit = anchor ? anchorUnit(anchor) : unitOf(items.find((it) => unitOf(it.exp.rd_points))?.exp.rd_points) || "kbps";
+  const reports = new Map(items.map((item) => [item.exp.id, bdFigure(anchor, item.exp)]));
+  renderStatus(anchor, items, reports);
+  renderPicks(items, reports, unit);
+  renderCurves(anchor, items, reports, unit);
+  renderCost(rd.completed);
+  requestReports(anchor, items.map((it) => it.exp));
+}
+
+/**
+ * What to say about an experiment's BD-rate: `{pct, anchor, overlap, warning}`, `{pending}`, or
+ * `{none: reason}`. Static exports (no API) show the stored figure against its own anchor.
+ */
+function bdFigure(anchor, exp) {
+  if (!anchor) {
+    return isNum(exp.bd_rate_pct)
+      ? { pct: exp.bd_rate_pct, anchor: exp.bd_rate_anchor || null }
+      : { none: "no BD-rate stored" };
+  }
+  const why = whyNoBdRate(anchor, exp);
+  if (why) return { none: why };
+  const report = rd.reports.get(reportKey(anchor, exp));
+  if (!report) return { pending: true };
+  if (report.failed || !isNum(report.bd_rate_pct)) return { none: report.failed || "no BD-rate" };
+  return { pct: report.bd_rate_pct, anchor: anchor.name, overlap: report.overlap, warning: report.warning };
+}
+
+function renderStatus(anchor, items, reports) {
+  const shown = items.filter((it) => it.shown);
+  let text;
+  if (anchor) {
+    const ready = shown.filter((it) => isNum(reports.get(it.exp.id).pct)).length;
+    const waiting = shown.some((it) => reports.get(it.exp.id).pending);
+    text =
+      `BD-rate against ${anchor.name} on ${qualityName()} (negative: fewer bits for the same quality)` +
+      (waiting ? ": computing…" : `: ${ready} of ${shown.length} shown experiment${shown.length === 1 ? "" : "s"}.`);
+  } else {
+    text = "BD-rates as stored with each experiment (this static export cannot switch anchors).";
+  }
+  if (els.status.textContent !== text) els.status.textContent = text;
+}
+
+function bdNodes(figure) {
+  if (figure.pending) return [h("span", { class: "rd-bd muted" }, "BD-rate: computing…")];
+  if (!isNum(figure.pct)) return [h("span", { class: "rd-bd muted" }, `No BD-rate: ${figure.none}`)];
+  const nodes = [
+    h(
+      "span",
+      { class: "rd-bd" },
+      "BD-rate ",
+      h("strong", { class: figure.pct < 0 ? "rd-better" : "rd-worse" }, formatSignedPct(figure.pct)),
+      figure.anchor ? h("span", { class: "muted" }, ` vs ${figure.anchor}`) : "",
+    ),
+  ];
+  if (isNum(figure.overlap) && figure.overlap < OVERLAP_WARNING) {
+    nodes.push(
+      h(
+        "span",
+        { class: "rd-warning", title: figure.warning || "" },
+        h("span", { "aria-hidden": "true" }, "⚠ "),
+        `Overlap ${Math.round(figure.overlap * 100)} % of the quality range (under ${OVERLAP_WARNING * 100} %): the BD-rate covers that part only`,
+      ),
+    );
+  }
+  return nodes;
+}
+
+function renderPicks(items, reports, unit) {
+  const rows = items.map((item, i) => {
+    const e = item.exp;
+    const id = `rd-pick-${i}`;
+    const otherUnit = unitOf(e.rd_points) !== unit;
+    return h(
+      "li",
+      { class: "rd-pick", "data-id": e.id },
+      h(
+        "div",
+        { class: "rd-pick-head" },
+        h("input", { type: "checkbox", id, "data-id": e.id, checked: item.shown }),
+        h(
+          "label",
+          { for: id },
+          h("span", { class: `rd-swatch rd-line rd-c${item.color + 1}`, "aria-hidden": "true" }),
+          e.name || e.id,
+          item.open ? h("span", { class: "rd-open" }, " (open in details)") : null,
+        ),
+      ),
+      h(
+        "p",
+        { class: "rd-pick-facts" },
+        ...bdNodes(reports.get(e.id)),
+        otherUnit ? h("span", { class: "muted" }, `Not on the chart: rates in ${unitOf(e.rd_points) || "no unit"}`) : null,
+      ),
+    );
+  });
+  if (!rows.length) rows.push(h("li", { class: "rd-pick muted" }, "No completed experiment has rate-distortion points yet."));
+  // Rows are replaced only where they differ, and a checkbox's own state is kept: focus stays.
+  const old = new Map([...els.picks.children].map((li) => [li.dataset.id, li]));
+  const next = rows.map((row) => {
+    const before = old.get(row.dataset.id);
+    if (before && before.isEqualNode(row)) {
+      const input = before.querySelector("input");
+      if (input) input.checked = row.querySelector("input").checked;
+      return before;
+    }
+    return row;
+  });
+  if (next.length !== els.picks.children.length || next.some((node, i) => node !== els.picks.children[i])) {
+    const focused = document.activeElement;
+    els.picks.replaceChildren(...next);
+    if (focused && !focused.isConnected && focused.dataset?.id) {
+      els.picks.querySelector(`input[data-id="${CSS.escape(focused.dataset.id)}"]`)?.focus();
+    }
+  }
+}
+
+function fmtRate(unit) {
+  return (v) => {
+    if (v === null || v === undefined) return "";
+    if (unit === "bpp") return String(Number(v.toPrecision(2)));
+    return v >= 1000 ? `${Number((v / 1000).toPrecision(3))}k` : String(Number(v.toPrecision(3)));
+  };
+}
+
+function rateText(v, unit) {
+  if (!isNum(v)) return "—";
+  return unit === "bpp" ? `${Number(v.toPrecision(4))} bpp` : `${Number(v.toPrecision(5)).toLocaleString("en-US")} kbps`;
+}
+
+function axisStyle(valueFormat, label) {
+  const grid = cssVar("--chart-grid");
+  return {
+    stroke: cssVar("--chart-axis"),
+    grid: { stroke: grid, width: 1 },
+    ticks: { stroke: grid, width: 1, size: 4 },
+    font: "12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+    labelFont: "600 12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+    values: (_u, vals) => vals.map((v) => (v === null || v === undefined ? "" : valueFormat(v))),
+    label,
+    labelSize: 18,
+  };
+}
+
+/** A log axis' range around [min, max], from and to 1, 2 or 5 × 10^k (where ticks read well). */
+function logRange(min, max) {
+  if (!(min > 0) || !(max > 0)) return [1, 10];
+  const below = (v) => {
+    const p = 10 ** Math.floor(Math.log10(v));
+    return [5, 2, 1].map((m) => m * p).find((c) => c <= v) ?? p;
+  };
+  const above = (v) => {
+    const p = 10 ** Math.floor(Math.log10(v));
+    return [1, 2, 5, 10].map((m) => m * p).find((c) => c >= v) ?? 10 * p;
+  };
+  return [below(min / 1.1), above(max * 1.1)];
+}
+
+/** Aligns curves of different rates on one x array (uPlot's data layout); gaps are null. */
+function align(curves) {
+  const xs = [...new Set(curves.flatMap((c) => c.points.map((p) => p[0])))].sort((a, b) => a - b);
+  const at = new Map(xs.map((x, i) => [x, i]));
+  return [
+    xs,
+    ...curves.map((c) => {
+      const col = new Array(xs.length).fill(null);
+      for (const [x, y] of c.points) col[at.get(x)] = y;
+      return col;
+    }),
+  ];
+}
+
+function renderCurves(anchor, items, reports, unit) {
+  const qLabel = rd.quality === "ms_ssim" ? "MS-SSIM (dB)" : "PSNR (dB)";
+  const anchors = rd.anchors
+    .map((a, i) => ({ kind: "anchor", name: a.name, color: i % PALETTE, selected: a.name === anchor?.name, points: anchorUnit(a) === unit ? curvePoints(a.rd_points, unit, rd.quality) : [] }))
+    .filter((c) => c.points.length);
+  const experiments = items
+    .filter((it) => it.shown && unitOf(it.exp.rd_points) === unit)
+    .map((it) => ({ kind: "experiment", name: it.exp.name || it.exp.id, color: it.color, points: curvePoints(it.exp.rd_points, unit, rd.quality), figure: reports.get(it.exp.id) }))
+    .filter((c) => c.points.length);
+  const frontier = paretoFrontier(experiments.flatMap((c) => c.points));
+  const onFrontier = new Set(frontier.map((p) => `${p[0]}|${p[1]}`));
+  const curves = [...(frontier.length > 1 ? [{ kind: "frontier", name: "Pareto frontier", color: -1, points: frontier }] : []), ...anchors, ...experiments];
+
+  renderKey(curves);
+  const unitLabel = unit === "bpp" ? "bits per pixel" : "kbps";
+  if (!anchors.length && !experiments.length) {
+    removeChart(els.chart);
+    els.chart.setAttribute("aria-label", "Rate-distortion chart: no curves to show.");
+    setChildren(els.chart, h("p", { class: "chart-empty" }, "No rate-distortion points to draw yet: tick an experiment, or send experiments with rd_points."));
+    setChildren(els.table);
+    return;
+  }
+
+  const describe = (c) => {
+    if (c.kind === "anchor") return `${c.name}${c.selected ? " (the BD-rate anchor)" : ""}`;
+    const pct = c.figure && isNum(c.figure.pct) ? `, BD-rate ${formatSignedPct(c.figure.pct)}` : "";
+    return `${c.name}${pct}`;
+  };
+  const label =
+    `Rate-distortion chart: ${qLabel} against bitrate (${unitLabel}, log scale). ` +
+    (anchors.length ? `Anchors, dashed: ${anchors.map(describe).join("; ")}. ` : "") +
+    (experiments.length ? `Experiments, solid: ${experiments.map(describe).join("; ")}. ` : "No experiment shown. ") +
+    (frontier.length > 1 ? `The Pareto frontier of the experiments joins ${frontier.length} points. ` : "") +
+    "The data table follows the chart.";
+  if (els.chart.getAttribute("aria-label") !== label) els.chart.setAttribute("aria-label", label);
+
+  const rows = curves
+    .filter((c) => c.kind !== "frontier")
+    .flatMap((c) =>
+      c.points.map((p) => [
+        c.name,
+        c.kind === "anchor" ? "Anchor" : "Experiment",
+        rateText(p[0], unit),
+        `${p[1].toFixed(2)} dB`,
+        c.kind === "experiment" && onFrontier.has(`${p[0]}|${p[1]}`) ? "Yes" : "",
+      ]),
+    );
+  renderTable(els.table, "Rate-distortion points", ["Curve", "Kind", unit === "bpp" ? "Bits per pixel" : "Bitrate", qLabel, "On the Pareto frontier"], rows, [2, 3]);
+
+  const meta = curves.map((c) => [c.kind, c.name, c.color, Boolean(c.selected)]);
+  const data = align(curves);
+  const series = curves.map((c) => {
+    const color = c.kind === "frontier" ? cssVar("--rd-frontier") : cssVar(`--rd-c${c.color + 1}`);
+    if (c.kind === "frontier") {
+      return { label: c.name, stroke: color, width: 7, spanGaps: true, points: { show: false } };
+    }
+    const anchorLine = c.kind === "anchor";
+    return {
+      label: c.name,
+      stroke: color,
+      width: anchorLine ? (c.selected ? 2.5 : 1.5) : 2,
+      ...(anchorLine ? { dash: [7, 5] } : {}),
+      spanGaps: true,
+      points: { show: true, size: anchorLine ? 5 : 6, width: 1.5, stroke: color, fill: anchorLine ? cssVar("--surface") : color },
+    };
+  });
+  const options = () => ({
+    legend: { show: false },
+    cursor: { drag: { x: false, y: false }, points: { size: 8 } },
+    scales: {
+      x: { time: false, distr: 3, log: 10, range: (_u, min, max) => logRange(min, max) },
+      y: { range: (_u, min, max) => [Math.floor(min - 0.5), Math.ceil(max + 0.5)] },
+    },
+    axes: [
+      { ...axisStyle(fmtRate(unit), unit === "bpp" ? "Bits per pixel (log scale)" : "Bitrate, kbps (log scale)"), size: 40 },
+      { ...axisStyle((v) => `${v}`, qLabel), size: 48 },
+    ],
+    series: [{}, ...series],
+  });
+  drawUPlot(els.chart, options, data, `rd:${unit}:${rd.quality}:${JSON.stringify(meta)}`);
+}
+
+function renderKey(curves) {
+  const items = curves.map((c) => {
+    const style = c.kind === "frontier" ? "rd-band rd-frontier" : c.kind === "anchor" ? `rd-dash rd-c${c.color + 1}` : `rd-line rd-c${c.color + 1}`;
+    const what = c.kind === "frontier" ? "" : c.kind === "anchor" ? (c.selected ? " (anchor, BD-rate reference)" : " (anchor)") : "";
+    return h("li", {}, h("span", { class: `rd-swatch ${style}`, "aria-hidden": "true" }), c.name, what ? h("span", { class: "muted" }, what) : null);
+  });
+  setChildren(els.key, ...items);
+}
+
+function renderTable(host, caption, headers, rows, numeric = []) {
+  const key = JSON.stringify([caption, headers, rows]);
+  if (host.dataset.key === key) return;
+  host.dataset.key = key;
+  const wasOpen = Boolean(host.querySelector("details")?.open);
+  host.replaceChildren(
+    h(
+      "details",
+      { open: wasOpen },
+      h("summary", {}, "Data table"),
+      h(
+        "div",
+        { class: "rd-table-wrap" },
+        h(
+          "table",
+          { class: "data-table" },
+          h("caption", { class: "sr-only" }, caption),
+          h("thead", {}, h("tr", {}, headers.map((label, i) => h("th", { scope: "col", class: numeric.includes(i) ? "num" : null }, label)))),
+          h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((c, i) => h("td", { class: numeric.includes(i) ? "num" : null }, c))))),
+        ),
+      ),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cost against BD-rate
+// ---------------------------------------------------------------------------------------------
+
+function renderCost(experiments) {
+  const points = experiments
+    .filter((e) => e && isNum(e.cost_usd) && isNum(e.bd_rate_pct))
+    .map((e) => ({ e, saving: -e.bd_rate_pct, cost: e.cost_usd }))
+    .sort((a, b) => a.saving - b.saving || a.cost - b.cost);
+  const anchors = [...new Set(points.map((p) => p.e.bd_rate_anchor).filter(Boolean))];
+  const against = anchors.length === 1 ? anchors[0] : "each experiment's anchor";
+  if (!points.length) {
+    removeChart(els.costChart);
+    els.costChart.setAttribute("aria-label", "Cost against BD-rate: no experiment has both a cost and a BD-rate yet.");
+    setChildren(els.costChart, h("p", { class: "chart-empty" }, "No completed experiment has both a cost and a BD-rate yet."));
+    setChildren(els.costLine, "What each point of bitrate saving cost appears once completed experiments report cost_usd and have a BD-rate.");
+    setChildren(els.costTable);
+    return;
+  }
+  const savers = points.filter((p) => p.saving > 0);
+  const best = savers.length ? savers.reduce((a, b) => (b.saving > a.saving || (b.saving === a.saving && b.cost < a.cost) ? b : a)) : null;
+  const perPoint = (p) => (p.saving > 0 ? formatUsd(p.cost / p.saving) : "—");
+  if (best) {
+    setChildren(
+      els.costLine,
+      h("strong", {}, `${perPoint(best)} per point of saving`),
+      ` for the best experiment, ${best.e.name || best.e.id}: ${formatPct(best.saving)} fewer bits than ${against} for ${formatUsd(best.cost)}.`,
+    );
+  } else {
+    setChildren(els.costLine, `No experiment saves bits against ${against} yet.`);
+  }
+  const label =
+    `Cost against BD-rate: ${points.length} completed experiment${points.length === 1 ? "" : "s"}, ` +
+    `cost from ${formatUsd(Math.min(...points.map((p) => p.cost)))} to ${formatUsd(Math.max(...points.map((p) => p.cost)))}, ` +
+    `bitrate saving against ${against} from ${formatPct(points[0].saving)} to ${formatPct(points[points.length - 1].saving)}` +
+    (best ? `; the best, ${best.e.name || best.e.id}, costs ${perPoint(best)} per point of saving. ` : ". ") +
+    "The data table follows the chart.";
+  if (els.costChart.getAttribute("aria-label") !== label) els.costChart.setAttribute("aria-label", label);
+  renderTable(
+    els.costTable,
+    "Cost against BD-rate",
+    ["Experiment", "BD-rate", "Cost", "Cost per point of saving"],
+    [...points].reverse().map((p) => [p.e.name || p.e.id, formatSignedPct(-p.saving), formatUsd(p.cost), perPoint(p)]),
+    [1, 2, 3],
+  );
+  const xs = points.map((p) => p.saving);
+  const ys = points.map((p) => p.cost);
+  const bestYs = points.map((p) => (p === best ? p.cost : null));
+  const pad = (min, max, floorZero) => {
+    const span = max - min || Math.abs(max) || 1;
+    return [floorZero && min >= 0 ? 0 : min - span * 0.12, max + span * 0.12];
+  };
+  const noPath = () => null;
+  const options = () => ({
+    legend: { show: false },
+    cursor: { drag: { x: false, y: false }, points: { size: 9 } },
+    scales: {
+      x: { time: false, range: (_u, min, max) => pad(min, max, false) },
+      y: { range: (_u, min, max) => pad(min, max, true) },
+    },
+    axes: [
+      { ...axisStyle((v) => `${v} %`, "Bitrate saving, % (BD-rate)"), size: 40 },
+      { ...axisStyle((v) => formatUsd(v).replace(/\.00$/, ""), "Cost"), size: 64 },
+    ],
+    series: [
+      {},
+      { label: "Experiments", stroke: cssVar("--rd-c1"), width: 0, paths: noPath, points: { show: true, size: 7, space: 0, fill: cssVar("--rd-c1") } },
+      { label: "Best saving", stroke: cssVar("--rd-best"), width: 0, paths: noPath, points: { show: true, size: 13, space: 0, width: 2.5, fill: "rgba(0,0,0,0)" } },
+    ],
+  });
+  drawUPlot(els.costChart, options, [xs, ys, bestYs], `rd-cost:${against}`);
+}
