@@ -108,6 +108,16 @@ function gapLine(value, target, fmt, unitWord) {
   return h("p", { class: "stat-note" }, `${fmt(target - value)}${unitWord} below target`);
 }
 
+/** Facts shown only when something needs attention: silent workers, lost spot instances. */
+function poolAlerts(pool) {
+  const out = [];
+  if (isNum(pool.stale) && pool.stale > 0) out.push(["Stale", formatCount(pool.stale)]);
+  if (isNum(pool.spot_interruptions) && pool.spot_interruptions > 0) {
+    out.push(["Spot interruptions", formatCount(pool.spot_interruptions)]);
+  }
+  return out;
+}
+
 export const CARD_RENDERERS = {
   "total-experiments": (body, snap) => {
     const s = snap.summary || {};
@@ -216,6 +226,7 @@ export const CARD_RENDERERS = {
         ["Queue", formatCount(t.queue_depth)],
         ["Spot share", isNum(t.spot_pct) ? formatPct(t.spot_pct) : null],
         ...(isNum(t.gpu_util_pct) ? [["GPU use", formatPct(t.gpu_util_pct)]] : []),
+        ...poolAlerts(t),
       ],
     });
   },
@@ -229,6 +240,7 @@ export const CARD_RENDERERS = {
         ["Queue", formatCount(i.queue_depth)],
         ["FPS", isNum(i.fps) ? i.fps.toFixed(1) : null],
         ...(isNum(i.gpu_util_pct) ? [["GPU use", formatPct(i.gpu_util_pct)]] : []),
+        ...poolAlerts(i),
       ],
     });
   },
