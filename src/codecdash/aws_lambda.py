@@ -1,0 +1,169 @@
+"""AWS Lambda entry points.
+
+- ``handler``: the API (the ASGI app through mangum) for API Gateway HTTP APIs, payload 2.0.
+  Facts come from the AWS sources; Cost Explorer figures only from the shared S3 cache
+  (this function never calls Cost Explorer). ``/api/v1/events`` answers 404 at once: a
+  Lambda cannot hold a stream open, and the page then polls.
+- ``snapshot_handler``: run every minute by EventBridge; builds the snapshot and writes it
+  to the site bucket as ``dashboard.json`` (the page's static mode) and as
+  ``api/v1/dashboard`` (CloudFront's fallback when the API is slow or down).
+- ``stream_handler``: applies DynamoDB Streams batches of the experiments table to its
+  running aggregates (``codecdash.sources.aws.dynamodb``); ``{"rebuild": true}`` rebuilds
+  them with one scan.
+
+Each function builds what it needs once per container and keeps it warm: the app, the
+snapshot builder (so last known values survive between runs), the boto3 clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+
+import orjson
+
+from codecdash.config import Settings, load_settings
+
+log = logging.getLogger("codecdash.aws_lambda")
+
+SNAPSHOT_KEY = "dashboard.json"
+FAILOVER_KEY = "api/v1/dashboard"
+SNAPSHOT_CACHE_CONTROL = "public, max-age=15"
+STREAM_PATHS = ("/api/v1/events",)
+
+_api: Any = None
+_builder: Any = None
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def lambda_settings() -> Settings:
+    """Settings from the environment, made fit for Lambda: the AWS source, a store in
+    /tmp (the code directory is read-only), and any Host (API Gateway checked it)."""
+    settings = load_settings()
+    logging.getLogger("codecdash").setLevel(settings.log_level.upper())
+    updates: dict[str, Any] = {"source": "aws"}
+    if "CODECDASH_DATABASE_URL" not in os.environ:
+        updates["database_url"] = "/tmp/codecdash.db"  # noqa: S108 # nosec B108 (Lambda's only writable directory)
+    if not settings.allowed_hosts:
+        updates["allowed_hosts"] = ["*"]
+    return settings.model_copy(update=updates)
+
+
+def reset() -> None:
+    """Forgets what the warm container built (tests; a new configuration)."""
+    global _api, _builder
+    _api = None
+    _builder = None
+
+
+def _api_handler() -> Any:
+    global _api
+    if _api is None:
+        from mangum import Mangum
+
+        from codecdash.api.app import create_app
+        from codecdash.sources.aws import aws_sources
+
+        settings = lambda_settings()
+        app = create_app(
+            settings, sources=aws_sources(settings, cost_explorer=False), background=False
+        )
+        _api = Mangum(app, lifespan="off")
+    return _api
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """API Gateway HTTP API (payload 2.0) → the codecdash app."""
+    path = str(event.get("rawPath") or event.get("path") or "")
+    if path.rstrip("/") in STREAM_PATHS:
+        body = {
+            "error": {
+                "code": "not_found",
+                "message": "no event stream on AWS Lambda; poll /api/v1/dashboard",
+            }
+        }
+        return {
+            "statusCode": 404,
+            "headers": {"content-type": "application/json", "cache-control": "no-store"},
+            "body": orjson.dumps(body).decode(),
+            "isBase64Encoded": False,
+        }
+    result: dict[str, Any] = _api_handler()(event, context)
+    return result
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    # One loop for the container's life: asyncio.run would wait, at its end, for any boto3
+    # call that timed out but is still running in a worker thread.
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+    return _loop
+
+
+def build_snapshot(settings: Settings) -> dict[str, Any]:
+    global _builder
+    if _builder is None:
+        from codecdash.snapshot import SnapshotBuilder
+        from codecdash.sources.aws import aws_sources
+
+        _builder = SnapshotBuilder(settings, aws_sources(settings))
+    data: dict[str, Any] = _event_loop().run_until_complete(_builder.build(time.time()))
+    return data
+
+
+def snapshot_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """EventBridge schedule → ``dashboard.json`` (and the API's fallback) in the site bucket."""
+    from codecdash.sources.aws._common import default_factory
+
+    settings = lambda_settings()
+    if not settings.aws_site_bucket:
+        raise RuntimeError("CODECDASH_AWS_SITE_BUCKET is not set: nowhere to write the snapshot")
+    data = build_snapshot(settings)
+    body = orjson.dumps(data)
+    s3 = default_factory(settings.aws_region)("s3")
+    for key in (SNAPSHOT_KEY, FAILOVER_KEY):
+        s3.put_object(
+            Bucket=settings.aws_site_bucket,
+            Key=key,
+            Body=body,
+            ContentType="application/json",
+            CacheControl=SNAPSHOT_CACHE_CONTROL,
+        )
+    failing = [s["name"] for s in data.get("sources", []) if not s.get("ok")]
+    if failing:
+        log.warning("snapshot written; failing sources: %s", ", ".join(failing))
+    return {
+        "written": [f"s3://{settings.aws_site_bucket}/{k}" for k in (SNAPSHOT_KEY, FAILOVER_KEY)],
+        "bytes": len(body),
+        "generated_at": data["generated_at"],
+        "failing": failing,
+    }
+
+
+def _table_of(record: dict[str, Any]) -> str | None:
+    arn = str(record.get("eventSourceARN", ""))  # arn:aws:dynamodb:r:a:table/NAME/stream/…
+    parts = arn.split("/")
+    return parts[1] if len(parts) >= 2 and parts[0].endswith(":table") else None
+
+
+def stream_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """DynamoDB Streams batch → the experiments aggregate (raises to have it retried)."""
+    from codecdash.sources.aws._common import default_factory
+    from codecdash.sources.aws.dynamodb import apply_stream_records, rebuild
+
+    settings = lambda_settings()
+    client = default_factory(settings.aws_region)("dynamodb")
+    records = list(event.get("Records", []))
+    table = (_table_of(records[0]) if records else None) or settings.aws_experiments_table
+    if not table:
+        raise RuntimeError("CODECDASH_AWS_EXPERIMENTS_TABLE is not set")
+    if event.get("rebuild"):
+        agg = rebuild(client, table)
+        return {"rebuilt": True, "total": agg.total, "table": table}
+    result = apply_stream_records(client, table, records)
+    log.info("aggregate of %s: %s", table, result)
+    return {**result, "table": table}

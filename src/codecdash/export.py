@@ -1,0 +1,139 @@
+"""`codecdash export --out DIR`: the static site plus a `dashboard.json` snapshot.
+
+The page reads `./dashboard.json` when no API answers beside it, so the export works from
+any static file server (S3 behind CloudFront, `python -m http.server`, a file share). The
+files are the ones `codecdash serve` serves, with the same versioned references
+(`./app.js?v=<release>`), so a versioned file can be cached for a year.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from codecdash.config import Settings, load_settings
+
+SNAPSHOT_NAME = "dashboard.json"
+INDEX = "index.html"
+IMMUTABLE = "public, max-age=31536000, immutable"
+REVALIDATE = "no-cache"
+SHORT = "public, max-age=300"
+SNAPSHOT_CACHE = "public, max-age=15"
+API_BASE_META = re.compile(rb'(<meta\s+name="codecdash-api-base"\s+content=")[^"]*(")')
+
+
+@dataclass(frozen=True)
+class SiteFile:
+    name: str  # relative path, "/"-separated
+    body: bytes
+    content_type: str
+    cache_control: str
+
+
+def site_files(api_base: str | None = None) -> list[SiteFile]:
+    """The page's files as served: versioned references, content types, cache headers."""
+    from codecdash.api.static import load_assets
+
+    assets, release = load_assets()
+    bodies = b"\n".join(a.body for a in assets.values())
+    files: list[SiteFile] = []
+    for name, asset in sorted(assets.items()):
+        body = asset.body
+        if name == INDEX:
+            cache = REVALIDATE
+            if api_base is not None:
+                value = html.escape(api_base.rstrip("/"), quote=True).encode()
+                body = API_BASE_META.sub(
+                    rb"\g<1>" + value.replace(b"\\", b"\\\\") + rb"\g<2>", body
+                )
+        elif f"{name}?v={release}".encode() in bodies:
+            cache = IMMUTABLE  # only ever fetched under a release-specific URL
+        else:
+            cache = SHORT
+        files.append(SiteFile(name, body, asset.media_type, cache))
+    return files
+
+
+def build_snapshot(settings: Settings) -> dict[str, Any]:
+    """One snapshot from the configured sources (local store or AWS)."""
+    from codecdash.api.app import build_sources
+    from codecdash.snapshot import SnapshotBuilder
+    from codecdash.store import Store
+
+    store = Store(settings.database_url, active_window_s=settings.active_window_seconds)
+    try:
+        builder = SnapshotBuilder(settings, build_sources(settings, store))
+        loop = asyncio.new_event_loop()
+        try:
+            data: dict[str, Any] = loop.run_until_complete(builder.build())
+        finally:
+            loop.close()
+        return data
+    finally:
+        store.close()
+
+
+def snapshot_file(snapshot: dict[str, Any]) -> SiteFile:
+    return SiteFile(SNAPSHOT_NAME, orjson.dumps(snapshot), "application/json", SNAPSHOT_CACHE)
+
+
+def write_export(out: Path, settings: Settings, api_base: str | None = None) -> list[Path]:
+    """Writes the site and the snapshot under `out`; returns the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = [*site_files(api_base), snapshot_file(build_snapshot(settings))]
+    written: list[Path] = []
+    for item in files:
+        path = out.joinpath(*item.name.split("/"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(item.body)
+        written.append(path)
+    return written
+
+
+@click.command("export")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write (created if needed; existing files are replaced).",
+)
+@click.option("--db", default=None, help="SQLite file or SQLAlchemy URL (local source).")
+@click.option(
+    "--source",
+    type=click.Choice(["local", "aws"]),
+    default=None,
+    help="Where facts come from (default: the configured source).",
+)
+@click.option(
+    "--api-base",
+    default=None,
+    help="URL of an API on another origin, for the page to try before "
+    "dashboard.json (written into index.html).",
+)
+@click.pass_context
+def export(
+    ctx: click.Context, out: Path, db: str | None, source: str | None, api_base: str | None
+) -> None:
+    """Write the static site plus a dashboard.json snapshot to --out."""
+    from codecdash.config import ConfigError
+    from codecdash.store import StoreUnavailable
+
+    config = (ctx.obj or {}).get("config") if isinstance(ctx.obj, dict) else None
+    try:
+        settings = load_settings(config, database_url=db, source=source)
+        written = write_export(out, settings, api_base)
+    except (ConfigError, StoreUnavailable, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    snapshot = orjson.loads(out.joinpath(SNAPSHOT_NAME).read_bytes())
+    failing = [s["name"] for s in snapshot.get("sources", []) if not s.get("ok")]
+    click.echo(f"wrote {len(written)} files to {out} (snapshot of {snapshot['generated_at']})")
+    if failing:
+        click.echo(f"warning: these sources failed: {', '.join(failing)}", err=True)

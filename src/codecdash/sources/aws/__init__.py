@@ -1,0 +1,55 @@
+"""The AWS sources: experiments from DynamoDB, the fleet, storage and costs (boto3).
+
+`aws_sources(settings)` gives the sources for the configured resources only; a source whose
+settings are all empty is left out. Besides the four sources that fill sections
+(`aws.experiments`, `aws.fleet`, `aws.storage`, `aws.costs`), each service behind the fleet
+and storage has its own row in the snapshot's `sources` list (`aws.fleet.sqs`, …), so the
+page says which service is failing while the others keep their figures.
+"""
+
+from __future__ import annotations
+
+from codecdash.config import Settings
+from codecdash.sources.aws._common import ClientFactory, default_factory
+from codecdash.sources.aws.costs import CostExplorerRow, CostsSource, CostState
+from codecdash.sources.aws.dynamodb import ExperimentsSource
+from codecdash.sources.aws.fleet import FleetSource
+from codecdash.sources.aws.storage import StorageSource
+from codecdash.sources.base import Source
+
+__all__ = [
+    "ClientFactory",
+    "CostState",
+    "CostsSource",
+    "ExperimentsSource",
+    "FleetSource",
+    "StorageSource",
+    "aws_sources",
+]
+
+
+def aws_sources(
+    settings: Settings,
+    *,
+    clients: ClientFactory | None = None,
+    cost_explorer: bool = True,
+    cost_state: CostState | None = None,
+) -> list[Source]:
+    """The sources for the configured AWS resources.
+
+    `cost_explorer=False` reads Cost Explorer figures only from the shared S3 cache (the
+    API function); `clients` replaces the process-wide client factory (tests).
+    """
+    clients = clients or default_factory(settings.aws_region)
+    sources: list[Source] = []
+    if settings.aws_experiments_table:
+        sources.append(ExperimentsSource(settings, clients))
+    fleet = FleetSource(settings, clients)
+    if fleet.parts:
+        sources += [fleet, *fleet.rows()]
+    storage = StorageSource(settings, clients)
+    if storage.parts:
+        sources += [storage, *storage.rows()]
+    costs = CostsSource(settings, clients, may_call=cost_explorer, state=cost_state)
+    sources += [costs, CostExplorerRow(costs)]
+    return sources

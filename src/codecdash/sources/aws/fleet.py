@@ -1,0 +1,273 @@
+"""The fleet from AWS: CloudFormation, Auto Scaling (+ EC2), SQS and CloudWatch.
+
+Per refresh, at most (each part only when its settings are given):
+
+- ``aws.fleet.cloudformation``: ``DescribeStacks`` ×1, reused for 60 s;
+- ``aws.fleet.autoscaling``: ``DescribeAutoScalingGroups`` ×1 (both groups), plus
+  ``DescribeInstances`` ×1 for groups without a mixed-instances policy; reused for 30 s;
+- ``aws.fleet.sqs``: ``GetQueueAttributes`` ×1 per queue, reused for 30 s;
+- ``aws.fleet.cloudwatch``: ``GetMetricData`` ×1 (up to 3 metrics), reused for 60 s.
+
+Each part keeps its last good answer, so one failing service leaves its own figures as
+they were and says so in its own row of ``sources``; the sections fail only when no part
+has ever answered.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from codecdash.config import Settings
+from codecdash.sources.aws._common import (
+    ClientFactory,
+    Outcome,
+    Part,
+    ServiceRow,
+    all_failed,
+    gather_parts,
+    iso,
+)
+from codecdash.sources.base import Facts, FieldInfo, Source
+
+METRICS_WINDOW_S = 900  # the orchestrator is down when its CPU metric is older than this
+OK_STACK = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE")
+DEGRADED_STACK = ("UPDATE_ROLLBACK_COMPLETE",)
+
+
+def stack_health(status: str | None) -> str:
+    if status is None:
+        return "unknown"
+    if status in OK_STACK:
+        return "ok"
+    if status in DEGRADED_STACK or status.endswith("_IN_PROGRESS"):
+        return "degraded"
+    return "down"
+
+
+def spot_from_policy(group: dict[str, Any], in_service: int) -> int | None:
+    """Spot instances implied by a mixed-instances policy (On-Demand base, then a share)."""
+    policy = group.get("MixedInstancesPolicy")
+    if not policy:
+        return None
+    dist = policy.get("InstancesDistribution", {})
+    base = int(dist.get("OnDemandBaseCapacity", 0) or 0)
+    pct = float(dist.get("OnDemandPercentageAboveBaseCapacity", 100))
+    on_demand = min(in_service, base) + math.ceil(max(0, in_service - base) * pct / 100.0)
+    return max(0, in_service - on_demand)
+
+
+class FleetSource:
+    name = "aws.fleet"
+    sections: tuple[str, ...] = ("orchestrator", "training_workers", "inference_workers")
+    timeout_s = 6.0
+    fields = {  # noqa: RUF012
+        "active": FieldInfo("InService instances of the pool's Auto Scaling group"),
+        "queue_depth": FieldInfo("SQS ApproximateNumberOfMessages of the pool's queue", "jobs"),
+        "spot_pct": FieldInfo("share of InService instances on spot", "%"),
+        "fps": FieldInfo("InferenceFPS (custom namespace), per-minute Sum", "fps"),
+        "cpu_pct": FieldInfo("orchestrator AWS/EC2 CPUUtilization", "%"),
+        "mem_pct": FieldInfo("orchestrator CWAgent mem_used_percent", "%"),
+    }
+
+    def __init__(self, settings: Settings, clients: ClientFactory) -> None:
+        self.settings = settings
+        self.clients = clients
+        s = settings
+        self.groups = {
+            role: name
+            for role, name in (("training", s.aws_training_asg), ("inference", s.aws_inference_asg))
+            if name
+        }
+        self.queues = {
+            role: url
+            for role, url in (
+                ("training", s.aws_training_queue_url),
+                ("inference", s.aws_inference_queue_url),
+            )
+            if url
+        }
+        self.parts: list[Part] = []
+        if s.aws_stack_name:
+            self.parts.append(Part("aws.fleet.cloudformation", self._stack, ttl_s=60))
+        if self.groups:
+            self.parts.append(Part("aws.fleet.autoscaling", self._groups, ttl_s=30))
+        if self.queues:
+            self.parts.append(Part("aws.fleet.sqs", self._queues, ttl_s=30))
+        if s.aws_orchestrator_instance_id or s.aws_inference_asg:
+            self.parts.append(Part("aws.fleet.cloudwatch", self._metrics, ttl_s=60))
+
+    def rows(self) -> list[Source]:
+        return [ServiceRow(p, self.timeout_s) for p in self.parts]
+
+    async def collect(self, now: float) -> Facts:
+        outcomes = await gather_parts(self.parts, now)
+        failed = all_failed(outcomes)
+        if failed is not None:
+            raise failed
+        empty = Outcome(None, None, None)
+        stack = outcomes.get("aws.fleet.cloudformation", empty).value
+        groups = outcomes.get("aws.fleet.autoscaling", empty).value or {}
+        queues = outcomes.get("aws.fleet.sqs", empty).value or {}
+        metrics = outcomes.get("aws.fleet.cloudwatch", empty).value or {}
+        facts: Facts = {"orchestrator": self._orchestrator(stack, metrics, now)}
+        for role in ("training", "inference"):
+            group = groups.get(role) or {}
+            active = group.get("in_service")
+            spot = group.get("spot")
+            pool: dict[str, Any] = {
+                "active": active,
+                "queue_depth": queues.get(role),
+                "spot_pct": (100.0 * spot / active if active else None)
+                if spot is not None
+                else None,
+                "stale": None,
+                "spot_interruptions": None,
+                "gpu_util_pct": None,
+                "desired": group.get("desired"),
+                "max": group.get("max"),
+                "spot_basis": group.get("spot_basis"),
+            }
+            if role == "inference":
+                pool["fps"] = metrics.get("fps")
+            facts[f"{role}_workers"] = pool
+        return facts
+
+    def _orchestrator(
+        self, stack: dict[str, Any] | None, metrics: dict[str, Any], now: float
+    ) -> dict[str, Any]:
+        stack_status = stack.get("status") if stack else None
+        status = stack_health(stack_status)
+        seen = metrics.get("cpu_at")
+        if self.settings.aws_orchestrator_instance_id and "cpu_at" in metrics:
+            fresh = seen is not None and now - seen < METRICS_WINDOW_S
+            if not fresh:
+                status = "down"
+            elif status == "unknown":
+                status = "ok"
+        return {
+            "status": status,
+            "cpu_pct": metrics.get("cpu_pct"),
+            "mem_pct": metrics.get("mem_pct"),
+            "last_seen": iso(seen),
+            "stack_status": stack_status,
+            "worker_id": self.settings.aws_orchestrator_instance_id,
+        }
+
+    # -- the parts (blocking; run in worker threads) ----------------------------------------
+    def _stack(self, now: float) -> dict[str, Any]:
+        answer = self.clients("cloudformation").describe_stacks(
+            StackName=self.settings.aws_stack_name
+        )
+        stack = answer["Stacks"][0]
+        return {"status": stack["StackStatus"], "reason": stack.get("StackStatusReason")}
+
+    def _groups(self, now: float) -> dict[str, dict[str, Any]]:
+        answer = self.clients("autoscaling").describe_auto_scaling_groups(
+            AutoScalingGroupNames=sorted(set(self.groups.values()))
+        )
+        by_name = {g["AutoScalingGroupName"]: g for g in answer["AutoScalingGroups"]}
+        missing = sorted(set(self.groups.values()) - set(by_name))
+        if missing:
+            raise LookupError(f"Auto Scaling group not found: {', '.join(missing)}")
+        out: dict[str, dict[str, Any]] = {}
+        lookup: dict[str, list[str]] = {}
+        for role, name in self.groups.items():
+            group = by_name[name]
+            ids = [
+                i["InstanceId"]
+                for i in group.get("Instances", [])
+                if i.get("LifecycleState") == "InService"
+            ]
+            spot = spot_from_policy(group, len(ids))
+            out[role] = {
+                "in_service": len(ids),
+                "desired": group.get("DesiredCapacity"),
+                "max": group.get("MaxSize"),
+                "spot": spot,
+                "spot_basis": "mixed_instances_policy" if spot is not None else None,
+            }
+            if spot is None and ids:
+                lookup[role] = ids
+            elif spot is None:
+                out[role].update(spot=0, spot_basis="no_instances")
+        if lookup:
+            lifecycle = self._lifecycles([i for ids in lookup.values() for i in ids])
+            for role, ids in lookup.items():
+                out[role]["spot"] = sum(1 for i in ids if lifecycle.get(i) == "spot")
+                out[role]["spot_basis"] = "instance_lifecycle"
+        return out
+
+    def _lifecycles(self, ids: list[str]) -> dict[str, str]:
+        ec2 = self.clients("ec2")
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            answer = ec2.describe_instances(InstanceIds=ids[start : start + 500])
+            for reservation in answer.get("Reservations", []):
+                for instance in reservation.get("Instances", []):
+                    found[instance["InstanceId"]] = instance.get("InstanceLifecycle", "on-demand")
+        return found
+
+    def _queues(self, now: float) -> dict[str, int]:
+        sqs = self.clients("sqs")
+        depths: dict[str, int] = {}
+        for role, url in self.queues.items():
+            answer = sqs.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+            )
+            depths[role] = int(answer["Attributes"]["ApproximateNumberOfMessages"])
+        return depths
+
+    def _metrics(self, now: float) -> dict[str, Any]:
+        s = self.settings
+        queries: list[dict[str, Any]] = []
+
+        def stat(
+            qid: str, namespace: str, metric: str, dims: list[dict[str, str]], statistic: str
+        ) -> None:
+            queries.append(
+                {
+                    "Id": qid,
+                    "ReturnData": True,
+                    "MetricStat": {
+                        "Metric": {
+                            "Namespace": namespace,
+                            "MetricName": metric,
+                            "Dimensions": dims,
+                        },
+                        "Period": 60,
+                        "Stat": statistic,
+                    },
+                }
+            )
+
+        if s.aws_orchestrator_instance_id:
+            dims = [{"Name": "InstanceId", "Value": s.aws_orchestrator_instance_id}]
+            stat("cpu", "AWS/EC2", "CPUUtilization", dims, "Average")
+            stat("mem", "CWAgent", "mem_used_percent", dims, "Average")
+        if s.aws_inference_asg:
+            stat("fps", s.aws_metrics_namespace or "AIVideoCodec", "InferenceFPS", [], "Sum")
+        end = math.ceil(now / 60) * 60
+        answer = self.clients("cloudwatch").get_metric_data(
+            MetricDataQueries=queries,
+            StartTime=end - METRICS_WINDOW_S,
+            EndTime=end,
+            ScanBy="TimestampDescending",
+        )
+        newest: dict[str, tuple[float, float]] = {}
+        for result in answer.get("MetricDataResults", []):
+            points = sorted(
+                zip(result.get("Timestamps", []), result.get("Values", []), strict=False),
+                key=lambda p: p[0],
+                reverse=True,
+            )
+            if points:
+                newest[result["Id"]] = (points[0][0].timestamp(), float(points[0][1]))
+        out: dict[str, Any] = {}
+        if s.aws_orchestrator_instance_id:
+            out["cpu_pct"] = round(newest["cpu"][1], 2) if "cpu" in newest else None
+            out["cpu_at"] = newest["cpu"][0] if "cpu" in newest else None
+            out["mem_pct"] = round(newest["mem"][1], 2) if "mem" in newest else None
+        if s.aws_inference_asg:
+            out["fps"] = round(newest["fps"][1], 2) if "fps" in newest else None
+        return out

@@ -1,0 +1,219 @@
+"""Fixtures for the AWS tests: moto's threaded server on 127.0.0.1, fake credentials, helpers.
+
+Use with ``from aws_fixtures import *`` in an AWS test module. Every test gets a
+freshly reset moto (one server per session), boto3 pointed at it through
+``AWS_ENDPOINT_URL``, and clean process-wide caches of codecdash's AWS sources.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+from boto3.dynamodb.types import TypeSerializer
+
+from codecdash.config import Settings
+from codecdash.sources.aws import _common, costs
+from codecdash.sources.aws._common import ClientFactory
+
+REGION = "us-east-1"
+IMAGE: list[str] = []  # an AMI id moto knows (found once: listing them is slow)
+# moto warns about template resources its CloudFormation does not model (CloudFront, API
+# Gateway v2…): the deploy test leaves them out on purpose.
+AWS_WARNINGS = [
+    "ignore:Tried to parse:UserWarning",
+]
+
+__all__ = [
+    "AWS_WARNINGS",
+    "REGION",
+    "AwsEnv",
+    "CountingClient",
+    "aws",
+    "moto_server",
+    "put_experiment",
+    "serialize",
+]
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    _warm_up(endpoint)
+    yield endpoint
+    server.stop()
+
+
+def _warm_up(endpoint: str) -> None:
+    """moto loads each service on its first request (seconds): do it once, up front, so
+    that no test's short timeouts see the delay."""
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+    )
+    calls = {
+        "autoscaling": "describe_auto_scaling_groups",
+        "cloudformation": "list_stacks",
+        "cloudwatch": "list_metrics",
+        "dynamodb": "list_tables",
+        "ec2": "describe_regions",
+        "efs": "describe_file_systems",
+        "s3": "list_buckets",
+        "sqs": "list_queues",
+        "sts": "get_caller_identity",
+        "lambda": "list_functions",
+        "iam": "list_roles",
+        "cloudfront": "list_distributions",
+        "events": "list_rules",
+        "logs": "describe_log_groups",
+        "apigatewayv2": "get_apis",
+        "dynamodbstreams": "list_streams",
+    }
+    for service, method in calls.items():
+        client = session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
+        getattr(client, method)()
+    ec2 = session.client("ec2", endpoint_url=endpoint)
+    IMAGE.append(ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"])
+    session.client("cloudformation", endpoint_url=endpoint).create_stack(
+        StackName="warm-up",
+        TemplateBody=json.dumps(
+            {"Resources": {"B": {"Type": "AWS::S3::Bucket"}, "Q": {"Type": "AWS::SQS::Queue"}}}
+        ),
+    )
+
+
+class CountingClient:
+    """A boto3 client that counts the calls made through it, by operation."""
+
+    def __init__(self, service: str, client: Any, counts: Counter[str]) -> None:
+        self._service = service
+        self._client = client
+        self._counts = counts
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if (
+            callable(attr)
+            and not name.startswith("_")
+            and name not in ("exceptions", "meta", "get_paginator", "get_waiter", "can_paginate")
+        ):
+
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                self._counts[f"{self._service}.{name}"] += 1
+                return attr(*args, **kwargs)
+
+            return counted
+        return attr
+
+
+@dataclass
+class AwsEnv:
+    endpoint: str
+    calls: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def image(self) -> str:
+        return IMAGE[0]
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION)  # type: ignore[call-overload]
+
+    def factory(self) -> ClientFactory:
+        """A client factory whose clients count their calls into `self.calls`."""
+        return ClientFactory(REGION, wrap=lambda service, c: CountingClient(service, c, self.calls))
+
+    def settings(self, **values: Any) -> Settings:
+        return Settings(**values)
+
+    def moto_api(self, path: str, body: Any) -> None:
+        request = urllib.request.Request(
+            f"{self.endpoint}{path}",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            answer.read()
+
+    def set_cost_and_usage(self, *results: dict[str, Any]) -> None:
+        """Queue answers of GetCostAndUsage (moto's own API for it)."""
+        self.moto_api("/moto-api/static/ce/cost-and-usage-results", {"results": list(results)})
+
+
+@pytest.fixture
+def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+    for name in list(__import__("os").environ):
+        if name.startswith("CODECDASH_"):
+            monkeypatch.delenv(name)
+    _generous_timeouts(monkeypatch)
+    env = AwsEnv(moto_server)
+    env.moto_api("/moto-api/reset", {})
+    _common._DEFAULT.clear()
+    costs._STATES.clear()
+    yield env
+    _common._DEFAULT.clear()
+    costs._STATES.clear()
+
+
+def _generous_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto shares this process (and a busy test machine): give its answers time. A test
+    that wants a timeout sets a part's `timeout_s` itself."""
+    from codecdash.sources.aws import _common as common
+    from codecdash.sources.aws.costs import CostsSource
+    from codecdash.sources.aws.dynamodb import ExperimentsSource
+    from codecdash.sources.aws.fleet import FleetSource
+    from codecdash.sources.aws.storage import StorageSource
+
+    original = common.Part.__init__
+
+    def patient(self: Any, name: str, fetch: Any, *, ttl_s: float, timeout_s: float = 4.0) -> None:
+        original(self, name, fetch, ttl_s=ttl_s, timeout_s=60.0)
+
+    monkeypatch.setattr(common.Part, "__init__", patient)
+    for source in (CostsSource, ExperimentsSource, FleetSource, StorageSource):
+        monkeypatch.setattr(source, "timeout_s", 90.0)
+
+
+_serializer = TypeSerializer()
+
+
+def serialize(value: dict[str, Any]) -> dict[str, Any]:
+    def convert(v: Any) -> Any:
+        if isinstance(v, float):
+            return Decimal(str(v))
+        if isinstance(v, dict):
+            return {k: convert(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [convert(x) for x in v]
+        return v
+
+    return {k: _serializer.serialize(convert(v)) for k, v in value.items() if v is not None}
+
+
+def put_experiment(client: Any, table: str, **item: Any) -> dict[str, Any]:
+    item.setdefault("status", "completed")
+    item.setdefault("created_at", time.time())
+    client.put_item(TableName=table, Item=serialize(item))
+    return item

@@ -1,0 +1,617 @@
+"""Deployment: the template (cfn-lint, and what it must contain), the Lambda package, the
+deploy flow against moto (stack, uploads, outputs, invalidation), the deploy script, and
+`codecdash doctor`."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from aws_fixtures import *  # noqa: F403
+from aws_fixtures import AWS_WARNINGS, REGION, AwsEnv, put_experiment
+from codecdash import deploy as deploy_module
+from codecdash.cli import main
+from codecdash.config import Settings
+from codecdash.deploy import (
+    Deployer,
+    DeployError,
+    DeployOptions,
+    _wheel_fits,
+    build_lambda_zip,
+    stack_parameters,
+)
+from codecdash.doctor import Doctor
+
+pytestmark = [pytest.mark.aws, *(pytest.mark.filterwarnings(w) for w in AWS_WARNINGS)]
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "infrastructure" / "cloudformation" / "dashboard.yaml"
+TABLE = "experiments"
+
+
+def load_template() -> dict[str, Any]:
+    from cfnlint.decode import decode_str
+
+    template, problems = decode_str(TEMPLATE.read_text())
+    assert not problems
+    return json.loads(json.dumps(template))
+
+
+# -- the template ----------------------------------------------------------------------------
+def test_template_passes_cfn_lint() -> None:
+    from cfnlint.api import lint
+
+    matches = lint(TEMPLATE.read_text(), regions=["us-east-1", "eu-west-1"])
+    assert [str(m) for m in matches] == []  # no errors, and no warnings either
+
+
+def resources(kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in load_template()["Resources"].items() if v["Type"] == kind}
+
+
+def statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        s for p in role["Properties"].get("Policies", []) for s in p["PolicyDocument"]["Statement"]
+    ]
+
+
+def actions(statement: dict[str, Any]) -> list[str]:
+    value = statement["Action"]
+    return value if isinstance(value, list) else [value]
+
+
+def test_template_site_is_private_https_compressed_with_security_headers() -> None:
+    from codecdash.api.guard import CSP
+
+    bucket = resources("AWS::S3::Bucket")["SiteBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    oac = resources("AWS::CloudFront::OriginAccessControl")["SiteOriginAccessControl"]
+    assert oac["Properties"]["OriginAccessControlConfig"]["SigningBehavior"] == "always"
+    config = resources("AWS::CloudFront::Distribution")["Distribution"]["Properties"][
+        "DistributionConfig"
+    ]
+    behaviors = [config["DefaultCacheBehavior"], *config["CacheBehaviors"]]
+    assert all(b["ViewerProtocolPolicy"] in ("redirect-to-https", "https-only") for b in behaviors)
+    assert all(b["Compress"] is True for b in behaviors)
+    assert all("ResponseHeadersPolicyId" in b for b in behaviors)
+    site = next(o for o in config["Origins"] if o["Id"] == "site")
+    assert "OriginAccessControlId" in site
+    headers = resources("AWS::CloudFront::ResponseHeadersPolicy")["SecurityHeadersPolicy"][
+        "Properties"
+    ]["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]
+    assert headers["ContentSecurityPolicy"]["ContentSecurityPolicy"] == CSP
+    assert headers["FrameOptions"]["FrameOption"] == "DENY"
+    assert "StrictTransportSecurity" in headers
+    # /api/v1/dashboard fails over to the snapshot in the bucket when the API is down.
+    dashboard = next(b for b in config["CacheBehaviors"] if b["PathPattern"] == "/api/v1/dashboard")
+    group = config["OriginGroups"]["Items"][0]
+    assert dashboard["TargetOriginId"] == group["Id"]
+    assert [m["OriginId"] for m in group["Members"]["Items"]] == ["api", "site"]
+
+
+def test_template_api_allows_get_from_the_site_only() -> None:
+    api = resources("AWS::ApiGatewayV2::Api")["HttpApi"]["Properties"]
+    cors = api["CorsConfiguration"]["Fn::If"]
+    assert cors[0] == "HasSiteOrigin"
+    assert cors[1]["AllowMethods"] == ["GET"]
+    assert cors[1]["AllowOrigins"] == [{"Ref": "SiteOrigin"}]
+    routes = [r["Properties"]["RouteKey"] for r in resources("AWS::ApiGatewayV2::Route").values()]
+    assert routes and all(r.startswith("GET ") for r in routes)
+    integration = resources("AWS::ApiGatewayV2::Integration")["ApiIntegration"]["Properties"]
+    assert integration["PayloadFormatVersion"] == "2.0"
+
+
+def test_template_least_privilege() -> None:
+    roles = resources("AWS::IAM::Role")
+    api, snapshot, stream = roles["ApiRole"], roles["SnapshotRole"], roles["StreamRole"]
+    assert not any(a.startswith("ce:") for s in statements(api) for a in actions(s))
+    ce = [a for s in statements(snapshot) for a in actions(s) if a.startswith("ce:")]
+    assert sorted(ce) == ["ce:GetCostAndUsage", "ce:GetCostForecast"]
+    writes = [s for s in statements(snapshot) if "s3:PutObject" in actions(s)]
+    assert len(writes) == 1 and len(writes[0]["Resource"]) == 3  # exactly the three keys
+    put = next(s for s in statements(stream) if actions(s) == ["dynamodb:PutItem"])
+    assert put["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"] == [
+        "__codecdash_aggregate__",
+        "__codecdash_progress__",
+    ]
+    # Every read policy is scoped to one configured resource and read-only.
+    for name, policy in resources("AWS::IAM::Policy").items():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            assert statement["Resource"] != "*", name
+            assert all(re.search(r":(Get|BatchGet|Describe|List)", a) for a in actions(statement))
+    wildcard = resources("AWS::IAM::ManagedPolicy")["SourcesReadPolicy"]["Properties"][
+        "PolicyDocument"
+    ]["Statement"]
+    assert all(
+        a.split(":")[1].startswith(("Describe", "Get")) for s in wildcard for a in actions(s)
+    )
+
+
+def test_template_functions_schedule_logs_outputs() -> None:
+    from codecdash import aws_lambda
+
+    functions = resources("AWS::Lambda::Function")
+    for function in functions.values():
+        module, _, name = function["Properties"]["Handler"].rpartition(".")
+        assert module == "codecdash.aws_lambda" and callable(getattr(aws_lambda, name))
+    groups = resources("AWS::Logs::LogGroup")
+    assert len(groups) == len(functions)
+    assert all(
+        g["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups.values()
+    )
+    rule = resources("AWS::Events::Rule")["SnapshotSchedule"]["Properties"]
+    assert rule["ScheduleExpression"] == "rate(1 minute)"
+    outputs = load_template()["Outputs"]
+    assert {"DashboardURL", "ApiURL"} <= set(outputs)
+    env = functions["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    settings_names = {f"CODECDASH_{name.upper()}" for name in Settings.model_fields}
+    assert set(env) <= settings_names
+
+
+# -- the Lambda package ------------------------------------------------------------------------
+def test_lambda_zip_from_this_environment() -> None:
+    lines: list[str] = []
+    data = build_lambda_zip(mode="env", requirements=["mangum"], echo=lines.append)
+    names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
+    assert "codecdash/aws_lambda.py" in names
+    assert "codecdash/dashboard/index.html" in names
+    assert "codecdash/sources/aws/costs.py" in names
+    assert "mangum/adapter.py" in names
+    assert "typing_extensions.py" in names  # mangum's own requirement
+    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    assert not any("/tests/" in n for n in names)
+    # Deterministic: the same code gives the same zip (so CloudFormation sees no change).
+    assert build_lambda_zip(mode="env", requirements=["mangum"], echo=lines.append) == data
+    assert "copied from this environment" in lines[0]
+
+
+def test_lambda_zip_with_pip_targets_lambdas_platform() -> None:
+    seen: list[list[str]] = []
+
+    def fake_pip(command: list[str]) -> None:
+        seen.append(command)
+        target = Path(command[command.index("--target") + 1])
+        (target / "somepackage").mkdir()
+        (target / "somepackage" / "__init__.py").write_text("x = 1\n")
+
+    data = build_lambda_zip(
+        "arm64", mode="pip", requirements=["fastapi>=0.115,<1"], run=fake_pip, echo=lambda _: None
+    )
+    command = seen[0]
+    assert command[1:4] == ["-m", "pip", "install"]
+    assert "--only-binary=:all:" in command
+    assert command[command.index("--python-version") + 1] == "3.11"
+    assert "manylinux2014_aarch64" in command
+    assert command[-1] == "fastapi>=0.115,<1"
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert "somepackage/__init__.py" in names and "codecdash/aws_lambda.py" in names
+
+
+def test_runtime_requirements_leave_out_the_server() -> None:
+    wanted = deploy_module.runtime_requirements()
+    names = {re.split(r"[<>=!~ ]", r)[0].lower() for r in wanted}
+    assert {"fastapi", "sqlalchemy", "pydantic", "mangum", "boto3"} <= names
+    assert "uvicorn" not in names and "nvidia-ml-py" not in names and "pytest" not in names
+
+
+def test_wheel_tags_for_lambda() -> None:
+    class Dist:
+        def __init__(self, *tags: str) -> None:
+            self.text = "".join(f"Tag: {t}\n" for t in tags)
+
+        def read_text(self, name: str) -> str:
+            return self.text
+
+    assert _wheel_fits(Dist("py3-none-any"), "x86_64")  # type: ignore[arg-type]
+    assert _wheel_fits(Dist("cp311-cp311-manylinux_2_17_x86_64"), "x86_64")  # type: ignore[arg-type]
+    assert not _wheel_fits(Dist("cp311-cp311-manylinux_2_28_x86_64"), "x86_64")  # type: ignore[arg-type]
+    assert not _wheel_fits(Dist("cp311-cp311-manylinux2014_x86_64"), "aarch64")  # type: ignore[arg-type]
+    assert not _wheel_fits(Dist("cp312-cp312-manylinux2014_x86_64"), "x86_64")  # type: ignore[arg-type]
+
+
+def test_stack_parameters_derive_the_arns() -> None:
+    settings = Settings(
+        aws_training_queue_url="https://sqs.eu-west-1.amazonaws.com/123456789012/train",
+        aws_buckets="raw,models",
+        aws_experiments_table="t",
+    )
+    params = {
+        p["ParameterKey"]: p["ParameterValue"]
+        for p in stack_parameters(
+            settings, "eu-west-1", "arn:stream", ("code", "key.zip"), "arm64", ""
+        )
+    }
+    assert params["QueueArns"] == "arn:aws:sqs:eu-west-1:123456789012:train"
+    assert params["BucketArns"] == "arn:aws:s3:::raw,arn:aws:s3:::models"
+    assert params["Buckets"] == "raw,models"
+    assert params["ExperimentsStreamArn"] == "arn:stream"
+    template_params = load_template()["Parameters"]
+    assert set(params) <= set(template_params)
+    assert all("Default" in template_params[name] for name in set(template_params) - set(params))
+
+
+# -- the deploy flow against moto ------------------------------------------------------------
+def moto_template(distribution_id: str) -> str:
+    """The real template, less what moto's CloudFormation cannot model (CloudFront, API
+    Gateway v2, the bucket policy…) and what refers to it; their outputs become fixed
+    values (the distribution is one the test made in moto's CloudFront)."""
+    from moto.cloudformation.parsing import get_model_map
+
+    template = load_template()
+    supported = get_model_map()
+    resources_ = template["Resources"]
+    removed = {k for k, r in resources_.items() if r["Type"] not in supported}
+
+    def refers(node: Any) -> bool:
+        if isinstance(node, dict):
+            if node.get("Ref") in removed:
+                return True
+            if "Fn::GetAtt" in node and node["Fn::GetAtt"][0] in removed:
+                return True
+            if "Fn::Sub" in node:
+                text = node["Fn::Sub"] if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"][0]
+                if any(re.search(r"\$\{" + re.escape(n) + r"[.}]", text) for n in removed):
+                    return True
+            return any(refers(v) for v in node.values())
+        if isinstance(node, list):
+            return any(refers(v) for v in node)
+        return False
+
+    changed = True
+    while changed:
+        changed = False
+        for name, resource in list(resources_.items()):
+            if name not in removed and (refers(resource) or resource.get("DependsOn") in removed):
+                removed.add(name)
+                changed = True
+    for name in removed:
+        del resources_[name]
+    fixed = {
+        "DashboardURL": "https://d111111abcdef8.cloudfront.net/",
+        "ApiURL": "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/",
+        "SiteOriginValue": "https://d111111abcdef8.cloudfront.net",
+        "DistributionId": distribution_id,
+    }
+    for name, value in fixed.items():
+        template["Outputs"][name]["Value"] = value
+    assert "ApiFunction" in resources_ and "SnapshotSchedule" in resources_
+    return json.dumps(template)
+
+
+def make_distribution(aws: AwsEnv) -> str:
+    answer = aws.client("cloudfront").create_distribution(
+        DistributionConfig={
+            "CallerReference": "codecdash-test",
+            "Comment": "stand-in",
+            "Enabled": True,
+            "Origins": {
+                "Quantity": 1,
+                "Items": [
+                    {
+                        "Id": "site",
+                        "DomainName": "site.s3.amazonaws.com",
+                        "S3OriginConfig": {"OriginAccessIdentity": ""},
+                    }
+                ],
+            },
+            "DefaultCacheBehavior": {
+                "TargetOriginId": "site",
+                "ViewerProtocolPolicy": "redirect-to-https",
+            },
+        }
+    )
+    return str(answer["Distribution"]["Id"])
+
+
+def small_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("codecdash/__init__.py", "")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def research(aws: AwsEnv) -> Settings:
+    """The research resources the dashboard reports on."""
+    ddb = aws.client("dynamodb")
+    ddb.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    put_experiment(ddb, TABLE, id="exp-1", psnr_db=35.0)
+    queue = aws.client("sqs").create_queue(QueueName="training")["QueueUrl"]
+    aws.client("s3").create_bucket(Bucket="artifacts-data")
+    return Settings(
+        aws_experiments_table=TABLE, aws_training_queue_url=queue, aws_buckets="artifacts-data"
+    )
+
+
+def test_deploy_flow(aws: AwsEnv, research: Settings, tmp_path: Path) -> None:
+    distribution = make_distribution(aws)
+    template = tmp_path / "dashboard.json"
+    template.write_text(moto_template(distribution))
+    lines: list[str] = []
+    options = DeployOptions(
+        stack="codecdash-test",
+        region=REGION,
+        template=template,
+        lambda_zip=small_zip(),
+        poll_seconds=0.2,
+        timeout_s=120,
+    )
+    result = Deployer(options, research, echo=lines.append).run()
+    print("\n".join(lines))
+
+    cfn = aws.client("cloudformation")
+    stack = cfn.describe_stacks(StackName="codecdash-test")["Stacks"][0]
+    assert stack["StackStatus"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE")
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+    assert params["SiteOrigin"] == "https://d111111abcdef8.cloudfront.net"  # second pass
+    assert params["ExperimentsStreamArn"].startswith("arn:aws:dynamodb:")
+    assert result.dashboard_url == "https://d111111abcdef8.cloudfront.net/"
+    assert result.api_url.startswith("https://")
+    # The functions exist with their handlers, from the uploaded package.
+    functions = {f["FunctionName"]: f for f in aws.client("lambda").list_functions()["Functions"]}
+    assert functions["codecdash-test-api"]["Handler"] == "codecdash.aws_lambda.handler"
+    assert (
+        functions["codecdash-test-snapshot"]["Handler"] == "codecdash.aws_lambda.snapshot_handler"
+    )
+    assert functions["codecdash-test-stream"]["Handler"] == "codecdash.aws_lambda.stream_handler"
+    env = functions["codecdash-test-api"]["Environment"]["Variables"]
+    assert env["CODECDASH_AWS_EXPERIMENTS_TABLE"] == TABLE
+    assert env["CODECDASH_AWS_SITE_BUCKET"] == result.bucket
+    # The site: content types and cache headers, the page last.
+    s3 = aws.client("s3")
+    index = s3.head_object(Bucket=result.bucket, Key="index.html")
+    assert index["ContentType"] == "text/html; charset=utf-8"
+    assert index["CacheControl"] == "no-cache"
+    script = s3.head_object(Bucket=result.bucket, Key="app.js")
+    assert script["ContentType"] == "text/javascript; charset=utf-8"
+    assert script["CacheControl"] == "public, max-age=31536000, immutable"
+    assert s3.head_object(Bucket=result.bucket, Key="styles.css")["ContentType"].startswith(
+        "text/css"
+    )
+    assert any(k.startswith("vendor/") for k in result.uploaded)
+    assert result.uploaded[-1] == "index.html"
+    snapshot = json.loads(s3.get_object(Bucket=result.bucket, Key="dashboard.json")["Body"].read())
+    assert set(snapshot) >= {"generated_at", "summary", "infrastructure", "sources"}
+    # The package, content-addressed in the artifacts bucket.
+    keys = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket="codecdash-artifacts-123456789012-us-east-1")["Contents"]
+    ]
+    assert len(keys) == 1 and re.fullmatch(r"codecdash/lambda-[0-9a-f]{20}\.zip", keys[0])
+    # CloudFront was invalidated; the URL was printed.
+    invalidations = aws.client("cloudfront").list_invalidations(DistributionId=distribution)
+    assert invalidations["InvalidationList"]["Quantity"] == 1
+    assert any("invalidation" in line for line in lines)
+
+    # Deploying again updates in place, reuses the uploaded package, keeps dashboard.json.
+    lines.clear()
+    s3.put_object(Bucket=result.bucket, Key="dashboard.json", Body=b'{"kept": true}')
+    Deployer(options, research, echo=lines.append).run()
+    assert any("already uploaded" in line for line in lines)
+    assert json.loads(s3.get_object(Bucket=result.bucket, Key="dashboard.json")["Body"].read()) == {
+        "kept": True
+    }
+
+
+def test_deploy_command_prints_the_urls(
+    aws: AwsEnv, research: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    template = tmp_path / "dashboard.json"
+    template.write_text(moto_template(make_distribution(aws)))
+    package = tmp_path / "lambda.zip"
+    package.write_bytes(small_zip())
+    monkeypatch.setenv("CODECDASH_AWS_EXPERIMENTS_TABLE", TABLE)
+    result = CliRunner().invoke(
+        main,
+        [
+            "deploy",
+            "--stack",
+            "cli-stack",
+            "--region",
+            REGION,
+            "--template",
+            str(template),
+            "--lambda-zip",
+            str(package),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "Dashboard URL: https://d111111abcdef8.cloudfront.net/"
+
+
+def test_deploy_without_credentials_says_how_to_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.chdir(ROOT)
+    result = CliRunner().invoke(main, ["deploy", "--stack", "x", "--lambda-zip", str(TEMPLATE)])
+    assert result.exit_code == 1
+    assert "no AWS credentials found" in result.output
+    assert "aws configure" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_deploy_permission_denied_names_the_doc(
+    aws: AwsEnv, research: Settings, tmp_path: Path
+) -> None:
+    import boto3
+    from botocore.exceptions import ClientError
+
+    class Denying:
+        region_name = REGION
+
+        def __init__(self) -> None:
+            self.real = boto3.session.Session(region_name=REGION)
+
+        def client(self, service: str) -> Any:
+            real = self.real.client(service)
+            if service != "cloudformation":
+                return real
+
+            class Cfn:
+                def __getattr__(self, name: str) -> Any:
+                    if name in ("create_stack", "update_stack"):
+
+                        def denied(**kwargs: Any) -> Any:
+                            raise ClientError(
+                                {
+                                    "Error": {
+                                        "Code": "AccessDenied",
+                                        "Message": "User is not authorized to perform "
+                                        "cloudformation:CreateStack",
+                                    }
+                                },
+                                "CreateStack",
+                            )
+
+                        return denied
+                    return getattr(real, name)
+
+            return Cfn()
+
+    template = tmp_path / "dashboard.json"
+    template.write_text(moto_template("E123"))
+    options = DeployOptions(stack="denied", template=template, lambda_zip=small_zip())
+    with pytest.raises(DeployError) as caught:
+        Deployer(options, research, echo=lambda _: None, session=Denying()).run()
+    message = caught.value.message
+    assert "permission denied" in message and "cloudformation:CreateStack" in message
+    assert "docs/aws.md" in message
+
+
+def test_deploy_rejects_a_bad_stack_name(aws: AwsEnv) -> None:
+    with pytest.raises(DeployError, match="--stack"):
+        Deployer(DeployOptions(stack="bad_name!"), Settings(), echo=lambda _: None).run()
+
+
+def test_deploy_script_calls_codecdash_deploy(tmp_path: Path) -> None:
+    fake = tmp_path / "codecdash"
+    fake.write_text(
+        "#!/usr/bin/env bash\necho \"args: $*\"\necho 'Dashboard URL: https://d1.cloudfront.net/'\n"
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "CODECDASH": str(fake), "CODECDASH_DEPLOY_SKIP_CREDENTIAL_CHECK": "1"}
+    answer = subprocess.run(
+        [str(ROOT / "scripts" / "deploy_dashboard.sh"), "--region", "eu-west-1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert "args: deploy --stack codecdash-dashboard --region eu-west-1" in answer.stdout
+    assert answer.stdout.strip().endswith("Dashboard URL: https://d1.cloudfront.net/")
+    answer = subprocess.run(
+        [str(ROOT / "scripts" / "deploy_dashboard.sh"), "--stack", "mine"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert "args: deploy --stack mine" in answer.stdout
+
+
+# -- doctor --------------------------------------------------------------------------------------
+def test_doctor_all_good(aws: AwsEnv, research: Settings) -> None:
+    from codecdash.sources.aws.dynamodb import rebuild
+
+    rebuild(aws.client("dynamodb"), TABLE)
+    lines: list[str] = []
+    status = Doctor(research, echo=lines.append).run(skip_cost_explorer=True)
+    text = "\n".join(lines)
+    assert status == 0, text
+    assert "✓ AWS credentials" in text
+    assert f"✓ experiments table {TABLE}" in text
+    assert "✓ training queue: 0 messages waiting" in text
+    assert "✓ source aws.experiments" in text
+    assert "No problems found." in text
+
+
+def test_doctor_says_what_is_wrong_and_how_to_fix_it(aws: AwsEnv, research: Settings) -> None:
+    settings = research.model_copy(
+        update={"aws_training_asg": "missing-group", "aws_buckets": ["no-such-bucket"]}
+    )
+    lines: list[str] = []
+    status = Doctor(settings, echo=lines.append).run(skip_cost_explorer=True)
+    text = "\n".join(lines)
+    assert status == 1
+    assert f"✗ experiments table {TABLE} aggregate: missing" in text
+    assert "fix: codecdash doctor --rebuild-aggregate" in text
+    assert "✗ Auto Scaling group missing-group: not found" in text
+    assert "✗ bucket no-such-bucket" in text
+    assert "problems found" in text
+
+
+def test_doctor_rebuilds_the_aggregate(aws: AwsEnv, research: Settings) -> None:
+    lines: list[str] = []
+    Doctor(research, echo=lines.append).run(skip_cost_explorer=True, rebuild_aggregate=True)
+    assert f"✓ experiments table {TABLE} aggregate: rebuilt: 1 experiments" in lines
+
+
+def test_doctor_cost_explorer_tag(aws: AwsEnv) -> None:
+    lines: list[str] = []
+    Doctor(Settings(source="aws"), echo=lines.append).cost_explorer()
+    # moto does not model cost-allocation tags: the check reports it could not confirm.
+    assert lines[0].startswith(("✗ Cost Explorer tag Component", "✓ Cost Explorer tag"))
+
+
+def test_doctor_without_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    result = CliRunner().invoke(
+        main,
+        ["doctor", "--skip-cost-explorer"],
+        env={"CODECDASH_SOURCE": "aws", "CODECDASH_DATABASE_URL": str(tmp_path / "x.db")},
+    )
+    assert result.exit_code == 1
+    assert "✗ AWS credentials" in result.output
+    assert "aws configure" in result.output
+
+
+def test_doctor_local(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["doctor"], env={"CODECDASH_DATABASE_URL": str(tmp_path / "local.db")}
+    )
+    assert result.exit_code == 0, result.output
+    assert "✓ store" in result.output and "✓ dashboard page" in result.output
+
+
+def test_cli_registers_the_commands() -> None:
+    assert {"export", "deploy", "doctor"} <= set(main.commands)
+    assert sys.modules["codecdash.deploy"] is deploy_module
