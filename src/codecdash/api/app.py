@@ -192,6 +192,7 @@ async def _prune_heartbeats(store: Store, settings: Settings) -> None:
         cutoff = time.time() - settings.heartbeat_retention_days * 86400
         try:
             deleted = await asyncio.to_thread(store.prune_heartbeats, cutoff)
+            await asyncio.to_thread(store.analyze)
             if deleted:
                 log.info(
                     "pruned %d heartbeats older than %g days",

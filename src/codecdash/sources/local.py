@@ -87,7 +87,10 @@ class ExperimentsSource(_LocalSource):
         return conn.execute(
             select(E.c.id, col)
             .where(E.c.status == "completed", col.is_not(None))
-            .order_by(col.desc() if descending else col.asc(), E.c.id.desc())
+            .order_by(  # NULLS LAST matches the partial indexes' order on PostgreSQL
+                col.desc().nulls_last() if descending else col.asc().nulls_last(),
+                E.c.id.desc(),
+            )
             .limit(1)
         ).first()
 

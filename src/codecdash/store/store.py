@@ -136,6 +136,12 @@ class Store:
         with self.db.write() as conn:
             return fleet.prune_heartbeats(conn, before)
 
+    def analyze(self) -> None:
+        """Refresh the planner's statistics (PostgreSQL; SQLite needs none for its plans)."""
+        if self.db.dialect == "postgresql":
+            with self.db.engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+
     # -- anchors ----------------------------------------------------------------------
     def put_anchor(self, name: str, description: str | None, points: list[dict[str, Any]]) -> bool:
         """Create or replace an anchor (keeping its creation time); True when created."""
