@@ -34,9 +34,21 @@ def _pypi_reachable() -> bool:
     """Ask pip (the ordinary client, with this machine's settings) whether MLflow is there."""
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest",
-             str(WORKDIR / ".pip-probe"), f"mlflow-skinny=={_mlflow_version()}"],
-            capture_output=True, text=True, timeout=120, check=False,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "--dest",
+                str(WORKDIR / ".pip-probe"),
+                f"mlflow-skinny=={_mlflow_version()}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -50,9 +62,19 @@ def mlflow_venv() -> Path:
         if not _pypi_reachable():
             pytest.skip(f"PyPI is unreachable and no MLflow venv is cached in {WORKDIR}")
         done = subprocess.run(
-            [sys.executable, str(SCRIPT), "--install-only", "--skip-lighthouse",
-             "--workdir", str(WORKDIR)],
-            cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+            [
+                sys.executable,
+                str(SCRIPT),
+                "--install-only",
+                "--skip-lighthouse",
+                "--workdir",
+                str(WORKDIR),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
         assert done.returncode == 0, done.stderr[-4000:]
     assert _mlflow_cached()
@@ -66,19 +88,42 @@ def test_compare_mlflow_runs_at_a_tiny_n(tmp_path: Path, mlflow_venv: Path) -> N
     assert not Path(sys.prefix).resolve().is_relative_to(mlflow_venv.resolve())
     out = tmp_path / "mlflow-comparison.md"
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--n", "60", "--repeats", "1", "--mlflow-api-runs",
-         "30", "--skip-lighthouse", "--workdir", str(WORKDIR), "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=560, check=False,
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--n",
+            "60",
+            "--repeats",
+            "1",
+            "--mlflow-api-runs",
+            "30",
+            "--skip-lighthouse",
+            "--workdir",
+            str(WORKDIR),
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=560,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     text = out.read_text()
     assert "| measure | MLflow (median) | codecdash (median) | codecdash ÷ MLflow" in text
-    for row in ("Ingest (experiments/s", "Top 100 by PSNR (ms)", "Top 100 by PSNR among",
-                "Count all experiments (ms)"):
+    for row in (
+        "Ingest (experiments/s",
+        "Top 100 by PSNR (ms)",
+        "Top 100 by PSNR among",
+        "Count all experiments (ms)",
+    ):
         assert f"| {row}" in text, row
     # 30 of the 60 runs went through MLflow's API; the rest were bulk-loaded, and it says so
     assert "bulk-loaded with SQL" in text
-    assert "same: top-100 lists identical to the expected ids and counts 60 (MLflow) / 60 " \
-           "(codecdash): **yes**" in text
+    assert (
+        "same: top-100 lists identical to the expected ids and counts 60 (MLflow) / 60 "
+        "(codecdash): **yes**" in text
+    )
     assert "MLflow 3." in text and "--n 60" in text
     assert "Page lighter and scoring higher: **not measured**" in text

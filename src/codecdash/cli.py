@@ -92,7 +92,7 @@ def run_server(settings: Settings, host: str, port: int, access_log: bool) -> No
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
     app = create_app(settings, bind_host=host)
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 # nosec B104
     store = settings.database_url.split("@")[-1]  # never print a password
     click.echo(f"codecdash {__version__} serving http://{shown}:{port}/ (store: {store})")
     uvicorn.run(

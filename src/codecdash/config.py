@@ -56,6 +56,12 @@ class Settings(BaseModel):
     )
     max_event_clients: int = Field(200, ge=1, description="Concurrent event-stream clients.")
     source_timeout_seconds: float = Field(5.0, gt=0, description="Timeout of each source.")
+    request_timeout_seconds: float = Field(
+        30.0, gt=0, description="A request not answered within this answers 503, s."
+    )
+    sqlite_busy_timeout_ms: int = Field(
+        5000, ge=0, description="How long a SQLite write waits for a lock before 503, ms."
+    )
     log_level: str = Field("info", description="Log level of the server.")
     pricing: dict[str, dict[str, float]] = Field(
         default_factory=dict,

@@ -60,6 +60,12 @@ class ChangeFeed:
     def on_change(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
 
+    def announce(self) -> None:
+        """Send stream clients an event without a change (the snapshot cache, when a build
+        finishes that some readers did not wait for). Call from the event loop."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._pending.set()
+
     # -- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()

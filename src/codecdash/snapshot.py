@@ -8,11 +8,17 @@ backend never blanks the page.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from codecdash import models
 from codecdash.config import Settings
 from codecdash.sources.base import SECTIONS, Facts, Source
 from codecdash.store.experiments import iso
@@ -48,6 +54,8 @@ class SnapshotBuilder:
         self.sources = list(sources)
         self._last: dict[str, Any] = {}  # section -> last good facts
         self._status: dict[str, dict[str, Any]] = {}
+        # source -> its running call and when it started (monotonic)
+        self._inflight: dict[str, tuple[asyncio.Future[Facts], float]] = {}
 
     async def build(self, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
@@ -63,12 +71,29 @@ class SnapshotBuilder:
 
     async def _collect(self, source: Source, now: float) -> Facts | None:
         timeout = getattr(source, "timeout_s", None) or self.settings.source_timeout_seconds
-        try:
-            facts = await asyncio.wait_for(source.collect(now), timeout)
-            _check(source, facts)
-        except TimeoutError:
+        # One call per source at a time. A call past its timeout is not cancelled: one in
+        # a worker thread would go on regardless (cancelling only forgets it, and the next
+        # build would start another thread). The next builds wait on it again, and take its
+        # answer when it comes; only after 10 timeouts is it cancelled and a new one made
+        # (an await that never returns).
+        call, since = self._inflight.get(source.name, (None, 0.0))
+        if call is not None and not call.done() and time.monotonic() - since > 10 * timeout:
+            call.cancel()
+            call = None
+        if call is None:
+            call = asyncio.ensure_future(source.collect(now))
+            call.add_done_callback(_retrieve)
+            self._inflight[source.name] = (call, time.monotonic())
+        done, _ = await asyncio.wait({call}, timeout=timeout)
+        if not done:
             self._mark(source, now, f"timed out after {timeout:g} s")
             return None
+        del self._inflight[source.name]
+        try:
+            if call.cancelled():
+                raise TimeoutError(f"timed out after {timeout:g} s")
+            facts = call.result()
+            _check(source, facts)
         except Exception as exc:  # a source may fail in any way; the page must not
             message = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
             log.warning("source %s failed: %s", source.name, message)
@@ -82,6 +107,12 @@ class SnapshotBuilder:
             "sections": list(source.sections),
         }
         return facts
+
+    def close(self) -> None:
+        """Cancel calls still running (at shutdown)."""
+        for call, _since in self._inflight.values():
+            call.cancel()
+        self._inflight.clear()
 
     def _mark(self, source: Source, now: float, error: str) -> None:
         previous = self._status.get(source.name, {})
@@ -125,8 +156,44 @@ class SnapshotBuilder:
         }
 
 
+class _ExperimentsSummary(BaseModel):
+    total_experiments: int | None = None
+    running: int | None = None
+    completed: int | None = None
+    failed: int | None = None
+    success_rate: float | None = None
+    experiments_24h: int | None = None
+    best_compression: models.BestCompression | None = None
+    best_quality: models.BestQuality | None = None
+
+
+class _ExperimentsFacts(BaseModel):
+    summary: _ExperimentsSummary
+    recent_experiments: list[models.Experiment] = []
+    progress: models.Progress | None = None
+
+
+class _CostsFacts(BaseModel):
+    month_to_date_usd: float | None = None
+    forecast_month_usd: float | None = None
+    cost_breakdown: list[models.CostSlice] = []
+    as_of: datetime | None = None
+
+
+# What each section must look like (the Snapshot's own types; extra keys are fine).
+SECTION_MODELS: dict[str, type[BaseModel]] = {
+    "experiments": _ExperimentsFacts,
+    "orchestrator": models.Orchestrator,
+    "training_workers": models.WorkerPool,
+    "inference_workers": models.WorkerPool,
+    "storage": models.Storage,
+    "costs": _CostsFacts,
+}
+
+
 def _check(source: Source, facts: Any) -> None:
-    """Refuse garbage: facts must be a mapping of the source's own sections to mappings."""
+    """Refuse garbage: facts must be a mapping of the source's own sections to mappings,
+    each JSON-serialisable and of the snapshot's types ("lots" is not a count)."""
     if not isinstance(facts, dict):
         raise TypeError(f"returned {type(facts).__name__}, not a mapping of sections")
     for name, value in facts.items():
@@ -134,3 +201,18 @@ def _check(source: Source, facts: Any) -> None:
             raise TypeError(f"returned an unknown section {name!r}")
         if not isinstance(value, dict):
             raise TypeError(f"section {name!r} is {type(value).__name__}, not a mapping")
+        try:
+            # lax: 1234.0 bytes (as CloudWatch reports) is a count; "lots" is not
+            SECTION_MODELS[name].model_validate_json(orjson.dumps(value))
+        except orjson.JSONEncodeError as exc:
+            raise TypeError(f"section {name!r} is not JSON: {exc}") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise TypeError(f"section {name!r}: {where}: {first['msg']}") from None
+
+
+def _retrieve(call: asyncio.Future[Facts]) -> None:
+    """An abandoned call's outcome is collected, never reported as unretrieved."""
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        call.exception()

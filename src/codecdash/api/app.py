@@ -156,6 +156,7 @@ def create_app(
         return response
 
     _document_raw_bodies(app)
+    app.add_middleware(dashboard.SnapshotFastPath, state=st)
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds)
     app.add_middleware(Guard, hosts=allowed_hosts(bind_host, settings.allowed_hosts))  # outermost
     install_log_redaction()

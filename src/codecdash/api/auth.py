@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+import math
+import re
 import threading
 import time
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from codecdash.api.errors import ApiError
-from codecdash.api.state import state
+from codecdash.api.state import AppState, state
+
+# Declares the scheme in the OpenAPI document (writes, and reads in private mode); the
+# header itself is parsed by `bearer` below so that every failure is our JSON 401.
+BEARER = HTTPBearer(
+    scheme_name="bearer",
+    description="A token from `codecdash token create NAME` (write) or `--scope read`.",
+    auto_error=False,
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
 
 
 def bearer(request: Request) -> str | None:
@@ -25,8 +40,22 @@ def bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def require_write(request: Request) -> str:
-    """A dependency: the name of a valid write token, else 401; then the rate limit."""
+def _limit(st: AppState, key: str) -> None:
+    wait = st.limiter.take(key)
+    if wait > 0:
+        raise ApiError(
+            429,
+            f"too many write requests; retry in {math.ceil(wait)} s",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+
+
+def require_write(request: Request, _declared: Credentials = None) -> str:
+    """A dependency: the name of a valid write token, else 401; rate-limited per client
+    address (before the token is even looked at, so floods of bad tokens are limited too)
+    and per token."""
+    st = state(request)
+    _limit(st, f"addr:{request.client.host if request.client else 'unknown'}")
     token = bearer(request)
     if token is None:
         raise ApiError(
@@ -35,7 +64,6 @@ def require_write(request: Request) -> str:
             "(make one with `codecdash token create NAME`)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    st = state(request)
     name = st.store.check_token(token, ("write",))
     if name is None:
         raise ApiError(
@@ -43,25 +71,20 @@ def require_write(request: Request) -> str:
             "the token is not valid (unknown or revoked)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    client = request.client.host if request.client else "unknown"
-    for key in (f"token:{name}", f"addr:{client}"):
-        wait = st.limiter.take(key)
-        if wait > 0:
-            raise ApiError(
-                429,
-                f"too many write requests; retry in {wait:.0f} s",
-                headers={"Retry-After": str(max(1, round(wait)))},
-            )
+    _limit(st, f"token:{name}")
     return name
 
 
-def require_read(request: Request) -> None:
-    """In private mode, reads need a read or write token (header, or ?token= for SSE)."""
+async def require_read(request: Request) -> None:
+    """In private mode, reads need a read or write token (header, or ?token= for SSE).
+
+    Async: a public read then costs no hop to the thread pool (the dashboard's hot path);
+    only the token check, which may read the database, runs in a thread."""
     st = state(request)
     if not st.settings.private:
         return
     token = bearer(request) or request.query_params.get("token")
-    if not token or st.store.check_token(token, ("read", "write")) is None:
+    if not token or await run_in_threadpool(st.store.check_token, token, ("read", "write")) is None:
         raise ApiError(
             401,
             "this dashboard is private: a read token is required",
@@ -91,3 +114,34 @@ class RateLimiter:
                 return 0.0
             self._buckets[key] = (tokens, now)
             return (1 - tokens) / self.rate
+
+
+class RedactTokens(logging.Filter):
+    """Takes tokens out of log records: `?token=` (the event stream's, in uvicorn's access
+    log) and anything shaped like a codecdash token."""
+
+    PATTERNS = (
+        (re.compile(r"([?&]token=)[^&\s\"']*"), r"\1[redacted]"),
+        (re.compile(r"cdt_[A-Za-z0-9_\-]{8,}"), "cdt_[redacted]"),
+    )
+
+    def _clean(self, value: object) -> object:
+        if isinstance(value, str) and ("token=" in value or "cdt_" in value):
+            for pattern, replacement in self.PATTERNS:
+                value = pattern.sub(replacement, value)
+        return value
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self._clean(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._clean(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: self._clean(v) for k, v in record.args.items()}
+        return True
+
+
+def install_log_redaction(names: tuple[str, ...] = ("uvicorn.access", "uvicorn.error")) -> None:
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())

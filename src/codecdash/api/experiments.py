@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -25,12 +24,14 @@ from codecdash.models import (
     ExperimentIn,
     ExperimentPage,
     ExperimentPatch,
+    Timestamp,
 )
 from codecdash.store import ListQuery
 from codecdash.store.experiments import SORTABLE, from_row
 
 router = APIRouter(prefix="/api/v1", tags=["experiments"])
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Body is not parsable (not UTF-8 JSON)"},
     401: {"model": ErrorResponse, "description": "Missing, malformed, unknown or revoked token"},
     413: {"model": ErrorResponse, "description": "Body over 4 MiB"},
     415: {"model": ErrorResponse, "description": "Body is not JSON"},
@@ -39,6 +40,11 @@ WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "Store unavailable; see Retry-After"},
 }
 IdPath = Annotated[str, Path(pattern=ID_PATTERN, examples=["ssf-lambda-0.0130-r3"])]
+# Documented (not enforced by FastAPI, so the handler's 400 names the known values): the
+# patterns accept exactly what the handler accepts.
+_ONE_STATUS = "(?:" + "|".join(STATUSES) + ")"
+STATUS_PATTERN = rf"^,*(?:{_ONE_STATUS}(?:,+{_ONE_STATUS})*,*)?$"
+SORT_PATTERN = r"^[-+]?(?:" + "|".join(SORTABLE) + ")$"
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -61,7 +67,8 @@ def list_experiments(
         Query(
             description="One status or several, comma-separated",
             examples=["completed"],
-            pattern=r"^[a-z,]{0,64}$",
+            max_length=200,
+            json_schema_extra={"pattern": STATUS_PATTERN},
         ),
     ] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text in id or name")] = None,
@@ -70,7 +77,7 @@ def list_experiments(
         Query(
             description=f"Field to sort by, '-' for descending: {', '.join(SORTABLE)}",
             examples=["-psnr_db"],
-            pattern=r"^[-+]?[a-z_]{1,32}$",
+            json_schema_extra={"pattern": SORT_PATTERN},
         ),
     ] = "-created_at",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -79,8 +86,8 @@ def list_experiments(
     ] = None,
     worker_id: Annotated[str | None, Query(max_length=128)] = None,
     tag: Annotated[str | None, Query(max_length=64)] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: Timestamp | None = None,  # ISO 8601 only, as in bodies
+    created_before: Timestamp | None = None,
     min_psnr_db: Annotated[float | None, Query(allow_inf_nan=False)] = None,
     min_bitrate_reduction_pct: Annotated[float | None, Query(allow_inf_nan=False)] = None,
     max_bd_rate_pct: Annotated[float | None, Query(allow_inf_nan=False)] = None,
@@ -89,8 +96,9 @@ def list_experiments(
     unknown = [s for s in statuses if s not in STATUSES]
     if unknown:
         raise ApiError(400, f"unknown status {unknown[0]!r}; one of {', '.join(STATUSES)}")
-    if sort.lstrip("-+") not in SORTABLE:
-        raise ApiError(400, f"cannot sort by {sort.lstrip('-+')!r}; one of {', '.join(SORTABLE)}")
+    field = sort[1:] if sort.startswith(("-", "+")) else sort
+    if field not in SORTABLE:
+        raise ApiError(400, f"cannot sort by {field!r}; one of {', '.join(SORTABLE)}")
     query = ListQuery(
         status=statuses,
         q=q or None,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
+from pydantic import Discriminator, Tag
 from starlette.responses import Response
 
 from codecdash.api.auth import require_write
@@ -14,6 +15,18 @@ from codecdash.api.state import state
 from codecdash.models import Accepted, CostBatch, CostRecord, Heartbeat
 
 router = APIRouter(prefix="/api/v1", tags=["fleet and costs"])
+
+
+def _cost_shape(value: Any) -> str:
+    return "batch" if isinstance(value, dict) and "items" in value else "one"
+
+
+# One record, or {"items": [...]}: chosen by the `items` key, so an error names the field
+# at fault in the shape that was sent (not "component: Field required" for a batch).
+CostBody = Annotated[
+    Annotated[CostRecord, Tag("one")] | Annotated[CostBatch, Tag("batch")],
+    Discriminator(_cost_shape),
+]
 
 
 @router.post(
@@ -39,7 +52,7 @@ def heartbeat(
 )
 def costs(
     request: Request,
-    body: CostRecord | CostBatch,
+    body: CostBody,
     _token: Annotated[str, Depends(require_write)],
 ) -> Response:
     records = body.items if isinstance(body, CostBatch) else [body]

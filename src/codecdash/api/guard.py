@@ -28,7 +28,7 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 ]
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def is_loopback(host: str) -> bool:
@@ -46,7 +46,8 @@ def allowed_hosts(bind_host: str, configured: Iterable[str]) -> frozenset[str] |
     if "*" in configured:
         return None
     names = {*LOOPBACK_NAMES, *configured}
-    if not is_loopback(bind_host) and bind_host not in ("0.0.0.0", "::"):  # noqa: S104
+    # a comparison, not a bind: "any address" is not a name clients send
+    if not is_loopback(bind_host) and bind_host not in ("0.0.0.0", "::"):  # noqa: S104 # nosec B104
         names.add(bind_host.lower())
     return frozenset(names)
 
@@ -64,8 +65,12 @@ class Guard:
             await self.app(scope, receive, send)
             return
 
+        started = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = [h for h in message.get("headers", []) if h[0] != b"server"]
                 present = {k for k, _ in headers}
                 headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
@@ -84,6 +89,18 @@ class Guard:
                     "(or --allowed-hosts)",
                 )
                 return
+        try:
+            await self._checked(scope, receive, send_with_headers, headers)
+        except Exception:
+            # Here, not in Starlette's outer error middleware: that one answers 500 with
+            # the server's own `send`, without the security headers.
+            log.exception("unexpected error in %s %s", scope["method"], scope["path"])
+            if not started:
+                await _reply(send_with_headers, 500, "internal", "internal error; see the log")
+
+    async def _checked(
+        self, scope: Scope, receive: Receive, send_with_headers: Send, headers: dict[str, str]
+    ) -> None:
         method = scope["method"]
         if method not in WRITE_METHODS:
             await self.app(scope, receive, send_with_headers)

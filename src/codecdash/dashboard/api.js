@@ -55,6 +55,14 @@ export function setToken(token) {
   }
 }
 
+/** The first snapshot request, when theme.js started it early (see there); taken once. */
+function takeFirstSnapshot(url, etag) {
+  const first = window.codecdashFirstSnapshot;
+  if (!first || etag || url !== apiUrl("api/v1/dashboard")) return null;
+  window.codecdashFirstSnapshot = null;
+  return first;
+}
+
 /**
  * GET a JSON document. Resolves `{status, data, etag}`; `status` 304 (with `data` null) when
  * `etag` still matches. Rejects with ApiError on network errors, HTTP errors and non-JSON bodies.
@@ -66,7 +74,7 @@ export async function getJSON(url, { etag = null, signal, auth = true } = {}) {
   if (token) headers.Authorization = `Bearer ${token}`;
   let res;
   try {
-    res = await fetch(url, { headers, cache: "no-store", signal });
+    res = await (takeFirstSnapshot(url, etag) || fetch(url, { headers, cache: "no-store", signal }));
   } catch (err) {
     if (err?.name === "AbortError") throw err;
     throw new ApiError("The server could not be reached", { network: true });

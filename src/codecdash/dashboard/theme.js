@@ -1,10 +1,27 @@
-// Applies the remembered theme before the first paint (a classic script: it must block).
-// The toggle itself lives in app.js; without a remembered choice, prefers-color-scheme rules.
+// Runs in <head> before the first paint (a classic script: it must block, so it stays tiny).
+// 1. Applies the remembered theme. The toggle itself lives in app.js; without a remembered
+//    choice, prefers-color-scheme rules.
+// 2. Starts the first snapshot request, so that it loads alongside the modules instead of after
+//    them (api.js takes it up once: takeFirstSnapshot). Only in the plain case: the API beside
+//    the page and no read token; a static export, an API elsewhere or a private dashboard are
+//    left to api.js.
 (function () {
+  var token = "";
   try {
     var theme = localStorage.getItem("codecdash-theme");
     if (theme === "light" || theme === "dark") document.documentElement.setAttribute("data-theme", theme);
+    token = localStorage.getItem("codecdash-token") || "";
   } catch (e) {
-    /* storage disabled: follow the system */
+    /* storage disabled: follow the system; no token either */
   }
+  function meta(name) {
+    var el = document.querySelector('meta[name="' + name + '"]');
+    return el ? (el.getAttribute("content") || "").trim() : "";
+  }
+  if (token || meta("codecdash-snapshot-url") || meta("codecdash-api-base") || !window.fetch) return;
+  var first = fetch("api/v1/dashboard", { headers: { Accept: "application/json" }, cache: "no-store" });
+  first.catch(function () {
+    /* a failure is handled where the response is used */
+  });
+  window.codecdashFirstSnapshot = first;
 })();
