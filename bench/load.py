@@ -130,9 +130,17 @@ def prefill(url: str, token: str, n: int) -> None:
 
 
 def ingest(
-    url: str, token: str, rate: float, batch: int, stop: threading.Event, out: Ingest
+    url: str,
+    token: str,
+    rate: float,
+    batch: int,
+    stop: threading.Event,
+    out: Ingest,
+    distinct: int | None = None,
 ) -> None:
-    """Paced: one batch every batch/rate seconds (it catches up if it falls behind)."""
+    """Paced: one batch every batch/rate seconds (it catches up if it falls behind).
+    With `distinct`, ids cycle over that many experiments (updates, a database that stops
+    growing: what is left of RSS growth is then the server's own)."""
     interval = batch / rate
     started = time.monotonic()
     n = 0
@@ -148,8 +156,9 @@ def ingest(
                     break
             t0 = time.perf_counter()
             try:
+                first = n * batch % distinct if distinct else n * batch
                 r = http.post(
-                    "/api/v1/experiments/batch", json={"items": items("live", batch, n * batch)}
+                    "/api/v1/experiments/batch", json={"items": items("live", batch, first)}
                 )
                 if r.status_code != 200:
                     out.errors.append(f"{r.status_code} {r.text[:120]}")
@@ -290,6 +299,9 @@ def main() -> int:
     parser.add_argument("--ingest-rate", type=float, default=1000, help="experiments/s")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--prefill", type=int, default=20000)
+    parser.add_argument(
+        "--distinct", type=int, default=None, help="ingest updates this many experiments over"
+    )
     parser.add_argument("--tool", choices=["wrk", "python"], default=None)
     parser.add_argument(
         "--rate", type=float, default=None, help="python tool: open loop at this many reads/s"
@@ -316,7 +328,7 @@ def main() -> int:
         threads = [
             threading.Thread(
                 target=ingest,
-                args=(url, token, args.ingest_rate, args.batch, stop, ing),
+                args=(url, token, args.ingest_rate, args.batch, stop, ing, args.distinct),
                 daemon=True,
             ),
             threading.Thread(target=sample_rss, args=(proc.pid, stop, rss), daemon=True),

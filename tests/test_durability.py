@@ -426,6 +426,7 @@ async def test_postgres_going_away_answers_503_then_recovers(
         proxy.restore()
         took = await _recovers(c, token)
         assert took < 30
+        print(f"recovered {took:.2f} s after PostgreSQL came back")
         r = await c.get(f"{API}/experiments", params={"limit": 1000})
         ids = {e["id"] for e in r.json()["items"]}
         assert {f"e-{i}" for i in range(20)} <= ids and "e-lost" not in ids
