@@ -26,7 +26,7 @@ from codecdash.anchors import (
 )
 from codecdash.api.auth import require_read, require_write
 from codecdash.api.errors import ApiError
-from codecdash.api.experiments import WRITE_ERRORS, IdPath
+from codecdash.api.experiments import WRITE_ERRORS, IdPath, json_response
 from codecdash.api.state import AppState, state
 from codecdash.codec_metrics import MIN_POINTS
 from codecdash.models import ID_PATTERN, ErrorResponse, RDPoint
@@ -130,10 +130,6 @@ class BdRateReport(BaseModel):
     warning: str | None = Field(description="Set when the figures describe only part.")
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
-
-
 @router.get(
     "/anchors",
     response_model=AnchorList,
@@ -144,7 +140,7 @@ def _json(data: Any, status: int = 200) -> Response:
 def list_anchors(request: Request) -> Response:
     st = state(request)
     current = in_force(st.store, st.settings)
-    return _json(
+    return json_response(
         {
             "items": [anchor_view(a) for a in st.store.anchors()],
             "default": current["name"] if current else None,
@@ -162,7 +158,7 @@ def list_anchors(request: Request) -> Response:
     responses={401: READ_ERRORS[401], 404: {"model": ErrorResponse}},
 )
 def get_anchor(request: Request, name: NamePath) -> Response:
-    return _json(anchor_view(_anchor(state(request), name)))
+    return json_response(anchor_view(_anchor(state(request), name)))
 
 
 @router.put(
@@ -188,7 +184,7 @@ def put_anchor(
         raise ApiError(422, f"rd_points cannot anchor BD-rates in {quality}: {exc}") from None
     change = save_anchor(st.store, st.settings, name, body.description, points)
     view = anchor_view({"name": name, "description": body.description, "rd_points": points})
-    return _json(
+    return json_response(
         {
             **view,
             "created": change.created,
@@ -212,7 +208,9 @@ def delete_anchor(
     change = remove_anchor(st.store, st.settings, name)
     if change is None:
         raise ApiError(404, f"no anchor {name!r}")
-    return _json({"deleted": name, "default": change.in_force, "recomputed": change.recomputed})
+    return json_response(
+        {"deleted": name, "default": change.in_force, "recomputed": change.recomputed}
+    )
 
 
 @router.get(
@@ -228,7 +226,7 @@ def anchor_bd_rate(
     experiment_id: Annotated[str, Query(pattern=ID_PATTERN)],
     quality: QualityQuery = None,
 ) -> Response:
-    return _json(_report(state(request), experiment_id, name, quality))
+    return json_response(_report(state(request), experiment_id, name, quality))
 
 
 @router.get(
@@ -247,7 +245,7 @@ def experiment_bd_rate(
     ] = None,
     quality: QualityQuery = None,
 ) -> Response:
-    return _json(_report(state(request), experiment_id, anchor, quality))
+    return json_response(_report(state(request), experiment_id, anchor, quality))
 
 
 def _report(

@@ -47,7 +47,8 @@ STATUS_PATTERN = rf"^,*(?:{_ONE_STATUS}(?:,+{_ONE_STATUS})*,*)?$"
 SORT_PATTERN = r"^[-+]?(?:" + "|".join(SORTABLE) + ")$"
 
 
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON answer serialised with orjson (the API's one way to answer JSON)."""
     return Response(
         orjson.dumps(data), status_code=status, media_type="application/json", headers=headers
     )
@@ -114,7 +115,9 @@ def list_experiments(
         max_bd_rate_pct=max_bd_rate_pct,
     )
     rows, next_cursor, total = state(request).store.list_experiments(query)
-    return _json({"items": [from_row(r) for r in rows], "next_cursor": next_cursor, "total": total})
+    return json_response(
+        {"items": [from_row(r) for r in rows], "next_cursor": next_cursor, "total": total}
+    )
 
 
 @router.get(
@@ -128,7 +131,7 @@ def get_experiment(request: Request, experiment_id: IdPath) -> Response:
     row = state(request).store.get_experiment(experiment_id)
     if row is None:
         raise ApiError(404, f"no experiment {experiment_id!r}")
-    return _json(from_row(row))
+    return json_response(from_row(row))
 
 
 @router.post(
@@ -142,7 +145,7 @@ def create_experiment(
     request: Request, item: ExperimentIn, _token: Annotated[str, Depends(require_write)]
 ) -> Response:
     row = state(request).store.create_experiment(item)
-    return _json(from_row(row), 201, {"Location": f"/api/v1/experiments/{row['id']}"})
+    return json_response(from_row(row), 201, {"Location": f"/api/v1/experiments/{row['id']}"})
 
 
 @router.put(
@@ -160,7 +163,7 @@ def put_experiment(
     if item.id is not None and item.id != experiment_id:
         raise ApiError(422, f"body id {item.id!r} differs from the path's {experiment_id!r}")
     row, created = state(request).store.put_experiment(experiment_id, item)
-    return _json(from_row(row), 201 if created else 200)
+    return json_response(from_row(row), 201 if created else 200)
 
 
 @router.patch(
@@ -178,7 +181,7 @@ def patch_experiment(
     row = state(request).store.patch_experiment(experiment_id, patch)
     if row is None:
         raise ApiError(404, f"no experiment {experiment_id!r}")
-    return _json(from_row(row))
+    return json_response(from_row(row))
 
 
 BATCH_BODY = {
@@ -208,4 +211,4 @@ async def batch(request: Request, _token: Annotated[str, Depends(require_write)]
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         raise RequestValidationError(errors) from None
     accepted = await run_in_threadpool(state(request).store.batch, parsed.items)
-    return _json({"accepted": accepted})
+    return json_response({"accepted": accepted})

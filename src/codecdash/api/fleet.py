@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from pydantic import Discriminator, Tag
 from starlette.responses import Response
 
 from codecdash.api.auth import require_write
-from codecdash.api.experiments import WRITE_ERRORS
+from codecdash.api.experiments import WRITE_ERRORS, json_response
 from codecdash.api.state import state
 from codecdash.models import Accepted, CostBatch, CostRecord, Heartbeat
 
@@ -40,7 +39,7 @@ def heartbeat(
     request: Request, beat: Heartbeat, _token: Annotated[str, Depends(require_write)]
 ) -> Response:
     state(request).store.heartbeat(beat)
-    return Response(orjson.dumps({"accepted": 1}), status_code=202, media_type="application/json")
+    return json_response({"accepted": 1}, 202)
 
 
 @router.post(
@@ -57,6 +56,4 @@ def costs(
 ) -> Response:
     records = body.items if isinstance(body, CostBatch) else [body]
     accepted = state(request).store.add_costs(records)
-    return Response(
-        orjson.dumps({"accepted": accepted}), status_code=201, media_type="application/json"
-    )
+    return json_response({"accepted": accepted}, 201)
