@@ -27,6 +27,7 @@ class FakeGpu:
     total: int
     temperature: int
     milliwatts: int | None  # None: power not supported by this board
+    reserved: int = 512 * 2**20  # the driver's own share, which nvidia-smi leaves out
 
 
 @dataclass
@@ -37,7 +38,9 @@ class FakeNvml:
     driver: bool = True
     fail_count: bool = False
     calls: list[str] = field(default_factory=list)
+    memory_v2: bool = True  # False: a driver older than R510
     NVML_TEMPERATURE_GPU: int = 0
+    nvmlMemory_v2: int = 0x02000028
     NVMLError: type[Exception] = NVMLError
 
     def nvmlInit(self) -> None:
@@ -62,10 +65,15 @@ class FakeNvml:
     def nvmlDeviceGetUtilizationRates(self, handle: FakeGpu) -> SimpleNamespace:
         return SimpleNamespace(gpu=handle.util, memory=handle.util // 2)
 
-    def nvmlDeviceGetMemoryInfo(self, handle: FakeGpu) -> SimpleNamespace:
-        return SimpleNamespace(
-            used=handle.used, total=handle.total, free=handle.total - handle.used
-        )
+    def nvmlDeviceGetMemoryInfo(self, handle: FakeGpu, version: int | None = None) -> Any:
+        """v1 counts the driver's reserved memory as used; v2 (R510+) does not."""
+        reserved = handle.reserved
+        if version is None:
+            return SimpleNamespace(used=handle.used + reserved, total=handle.total)
+        if not self.memory_v2:
+            raise NVMLError("Function Not Found")
+        assert version == self.nvmlMemory_v2
+        return SimpleNamespace(used=handle.used, reserved=reserved, total=handle.total)
 
     def nvmlDeviceGetTemperature(self, handle: FakeGpu, sensor: int) -> int:
         assert sensor == self.NVML_TEMPERATURE_GPU
@@ -114,6 +122,14 @@ def test_per_gpu_figures_and_their_averages() -> None:
             "power_w": 80.0,
         },
     ]
+
+
+def test_old_driver_falls_back_to_version_1_memory_figures() -> None:
+    nvml = two_gpus()
+    nvml.memory_v2 = False
+    gpus = GpuCollector(nvml).update()["gpus"]
+    assert gpus[0]["mem_used_bytes"] == 18 * GiB + 512 * 2**20  # v1 counts reserved as used
+    assert gpus[0]["mem_total_bytes"] == 24 * GiB
 
 
 def test_unsupported_figure_is_left_out_for_that_gpu_only() -> None:

@@ -33,6 +33,14 @@ def test_version(runner: CliRunner) -> None:
     assert result.stdout.strip() == f"codecdash, version {__version__}"
 
 
+def test_python_dash_m_runs_the_same_cli() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "codecdash", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"codecdash, version {__version__}"
+
+
 def test_token_create_prints_the_token_alone_on_the_last_line(
     runner: CliRunner, tmp_path: Path
 ) -> None:

@@ -141,7 +141,7 @@ class GpuCollector:
         rates = _query(nvml.nvmlDeviceGetUtilizationRates, handle)
         if rates is not None:
             gpu["util_pct"] = float(rates.gpu)
-        memory = _query(nvml.nvmlDeviceGetMemoryInfo, handle)
+        memory = _memory(nvml, handle)
         if memory is not None:
             gpu["mem_used_bytes"] = int(memory.used)
             gpu["mem_total_bytes"] = int(memory.total)
@@ -153,6 +153,21 @@ class GpuCollector:
         if milliwatts is not None:
             gpu["power_w"] = round(float(milliwatts) / 1000.0, 1)
         return gpu
+
+
+def _memory(nvml: Any, handle: Any) -> Any | None:
+    """Memory in use as nvidia-smi counts it.
+
+    NVML's version-2 query leaves the driver's reserved memory out of ``used`` (about
+    480 MiB on an H100), as nvidia-smi does; drivers older than R510 only answer the
+    version-1 query, whose ``used`` includes it.
+    """
+    version = getattr(nvml, "nvmlMemory_v2", None)
+    if version is not None:
+        memory = _query(nvml.nvmlDeviceGetMemoryInfo, handle, version)
+        if memory is not None:
+            return memory
+    return _query(nvml.nvmlDeviceGetMemoryInfo, handle)
 
 
 def _query(fn: Callable[..., Any], *args: Any) -> Any | None:
