@@ -33,6 +33,16 @@ def test_version(runner: CliRunner) -> None:
     assert result.stdout.strip() == f"codecdash, version {__version__}"
 
 
+@pytest.mark.parametrize("name", ["x" * 101, "tab\there", ""])
+def test_token_names_that_cannot_be_stored_are_refused_clearly(
+    runner: CliRunner, tmp_path: Path, name: str
+) -> None:
+    result = runner.invoke(main, ["token", "create", name, "--db", str(tmp_path / "t.db")])
+    assert result.exit_code == 1
+    assert "a token name is 1 to 100 printable characters" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_python_dash_m_runs_the_same_cli() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "codecdash", "--version"], capture_output=True, text=True

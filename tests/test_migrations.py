@@ -233,13 +233,27 @@ def test_v1_database_is_upgraded_in_place(v1_url: str) -> None:
     store = Store(v1_url)
     try:
         assert versions(store) == list(range(1, LATEST_VERSION + 1))
-        assert LATEST_VERSION == 2
+        assert LATEST_VERSION == 3
         inspector = inspect(store.db.engine)
-        assert "anchors" in inspector.get_table_names()
+        assert {"anchors", "leaders", "leader_bounds"} <= set(inspector.get_table_names())
         columns = {c["name"] for c in inspector.get_columns("experiments")}
         assert {"bd_rate_pct", "bd_rate_anchor"} <= columns
         assert "best_bd_rate_pct" in {c["name"] for c in inspector.get_columns("progress_hourly")}
-        assert "ix_experiments_bd_rate" in {i["name"] for i in inspector.get_indexes("experiments")}
+        # version 3: leaderboards built from the rows, the ranked-column indexes dropped
+        assert {i["name"] for i in inspector.get_indexes("experiments")} == {
+            "ix_experiments_created"
+        }
+        with store.db.read() as conn:
+            found = {
+                (m, v, i)
+                for m, v, i in conn.exec_driver_sql("SELECT metric, value, id FROM leaders")
+            }
+        assert found == {
+            (metric, row[metric], row["id"])
+            for row in EXPERIMENTS
+            for metric in ("psnr_db", "bitrate_reduction_pct", "ms_ssim")
+            if row.get(metric) is not None
+        }
 
         # nothing lost
         for before in EXPERIMENTS:
@@ -285,7 +299,7 @@ def test_opening_again_is_a_no_op(v1_url: str) -> None:
     for _ in range(2):
         store = Store(v1_url)
         try:
-            assert versions(store) == [1, 2]
+            assert versions(store) == [1, 2, 3]
             assert store.get_experiment("v1-a") is not None
         finally:
             store.close()

@@ -97,3 +97,40 @@ async def test_without_the_listener_the_other_replica_stays_stale(
         assert r.status_code == 201
         await asyncio.sleep(0.5)
         assert (await cb.get("/api/v1/dashboard")).json()["summary"]["total_experiments"] == 0
+
+
+def test_writes_in_another_schema_do_not_wake_this_one(pg_server: PgServer) -> None:
+    """Deployments sharing a database (one schema each) hear only their own changes."""
+    import threading
+
+    import psycopg
+
+    from codecdash.events import ChangeFeed, listen_postgres
+    from conftest import _libpq
+
+    url = pg_server.new_schema()
+    other = pg_server.new_schema()
+    feed = ChangeFeed()
+    stop = threading.Event()
+    thread = threading.Thread(target=listen_postgres, args=(feed, url, stop), daemon=True)
+    thread.start()
+    try:
+
+        def generation_becomes(n: int, within: float) -> bool:
+            deadline = time.monotonic() + within
+            while time.monotonic() < deadline:
+                if feed.generation >= n:
+                    return True
+                time.sleep(0.02)
+            return False
+
+        assert generation_becomes(1, 10)  # connected (and told the feed to look once)
+        for target in (other, url):
+            with psycopg.connect(_libpq(target), autocommit=True) as conn:
+                conn.execute("SELECT pg_notify('codecdash_changes', current_schema())")
+        assert generation_becomes(2, 5)
+        time.sleep(1.0)  # the other schema's notice, sent first, was not counted
+        assert feed.generation == 2
+    finally:
+        stop.set()
+        thread.join(5)

@@ -221,6 +221,9 @@ async def test_extreme_times_round_trip(
             ("2025-03-14T10:00:00.999+00:00", "2025-03-14T10:00:00.999Z"),
             ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"),
             ("9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999Z"),
+            ("2025-03-14t10:00:00z", "2025-03-14T10:00:00.000Z"),
+            ("2025-03-14 15:30+0530", "2025-03-14T10:00:00.000Z"),
+            ("2025-03-14", "2025-03-14T00:00:00.000Z"),
         ]
     ):
         r = await client.put(f"/api/v1/experiments/t{i}", json={"created_at": sent}, headers=auth)
@@ -233,7 +236,15 @@ WRONG_VALUES: dict[str, list[Any]] = {
     "id": ["", "has space", "x" * 129, "slash/", 5],
     "name": ["n" * 201, 3, ["a"]],
     "status": ["done", "", None, 1],
-    "created_at": ["yesterday", "2025-13-01T00:00:00Z", 1e20, True],
+    "created_at": [
+        "yesterday",
+        "2025-13-01T00:00:00Z",
+        "1700000000",  # seconds since 1970 as text: not ISO 8601
+        "0001-01-01T00:00:00+01:00",  # before the year 1 in UTC (was a 500)
+        "9999-12-31T23:30:00-01:00",  # after the year 9999 in UTC
+        1e20,
+        True,
+    ],
     "psnr_db": [-1, 201, "35 dB", float("nan"), float("inf")],
     "ms_ssim": [1.5, -0.1],
     "bitrate_reduction_pct": [100.01, -1001],

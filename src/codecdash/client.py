@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import random
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
@@ -21,6 +20,8 @@ from urllib.parse import quote
 
 import httpx
 import orjson
+
+from codecdash.ids import new_id
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
@@ -108,7 +109,7 @@ class Client:
     # -- experiments ------------------------------------------------------------------
     def create_experiment(self, **fields: Any) -> dict[str, Any]:
         """POST a new experiment. Retries are safe: an id is chosen here when absent."""
-        fields.setdefault("id", uuid.uuid4().hex)
+        fields.setdefault("id", new_id())
         return dict(self._request("PUT", f"/api/v1/experiments/{fields['id']}", fields))
 
     def put_experiment(self, experiment_id: str, **fields: Any) -> dict[str, Any]:
@@ -197,7 +198,7 @@ class ExperimentRun:
 
     def __init__(self, client: Client, name: str | None = None, **fields: Any) -> None:
         self.client = client
-        self.id: str = fields.pop("id", None) or uuid.uuid4().hex
+        self.id: str = fields.pop("id", None) or new_id()
         self.fields = {"name": name, **fields}
         self.metrics: dict[str, Any] = {}
 

@@ -133,11 +133,14 @@ def listen_postgres(feed: ChangeFeed, url: str, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+                row = conn.execute("SELECT current_schema()").fetchone()
+                mine = {"", row[0] if row else ""}  # "": writers older than 0.1.x
                 conn.execute(f"LISTEN {PG_CHANNEL}")
                 feed.notify()  # we may have missed changes while disconnected
                 while not stop.is_set():
-                    for _ in conn.notifies(timeout=0.5, stop_after=1):
-                        feed.notify()
+                    for note in conn.notifies(timeout=0.5, stop_after=1):
+                        if note.payload in mine:  # another schema's writes are not ours
+                            feed.notify()
         except Exception as exc:
             log.warning("PostgreSQL change listener: %s; retrying", str(exc).splitlines()[0])
             stop.wait(2.0)

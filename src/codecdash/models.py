@@ -13,7 +13,6 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
-    field_validator,
     model_validator,
 )
 
@@ -32,25 +31,38 @@ MAX_EXTRA_BYTES = 16 * 1024
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the year 1 in UTC
+        raise ValueError("time is out of range once converted to UTC") from None
 
 
 _ISO_TIME = re.compile(
     r"\d{4}-\d\d-\d\d(?:[Tt ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:[Zz]|[+-]\d\d:?\d\d)?)?"
 )
+_BAD_TIME = "expected an ISO 8601 time such as 2025-03-14T12:00:00Z"
 
 
-def _iso_text(value: Any) -> Any:
-    """Times are ISO 8601 text; pydantic alone also takes 0 or "0.5" as seconds since 1970."""
-    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_TIME.fullmatch(value)):
-        return value
-    raise ValueError("expected an ISO 8601 time such as 2025-03-14T12:00:00Z")
+def _time(value: Any) -> Any:
+    """ISO 8601 text (or a datetime, from Python) as an aware UTC datetime.
+
+    Pydantic alone would also take 0 or "0.5" as seconds since 1970. One call parses
+    (``datetime.fromisoformat``, in C) and normalises to UTC: times are on the ingest
+    hot path, three per experiment.
+    """
+    if isinstance(value, str) and _ISO_TIME.fullmatch(value):
+        try:
+            parsed = datetime.fromisoformat(value[:-1] + "Z" if value[-1] == "z" else value)
+        except ValueError as exc:  # e.g. "month must be in 1..12"
+            raise ValueError(f"{_BAD_TIME} ({exc})") from None
+        return _utc(parsed)
+    if isinstance(value, datetime):
+        return _utc(value)
+    raise ValueError(_BAD_TIME)
 
 
 # Not strict (the models are): JSON has no datetime type, times come as text.
-Timestamp = Annotated[
-    datetime, Field(strict=False), BeforeValidator(_iso_text), AfterValidator(_utc)
-]
+Timestamp = Annotated[datetime, Field(strict=False), BeforeValidator(_time)]
 
 
 def _json_int(value: Any) -> Any:
@@ -73,11 +85,16 @@ class _Strict(BaseModel):
     )
 
 
-def _no_nul(value: str | None) -> str | None:
+def _no_nul(value: str) -> str:
     """PostgreSQL text cannot hold NUL: refuse it here (422), for both databases."""
-    if value is not None and "\x00" in value:
+    if "\x00" in value:
         raise ValueError("text may not contain NUL (\\u0000) characters")
     return value
+
+
+# Text that can be stored on both databases. The check runs only on strings (not on the
+# absent fields), as an annotation rather than a field validator: fewer calls per item.
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 
 def _storable_json(value: dict[str, JsonValue], name: str) -> bytes:
@@ -107,18 +124,17 @@ class RDPoint(_Strict):
         return self
 
 
-def _params_size(value: dict[str, JsonValue] | None) -> dict[str, JsonValue] | None:
-    if value is not None and len(value) > 200:
+def _params_size(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    if len(value) > 200:
         raise ValueError("params holds at most 200 keys")
-    if value is not None:
-        _storable_json(value, "params")
+    _storable_json(value, "params")
     return value
 
 
 class ExperimentFields(_Strict):
     """Fields a client may set; everything optional so PATCH can reuse it."""
 
-    name: str | None = Field(None, max_length=200, examples=["ssf2020 λ=0.0130"])
+    name: Text | None = Field(None, max_length=200, examples=["ssf2020 λ=0.0130"])
     status: ExperimentStatus | None = Field(None, examples=["completed"])
     created_at: Timestamp | None = None
     started_at: Timestamp | None = None
@@ -131,20 +147,18 @@ class ExperimentFields(_Strict):
     bpp: float | None = Field(None, ge=0, le=1000)
     bitrate_kbps: float | None = Field(None, ge=0, le=1e9)
     cost_usd: float | None = Field(None, ge=0, le=1e9, examples=[12.4])
-    worker_id: str | None = Field(None, max_length=128, examples=["train-g5-03"])
-    params: Annotated[dict[str, JsonValue] | None, AfterValidator(_params_size)] = Field(
+    worker_id: Text | None = Field(None, max_length=128, examples=["train-g5-03"])
+    params: Annotated[dict[str, JsonValue], AfterValidator(_params_size)] | None = Field(
         None, examples=[{"model": "ssf2020", "lambda": 0.013, "lr": 0.0001}]
     )
     tags: list[Tag] | None = Field(None, max_length=50, examples=[["uvg", "mse"]])
-    error: str | None = Field(None, max_length=10_000)
+    error: Text | None = Field(None, max_length=10_000)
     rd_points: list[RDPoint] | None = Field(None, max_length=64)
     # Derived by the server; accepted so a fetched Experiment can be sent back as is.
     duration_s: float | None = Field(None, description="Derived by the server; ignored.")
     bd_rate_pct: float | None = Field(None, description="Derived by the server; ignored.")
-    bd_rate_anchor: str | None = Field(None, description="Derived by the server; ignored.")
+    bd_rate_anchor: Text | None = Field(None, description="Derived by the server; ignored.")
     updated_at: Timestamp | None = Field(None, description="Set by the server; ignored.")
-
-    _text = field_validator("name", "worker_id", "error", "bd_rate_anchor")(_no_nul)
 
 
 class ExperimentIn(ExperimentFields):
@@ -204,7 +218,7 @@ class Heartbeat(_Strict):
     worker_id: str = Field(pattern=ID_PATTERN, examples=["train-g5-03"])
     role: Role = Field(examples=["training"])
     status: WorkerStatus = "ok"
-    instance_type: str | None = Field(None, max_length=64, examples=["g5.xlarge"])
+    instance_type: Text | None = Field(None, max_length=64, examples=["g5.xlarge"])
     spot: bool | None = None
     hourly_cost_usd: float | None = Field(None, ge=0, le=10_000, examples=[1.006])
     cpu_pct: float | None = Field(None, ge=0, le=100)
@@ -218,17 +232,13 @@ class Heartbeat(_Strict):
         None, description="Free-form figures (per-GPU list, load, disk); at most 16 KiB."
     )
 
-    _text = field_validator("instance_type")(_no_nul)
-
 
 class CostRecord(_Strict):
     component: Component = Field(examples=["training"])
     amount_usd: float = Field(ge=0, le=1e9, examples=[12.5])
     at: Timestamp | None = None
-    description: str | None = Field(None, max_length=500)
-    source: str | None = Field(None, max_length=100, examples=["aws-cur"])
-
-    _text = field_validator("description", "source")(_no_nul)
+    description: Text | None = Field(None, max_length=500)
+    source: Text | None = Field(None, max_length=100, examples=["aws-cur"])
 
 
 class CostBatch(_Strict):

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route, compile_path
 
 from codecdash import __version__
-from codecdash.api import anchors, dashboard, errors, experiments, fleet
+from codecdash.api import anchors, dashboard, docs, errors, experiments, fleet
 from codecdash.api.auth import RateLimiter, install_log_redaction
 from codecdash.api.cache import SnapshotCache
 from codecdash.api.guard import Guard, allowed_hosts
@@ -126,7 +126,7 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # served by api/docs.py, with its own Content-Security-Policy
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -136,6 +136,7 @@ def create_app(
     app.include_router(experiments.router)
     app.include_router(fleet.router)
     app.include_router(anchors.router)
+    app.include_router(docs.router)
 
     @app.api_route("/{name:path}", methods=list(ANY_METHOD), include_in_schema=False)
     async def static(request: Request, name: str) -> Response:

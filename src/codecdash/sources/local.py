@@ -83,37 +83,31 @@ class ExperimentsSource(_LocalSource):
         }
 
     def _best(self, conn: Connection, column: str, descending: bool = True) -> Any:
-        col = E.c[column]
-        return conn.execute(
-            select(E.c.id, col)
-            .where(E.c.status == "completed", col.is_not(None))
-            .order_by(  # NULLS LAST matches the partial indexes' order on PostgreSQL
-                col.desc().nulls_last() if descending else col.asc().nulls_last(),
-                E.c.id.desc(),
-            )
-            .limit(1)
-        ).first()
+        """The best completed experiment by ``column`` (from the leaderboard), or None."""
+        sort = ("-" if descending else "") + column
+        query = experiments.ListQuery(status=["completed"], sort=sort, limit=1)
+        rows = experiments.ranked(conn, query, values_only=True)
+        return rows[0] if rows else None
 
     def _best_compression(self, conn: Connection) -> dict[str, Any] | None:
         if self.settings.compression_metric == "bd_rate":
-            row = conn.execute(
-                select(E.c.id, E.c.bd_rate_pct, E.c.bd_rate_anchor)
-                .where(E.c.status == "completed", E.c.bd_rate_pct.is_not(None))
-                .order_by(E.c.bd_rate_pct.asc(), E.c.id.desc())
-                .limit(1)
-            ).first()
+            row = self._best(conn, "bd_rate_pct", descending=False)
             if row is None:
                 return None
             return {
-                "value_pct": -row[1],
-                "experiment_id": row[0],
+                "value_pct": -row["bd_rate_pct"],
+                "experiment_id": row["id"],
                 "metric": "bd_rate",
-                "anchor": row[2],
+                "anchor": row["bd_rate_anchor"],
             }
         best = self._best(conn, "bitrate_reduction_pct")
         if best is None:
             return None
-        return {"value_pct": best[1], "experiment_id": best[0], "metric": "reported"}
+        return {
+            "value_pct": best["bitrate_reduction_pct"],
+            "experiment_id": best["id"],
+            "metric": "reported",
+        }
 
     def _best_quality(self, conn: Connection) -> dict[str, Any] | None:
         if self.settings.quality_metric == "ms_ssim":
@@ -122,9 +116,9 @@ class ExperimentsSource(_LocalSource):
                 None
                 if best is None
                 else {
-                    "ms_ssim": best[1],
+                    "ms_ssim": best["ms_ssim"],
                     "psnr_db": None,
-                    "experiment_id": best[0],
+                    "experiment_id": best["id"],
                     "metric": "ms_ssim",
                 }
             )
@@ -132,7 +126,7 @@ class ExperimentsSource(_LocalSource):
         return (
             None
             if best is None
-            else {"psnr_db": best[1], "experiment_id": best[0], "metric": "psnr"}
+            else {"psnr_db": best["psnr_db"], "experiment_id": best["id"], "metric": "psnr"}
         )
 
     def _progress(self, conn: Connection) -> dict[str, Any]:

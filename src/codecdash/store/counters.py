@@ -35,7 +35,8 @@ def bump_data_version(conn: Connection) -> None:
     """Every write transaction ends here; on PostgreSQL it also wakes other replicas."""
     bump_counters(conn, {DATA_VERSION: 1})
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_notify('codecdash_changes', '')"))
+        # The payload names the schema: deployments sharing a database wake only their own.
+        conn.execute(text("SELECT pg_notify('codecdash_changes', current_schema())"))
 
 
 def data_version(conn: Connection) -> int:

@@ -15,9 +15,9 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, Operationa
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
 
-from codecdash.store import schema
+from codecdash.store import leaders, schema
 
-LATEST_VERSION = 2
+LATEST_VERSION = 3
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
@@ -215,4 +215,18 @@ def _v2_bd_rate(conn: Connection) -> None:
             index.create(conn, checkfirst=True)
 
 
-MIGRATIONS = {2: _v2_bd_rate}
+def _v3_leaders(conn: Connection) -> None:
+    """Version 3: leaderboards replace the indexes on ranked columns (store/leaders.py)."""
+    schema.leaders.create(conn, checkfirst=True)
+    schema.leader_bounds.create(conn, checkfirst=True)
+    leaders.rebuild_all(conn)
+    for name in (
+        "ix_experiments_completed_psnr",
+        "ix_experiments_completed_compression",
+        "ix_experiments_bd_rate",
+        "ix_experiments_completed_finished",  # version 1's; today's schema has none
+    ):
+        conn.execute(text(f"DROP INDEX IF EXISTS {name}"))  # constant names
+
+
+MIGRATIONS = {2: _v2_bd_rate, 3: _v3_leaders}

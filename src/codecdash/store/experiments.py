@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import operator
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,8 +14,9 @@ from typing import Any
 import orjson
 from sqlalchemy import ColumnElement, Connection, and_, func, or_, select, true
 
+from codecdash.ids import new_id
 from codecdash.models import STATUSES, ExperimentFields
-from codecdash.store import schema
+from codecdash.store import leaders, schema
 from codecdash.store.counters import bump_counters, read_counters
 from codecdash.store.progress import merge_progress, recompute_hours
 
@@ -68,18 +69,22 @@ class ListQuery:
     extra_filters: list[ColumnElement[bool]] = field(default_factory=list)
 
 
+_BLANK_ROW: dict[str, Any] = dict.fromkeys(FIELDS)
+_AS_PARAMETERS = operator.itemgetter(*FIELDS)  # a row as the upsert's parameter tuple
+
+
 def to_row(
     values: Mapping[str, Any], now: float, bd_rate: BdRateFn | None = None
 ) -> dict[str, Any]:
     """A validated experiment (model_dump of ExperimentIn) as a full table row."""
-    row: dict[str, Any] = {name: None for name in FIELDS}
-    for key, value in values.items():
-        if key in row:
-            row[key] = value
-    row["id"] = row["id"] or uuid.uuid4().hex
+    row = _BLANK_ROW.copy()
+    row.update(values)  # the ingest hot path: keys are columns (and FILLED is set below)
+    if row["id"] is None:
+        row["id"] = new_id()
     for name in TIME_FIELDS:
-        if row[name] is not None and not isinstance(row[name], float | int):
-            row[name] = row[name].timestamp()
+        value = row[name]
+        if value is not None and not isinstance(value, float | int):
+            row[name] = value.timestamp()
     status = row["status"]
     filled = []  # times the server fills in; a retry keeps the first ones (see upsert)
     if status == "running" and row["started_at"] is None:
@@ -183,9 +188,7 @@ def upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     # Hand-written SQL on purpose: SQLAlchemy's per-row parameter processing cost more
     # than SQLite's own work here (docs/performance.md). The statement is the same on
     # both databases but for the placeholder.
-    conn.exec_driver_sql(
-        _upsert_sql(conn.dialect.name), [tuple(r[c] for c in FIELDS) for r in rows]
-    )
+    conn.exec_driver_sql(_upsert_sql(conn.dialect.name), [_AS_PARAMETERS(r) for r in rows])
     deltas: dict[str, int] = {}
     for row in rows:
         previous = old.get(row["id"])
@@ -195,6 +198,7 @@ def upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         key = f"experiments.{row['status']}"
         deltas[key] = deltas.get(key, 0) + 1
     bump_counters(conn, deltas)
+    leaders.update(conn, rows, old)
     merge_progress(conn, [r for r in rows if r["status"] == "completed"])
     recompute_hours(conn, _hours_to_recompute(rows, old))
 
@@ -309,15 +313,44 @@ def decode_cursor(cursor: str) -> tuple[Any, str]:
 
 
 def list_page(conn: Connection, query: ListQuery) -> tuple[list[dict[str, Any]], str | None, int]:
+    where = _filters(query, conn.dialect.name)
+    rows = ranked(conn, query, where)
+    next_cursor = None
+    if len(rows) > query.limit:
+        rows = rows[: query.limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(last[query.sort.lstrip("-+")], last["id"])
+    return rows, next_cursor, _total(conn, query, where)
+
+
+def ranked(
+    conn: Connection,
+    query: ListQuery,
+    where: list[ColumnElement[bool]] | None = None,
+    *,
+    values_only: bool = False,
+) -> list[dict[str, Any]]:
+    """Up to ``limit + 1`` rows in the query's order, after its cursor.
+
+    ``values_only`` leaves out the experiments without a value for the sort field.
+    """
     descending = query.sort.startswith("-")
     name = query.sort.lstrip("-+")
     if name not in SORTABLE:
         raise ValueError(f"cannot sort by {name!r}; choose one of {', '.join(SORTABLE)}")
+    if where is None:
+        where = _filters(query, conn.dialect.name)
+    if values_only:
+        where = [*where, T.c[name].is_not(None)]
+    cursor = decode_cursor(query.cursor) if query.cursor else None
+    if leaders.serves(name, descending):  # best first: from the leaderboard when it can
+        rows = leaders.page(conn, name, where, cursor, query.limit + 1, values_only)
+        if rows is not None:
+            return rows
     col = T.c[name]
-    where = _filters(query, conn.dialect.name)
     page_where = list(where)
-    if query.cursor:
-        value, last_id = decode_cursor(query.cursor)
+    if cursor is not None:
+        value, last_id = cursor
         page_where.append(_after(col, value, last_id, descending, nullable=not _not_null(name)))
     order = (
         [col.desc().nulls_last(), T.c.id.desc()]
@@ -327,13 +360,7 @@ def list_page(conn: Connection, query: ListQuery) -> tuple[list[dict[str, Any]],
     if _not_null(name):
         order = [col.desc(), T.c.id.desc()] if descending else [col.asc(), T.c.id.asc()]
     stmt = select(T).where(and_(true(), *page_where)).order_by(*order).limit(query.limit + 1)
-    rows = [dict(r) for r in conn.execute(stmt).mappings()]
-    next_cursor = None
-    if len(rows) > query.limit:
-        rows = rows[: query.limit]
-        last = rows[-1]
-        next_cursor = encode_cursor(last[name], last["id"])
-    return rows, next_cursor, _total(conn, query, where)
+    return [dict(r) for r in conn.execute(stmt).mappings()]
 
 
 def _not_null(name: str) -> bool:

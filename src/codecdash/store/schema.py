@@ -54,33 +54,30 @@ experiments = Table(
     Column("bd_rate_anchor", String(200)),
 )
 
-COMPLETED = text("status = 'completed'")
-
 # Default listing order and the 24 h count.
 Index("ix_experiments_created", experiments.c.created_at, experiments.c.id)
-# Ranked queries over completed experiments (best compression, best quality, the
-# table's "completed, sorted by PSNR"). No index on finished_at: recomputing an hour of
-# progress (rare: only when a stored best result is replaced by a worse one) scans.
-for _name, _column in (
-    ("ix_experiments_completed_psnr", experiments.c.psnr_db),
-    ("ix_experiments_completed_compression", experiments.c.bitrate_reduction_pct),
-):
-    # Both databases scan these for "best first" (DESC, NULLs last). SQLite scans a plain
-    # index backwards that way; PostgreSQL needs the order spelled out in the index.
-    Index(_name, _column, experiments.c.id, sqlite_where=COMPLETED).ddl_if(dialect="sqlite")
-    Index(
-        _name,
-        _column.desc().nulls_last(),
-        experiments.c.id.desc(),
-        postgresql_where=COMPLETED,
-    ).ddl_if(dialect="postgresql")
-BD_RATE_WHERE = text("bd_rate_pct IS NOT NULL")
-Index(
-    "ix_experiments_bd_rate",
-    experiments.c.bd_rate_pct,
-    experiments.c.id,
-    sqlite_where=BD_RATE_WHERE,
-    postgresql_where=BD_RATE_WHERE,
+# No index per ranked column (psnr_db, bitrate_reduction_pct, ms_ssim, bd_rate_pct): an
+# index on a random-valued column rewrites pages all over itself on every batch, which at
+# a million rows cost more than half of the ingest time. The best rows of each are kept
+# in `leaders` instead (see store/leaders.py).
+
+# Per ranked metric, every experiment whose value is at or better than the metric's
+# bound in `leader_bounds` (a few thousand rows each): "best first" pages read these.
+leaders = Table(
+    "leaders",
+    metadata,
+    Column("metric", String(32), primary_key=True),
+    Column("value", Float, primary_key=True),
+    Column("id", String(128), primary_key=True),
+    sqlite_with_rowid=False,
+)
+leader_bounds = Table(
+    "leader_bounds",
+    metadata,
+    Column("metric", String(32), primary_key=True),
+    # NULL: every experiment with a value for the metric is in `leaders`.
+    Column("bound", Float),
+    Column("n", Integer, nullable=False),
 )
 
 # Named integer counters kept current on write: experiments per status, row counts,
@@ -203,6 +200,8 @@ __all__ = [
     "counters",
     "experiments",
     "heartbeats",
+    "leader_bounds",
+    "leaders",
     "metadata",
     "progress_hourly",
     "schema_version",

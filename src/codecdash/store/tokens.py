@@ -21,6 +21,20 @@ class TokenExists(ValueError):
     pass
 
 
+class BadTokenName(ValueError):
+    pass
+
+
+MAX_NAME = 100  # the column's width (PostgreSQL enforces it)
+
+
+def check_name(name: str) -> None:
+    if not 1 <= len(name) <= MAX_NAME or not name.isprintable():
+        raise BadTokenName(
+            f"a token name is 1 to {MAX_NAME} printable characters (got {len(name)} characters)"
+        )
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -31,6 +45,7 @@ def new_token() -> str:
 
 
 def create(conn: Connection, name: str, scope: Scope) -> str:
+    check_name(name)
     existing = conn.execute(select(T.c.revoked_at).where(T.c.name == name)).first()
     if existing is not None and existing[0] is None:
         raise TokenExists(f"a token named {name!r} already exists; revoke it first")

@@ -1,0 +1,217 @@
+"""Leaderboards: the best experiments of each ranked metric, kept current on write.
+
+An index on a random-valued column (PSNR, compression, ...) makes every batch rewrite
+pages all over that index; at a million rows two such indexes cost more than half of the
+ingest time (docs/performance.md). Nobody pages through a million results by PSNR, though:
+people look at the best few hundred. So for each metric in ``METRICS`` the small table
+``leaders`` holds every experiment whose value is at or better than the metric's
+``bound`` (``leader_bounds``), whatever its status:
+
+* a write adds or removes a row only when an experiment's value crosses the bound, which
+  after the first few thousand experiments is rare;
+* when a metric holds more than ``2 * KEEP`` rows, the bound moves up to the
+  ``KEEP``-th best value and the rest are dropped;
+* when results are withdrawn and fewer than ``KEEP // 2`` remain, the metric is rebuilt
+  from the experiments table (one scan);
+* a NULL bound means every experiment with a value is in ``leaders``.
+
+A "best first" page is read from ``leaders`` joined to the experiments, with any other
+filter applied to the joined rows. The answer is exact when the page filled up (every
+experiment outside ``leaders`` ranks below every one inside) or when the metric is
+complete; otherwise the caller runs the plain query, which scans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+)
+
+from codecdash.store import schema
+
+E = schema.experiments
+L = schema.leaders
+B = schema.leader_bounds
+# metric -> True when larger is better
+METRICS: dict[str, bool] = {
+    "psnr_db": True,
+    "bitrate_reduction_pct": True,
+    "ms_ssim": True,
+    "bd_rate_pct": False,
+}
+KEEP = 5000
+
+
+def serves(metric: str, descending: bool) -> bool:
+    """Whether ``leaders`` can answer a sort on ``metric`` in this direction (best first)."""
+    return metric in METRICS and METRICS[metric] == descending
+
+
+def bounds(conn: Connection) -> dict[str, tuple[float | None, int]]:
+    found: dict[str, tuple[float | None, int]] = {}
+    for row in conn.execute(select(B.c.metric, B.c.bound, B.c.n)):
+        found[str(row.metric)] = (row.bound, int(row.n))
+    return {metric: found.get(metric, (None, 0)) for metric in METRICS}
+
+
+def _within(value: float, bound: float | None, larger: bool) -> bool:
+    return bound is None or (value >= bound if larger else value <= bound)
+
+
+def update(
+    conn: Connection, rows: Sequence[Mapping[str, Any]], old: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """Follow a write: ``rows`` are the new rows, ``old`` the previous ones by id."""
+    current = bounds(conn)
+    fresh = [row for row in rows if row["id"] not in old]
+    replaced = [(row, old[row["id"]]) for row in rows if row["id"] in old]
+    for metric, larger in METRICS.items():
+        bound, n = current[metric]
+        # The hot path (new experiments, bound set): one comparison per row.
+        if bound is None:
+            adds = [(row["id"], v) for row in fresh if (v := row[metric]) is not None]
+        elif larger:
+            adds = [
+                (row["id"], v) for row in fresh if (v := row[metric]) is not None and v >= bound
+            ]
+        else:
+            adds = [
+                (row["id"], v) for row in fresh if (v := row[metric]) is not None and v <= bound
+            ]
+        removes: list[tuple[str, float]] = []
+        for row, previous in replaced:
+            before, after = previous[metric], row[metric]
+            if before == after:
+                continue
+            if before is not None and _within(before, bound, larger):
+                removes.append((row["id"], before))
+            if after is not None and _within(after, bound, larger):
+                adds.append((row["id"], after))
+        if not removes and not adds:
+            continue
+        if removes:
+            conn.execute(
+                delete(L).where(
+                    L.c.metric == metric, L.c.value == bindparam("v"), L.c.id == bindparam("i")
+                ),
+                [{"i": i, "v": v} for i, v in removes],
+            )
+        if adds:
+            conn.execute(insert(L), [{"metric": metric, "value": v, "id": i} for i, v in adds])
+        n += len(adds) - len(removes)
+        if n > 2 * KEEP:
+            bound, n = _trim(conn, metric, larger)
+        elif bound is not None and n < KEEP // 2:
+            rebuild(conn, metric)
+            continue
+        _save(conn, metric, bound, n)
+
+
+def _order(column: Any, larger: bool) -> list[Any]:
+    return [column.desc(), L.c.id.desc()] if larger else [column.asc(), L.c.id.asc()]
+
+
+def _trim(conn: Connection, metric: str, larger: bool) -> tuple[float, int]:
+    """Move the bound up to the KEEP-th best value and drop what falls below it."""
+    bound: float = conn.execute(
+        select(L.c.value)
+        .where(L.c.metric == metric)
+        .order_by(*_order(L.c.value, larger))
+        .offset(KEEP - 1)
+        .limit(1)
+    ).scalar_one()
+    beyond = L.c.value < bound if larger else L.c.value > bound
+    conn.execute(delete(L).where(L.c.metric == metric, beyond))
+    n = conn.execute(select(func.count()).select_from(L).where(L.c.metric == metric)).scalar_one()
+    return float(bound), int(n)
+
+
+def rebuild(conn: Connection, metric: str) -> tuple[float | None, int]:
+    """Fill ``metric``'s leaders from the experiments table (one scan); returns bound, n."""
+    larger = METRICS[metric]
+    col = E.c[metric]
+    bound = conn.execute(
+        select(col)
+        .where(col.is_not(None))
+        .order_by(col.desc() if larger else col.asc())
+        .offset(KEEP - 1)
+        .limit(1)
+    ).scalar()
+    conn.execute(delete(L).where(L.c.metric == metric))
+    where: ColumnElement[bool] = col.is_not(None)
+    if bound is not None:
+        where = and_(where, col >= bound if larger else col <= bound)
+    conn.execute(
+        insert(L).from_select(
+            ["metric", "value", "id"], select(literal(metric, String(32)), col, E.c.id).where(where)
+        )
+    )
+    n = conn.execute(select(func.count()).select_from(L).where(L.c.metric == metric)).scalar_one()
+    _save(conn, metric, bound, int(n))
+    return bound, int(n)
+
+
+def _save(conn: Connection, metric: str, bound: float | None, n: int) -> None:
+    done = conn.execute(B.update().where(B.c.metric == metric).values(bound=bound, n=n))
+    if not done.rowcount:
+        conn.execute(B.insert().values(metric=metric, bound=bound, n=n))
+
+
+def rebuild_all(conn: Connection) -> None:
+    for metric in METRICS:
+        rebuild(conn, metric)
+
+
+def page(
+    conn: Connection,
+    metric: str,
+    where: Sequence[ColumnElement[bool]],
+    cursor: tuple[Any, str] | None,
+    limit: int,
+    values_only: bool = False,
+) -> list[dict[str, Any]] | None:
+    """Up to ``limit`` experiments best first (ties by id), or None when inexact.
+
+    ``where`` filters the experiments table; ``cursor`` is the (value, id) of the last
+    row of the previous page; ``values_only``: ``where`` leaves out experiments without a
+    value. None tells the caller to run the plain query: the page may reach below the
+    bound, or into the experiments without a value.
+    """
+    larger = METRICS[metric]
+    bound = bounds(conn)[metric][0]
+    conditions: list[ColumnElement[bool]] = [L.c.metric == metric, *where]
+    if cursor is not None:
+        value, last_id = cursor
+        if value is None or not isinstance(value, int | float):
+            return None
+        if larger:
+            after = or_(L.c.value < value, and_(L.c.value == value, L.c.id < last_id))
+        else:
+            after = or_(L.c.value > value, and_(L.c.value == value, L.c.id > last_id))
+        conditions.append(after)
+    stmt = (
+        select(E)
+        .select_from(L.join(E, E.c.id == L.c.id))
+        .where(*conditions)
+        .order_by(*_order(L.c.value, larger))
+        .limit(limit)
+    )
+    rows = [dict(r) for r in conn.execute(stmt).mappings()]
+    # A short page is exact only if nothing ranks after it; experiments without a value
+    # (sorted last) and, below a bound, the ones outside `leaders` may: ask the caller.
+    if len(rows) == limit or (bound is None and values_only):
+        return rows
+    return None

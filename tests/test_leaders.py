@@ -1,0 +1,132 @@
+"""Leaderboards (store/leaders.py): after any mix of writes, "best first" pages served from
+`leaders` equal the same pages computed by brute force, on both databases.
+
+KEEP is made tiny so a few hundred writes move the bound up (trim) and, when results are
+withdrawn, rebuild it from the experiments table.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from codecdash.models import ExperimentIn
+from codecdash.store import ListQuery, Store, leaders
+from codecdash.store.experiments import SORTABLE
+
+STATUSES = ["completed"] * 6 + ["failed", "running", "queued"]
+
+
+@pytest.fixture(autouse=True)
+def small_keep(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(leaders, "KEEP", 8)
+
+
+def random_item(rng: random.Random, i: int) -> ExperimentIn:
+    status = rng.choice(STATUSES)
+    maybe = rng.random() < 0.8
+    return ExperimentIn(
+        id=f"e{i:04d}",
+        status=status,
+        # few distinct values: ties at the bound and across pages
+        psnr_db=rng.choice([30.0, 31.5, 33.0, 34.25, 35.0, 36.5]) if maybe else None,
+        bitrate_reduction_pct=round(rng.uniform(0, 90), 1) if rng.random() < 0.9 else None,
+        ms_ssim=round(rng.uniform(0.9, 1.0), 3) if rng.random() < 0.5 else None,
+    )
+
+
+def brute_force(
+    rows: dict[str, dict[str, Any]], field: str, descending: bool, status: str | None
+) -> list[str]:
+    """Expected ids: values best first (ties by id, same direction), NULLs last."""
+    chosen = [r for r in rows.values() if status is None or r["status"] == status]
+    valued = sorted(
+        (r for r in chosen if r[field] is not None),
+        key=lambda r: (r[field], r["id"]),
+        reverse=descending,
+    )
+    empty = sorted((r for r in chosen if r[field] is None), key=lambda r: r["id"])
+    if descending:
+        empty.reverse()
+    return [r["id"] for r in valued + empty]
+
+
+def pages(store: Store, sort: str, status: str | None, limit: int) -> list[str]:
+    ids: list[str] = []
+    cursor = None
+    while True:
+        query = ListQuery(status=[status] if status else [], sort=sort, limit=limit, cursor=cursor)
+        rows, cursor, _total = store.list_experiments(query)
+        ids += [r["id"] for r in rows]
+        if cursor is None:
+            return ids
+
+
+def check_invariant(store: Store) -> None:
+    """leaders holds exactly the experiments at or better than each metric's bound."""
+    with store.db.read() as conn:
+        stored = {
+            (m, i): v for m, v, i in conn.exec_driver_sql("SELECT metric, value, id FROM leaders")
+        }
+        found = leaders.bounds(conn)
+        for metric, larger in leaders.METRICS.items():
+            bound, n = found[metric]
+            expected = {}
+            for i, v in conn.exec_driver_sql(f"SELECT id, {metric} FROM experiments"):
+                if v is not None and (bound is None or (v >= bound if larger else v <= bound)):
+                    expected[(metric, i)] = v
+            got = {k: v for k, v in stored.items() if k[0] == metric}
+            assert got == expected, metric
+            assert n == len(expected), metric
+
+
+def test_pages_match_brute_force_through_trims_and_rebuilds(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    for name in ("_trim", "rebuild"):
+        real = getattr(leaders, name)
+        monkeypatch.setattr(leaders, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+    rng = random.Random(7)
+    rows: dict[str, dict[str, Any]] = {}
+    for step in range(12):
+        batch = [random_item(rng, rng.randrange(120)) for _ in range(40)]
+        if step in (6, 9):  # withdraw most results: the leaderboards shrink, then rebuild
+            batch = [
+                ExperimentIn(id=r["id"], status="failed")
+                for r in rows.values()
+                if r["psnr_db"] is not None and rng.random() < 0.8
+            ]
+        store.batch(batch)
+        for item in batch:
+            rows[item.id or ""] = {**dict.fromkeys(leaders.METRICS), **item.model_dump()}
+        check_invariant(store)
+        for field in ("psnr_db", "bitrate_reduction_pct", "ms_ssim"):
+            for status in ("completed", None):
+                expected = brute_force(rows, field, True, status)
+                assert pages(store, f"-{field}", status, 7) == expected, (step, field, status)
+    assert {"_trim", "rebuild"} <= set(calls)
+
+
+def test_lower_is_better_metric_is_served_ascending(store: Store) -> None:
+    store.batch(
+        [
+            ExperimentIn(id=f"b{i:02d}", status="completed", bitrate_reduction_pct=float(i))
+            for i in range(30)
+        ]
+    )
+    with store.db.write() as conn:  # bd_rate_pct is derived; set it directly for the test
+        conn.exec_driver_sql("UPDATE experiments SET bd_rate_pct = -bitrate_reduction_pct")
+        leaders.rebuild(conn, "bd_rate_pct")
+    rows, _cursor, _total = store.list_experiments(ListQuery(sort="bd_rate_pct", limit=3))
+    assert [r["id"] for r in rows] == ["b29", "b28", "b27"]
+
+
+def test_only_best_first_sorts_use_leaders() -> None:
+    assert leaders.serves("psnr_db", descending=True)
+    assert not leaders.serves("psnr_db", descending=False)
+    assert leaders.serves("bd_rate_pct", descending=False)
+    assert not leaders.serves("cost_usd", descending=True)
+    assert set(leaders.METRICS) <= set(SORTABLE)
