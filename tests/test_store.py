@@ -6,6 +6,7 @@ import calendar
 import itertools
 import math
 import string
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from codecdash.sources.local import local_sources
 from codecdash.store import BadCursor, Conflict, ListQuery, Store, TokenExists, schema, tokens
 from codecdash.store import experiments as experiments_mod
 from codecdash.store.experiments import SORTABLE, from_row
+from conftest import PgServer
 
 # A fixed "now" in the middle of a month, for the time-dependent figures.
 NOW = float(calendar.timegm((2025, 3, 14, 12, 0, 0)))
@@ -645,3 +647,39 @@ def test_token_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch, stor
 def test_a_bad_database_url_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unsupported database"):
         Store("mysql://localhost/x")
+
+
+@pytest.mark.postgres
+def test_postgres_statistics_follow_a_bulk_load(
+    pg_server: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a bulk load the planner gets fresh statistics without waiting for
+    autovacuum (a stale plan made a 24 h count 100× slower)."""
+    import psycopg
+
+    from codecdash.store import store as store_module
+    from conftest import _libpq
+
+    monkeypatch.setattr(store_module, "ANALYZE_AFTER_ROWS", 50)
+    url = pg_server.new_schema()
+    schema = url.rsplit("%3D", 1)[-1]
+
+    def last_analyze() -> Any:
+        with psycopg.connect(_libpq(url), autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT last_analyze FROM pg_stat_user_tables "
+                "WHERE schemaname = %s AND relname = 'experiments'",
+                (schema,),
+            ).fetchone()
+        return row[0] if row else None
+
+    s = Store(url)
+    try:
+        assert last_analyze() is None
+        s.batch([ExperimentIn(id=f"a{i}", status="completed", psnr_db=30.0) for i in range(60)])
+        deadline = time.monotonic() + 10
+        while last_analyze() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert last_analyze() is not None
+    finally:
+        s.close()

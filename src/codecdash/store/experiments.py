@@ -25,6 +25,7 @@ FINISHED = frozenset({"completed", "failed", "cancelled"})
 JSON_FIELDS = ("params", "tags", "rd_points")
 FILLED = "_server_filled"  # a row key (not a column): times to_row filled in
 TIME_FIELDS = ("created_at", "started_at", "finished_at", "updated_at")
+CLIENT_TIMES = TIME_FIELDS[:3]  # updated_at is always the server's
 SORTABLE = (
     "created_at",
     "started_at",
@@ -81,7 +82,7 @@ def to_row(
     row.update(values)  # the ingest hot path: keys are columns (and FILLED is set below)
     if row["id"] is None:
         row["id"] = new_id()
-    for name in TIME_FIELDS:
+    for name in CLIENT_TIMES:
         value = row[name]
         if value is not None and not isinstance(value, float | int):
             row[name] = value.timestamp()
@@ -153,6 +154,27 @@ def _upsert_sql(dialect: str) -> str:
     )
 
 
+# What a write needs to know of the rows it replaces.
+_OLD_COLUMNS = (
+    "id",
+    "status",
+    "started_at",
+    "finished_at",
+    "bitrate_reduction_pct",
+    "psnr_db",
+    "ms_ssim",
+    "bd_rate_pct",
+    "created_at",
+)
+
+
+@functools.cache
+def _old_sql(dialect: str, n: int) -> str:
+    """Hand-written like the upsert: compiling a 1,000-value IN cost ~1 ms a batch."""
+    marks = ", ".join(["%s" if dialect == "postgresql" else "?"] * n)
+    return f"SELECT {', '.join(_OLD_COLUMNS)} FROM experiments WHERE id IN ({marks})"  # noqa: S608
+
+
 def upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Insert or replace whole rows, keeping counters and progress current."""
     if not rows:
@@ -160,20 +182,8 @@ def upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     by_id = {row["id"]: row for row in rows}  # the last of duplicate ids wins
     rows = list(by_id.values())
     old: dict[str, Mapping[str, Any]] = {
-        r["id"]: dict(r)
-        for r in conn.execute(
-            select(
-                T.c.id,
-                T.c.status,
-                T.c.started_at,
-                T.c.finished_at,
-                T.c.bitrate_reduction_pct,
-                T.c.psnr_db,
-                T.c.ms_ssim,
-                T.c.bd_rate_pct,
-                T.c.created_at,
-            ).where(T.c.id.in_(list(by_id)))
-        ).mappings()
+        r[0]: dict(zip(_OLD_COLUMNS, r, strict=True))
+        for r in conn.exec_driver_sql(_old_sql(conn.dialect.name, len(by_id)), tuple(by_id))
     }
     for row in rows:
         previous = old.get(row["id"])
