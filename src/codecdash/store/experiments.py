@@ -25,7 +25,6 @@ FINISHED = frozenset({"completed", "failed", "cancelled"})
 JSON_FIELDS = ("params", "tags", "rd_points")
 FILLED = "_server_filled"  # a row key (not a column): times to_row filled in
 TIME_FIELDS = ("created_at", "started_at", "finished_at", "updated_at")
-CLIENT_TIMES = TIME_FIELDS[:3]  # updated_at is always the server's
 SORTABLE = (
     "created_at",
     "started_at",
@@ -82,29 +81,35 @@ def to_row(
     row.update(values)  # the ingest hot path: keys are columns (and FILLED is set below)
     if row["id"] is None:
         row["id"] = new_id()
-    for name in CLIENT_TIMES:
-        value = row[name]
-        if value is not None and not isinstance(value, float | int):
-            row[name] = value.timestamp()
+    created, started, finished = row["created_at"], row["started_at"], row["finished_at"]
+    if created is not None and not isinstance(created, float | int):
+        row["created_at"] = created.timestamp()
+    if started is not None and not isinstance(started, float | int):
+        started = row["started_at"] = started.timestamp()
+    if finished is not None and not isinstance(finished, float | int):
+        finished = row["finished_at"] = finished.timestamp()
     status = row["status"]
-    filled = []  # times the server fills in; a retry keeps the first ones (see upsert)
-    if status == "running" and row["started_at"] is None:
-        row["started_at"] = now
-        filled.append("started_at")
-    if status in FINISHED and row["finished_at"] is None:
-        row["finished_at"] = now
-        filled.append("finished_at")
-    row[FILLED] = tuple(filled)
+    filled: tuple[str, ...] = ()  # times the server fills in; a retry keeps the first ones
+    if status == "running" and started is None:
+        started = row["started_at"] = now
+        filled = ("started_at",)
+    elif status in FINISHED and finished is None:
+        finished = row["finished_at"] = now
+        filled = ("finished_at",)
+    row[FILLED] = filled
     row["updated_at"] = now
-    _derive_duration(row)
+    row["duration_s"] = max(0.0, finished - started) if started and finished else None
     row["bd_rate_pct"] = row["bd_rate_anchor"] = None
-    if bd_rate is not None and row["rd_points"]:
-        derived = bd_rate(row["rd_points"])
+    points = row["rd_points"]
+    if points is not None:
+        derived = bd_rate(points) if bd_rate is not None and points else None
         if derived is not None:
             row["bd_rate_pct"], row["bd_rate_anchor"] = derived
-    for name in JSON_FIELDS:
-        if row[name] is not None:
-            row[name] = orjson.dumps(row[name]).decode()
+        row["rd_points"] = orjson.dumps(points).decode()
+    if row["params"] is not None:
+        row["params"] = orjson.dumps(row["params"]).decode()
+    if row["tags"] is not None:
+        row["tags"] = orjson.dumps(row["tags"]).decode()
     return row
 
 

@@ -19,10 +19,14 @@ log = logging.getLogger(__name__)
 
 
 def _values(item: ExperimentIn) -> dict[str, Any]:
-    """The item's fields as a dict; cheaper than model_dump on the ingest hot path."""
+    """The item's fields as a mapping; cheaper than model_dump on the ingest hot path.
+
+    Read-only: the model's own ``__dict__`` unless there are rate-distortion points to
+    turn into plain dicts (``to_row`` copies what it changes)."""
+    if item.rd_points is None:
+        return item.__dict__
     values = dict(item.__dict__)
-    if item.rd_points is not None:
-        values["rd_points"] = [p.model_dump(exclude_none=True) for p in item.rd_points]
+    values["rd_points"] = [p.model_dump(exclude_none=True) for p in item.rd_points]
     return values
 
 
