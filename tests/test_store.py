@@ -683,3 +683,26 @@ def test_postgres_statistics_follow_a_bulk_load(
         assert last_analyze() is not None
     finally:
         s.close()
+
+
+def test_filtered_totals_are_reused_until_the_next_write(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.batch([exp(id=f"t{i}", status="completed", psnr_db=30.0 + i) for i in range(10)])
+    query = ListQuery(min_psnr_db=35.0, limit=2)
+    counted: list[int] = []
+    real_count = experiments_mod.TotalCache.put
+
+    def spy(self: Any, key: Any, total: int) -> None:
+        counted.append(total)
+        real_count(self, key, total)
+
+    monkeypatch.setattr(experiments_mod.TotalCache, "put", spy)
+    first = store.list_experiments(query)
+    _, cursor, _ = first
+    second = store.list_experiments(ListQuery(min_psnr_db=35.0, limit=2, cursor=cursor))
+    assert first[2] == second[2] == 5
+    assert counted == [5]  # the second page reused the count
+    store.batch([exp(id="t-new", status="failed", psnr_db=99.0)])
+    assert store.list_experiments(query)[2] == 6  # a write invalidates it
+    assert counted == [5, 6]

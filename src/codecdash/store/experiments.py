@@ -6,6 +6,7 @@ import base64
 import binascii
 import functools
 import operator
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from sqlalchemy import ColumnElement, Connection, and_, func, or_, select, true
 from codecdash.ids import new_id
 from codecdash.models import STATUSES, ExperimentFields
 from codecdash.store import leaders, schema
-from codecdash.store.counters import bump_counters, read_counters
+from codecdash.store.counters import bump_counters, data_version, read_counters
 from codecdash.store.progress import merge_progress, recompute_hours
 
 T = schema.experiments
@@ -327,7 +328,9 @@ def decode_cursor(cursor: str) -> tuple[Any, str]:
     return value, experiment_id
 
 
-def list_page(conn: Connection, query: ListQuery) -> tuple[list[dict[str, Any]], str | None, int]:
+def list_page(
+    conn: Connection, query: ListQuery, totals: TotalCache | None = None
+) -> tuple[list[dict[str, Any]], str | None, int]:
     where = _filters(query, conn.dialect.name)
     rows = ranked(conn, query, where)
     next_cursor = None
@@ -335,7 +338,7 @@ def list_page(conn: Connection, query: ListQuery) -> tuple[list[dict[str, Any]],
         rows = rows[: query.limit]
         last = rows[-1]
         next_cursor = encode_cursor(last[query.sort.lstrip("-+")], last["id"])
-    return rows, next_cursor, _total(conn, query, where)
+    return rows, next_cursor, _total(conn, query, where, totals)
 
 
 def ranked(
@@ -394,7 +397,39 @@ def _after(
     return or_(cond, col.is_(None)) if nullable else cond
 
 
-def _total(conn: Connection, query: ListQuery, where: list[ColumnElement[bool]]) -> int:
+class TotalCache:
+    """Totals of filtered listings until the next write (a small LRU, thread-safe).
+
+    Counting the matches of a filter reads the whole table; paging through the results
+    asks for the same total on every page, and a page that refreshes asks again. The
+    data version in the key makes any write a miss.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._totals: dict[tuple[Any, ...], int] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> int | None:
+        with self._lock:
+            total = self._totals.pop(key, None)
+            if total is not None:
+                self._totals[key] = total  # most recent last
+            return total
+
+    def put(self, key: tuple[Any, ...], total: int) -> None:
+        with self._lock:
+            self._totals[key] = total
+            while len(self._totals) > self.size:
+                del self._totals[next(iter(self._totals))]
+
+
+def _total(
+    conn: Connection,
+    query: ListQuery,
+    where: list[ColumnElement[bool]],
+    cache: TotalCache | None = None,
+) -> int:
     simple = not any(
         (
             query.q,
@@ -412,8 +447,28 @@ def _total(conn: Connection, query: ListQuery, where: list[ColumnElement[bool]])
         counts = status_counts(conn)
         wanted = query.status or STATUSES
         return sum(counts.get(s, 0) for s in wanted)
+    key = None
+    if cache is not None and not query.extra_filters:
+        key = (
+            data_version(conn),
+            tuple(query.status),
+            query.q,
+            query.worker_id,
+            query.tag,
+            query.created_after,
+            query.created_before,
+            query.min_psnr_db,
+            query.min_bitrate_reduction_pct,
+            query.max_bd_rate_pct,
+        )
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
     stmt = select(func.count()).select_from(T).where(and_(true(), *where))
-    return int(conn.execute(stmt).scalar_one())
+    total = int(conn.execute(stmt).scalar_one())
+    if key is not None and cache is not None:
+        cache.put(key, total)
+    return total
 
 
 def status_counts(conn: Connection) -> dict[str, int]:

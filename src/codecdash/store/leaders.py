@@ -201,7 +201,8 @@ def page(
 
     Two simple statements in a loop rather than one join: the next leaders in key order
     (a range scan of the primary key), then those experiments by id with the filters;
-    twice as many leaders each round until the page is full. Both databases run these
+    twice as many leaders each round until the page is full. Only ids are read until the
+    page is known; then its rows. Both databases run these
     the same fast way whatever their statistics say (PostgreSQL, right after a bulk
     load, planned the join as a hash join over the whole table).
     """
@@ -211,7 +212,7 @@ def page(
         return None
     position = cursor
     chunk = limit
-    rows: list[dict[str, Any]] = []
+    chosen: list[str] = []
     while True:
         stmt = select(L.c.value, L.c.id).where(L.c.metric == metric)
         if position is not None:
@@ -220,19 +221,22 @@ def page(
         ranked = conn.execute(stmt.order_by(*_order(L.c.value, larger)).limit(chunk)).all()
         if ranked:
             ids = [str(r.id) for r in ranked]
-            found = {
-                r["id"]: dict(r)
-                for r in conn.execute(select(E).where(E.c.id.in_(ids), *where)).mappings()
+            passed = {
+                str(i) for (i,) in conn.execute(select(E.c.id).where(E.c.id.in_(ids), *where))
             }
-            for experiment_id in ids:
-                if experiment_id in found:
-                    rows.append(found[experiment_id])
-                    if len(rows) == limit:
-                        return rows
+            chosen += [i for i in ids if i in passed][: limit - len(chosen)]
+            if len(chosen) == limit:
+                return _rows(conn, chosen)
         if len(ranked) < chunk:  # no leaders left
             break
         position = (ranked[-1].value, ranked[-1].id)
         chunk = min(2 * chunk, 2 * KEEP)
     # A short page is exact only if nothing ranks after it; experiments without a value
     # (sorted last) and, below a bound, the ones outside `leaders` may: ask the caller.
-    return rows if bound is None and values_only else None
+    return _rows(conn, chosen) if bound is None and values_only else None
+
+
+def _rows(conn: Connection, ids: list[str]) -> list[dict[str, Any]]:
+    """The experiments with these ids, in this order."""
+    found = {r["id"]: dict(r) for r in conn.execute(select(E).where(E.c.id.in_(ids))).mappings()}
+    return [found[i] for i in ids]

@@ -51,6 +51,7 @@ class Store:
         self._written_since_analyze = 0
         self._rows_at_analyze = 0
         self._analyzing = threading.Lock()
+        self._totals = experiments.TotalCache()
         if migrate:
             self.db.migrate()
 
@@ -144,7 +145,7 @@ class Store:
         self, query: experiments.ListQuery
     ) -> tuple[list[dict[str, Any]], str | None, int]:
         with self.db.read() as conn:
-            return experiments.list_page(conn, query)
+            return experiments.list_page(conn, query, self._totals)
 
     # -- fleet and costs --------------------------------------------------------------
     def heartbeat(self, beat: Heartbeat) -> None:
