@@ -281,3 +281,75 @@ def test_stream_handler(lambda_env: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> 
     }
     result = aws_lambda.stream_handler(event, None)
     assert result["applied"] == 1 and result["table"] == TABLE and result["total"] == 2
+
+
+def test_experiments_api_reads_dynamodb_without_a_scan(
+    lambda_env: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CODECDASH_AWS_EXPERIMENTS_TABLE", TABLE)
+    ddb = lambda_env.client("dynamodb")
+    ddb.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    start = time.time() - 3600
+    for i in range(30):
+        put_experiment(
+            ddb,
+            TABLE,
+            id=f"e{i:02d}",
+            status="failed" if i % 3 == 0 else "completed",
+            created_at=start + 60 * i,
+            psnr_db=30.0 + i / 10,
+            params={"lambda": 0.013},
+        )
+    aws_lambda.stream_handler({"rebuild": True}, None)
+    lambda_env.calls.clear()
+
+    def get(path: str, query: str = "") -> tuple[int, Any]:
+        response = aws_lambda.handler(http_event(path, query), None)
+        return response["statusCode"], json.loads(body_of(response))
+
+    status, page = get("/api/v1/experiments", "limit=5")
+    assert status == 200
+    assert [e["id"] for e in page["items"]] == ["e29", "e28", "e27", "e26", "e25"]
+    assert page["total"] == 30 and page["next_cursor"] is None
+    assert page["items"][0]["params"] == {"lambda": 0.013}
+    assert page["items"][0]["created_at"].endswith("Z")
+
+    status, failed = get("/api/v1/experiments", "status=failed&limit=50")
+    assert status == 200
+    assert [e["id"] for e in failed["items"]] == [
+        "e27",
+        "e24",
+        "e21",
+        "e18",
+        "e15",
+        "e12",
+        "e09",
+        "e06",
+    ]
+    assert failed["total"] == 10  # the whole table's, from the aggregate
+
+    status, one = get("/api/v1/experiments/e07")
+    assert status == 200 and one["psnr_db"] == pytest.approx(30.7) and one["status"] == "completed"
+    for missing in ("nope", "__codecdash_aggregate__"):
+        assert get(f"/api/v1/experiments/{missing}")[0] == 404
+
+    for query in ("sort=-psnr_db", "q=lambda", "min_psnr_db=31", "cursor=abc"):
+        status, error = get("/api/v1/experiments", query)
+        assert status == 400, query
+        assert "codecdash serve" in error["error"]["message"], query
+    assert not any(name.endswith(("scan", "query")) for name in lambda_env.calls)
+
+
+def test_experiments_api_answers_503_when_dynamodb_refuses(
+    lambda_env: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CODECDASH_AWS_EXPERIMENTS_TABLE", "no-such-table")
+    response = aws_lambda.handler(http_event("/api/v1/experiments/e01"), None)
+    assert response["statusCode"] == 503
+    assert "no-such-table" in json.loads(body_of(response))["error"]["message"]

@@ -66,10 +66,20 @@ def _api_handler() -> Any:
 
         from codecdash.api.app import create_app
         from codecdash.sources.aws import aws_sources
+        from codecdash.sources.aws._common import default_factory
+        from codecdash.sources.aws.experiments_api import DynamoExperiments
 
         settings = lambda_settings()
+        reader = (
+            DynamoExperiments(settings, default_factory(settings.aws_region))
+            if settings.aws_experiments_table
+            else None
+        )
         app = create_app(
-            settings, sources=aws_sources(settings, cost_explorer=False), background=False
+            settings,
+            sources=aws_sources(settings, cost_explorer=False),
+            background=False,
+            experiments_reader=reader,
         )
         _api = Mangum(app, lifespan="off")
     return _api

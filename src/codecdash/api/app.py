@@ -21,7 +21,7 @@ from codecdash.api import anchors, dashboard, docs, errors, experiments, fleet
 from codecdash.api.auth import RateLimiter, install_log_redaction
 from codecdash.api.cache import SnapshotCache
 from codecdash.api.guard import Guard, allowed_hosts
-from codecdash.api.state import AppState
+from codecdash.api.state import AppState, ExperimentReader
 from codecdash.api.static import StaticPage
 from codecdash.api.timeout import RequestTimeout
 from codecdash.config import Settings
@@ -63,6 +63,7 @@ def create_app(
     bind_host: str = "127.0.0.1",
     static_root: Path | None = None,
     background: bool = True,
+    experiments_reader: ExperimentReader | None = None,
 ) -> FastAPI:
     """The app. `background=False` skips the cross-process change watcher (tests, Lambda)."""
     store = store or Store(settings.database_url, active_window_s=settings.active_window_seconds)
@@ -86,6 +87,7 @@ def create_app(
     st = AppState(
         settings, store, builder, feed, RateLimiter(settings.rate_limit_per_minute), cache
     )
+    st.experiments = experiments_reader
     page = StaticPage(static_root)
 
     @contextlib.asynccontextmanager

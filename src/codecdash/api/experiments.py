@@ -114,6 +114,13 @@ def list_experiments(
         min_bitrate_reduction_pct=min_bitrate_reduction_pct,
         max_bd_rate_pct=max_bd_rate_pct,
     )
+    reader = state(request).experiments
+    if reader is not None:
+        try:
+            items, next_cursor, total = reader.list(query)
+        except ValueError as exc:  # a listing this reader cannot answer cheaply
+            raise ApiError(400, str(exc)) from None
+        return json_response({"items": items, "next_cursor": next_cursor, "total": total})
     rows, next_cursor, total = state(request).store.list_experiments(query)
     return json_response(
         {"items": [from_row(r) for r in rows], "next_cursor": next_cursor, "total": total}
@@ -128,10 +135,15 @@ def list_experiments(
     responses={404: {"model": ErrorResponse}},
 )
 def get_experiment(request: Request, experiment_id: IdPath) -> Response:
-    row = state(request).store.get_experiment(experiment_id)
-    if row is None:
+    reader = state(request).experiments
+    if reader is not None:
+        found = reader.get(experiment_id)
+    else:
+        row = state(request).store.get_experiment(experiment_id)
+        found = from_row(row) if row is not None else None
+    if found is None:
         raise ApiError(404, f"no experiment {experiment_id!r}")
-    return json_response(from_row(row))
+    return json_response(found)
 
 
 @router.post(

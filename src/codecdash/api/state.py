@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import Request
 
 from codecdash.config import Settings
 from codecdash.events import ChangeFeed
 from codecdash.snapshot import SnapshotBuilder
-from codecdash.store import Store
+from codecdash.store import ListQuery, Store
 
 if TYPE_CHECKING:
     from codecdash.api.auth import RateLimiter
@@ -26,6 +26,15 @@ class AppState:
     limiter: RateLimiter
     cache: SnapshotCache
     extras: dict[str, Any] = field(default_factory=dict)
+    # Where GET /api/v1/experiments reads when not the store (on AWS: DynamoDB); it
+    # answers Experiments as the API shows them (see sources/aws/experiments_api.py).
+    experiments: ExperimentReader | None = None
+
+
+class ExperimentReader(Protocol):
+    def get(self, experiment_id: str) -> dict[str, Any] | None: ...
+
+    def list(self, query: ListQuery) -> tuple[list[dict[str, Any]], str | None, int]: ...
 
 
 def state(request: Request) -> AppState:
