@@ -195,28 +195,20 @@ def token_revoke(obj: dict[str, Any], name: str, db: str | None) -> None:
     click.echo(f"revoked {name}")
 
 
-def _register_optional() -> None:
+def _register_commands() -> None:
     """Commands that live in their own modules."""
-    import importlib
+    from codecdash.agent.command import agent
+    from codecdash.demo.command import demo
+    from codecdash.deploy import deploy
+    from codecdash.doctor import doctor
+    from codecdash.export import export
+    from codecdash.importer import import_results
 
-    for module, attr in (
-        ("codecdash.agent.command", "agent"),
-        ("codecdash.demo.command", "demo"),
-        ("codecdash.importer", "import_results"),
-        ("codecdash.export", "export"),
-        ("codecdash.deploy", "deploy"),
-        ("codecdash.doctor", "doctor"),
-    ):
-        try:
-            command = getattr(importlib.import_module(module), attr)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("codecdash"):
-                continue
-            raise
+    for command in (agent, demo, import_results, export, deploy, doctor):
         main.add_command(command)
 
 
-_register_optional()
+_register_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover
