@@ -8,6 +8,7 @@ withdrawn, rebuild it from the experiments table.
 from __future__ import annotations
 
 import random
+import threading
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from codecdash.models import ExperimentIn
 from codecdash.store import ListQuery, Store, leaders
 from codecdash.store.experiments import SORTABLE
+from conftest import PgServer
 
 STATUSES = ["completed"] * 6 + ["failed", "running", "queued"]
 
@@ -130,3 +132,44 @@ def test_only_best_first_sorts_use_leaders() -> None:
     assert leaders.serves("bd_rate_pct", descending=False)
     assert not leaders.serves("cost_usd", descending=True)
     assert set(leaders.METRICS) <= set(SORTABLE)
+
+
+@pytest.mark.postgres
+def test_replicas_writing_at_once_keep_the_leaderboards_exact(pg_server: PgServer) -> None:
+    """Two stores on one PostgreSQL schema (two replicas) write concurrently; the
+    leaderboards still hold exactly the experiments at or better than each bound."""
+    url = pg_server.new_schema()
+    stores = [Store(url), Store(url)]
+    errors: list[BaseException] = []
+
+    def write(k: int) -> None:
+        rng = random.Random(k)
+        try:
+            for step in range(25):
+                stores[k].batch([random_item(rng, rng.randrange(200)) for _ in range(20)])
+                if step % 5 == 4:  # withdraw some results too: the bound moves both ways
+                    stores[k].batch(
+                        [ExperimentIn(id=f"e{rng.randrange(200):04d}") for _ in range(20)]
+                    )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    try:
+        assert not errors, errors
+        check_invariant(stores[0])
+        with stores[0].db.read() as conn:  # and the status counters match the rows
+            grouped = conn.exec_driver_sql(
+                "SELECT status, count(*) FROM experiments GROUP BY status"
+            )
+            actual = {str(status): int(n) for status, n in grouped}
+        for status in ("queued", "completed", "failed", "running"):
+            total = stores[1].list_experiments(ListQuery(status=[status], limit=1))[2]
+            assert total == actual.get(status, 0), status
+    finally:
+        for s in stores:
+            s.close()

@@ -140,6 +140,7 @@ class Database:
             current = _current_version(conn)
             if current is None:
                 schema.metadata.create_all(conn)
+                leaders.rebuild_all(conn)  # the bound rows, which writers lock
                 conn.execute(
                     schema.schema_version.insert(),
                     {"version": LATEST_VERSION, "applied_at": time.time()},

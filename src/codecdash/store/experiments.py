@@ -187,6 +187,8 @@ def upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         return
     by_id = {row["id"]: row for row in rows}  # the last of duplicate ids wins
     rows = list(by_id.values())
+    # First: one writer at a time from here (PostgreSQL replicas; see leaders.bounds).
+    current_bounds = leaders.bounds(conn, lock=True)
     old: dict[str, Mapping[str, Any]] = {
         r[0]: dict(zip(_OLD_COLUMNS, r, strict=True))
         for r in conn.exec_driver_sql(_old_sql(conn.dialect.name, len(by_id)), tuple(by_id))
@@ -214,7 +216,7 @@ def upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         key = f"experiments.{row['status']}"
         deltas[key] = deltas.get(key, 0) + 1
     bump_counters(conn, deltas)
-    leaders.update(conn, rows, old)
+    leaders.update(conn, rows, old, current_bounds)
     merge_progress(conn, [r for r in rows if r["status"] == "completed"])
     recompute_hours(conn, _hours_to_recompute(rows, old))
 

@@ -60,9 +60,19 @@ def serves(metric: str, descending: bool) -> bool:
     return metric in METRICS and METRICS[metric] == descending
 
 
-def bounds(conn: Connection) -> dict[str, tuple[float | None, int]]:
+def bounds(conn: Connection, *, lock: bool = False) -> dict[str, tuple[float | None, int]]:
+    """Each metric's (bound, rows in leaders). ``lock``: for a write that will follow them.
+
+    On PostgreSQL the rows are locked until the transaction ends: writers on several
+    replicas take turns from there on, so each reads the rows it replaces after the
+    previous writer committed (two replicas upserting the same new id at once otherwise
+    both took it for new). SQLite has one writer at a time anyway.
+    """
     found: dict[str, tuple[float | None, int]] = {}
-    for row in conn.execute(select(B.c.metric, B.c.bound, B.c.n)):
+    stmt = select(B.c.metric, B.c.bound, B.c.n)
+    if lock:
+        stmt = stmt.with_for_update()
+    for row in conn.execute(stmt):
         found[str(row.metric)] = (row.bound, int(row.n))
     return {metric: found.get(metric, (None, 0)) for metric in METRICS}
 
@@ -72,10 +82,13 @@ def _within(value: float, bound: float | None, larger: bool) -> bool:
 
 
 def update(
-    conn: Connection, rows: Sequence[Mapping[str, Any]], old: Mapping[str, Mapping[str, Any]]
+    conn: Connection,
+    rows: Sequence[Mapping[str, Any]],
+    old: Mapping[str, Mapping[str, Any]],
+    current: Mapping[str, tuple[float | None, int]],
 ) -> None:
-    """Follow a write: ``rows`` are the new rows, ``old`` the previous ones by id."""
-    current = bounds(conn)
+    """Follow a write: ``rows`` are the new rows, ``old`` the previous ones by id, and
+    ``current`` the bounds read with ``lock=True`` before ``old`` was."""
     fresh = [row for row in rows if row["id"] not in old]
     replaced = [(row, old[row["id"]]) for row in rows if row["id"] in old]
     for metric, larger in METRICS.items():
