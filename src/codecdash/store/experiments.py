@@ -282,7 +282,7 @@ def from_row_for_merge(row: Mapping[str, Any]) -> dict[str, Any]:
 # -- listing ---------------------------------------------------------------------------
 def _filters(query: ListQuery, dialect: str) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = list(query.extra_filters)
-    if len(query.status) == 1:  # `=` lets SQLite use the partial indexes
+    if len(query.status) == 1:  # one status: a plain `=`
         where.append(T.c.status == query.status[0])
     elif query.status:
         where.append(T.c.status.in_(list(query.status)))
