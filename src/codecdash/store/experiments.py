@@ -247,6 +247,27 @@ def _hours_to_recompute(
     return hours
 
 
+@functools.cache
+def _rows_sql(dialect: str, n: int) -> str:
+    marks = ", ".join(["%s" if dialect == "postgresql" else "?"] * n)
+    return f"SELECT {', '.join(FIELDS)} FROM experiments WHERE id IN ({marks})"  # noqa: S608
+
+
+def rows_by_id(conn: Connection, ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Whole rows of these experiments, in this order (ids that exist).
+
+    Plain tuples zipped with the column names: building SQLAlchemy rows and mappings
+    took ~20 µs a row, 2 ms of a 100-row page.
+    """
+    if not ids:
+        return []
+    found = {
+        r[0]: dict(zip(FIELDS, r, strict=True))
+        for r in conn.exec_driver_sql(_rows_sql(conn.dialect.name, len(ids)), tuple(ids))
+    }
+    return [found[i] for i in ids if i in found]
+
+
 def get(conn: Connection, experiment_id: str) -> dict[str, Any] | None:
     row = conn.execute(select(T).where(T.c.id == experiment_id)).mappings().first()
     return dict(row) if row is not None else None
@@ -364,9 +385,9 @@ def ranked(
         where = [*where, T.c[name].is_not(None)]
     cursor = decode_cursor(query.cursor) if query.cursor else None
     if leaders.serves(name, descending):  # best first: from the leaderboard when it can
-        rows = leaders.page(conn, name, where, cursor, query.limit + 1, values_only)
-        if rows is not None:
-            return rows
+        ids = leaders.page(conn, name, where, cursor, query.limit + 1, values_only)
+        if ids is not None:
+            return rows_by_id(conn, ids)
     col = T.c[name]
     page_where = list(where)
     if cursor is not None:

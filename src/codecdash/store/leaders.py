@@ -204,8 +204,8 @@ def page(
     cursor: tuple[Any, str] | None,
     limit: int,
     values_only: bool = False,
-) -> list[dict[str, Any]] | None:
-    """Up to ``limit`` experiments best first (ties by id), or None when inexact.
+) -> list[str] | None:
+    """The ids of up to ``limit`` experiments best first (ties by id), or None when inexact.
 
     ``where`` filters the experiments table; ``cursor`` is the (value, id) of the last
     row of the previous page; ``values_only``: ``where`` leaves out experiments without a
@@ -214,8 +214,7 @@ def page(
 
     Two simple statements in a loop rather than one join: the next leaders in key order
     (a range scan of the primary key), then those experiments by id with the filters;
-    twice as many leaders each round until the page is full. Only ids are read until the
-    page is known; then its rows. Both databases run these
+    twice as many leaders each round until the page is full. Both databases run these
     the same fast way whatever their statistics say (PostgreSQL, right after a bulk
     load, planned the join as a hash join over the whole table).
     """
@@ -239,17 +238,11 @@ def page(
             }
             chosen += [i for i in ids if i in passed][: limit - len(chosen)]
             if len(chosen) == limit:
-                return _rows(conn, chosen)
+                return chosen
         if len(ranked) < chunk:  # no leaders left
             break
         position = (ranked[-1].value, ranked[-1].id)
         chunk = min(2 * chunk, 2 * KEEP)
     # A short page is exact only if nothing ranks after it; experiments without a value
     # (sorted last) and, below a bound, the ones outside `leaders` may: ask the caller.
-    return _rows(conn, chosen) if bound is None and values_only else None
-
-
-def _rows(conn: Connection, ids: list[str]) -> list[dict[str, Any]]:
-    """The experiments with these ids, in this order."""
-    found = {r["id"]: dict(r) for r in conn.execute(select(E).where(E.c.id.in_(ids))).mappings()}
-    return [found[i] for i in ids]
+    return chosen if bound is None and values_only else None
