@@ -15,9 +15,9 @@ people look at the best few hundred. So for each metric in ``METRICS`` the small
   from the experiments table (one scan);
 * a NULL bound means every experiment with a value is in ``leaders``.
 
-A "best first" page is read from ``leaders`` joined to the experiments, with any other
-filter applied to the joined rows. The answer is exact when the page filled up (every
-experiment outside ``leaders`` ranks below every one inside) or when the metric is
+A "best first" page walks ``leaders`` in order and keeps the experiments that pass the
+page's other filters (see :func:`page`). The answer is exact when the page filled up
+(every experiment outside ``leaders`` ranks below every one inside) or when the metric is
 complete; otherwise the caller runs the plain query, which scans.
 """
 
