@@ -192,8 +192,6 @@ class Workload:
         self.campaign.advance(history)
         runs = sorted(self.campaign.runs.values(), key=lambda r: (r.created_at, r.id))
         docs = [run.document(self.clock.stamp) for run in runs]
-        for chunk in chunks(docs, CHUNK):
-            self._persist(functools.partial(self.client.batch, chunk), "history experiments")
 
         records: list[dict[str, Any]] = []
         for start, end in self.clock.utc_days(0.0, history):
@@ -221,6 +219,10 @@ class Workload:
         for worker in self.campaign.fleet.workers:
             if worker.reporting:
                 beats += self._beat(worker, wall)
+        # The experiments last: once all of the history's experiments are in, so are the
+        # fleet and the costs (a page or a test that waits for the count sees it whole).
+        for chunk in chunks(docs, CHUNK):
+            self._persist(functools.partial(self.client.batch, chunk), "history experiments")
         self.backfill_report = BackfillReport(
             len(docs), len(records), beats, time.perf_counter() - started
         )
