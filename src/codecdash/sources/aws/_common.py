@@ -207,16 +207,16 @@ class ServiceRow:
         return {}
 
 
-async def gather_parts(parts: list[Part], now: float) -> dict[str, Outcome]:
+async def gather_values(parts: list[Part], now: float) -> dict[str, Any]:
+    """Every part's newest value by name (None where it has none yet).
+
+    Raises the parts' errors together when no part has ever answered and this refresh
+    failed too: the source's row then says why, rather than showing an empty card.
+    """
     outcomes = await asyncio.gather(*(p.get(now) for p in parts))
-    return {p.name: o for p, o in zip(parts, outcomes, strict=True)}
-
-
-def all_failed(outcomes: dict[str, Outcome]) -> SourceError | None:
-    """The error to raise when no part has ever answered and this refresh failed too."""
-    if outcomes and all(o.value is None and o.error for o in outcomes.values()):
-        return SourceError("; ".join(str(o.error) for o in outcomes.values()))
-    return None
+    if outcomes and all(o.value is None and o.error for o in outcomes):
+        raise SourceError("; ".join(str(o.error) for o in outcomes))
+    return {p.name: o.value for p, o in zip(parts, outcomes, strict=True)}
 
 
 def iso(ts: float | None) -> str | None:

@@ -21,11 +21,9 @@ from typing import Any
 from codecdash.config import Settings
 from codecdash.sources.aws._common import (
     ClientFactory,
-    Outcome,
     Part,
     ServiceRow,
-    all_failed,
-    gather_parts,
+    gather_values,
     iso,
 )
 from codecdash.sources.base import Facts, FieldInfo, Source
@@ -101,15 +99,11 @@ class FleetSource:
         return [ServiceRow(p, self.timeout_s) for p in self.parts]
 
     async def collect(self, now: float) -> Facts:
-        outcomes = await gather_parts(self.parts, now)
-        failed = all_failed(outcomes)
-        if failed is not None:
-            raise failed
-        empty = Outcome(None, None, None)
-        stack = outcomes.get("aws.fleet.cloudformation", empty).value
-        groups = outcomes.get("aws.fleet.autoscaling", empty).value or {}
-        queues = outcomes.get("aws.fleet.sqs", empty).value or {}
-        metrics = outcomes.get("aws.fleet.cloudwatch", empty).value or {}
+        values = await gather_values(self.parts, now)
+        stack = values.get("aws.fleet.cloudformation")
+        groups = values.get("aws.fleet.autoscaling") or {}
+        queues = values.get("aws.fleet.sqs") or {}
+        metrics = values.get("aws.fleet.cloudwatch") or {}
         facts: Facts = {"orchestrator": self._orchestrator(stack, metrics, now)}
         for role in ("training", "inference"):
             group = groups.get(role) or {}

@@ -18,11 +18,9 @@ from typing import Any
 from codecdash.config import Settings
 from codecdash.sources.aws._common import (
     ClientFactory,
-    Outcome,
     Part,
     ServiceRow,
-    all_failed,
-    gather_parts,
+    gather_values,
 )
 from codecdash.sources.aws.dynamodb import SPECIAL_IDS
 from codecdash.sources.base import Facts, FieldInfo, Source
@@ -73,14 +71,10 @@ class StorageSource:
         return [ServiceRow(p, self.timeout_s) for p in self.parts]
 
     async def collect(self, now: float) -> Facts:
-        outcomes = await gather_parts(self.parts, now)
-        failed = all_failed(outcomes)
-        if failed is not None:
-            raise failed
-        empty = Outcome(None, None, None)
-        s3 = outcomes.get("aws.storage.s3", empty).value
-        efs = outcomes.get("aws.storage.efs", empty).value
-        items = outcomes.get("aws.storage.dynamodb", empty).value
+        values = await gather_values(self.parts, now)
+        s3 = values.get("aws.storage.s3")
+        efs = values.get("aws.storage.efs")
+        items = values.get("aws.storage.dynamodb")
         s3_objects = sum(b["objects"] for b in s3) if s3 else None
         s3_bytes = sum(b["bytes"] for b in s3) if s3 else None
         known = [b for b in (s3_bytes, efs) if b is not None]
