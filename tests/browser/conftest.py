@@ -24,7 +24,8 @@ fails, for ``create_app(sources=…)``), ``NETWORK_ERRORS`` (console lines to ``
 test cuts the server off).
 
 Timeouts are short (5 s per action): the page is small, and waiting is done by polling
-(``expect``, ``wait_for_function``), never by sleeping.
+with ``expect`` on locators, never by sleeping (nor with ``wait_for_function``, whose
+polling evaluates a string, which the page's Content-Security-Policy refuses).
 """
 
 from __future__ import annotations

@@ -65,6 +65,18 @@ def row_ids(page: Page) -> list[str]:
     return ids
 
 
+def expect_rows(page: Page, ids: list[str]) -> None:
+    """Waits until the table shows exactly these experiments, in this order.
+
+    Locators rather than `wait_for_function`, whose polling evaluates a string: the
+    page's Content-Security-Policy refuses that whenever the first check is not yet true.
+    """
+    rows = page.locator("#experiments-body tr[data-id]")
+    expect(rows).to_have_count(len(ids))
+    for i, experiment_id in enumerate(ids):
+        expect(rows.nth(i)).to_have_attribute("data-id", experiment_id)
+
+
 def api_ids(dash: Dashboard, **params: Any) -> list[str]:
     response = dash.api.get("/api/v1/experiments", params={"limit": 20, **params})
     assert response.status_code == 200, response.text
@@ -192,11 +204,7 @@ def test_filter_sort_url_state_reload_and_history(dashboard: Dashboard, page: Pa
     page.wait_for_url(re.compile(r"sort=psnr_db"))
     by_psnr = api_ids(dashboard, status="completed", q="run 1", sort="psnr_db")
     assert by_psnr != expected
-    page.wait_for_function(
-        "ids => [...document.querySelectorAll('#experiments-body tr[data-id]')]"
-        ".map((r) => r.dataset.id).join() === ids.join()",
-        arg=by_psnr,
-    )
+    expect_rows(page, by_psnr)
     expect(page.locator('th[data-sort="psnr_db"]')).to_have_attribute("aria-sort", "ascending")
     assert query(page) == {"status": ["completed"], "q": ["run 1"], "sort": ["psnr_db"]}
 
@@ -206,22 +214,14 @@ def test_filter_sort_url_state_reload_and_history(dashboard: Dashboard, page: Pa
     expect(page.locator("#filter-status")).to_have_value("completed")
     expect(page.locator("#filter-q")).to_have_value("run 1")
     expect(page.locator("#filter-sort")).to_have_value("psnr_db")
-    page.wait_for_function(
-        "ids => [...document.querySelectorAll('#experiments-body tr[data-id]')]"
-        ".map((r) => r.dataset.id).join() === ids.join()",
-        arg=by_psnr,
-    )
+    expect_rows(page, by_psnr)
 
     # Back and forward step through the views.
     page.go_back()
     page.wait_for_url(re.compile(r"\?status=completed&q=run\+1$"))
     expect(page.locator("#filter-sort")).to_have_value("-created_at")
     expect(page.locator('th[data-sort="psnr_db"]')).not_to_have_attribute("aria-sort", "ascending")
-    page.wait_for_function(
-        "ids => [...document.querySelectorAll('#experiments-body tr[data-id]')]"
-        ".map((r) => r.dataset.id).join() === ids.join()",
-        arg=expected,
-    )
+    expect_rows(page, expected)
     page.go_back()
     page.wait_for_url(re.compile(r"\?status=completed$"))
     expect(page.locator("#filter-q")).to_have_value("")
@@ -266,7 +266,7 @@ def test_row_opens_details_with_params_tags_error_and_rd_points(
 
     page.click("#details-close")
     expect(dialog).to_be_hidden()
-    page.wait_for_function("!location.search.includes('exp=')")
+    expect(page).not_to_have_url(re.compile(r"[?&]exp="))
     expect(page.locator('tr[data-id="exp-026"] a.exp-link')).to_be_focused()
 
     # A completed experiment: its figures and rate-distortion points (table and chart).
@@ -284,7 +284,7 @@ def test_row_opens_details_with_params_tags_error_and_rd_points(
 
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
-    page.wait_for_function("!location.search.includes('exp=')")
+    expect(page).not_to_have_url(re.compile(r"[?&]exp="))
 
 
 def test_exp_deep_link_opens_details(dashboard: Dashboard, page: Page) -> None:
@@ -384,7 +384,7 @@ def test_dark_mode_toggle_is_remembered(dashboard: Dashboard, page: Page) -> Non
     toggle.click()
     expect(page.locator("html")).to_have_attribute("data-theme", "dark")
     expect(toggle).to_have_attribute("aria-pressed", "true")
-    page.wait_for_function(f"getComputedStyle(document.body).backgroundColor === '{DARK_BG}'")
+    expect(page.locator("body")).to_have_css("background-color", DARK_BG)
     assert page.evaluate("localStorage.getItem('codecdash-theme')") == "dark"
 
     page.reload()
@@ -396,7 +396,7 @@ def test_dark_mode_toggle_is_remembered(dashboard: Dashboard, page: Page) -> Non
     toggle.click()
     expect(toggle).to_have_attribute("aria-pressed", "false")
     assert page.evaluate("localStorage.getItem('codecdash-theme')") == "light"
-    page.wait_for_function(f"getComputedStyle(document.body).backgroundColor === '{LIGHT_BG}'")
+    expect(page.locator("body")).to_have_css("background-color", LIGHT_BG)
 
 
 # -- empty, demo, failing sources ------------------------------------------------------------
