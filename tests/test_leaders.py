@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,12 +28,17 @@ def small_keep(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(leaders, "KEEP", 8)
 
 
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
 def random_item(rng: random.Random, i: int) -> ExperimentIn:
     status = rng.choice(STATUSES)
     maybe = rng.random() < 0.8
     return ExperimentIn(
         id=f"e{i:04d}",
         status=status,
+        # a rewrite may move the creation time too (a column leaders carry)
+        created_at=T0 + timedelta(hours=rng.randrange(48)) if rng.random() < 0.5 else None,
         # few distinct values: ties at the bound and across pages
         psnr_db=rng.choice([30.0, 31.5, 33.0, 34.25, 35.0, 36.5]) if maybe else None,
         bitrate_reduction_pct=round(rng.uniform(0, 90), 1) if rng.random() < 0.9 else None,
@@ -40,10 +47,10 @@ def random_item(rng: random.Random, i: int) -> ExperimentIn:
 
 
 def brute_force(
-    rows: dict[str, dict[str, Any]], field: str, descending: bool, status: str | None
+    rows: dict[str, dict[str, Any]], field: str, descending: bool, keep: Callable[..., bool]
 ) -> list[str]:
     """Expected ids: values best first (ties by id, same direction), NULLs last."""
-    chosen = [r for r in rows.values() if status is None or r["status"] == status]
+    chosen = [r for r in rows.values() if keep(r)]
     valued = sorted(
         (r for r in chosen if r[field] is not None),
         key=lambda r: (r[field], r["id"]),
@@ -55,30 +62,66 @@ def brute_force(
     return [r["id"] for r in valued + empty]
 
 
-def pages(store: Store, sort: str, status: str | None, limit: int) -> list[str]:
+def pages(store: Store, sort: str, limit: int, **filters: Any) -> list[str]:
     ids: list[str] = []
     cursor = None
     while True:
-        query = ListQuery(status=[status] if status else [], sort=sort, limit=limit, cursor=cursor)
+        query = ListQuery(sort=sort, limit=limit, cursor=cursor, **filters)
         rows, cursor, _total = store.list_experiments(query)
         ids += [r["id"] for r in rows]
         if cursor is None:
             return ids
 
 
+CUTOFF = (T0 + timedelta(hours=24)).timestamp()
+# ListQuery filters and the same as a predicate on a stored row. All but the last are
+# on columns that leaders carry (one scan of leaders); `q` makes the page check each
+# leader in the experiments table.
+FILTERS: list[tuple[dict[str, Any], Callable[[dict[str, Any]], bool]]] = [
+    ({}, lambda r: True),
+    ({"status": ["completed"]}, lambda r: r["status"] == "completed"),
+    (
+        {"status": ["completed", "failed"], "min_bitrate_reduction_pct": 45.0},
+        lambda r: (
+            r["status"] in ("completed", "failed")
+            and r["bitrate_reduction_pct"] is not None
+            and r["bitrate_reduction_pct"] >= 45.0
+        ),
+    ),
+    ({"min_psnr_db": 34.25}, lambda r: r["psnr_db"] is not None and r["psnr_db"] >= 34.25),
+    ({"created_after": CUTOFF}, lambda r: r["created_at"] >= CUTOFF),
+    (
+        {"status": ["completed"], "q": "e00"},
+        lambda r: r["status"] == "completed" and "e00" in r["id"],
+    ),
+]
+
+
+def stored_rows(store: Store) -> dict[str, dict[str, Any]]:
+    with store.db.read() as conn:
+        found = conn.exec_driver_sql("SELECT * FROM experiments").mappings()
+        return {str(r["id"]): dict(r) for r in found}
+
+
 def check_invariant(store: Store) -> None:
-    """leaders holds exactly the experiments at or better than each metric's bound."""
+    """leaders holds exactly the experiments at or better than each metric's bound, with
+    their current values of the carried columns."""
+    carried = ", ".join(leaders.CARRIED)
     with store.db.read() as conn:
         stored = {
-            (m, i): v for m, v, i in conn.exec_driver_sql("SELECT metric, value, id FROM leaders")
+            (m, i): (v, *rest)
+            for m, v, i, *rest in conn.exec_driver_sql(
+                f"SELECT metric, value, id, {carried} FROM leaders"
+            )
         }
         found = leaders.bounds(conn)
         for metric, larger in leaders.METRICS.items():
             bound, n = found[metric]
             expected = {}
-            for i, v in conn.exec_driver_sql(f"SELECT id, {metric} FROM experiments"):
+            sql = f"SELECT id, {metric}, {carried} FROM experiments"
+            for i, v, *rest in conn.exec_driver_sql(sql):
                 if v is not None and (bound is None or (v >= bound if larger else v <= bound)):
-                    expected[(metric, i)] = v
+                    expected[(metric, i)] = (v, *rest)
             got = {k: v for k, v in stored.items() if k[0] == metric}
             assert got == expected, metric
             assert n == len(expected), metric
@@ -102,13 +145,12 @@ def test_pages_match_brute_force_through_trims_and_rebuilds(
                 if r["psnr_db"] is not None and rng.random() < 0.8
             ]
         store.batch(batch)
-        for item in batch:
-            rows[item.id or ""] = {**dict.fromkeys(leaders.METRICS), **item.model_dump()}
         check_invariant(store)
+        rows = stored_rows(store)
         for field in ("psnr_db", "bitrate_reduction_pct", "ms_ssim"):
-            for status in ("completed", None):
-                expected = brute_force(rows, field, True, status)
-                assert pages(store, f"-{field}", status, 7) == expected, (step, field, status)
+            for filters, keep in FILTERS:
+                expected = brute_force(rows, field, True, keep)
+                assert pages(store, f"-{field}", 7, **filters) == expected, (step, field, filters)
     assert {"_trim", "rebuild"} <= set(calls)
 
 

@@ -233,7 +233,7 @@ def test_v1_database_is_upgraded_in_place(v1_url: str) -> None:
     store = Store(v1_url)
     try:
         assert versions(store) == list(range(1, LATEST_VERSION + 1))
-        assert LATEST_VERSION == 3
+        assert LATEST_VERSION == 4
         inspector = inspect(store.db.engine)
         assert {"anchors", "leaders", "leader_bounds"} <= set(inspector.get_table_names())
         columns = {c["name"] for c in inspector.get_columns("experiments")}
@@ -299,10 +299,50 @@ def test_opening_again_is_a_no_op(v1_url: str) -> None:
     for _ in range(2):
         store = Store(v1_url)
         try:
-            assert versions(store) == [1, 2, 3]
+            assert versions(store) == [1, 2, 3, 4]
             assert store.get_experiment("v1-a") is not None
         finally:
             store.close()
+
+
+def test_v3_leaderboards_gain_the_carried_columns(tmp_path: Path) -> None:
+    """A version-3 database (leaders rows of metric, value and id only) is rebuilt with
+    the columns that filtered pages read, and those pages answer from them."""
+    path = tmp_path / "v3.db"
+    store = Store(str(path))
+    store.batch(
+        [
+            ExperimentIn(id="a", status="completed", psnr_db=36.0, bitrate_reduction_pct=85.0),
+            ExperimentIn(id="b", status="completed", psnr_db=38.0, bitrate_reduction_pct=20.0),
+            ExperimentIn(id="c", status="failed", psnr_db=39.0, bitrate_reduction_pct=90.0),
+        ]
+    )
+    store.close()
+    with sqlite3.connect(path) as conn:  # version 3's table, as that release made it
+        conn.executescript(
+            """
+            CREATE TABLE old_leaders (metric VARCHAR(32) NOT NULL, value FLOAT NOT NULL,
+                id VARCHAR(128) NOT NULL, PRIMARY KEY (metric, value, id)) WITHOUT ROWID;
+            INSERT INTO old_leaders SELECT metric, value, id FROM leaders;
+            DROP TABLE leaders;
+            ALTER TABLE old_leaders RENAME TO leaders;
+            UPDATE schema_version SET version = 3;
+            """
+        )
+    conn.close()
+
+    store = Store(str(path))
+    try:
+        assert versions(store) == [3, 4]
+        columns = {c["name"] for c in inspect(store.db.engine).get_columns("leaders")}
+        assert {"status", "created_at", "bitrate_reduction_pct"} <= columns
+        query = ListQuery(
+            status=["completed"], min_bitrate_reduction_pct=80.0, sort="-psnr_db", limit=5
+        )
+        rows, _cursor, total = store.list_experiments(query)
+        assert ([r["id"] for r in rows], total) == (["a"], 1)
+    finally:
+        store.close()
 
 
 def test_a_fresh_database_starts_at_the_latest_version(tmp_path: Path) -> None:

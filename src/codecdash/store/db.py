@@ -17,7 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from codecdash.store import leaders, schema
 
-LATEST_VERSION = 3
+LATEST_VERSION = 4
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
@@ -230,4 +230,14 @@ def _v3_leaders(conn: Connection) -> None:
         conn.execute(text(f"DROP INDEX IF EXISTS {name}"))  # constant names
 
 
-MIGRATIONS = {2: _v2_bd_rate, 3: _v3_leaders}
+def _v4_leaders_carry_filters(conn: Connection) -> None:
+    """Version 4: leaders rows carry the columns that list filters test."""
+    columns = {c["name"] for c in inspect(conn).get_columns("leaders")}
+    if set(leaders.CARRIED) <= columns:  # made by version 3's step of this release
+        return
+    schema.leaders.drop(conn)
+    schema.leaders.create(conn)
+    leaders.rebuild_all(conn)
+
+
+MIGRATIONS = {2: _v2_bd_rate, 3: _v3_leaders, 4: _v4_leaders_carry_filters}

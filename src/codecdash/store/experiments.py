@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, and_, func, or_, select, true
+from sqlalchemy import ColumnElement, Connection, Table, and_, func, or_, select, true
 
 from codecdash.ids import new_id
 from codecdash.models import STATUSES, ExperimentFields
@@ -299,10 +299,7 @@ def from_row_for_merge(row: Mapping[str, Any]) -> dict[str, Any]:
 # -- listing ---------------------------------------------------------------------------
 def _filters(query: ListQuery, dialect: str) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = list(query.extra_filters)
-    if len(query.status) == 1:  # one status: a plain `=`
-        where.append(T.c.status == query.status[0])
-    elif query.status:
-        where.append(T.c.status.in_(list(query.status)))
+    where += _column_filters(query, T)
     if query.q:
         pattern = "%" + query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         if dialect == "postgresql":
@@ -317,16 +314,28 @@ def _filters(query: ListQuery, dialect: str) -> list[ColumnElement[bool]]:
         where.append(T.c.worker_id == query.worker_id)
     if query.tag:
         where.append(T.c.tags.like("%" + orjson.dumps(query.tag).decode() + "%"))
+    return where
+
+
+def _column_filters(query: ListQuery, table: Table) -> list[ColumnElement[bool]]:
+    """The filters on plain columns (status, creation time, thresholds), on ``table``:
+    the experiments or ``leaders``, which carries copies of these columns."""
+    c = table.c
+    where: list[ColumnElement[bool]] = []
+    if len(query.status) == 1:  # one status: a plain `=`
+        where.append(c.status == query.status[0])
+    elif query.status:
+        where.append(c.status.in_(list(query.status)))
     if query.created_after is not None:
-        where.append(T.c.created_at >= query.created_after)
+        where.append(c.created_at >= query.created_after)
     if query.created_before is not None:
-        where.append(T.c.created_at < query.created_before)
+        where.append(c.created_at < query.created_before)
     if query.min_psnr_db is not None:
-        where.append(T.c.psnr_db >= query.min_psnr_db)
+        where.append(c.psnr_db >= query.min_psnr_db)
     if query.min_bitrate_reduction_pct is not None:
-        where.append(T.c.bitrate_reduction_pct >= query.min_bitrate_reduction_pct)
+        where.append(c.bitrate_reduction_pct >= query.min_bitrate_reduction_pct)
     if query.max_bd_rate_pct is not None:
-        where.append(T.c.bd_rate_pct <= query.max_bd_rate_pct)
+        where.append(c.bd_rate_pct <= query.max_bd_rate_pct)
     return where
 
 
@@ -381,7 +390,11 @@ def ranked(
         where = [*where, T.c[name].is_not(None)]
     cursor = decode_cursor(query.cursor) if query.cursor else None
     if leaders.serves(name, descending):  # best first: from the leaderboard when it can
-        ids = leaders.page(conn, name, where, cursor, query.limit + 1, values_only)
+        if query.q or query.worker_id or query.tag or query.extra_filters:
+            ids = leaders.page(conn, name, where, cursor, query.limit + 1, values_only)
+        else:  # every filter is on columns that leaders carries
+            on_leaders = _column_filters(query, leaders.L)
+            ids = leaders.scan(conn, name, on_leaders, cursor, query.limit + 1, values_only)
         if ids is not None:
             return rows_by_id(conn, ids)
     col = T.c[name]

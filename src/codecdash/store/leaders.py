@@ -15,14 +15,21 @@ people look at the best few hundred. So for each metric in ``METRICS`` the small
   from the experiments table (one scan);
 * a NULL bound means every experiment with a value is in ``leaders``.
 
-A "best first" page walks ``leaders`` in order and keeps the experiments that pass the
-page's other filters (see :func:`page`). The answer is exact when the page filled up
-(every experiment outside ``leaders`` ranks below every one inside) or when the metric is
-complete; otherwise the caller runs the plain query, which scans.
+Each row also carries copies of the experiment's columns that list filters test
+(``CARRIED``: status, creation time, the threshold filters); a write that changes one of
+them rewrites the experiment's rows here.
+
+A "best first" page reads ``leaders`` in order and keeps the experiments that pass the
+page's other filters: one range scan of ``leaders`` when every filter is on its carried
+columns (:func:`scan`), else a walk that checks each leader in the experiments table
+(:func:`page`). The answer is exact when the page filled up (every experiment outside
+``leaders`` ranks below every one inside) or when the metric is complete; otherwise the
+caller runs the plain query, which scans.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,6 +60,9 @@ METRICS: dict[str, bool] = {
     "bd_rate_pct": False,
 }
 KEEP = 5000
+# The experiment's columns copied into its leaders rows, for filters.
+CARRIED = tuple(str(c.name) for c in L.columns if c.name not in ("metric", "value", "id"))
+_copies = operator.itemgetter(*CARRIED)
 
 
 def serves(metric: str, descending: bool) -> bool:
@@ -90,29 +100,30 @@ def update(
     """Follow a write: ``rows`` are the new rows, ``old`` the previous ones by id, and
     ``current`` the bounds read with ``lock=True`` before ``old`` was."""
     fresh = [row for row in rows if row["id"] not in old]
-    replaced = [(row, old[row["id"]]) for row in rows if row["id"] in old]
+    # (new row, previous row, whether a carried column changed)
+    replaced = [
+        (row, previous, _copies(row) != _copies(previous))
+        for row in rows
+        if (previous := old.get(row["id"])) is not None
+    ]
     for metric, larger in METRICS.items():
         bound, n = current[metric]
         # The hot path (new experiments, bound set): one comparison per row.
         if bound is None:
-            adds = [(row["id"], v) for row in fresh if (v := row[metric]) is not None]
+            adds = [(row, v) for row in fresh if (v := row[metric]) is not None]
         elif larger:
-            adds = [
-                (row["id"], v) for row in fresh if (v := row[metric]) is not None and v >= bound
-            ]
+            adds = [(row, v) for row in fresh if (v := row[metric]) is not None and v >= bound]
         else:
-            adds = [
-                (row["id"], v) for row in fresh if (v := row[metric]) is not None and v <= bound
-            ]
+            adds = [(row, v) for row in fresh if (v := row[metric]) is not None and v <= bound]
         removes: list[tuple[str, float]] = []
-        for row, previous in replaced:
+        for row, previous, moved in replaced:
             before, after = previous[metric], row[metric]
-            if before == after:
+            if before == after and not moved:
                 continue
             if before is not None and _within(before, bound, larger):
                 removes.append((row["id"], before))
             if after is not None and _within(after, bound, larger):
-                adds.append((row["id"], after))
+                adds.append((row, after))
         if not removes and not adds:
             continue
         if removes:
@@ -123,7 +134,7 @@ def update(
                 [{"i": i, "v": v} for i, v in removes],
             )
         if adds:
-            conn.execute(insert(L), [{"metric": metric, "value": v, "id": i} for i, v in adds])
+            conn.execute(insert(L), [_entry(metric, v, row) for row, v in adds])
         n += len(adds) - len(removes)
         if n > 2 * KEEP:
             bound, n = _trim(conn, metric, larger)
@@ -131,6 +142,12 @@ def update(
             rebuild(conn, metric)
             continue
         _save(conn, metric, bound, n)
+
+
+def _entry(metric: str, value: float, row: Mapping[str, Any]) -> dict[str, Any]:
+    entry = {"metric": metric, "value": value, "id": row["id"]}
+    entry.update(zip(CARRIED, _copies(row), strict=True))
+    return entry
 
 
 def _order(column: Any, larger: bool) -> list[Any]:
@@ -175,9 +192,11 @@ def rebuild(conn: Connection, metric: str) -> tuple[float | None, int]:
     where: ColumnElement[bool] = col.is_not(None)
     if bound is not None:
         where = and_(where, col >= bound if larger else col <= bound)
+    copied = [E.c[name] for name in CARRIED]
     conn.execute(
         insert(L).from_select(
-            ["metric", "value", "id"], select(literal(metric, String(32)), col, E.c.id).where(where)
+            ["metric", "value", "id", *CARRIED],
+            select(literal(metric, String(32)), col, E.c.id, *copied).where(where),
         )
     )
     n = conn.execute(select(func.count()).select_from(L).where(L.c.metric == metric)).scalar_one()
@@ -195,6 +214,44 @@ def _save(conn: Connection, metric: str, bound: float | None, n: int) -> None:
 def rebuild_all(conn: Connection) -> None:
     for metric in METRICS:
         rebuild(conn, metric)
+
+
+def _usable(cursor: tuple[Any, str] | None) -> bool:
+    """A cursor that can continue a leaders page: one made from a number."""
+    return cursor is None or (cursor[0] is not None and isinstance(cursor[0], int | float))
+
+
+def _after(position: tuple[Any, str], larger: bool) -> ColumnElement[bool]:
+    """Leaders after ``position`` (value, id) in best-first order."""
+    key, last = tuple_(L.c.value, L.c.id), tuple_(literal(position[0]), position[1])
+    return key < last if larger else key > last
+
+
+def _short(conn: Connection, metric: str, chosen: list[str], values_only: bool) -> list[str] | None:
+    """A page that came out short is exact only if nothing ranks after it: experiments
+    without a value (sorted last) and, below a bound, the ones outside ``leaders`` may."""
+    return chosen if values_only and bounds(conn)[metric][0] is None else None
+
+
+def scan(
+    conn: Connection,
+    metric: str,
+    where: Sequence[ColumnElement[bool]],
+    cursor: tuple[Any, str] | None,
+    limit: int,
+    values_only: bool = False,
+) -> list[str] | None:
+    """Like :func:`page` for filters written on ``leaders``' own columns (``CARRIED``):
+    one range scan of its key, with no experiment looked up."""
+    if not _usable(cursor):
+        return None
+    larger = METRICS[metric]
+    stmt = select(L.c.id).where(L.c.metric == metric, *where)
+    if cursor is not None:
+        stmt = stmt.where(_after(cursor, larger))
+    ranked = conn.execute(stmt.order_by(*_order(L.c.value, larger)).limit(limit))
+    ids = [str(i) for (i,) in ranked]
+    return ids if len(ids) == limit else _short(conn, metric, ids, values_only)
 
 
 def page(
@@ -218,18 +275,16 @@ def page(
     the same fast way whatever their statistics say (PostgreSQL, right after a bulk
     load, planned the join as a hash join over the whole table).
     """
-    larger = METRICS[metric]
-    bound = bounds(conn)[metric][0]
-    if cursor is not None and (cursor[0] is None or not isinstance(cursor[0], int | float)):
+    if not _usable(cursor):
         return None
+    larger = METRICS[metric]
     position = cursor
     chunk = limit
     chosen: list[str] = []
     while True:
         stmt = select(L.c.value, L.c.id).where(L.c.metric == metric)
         if position is not None:
-            key, last = tuple_(L.c.value, L.c.id), tuple_(literal(position[0]), position[1])
-            stmt = stmt.where(key < last if larger else key > last)
+            stmt = stmt.where(_after(position, larger))
         ranked = conn.execute(stmt.order_by(*_order(L.c.value, larger)).limit(chunk)).all()
         if ranked:
             ids = [str(r.id) for r in ranked]
@@ -240,9 +295,6 @@ def page(
             if len(chosen) == limit:
                 return chosen
         if len(ranked) < chunk:  # no leaders left
-            break
+            return _short(conn, metric, chosen, values_only)
         position = (ranked[-1].value, ranked[-1].id)
         chunk = min(2 * chunk, 2 * KEEP)
-    # A short page is exact only if nothing ranks after it; experiments without a value
-    # (sorted last) and, below a bound, the ones outside `leaders` may: ask the caller.
-    return chosen if bound is None and values_only else None

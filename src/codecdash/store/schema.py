@@ -63,12 +63,19 @@ Index("ix_experiments_created", experiments.c.created_at, experiments.c.id)
 
 # Per ranked metric, every experiment whose value is at or better than the metric's
 # bound in `leader_bounds` (a few thousand rows each): "best first" pages read these.
+# Each row carries copies of the experiment's columns that list filters test (status,
+# creation time, the threshold filters), so a filtered page is one range scan here.
 leaders = Table(
     "leaders",
     metadata,
     Column("metric", String(32), primary_key=True),
     Column("value", Float, primary_key=True),
     Column("id", String(128), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("psnr_db", Float),
+    Column("bitrate_reduction_pct", Float),
+    Column("bd_rate_pct", Float),
     sqlite_with_rowid=False,
 )
 leader_bounds = Table(
