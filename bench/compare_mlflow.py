@@ -761,6 +761,22 @@ class Result:
     load: list[float] = field(default_factory=list)
 
 
+def settle(max_wait_s: float = 2.0, busy_pct: float = 15.0) -> None:
+    """Wait until the CPUs are nearly idle (at most ``max_wait_s``) before a timed query.
+
+    On a small machine the work one server leaves behind after answering (MLflow's
+    workers freeing a large result, a collector pass) otherwise lands in the other
+    system's next measurement; both systems get the same wait."""
+    import psutil  # a dependency of codecdash (its agent), so in this environment
+
+    deadline = time.monotonic() + max_wait_s
+    psutil.cpu_percent(None)
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        if psutil.cpu_percent(None) < busy_pct:
+            return
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     t0 = time.perf_counter()
     value = fn()
@@ -855,6 +871,7 @@ def run_n(
             res.samples[m] = {"mlflow": [], "codecdash": []}
             res.first[m] = {}
             for system in ("mlflow", "codecdash"):  # the first call after start, kept apart
+                settle()
                 t, value = timed(calls[m][system])
                 res.first[m][system] = t
                 res.agree[f"{m}:{system}"] = value == expected[m]
@@ -869,6 +886,7 @@ def run_n(
                         and len(res.samples[m][system]) >= args.slow_repeats
                     ):
                         continue  # a call slower than --slow-call-s: fewer repeats
+                    settle()
                     t, _ = timed(calls[m][system])
                     res.samples[m][system].append(t)
             log(
@@ -1236,8 +1254,10 @@ def report(
             "`codecdash serve --db PATH --port P` as shipped (one uvicorn process, no access "
             "log).",
             "- **Noise.** The machine is shared (the load average is given for each N); both "
-            "systems see the same noise because they alternate within each repeat. Medians, "
-            "not means; all samples are listed.",
+            "systems see the same noise because they alternate within each repeat, and each "
+            "timed query starts once the CPUs are nearly idle (under 15 % busy, waiting at "
+            "most 2 s), so work one server leaves behind after answering does not land in "
+            "the other's measurement. Medians, not means; all samples are listed.",
             "- **Not compared.** MLflow stores each metric as a history (steps, timestamps) and "
             "does far more than experiment tracking (artifacts, models, traces); codecdash keeps "
             "one value per field. That difference is the point of the comparison for this job, "
