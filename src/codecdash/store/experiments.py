@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -121,27 +122,29 @@ def _derive_duration(row: dict[str, Any]) -> None:
 
 def from_row(row: Mapping[Any, Any], now: float | None = None) -> dict[str, Any]:
     """A table row as the API's Experiment (JSON-ready, ISO times)."""
-    # str(): SQLAlchemy's quoted_name → plain str, for orjson.
-    out = {str(k): v for k, v in row.items() if k != FILLED}
+    out = dict(row)
+    if type(next(iter(out), "")) is not str:  # SQLAlchemy's quoted_name: plain str for orjson
+        out = {str(k): v for k, v in out.items()}
+    out.pop(FILLED, None)
     for name in JSON_FIELDS:
-        if out.get(name) is not None:
-            out[name] = orjson.loads(out[name])
+        if (text := out.get(name)) is not None:
+            out[name] = orjson.loads(text)
     if out.get("duration_s") is None and out.get("status") == "running" and out["started_at"]:
         out["duration_s"] = max(0.0, (now or time.time()) - out["started_at"])
     for name in TIME_FIELDS:
-        if out.get(name) is not None:
-            out[name] = iso(out[name])
+        if (ts := out.get(name)) is not None:
+            out[name] = iso(ts)
     return out
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
 def iso(ts: float) -> str:
-    # Round to the millisecond first: flooring `ts % 1 * 1000` turned .123 into .122.
-    seconds, ms = divmod(round(ts * 1000), 1000)
-    t = time.gmtime(seconds)  # not strftime's %Y: it writes the year 1 as "1", not "0001"
-    return (
-        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{ms:03d}Z"
-    )
+    """``2026-01-01T00:00:00.123Z``: rounded to the millisecond in integers first (flooring
+    the fraction turned .123 into .122), formatted by datetime (in C)."""
+    since = timedelta(milliseconds=round(ts * 1000))
+    return (_EPOCH + since).isoformat(timespec="milliseconds") + "Z"
 
 
 @functools.cache
@@ -190,7 +193,8 @@ def _select_by_id(
     """
     ids = tuple(ids)
     sql = _by_id_sql(conn.dialect.name, columns, len(ids))
-    return {r[0]: dict(zip(columns, r, strict=True)) for r in conn.exec_driver_sql(sql, ids)}
+    found = conn.exec_driver_sql(sql, ids).all()  # fetchall: not a fetchone per row
+    return {r[0]: dict(zip(columns, r, strict=True)) for r in found}
 
 
 def upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -359,22 +363,17 @@ def decode_cursor(cursor: str) -> tuple[Any, str]:
 def list_page(
     conn: Connection, query: ListQuery, totals: TotalCache | None = None
 ) -> tuple[list[dict[str, Any]], str | None, int]:
-    where = _filters(query, conn.dialect.name)
-    rows = ranked(conn, query, where)
+    rows = ranked(conn, query)
     next_cursor = None
     if len(rows) > query.limit:
         rows = rows[: query.limit]
         last = rows[-1]
         next_cursor = encode_cursor(last[query.sort.lstrip("-+")], last["id"])
-    return rows, next_cursor, _total(conn, query, where, totals)
+    return rows, next_cursor, _total(conn, query, totals)
 
 
 def ranked(
-    conn: Connection,
-    query: ListQuery,
-    where: list[ColumnElement[bool]] | None = None,
-    *,
-    values_only: bool = False,
+    conn: Connection, query: ListQuery, *, values_only: bool = False
 ) -> list[dict[str, Any]]:
     """Up to ``limit + 1`` rows in the query's order, after its cursor.
 
@@ -384,17 +383,18 @@ def ranked(
     name = query.sort.lstrip("-+")
     if name not in SORTABLE:
         raise ValueError(f"cannot sort by {name!r}; choose one of {', '.join(SORTABLE)}")
-    if where is None:
-        where = _filters(query, conn.dialect.name)
-    if values_only:
-        where = [*where, T.c[name].is_not(None)]
     cursor = decode_cursor(query.cursor) if query.cursor else None
-    if leaders.serves(name, descending):  # best first: from the leaderboard when it can
-        if query.q or query.worker_id or query.tag or query.extra_filters:
-            ids = leaders.page(conn, name, where, cursor, query.limit + 1, values_only)
-        else:  # every filter is on columns that leaders carries
-            on_leaders = _column_filters(query, leaders.L)
-            ids = leaders.scan(conn, name, on_leaders, cursor, query.limit + 1, values_only)
+    carried = not (query.q or query.worker_id or query.tag or query.extra_filters)
+    if leaders.serves(name, descending) and carried:  # one scan of the leaderboard
+        on_leaders = _column_filters(query, leaders.L)
+        ids = leaders.scan(conn, name, on_leaders, cursor, query.limit + 1, values_only)
+        if ids is not None:
+            return rows_by_id(conn, ids)
+    where = _filters(query, conn.dialect.name)
+    if values_only:
+        where.append(T.c[name].is_not(None))
+    if leaders.serves(name, descending) and not carried:  # the leaderboard, checked
+        ids = leaders.page(conn, name, where, cursor, query.limit + 1, values_only)
         if ids is not None:
             return rows_by_id(conn, ids)
     col = T.c[name]
@@ -410,7 +410,7 @@ def ranked(
     if _not_null(name):
         order = [col.desc(), T.c.id.desc()] if descending else [col.asc(), T.c.id.asc()]
     stmt = select(T).where(and_(true(), *page_where)).order_by(*order).limit(query.limit + 1)
-    return [dict(r) for r in conn.execute(stmt).mappings()]
+    return [dict(zip(FIELDS, r, strict=True)) for r in conn.execute(stmt).all()]
 
 
 def _not_null(name: str) -> bool:
@@ -456,12 +456,7 @@ class TotalCache:
                 del self._totals[next(iter(self._totals))]
 
 
-def _total(
-    conn: Connection,
-    query: ListQuery,
-    where: list[ColumnElement[bool]],
-    cache: TotalCache | None = None,
-) -> int:
+def _total(conn: Connection, query: ListQuery, cache: TotalCache | None = None) -> int:
     simple = not any(
         (
             query.q,
@@ -496,6 +491,7 @@ def _total(
         cached = cache.get(key)
         if cached is not None:
             return cached
+    where = _filters(query, conn.dialect.name)
     stmt = select(func.count()).select_from(T).where(and_(true(), *where))
     total = int(conn.execute(stmt).scalar_one())
     if key is not None and cache is not None:
