@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Table, and_, func, or_, select, true
+from sqlalchemy import ColumnElement, Connection, and_, func, or_, select, true
 
 from codecdash.ids import new_id
 from codecdash.models import STATUSES, ExperimentFields
@@ -303,7 +303,7 @@ def from_row_for_merge(row: Mapping[str, Any]) -> dict[str, Any]:
 # -- listing ---------------------------------------------------------------------------
 def _filters(query: ListQuery, dialect: str) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = list(query.extra_filters)
-    where += _column_filters(query, T)
+    where += [_COMPARE[op](T.c[column], value) for column, op, value in _conditions(query)]
     if query.q:
         pattern = "%" + query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         if dialect == "postgresql":
@@ -321,26 +321,34 @@ def _filters(query: ListQuery, dialect: str) -> list[ColumnElement[bool]]:
     return where
 
 
-def _column_filters(query: ListQuery, table: Table) -> list[ColumnElement[bool]]:
-    """The filters on plain columns (status, creation time, thresholds), on ``table``:
-    the experiments or ``leaders``, which carries copies of these columns."""
-    c = table.c
-    where: list[ColumnElement[bool]] = []
+def _conditions(query: ListQuery) -> list[leaders.Condition]:
+    """The filters on plain columns (status, creation time, thresholds) as (column,
+    operator, value): ``leaders`` carries copies of these columns."""
+    found: list[leaders.Condition] = []
     if len(query.status) == 1:  # one status: a plain `=`
-        where.append(c.status == query.status[0])
+        found.append(("status", "=", query.status[0]))
     elif query.status:
-        where.append(c.status.in_(list(query.status)))
+        found.append(("status", "IN", tuple(query.status)))
     if query.created_after is not None:
-        where.append(c.created_at >= query.created_after)
+        found.append(("created_at", ">=", query.created_after))
     if query.created_before is not None:
-        where.append(c.created_at < query.created_before)
+        found.append(("created_at", "<", query.created_before))
     if query.min_psnr_db is not None:
-        where.append(c.psnr_db >= query.min_psnr_db)
+        found.append(("psnr_db", ">=", query.min_psnr_db))
     if query.min_bitrate_reduction_pct is not None:
-        where.append(c.bitrate_reduction_pct >= query.min_bitrate_reduction_pct)
+        found.append(("bitrate_reduction_pct", ">=", query.min_bitrate_reduction_pct))
     if query.max_bd_rate_pct is not None:
-        where.append(c.bd_rate_pct <= query.max_bd_rate_pct)
-    return where
+        found.append(("bd_rate_pct", "<=", query.max_bd_rate_pct))
+    return found
+
+
+_COMPARE: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
+    "=": operator.eq,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "IN": lambda column, values: column.in_(list(values)),
+}
 
 
 def encode_cursor(value: Any, experiment_id: str) -> str:
@@ -386,10 +394,9 @@ def ranked(
     cursor = decode_cursor(query.cursor) if query.cursor else None
     carried = not (query.q or query.worker_id or query.tag or query.extra_filters)
     if leaders.serves(name, descending) and carried:  # one scan of the leaderboard
-        on_leaders = _column_filters(query, leaders.L)
-        ids = leaders.scan(conn, name, on_leaders, cursor, query.limit + 1, values_only)
-        if ids is not None:
-            return rows_by_id(conn, ids)
+        rows = leaders.scan(conn, name, _conditions(query), cursor, query.limit + 1, values_only)
+        if rows is not None:
+            return rows
     where = _filters(query, conn.dialect.name)
     if values_only:
         where.append(T.c[name].is_not(None))

@@ -29,6 +29,7 @@ caller runs the plain query, which scans.
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -227,31 +228,69 @@ def _after(position: tuple[Any, str], larger: bool) -> ColumnElement[bool]:
     return key < last if larger else key > last
 
 
-def _short(conn: Connection, metric: str, chosen: list[str], values_only: bool) -> list[str] | None:
+def _short(conn: Connection, metric: str, chosen: list[Any], values_only: bool) -> list[Any] | None:
     """A page that came out short is exact only if nothing ranks after it: experiments
     without a value (sorted last) and, below a bound, the ones outside ``leaders`` may."""
     return chosen if values_only and bounds(conn)[metric][0] is None else None
 
 
+# A filter on a carried column: (column, operator, value); "IN" takes a tuple of values.
+Condition = tuple[str, str, Any]
+OPERATORS = ("=", "IN", ">=", "<", "<=")
+
+
 def scan(
     conn: Connection,
     metric: str,
-    where: Sequence[ColumnElement[bool]],
+    conditions: Sequence[Condition],
     cursor: tuple[Any, str] | None,
     limit: int,
     values_only: bool = False,
-) -> list[str] | None:
-    """Like :func:`page` for filters written on ``leaders``' own columns (``CARRIED``):
-    one range scan of its key, with no experiment looked up."""
+) -> list[dict[str, Any]] | None:
+    """Like :func:`page` when every filter is on a carried column: the experiments'
+    whole rows (best first), from one statement that takes the page from ``leaders``
+    with one range scan of its key and joins the experiments by id.
+
+    Hand-written SQL, cached per shape of the filters: building and compiling the
+    statement with SQLAlchemy cost more than both databases' work here."""
     if not _usable(cursor):
         return None
     larger = METRICS[metric]
-    stmt = select(L.c.id).where(L.c.metric == metric, *where)
+    shape = tuple((c, op, len(v) if op == "IN" else 1) for c, op, v in conditions)
+    sql = _scan_sql(conn.dialect.name, shape, cursor is not None, larger)
+    params: list[Any] = [metric]
+    for _column, op, value in conditions:
+        params += value if op == "IN" else [value]
     if cursor is not None:
-        stmt = stmt.where(_after(cursor, larger))
-    ranked = conn.execute(stmt.order_by(*_order(L.c.value, larger)).limit(limit))
-    ids = [str(i) for (i,) in ranked]
-    return ids if len(ids) == limit else _short(conn, metric, ids, values_only)
+        params += [cursor[0], cursor[1]]
+    params.append(limit)
+    rows = [dict(zip(_FIELDS, r, strict=True)) for r in conn.exec_driver_sql(sql, tuple(params))]
+    rows.sort(key=lambda r: (r[metric], r["id"]), reverse=larger)
+    return rows if len(rows) == limit else _short(conn, metric, rows, values_only)
+
+
+_FIELDS = tuple(str(c.name) for c in E.columns)
+
+
+@functools.cache
+def _scan_sql(
+    dialect: str, shape: tuple[tuple[str, str, int], ...], after: bool, larger: bool
+) -> str:
+    mark = "%s" if dialect == "postgresql" else "?"
+    where = ["metric = " + mark]
+    for column, op, n in shape:
+        if column not in CARRIED or op not in OPERATORS:  # names are never user input
+            raise ValueError(f"not a filter on leaders: {column} {op}")
+        where.append(
+            f"{column} IN ({', '.join([mark] * n)})" if op == "IN" else f"{column} {op} {mark}"
+        )
+    if after:
+        where.append(f"(value, id) {'<' if larger else '>'} ({mark}, {mark})")
+    order = "value DESC, id DESC" if larger else "value ASC, id ASC"
+    condition = " AND ".join(where)
+    page = f"SELECT id FROM leaders WHERE {condition} ORDER BY {order} LIMIT {mark}"  # noqa: S608
+    columns = ", ".join(f"e.{name}" for name in _FIELDS)
+    return f"SELECT {columns} FROM ({page}) AS l JOIN experiments AS e ON e.id = l.id"  # noqa: S608
 
 
 def page(
