@@ -251,8 +251,10 @@ def scan(
     whole rows (best first), from one statement that takes the page from ``leaders``
     with one range scan of its key and joins the experiments by id.
 
-    Hand-written SQL, cached per shape of the filters: building and compiling the
-    statement with SQLAlchemy cost more than both databases' work here."""
+    Unlike :func:`page`'s, this join is planned well by both databases whatever their
+    statistics: its outer side is the page itself (``LIMIT``), so each experiment is
+    one primary-key lookup. Hand-written SQL, cached per shape of the filters: building
+    and compiling the statement with SQLAlchemy cost more than both databases' work."""
     if not _usable(cursor):
         return None
     larger = METRICS[metric]
