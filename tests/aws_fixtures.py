@@ -212,6 +212,18 @@ def serialize(value: dict[str, Any]) -> dict[str, Any]:
     return {k: _serializer.serialize(convert(v)) for k, v in value.items() if v is not None}
 
 
+def create_experiments_table(client: Any, table: str) -> str:
+    """An experiments table (key ``id``, a stream of new and old images); its stream's ARN."""
+    answer = client.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    return str(answer["TableDescription"]["LatestStreamArn"])
+
+
 def put_experiment(client: Any, table: str, **item: Any) -> dict[str, Any]:
     item.setdefault("status", "completed")
     item.setdefault("created_at", time.time())

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from aws_fixtures import *  # noqa: F403
-from aws_fixtures import AWS_WARNINGS, REGION, AwsEnv, put_experiment
+from aws_fixtures import AWS_WARNINGS, REGION, AwsEnv, create_experiments_table, put_experiment
 from codecdash import deploy as deploy_module
 from codecdash.cli import main
 from codecdash.config import Settings
@@ -324,13 +324,7 @@ def small_zip() -> bytes:
 def research(aws: AwsEnv) -> Settings:
     """The research resources the dashboard reports on."""
     ddb = aws.client("dynamodb")
-    ddb.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
+    create_experiments_table(ddb, TABLE)
     put_experiment(ddb, TABLE, id="exp-1", psnr_db=35.0)
     queue = aws.client("sqs").create_queue(QueueName="training")["QueueUrl"]
     aws.client("s3").create_bucket(Bucket="artifacts-data")

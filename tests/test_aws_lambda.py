@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from aws_fixtures import *  # noqa: F403
-from aws_fixtures import AWS_WARNINGS, REGION, AwsEnv, put_experiment
+from aws_fixtures import AWS_WARNINGS, REGION, AwsEnv, create_experiments_table, put_experiment
 from codecdash import aws_lambda
 from codecdash.models import Snapshot
 from codecdash.sources.aws import _common
@@ -255,14 +255,7 @@ def test_snapshot_handler_keeps_working_when_a_service_fails(
 def test_stream_handler(lambda_env: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CODECDASH_AWS_EXPERIMENTS_TABLE", TABLE)
     ddb = lambda_env.client("dynamodb")
-    answer = ddb.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
-    arn = answer["TableDescription"]["LatestStreamArn"]
+    arn = create_experiments_table(ddb, TABLE)
     put_experiment(ddb, TABLE, id="before-deploy", psnr_db=33.0)
     rebuilt = aws_lambda.stream_handler({"rebuild": True}, None)
     assert rebuilt == {"rebuilt": True, "total": 1, "table": TABLE}
@@ -288,13 +281,7 @@ def test_experiments_api_reads_dynamodb_without_a_scan(
 ) -> None:
     monkeypatch.setenv("CODECDASH_AWS_EXPERIMENTS_TABLE", TABLE)
     ddb = lambda_env.client("dynamodb")
-    ddb.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
+    create_experiments_table(ddb, TABLE)
     start = time.time() - 3600
     for i in range(30):
         put_experiment(

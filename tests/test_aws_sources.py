@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from aws_fixtures import *  # noqa: F403
-from aws_fixtures import AWS_WARNINGS, AwsEnv, put_experiment, serialize
+from aws_fixtures import AWS_WARNINGS, AwsEnv, create_experiments_table, put_experiment, serialize
 from codecdash.config import Settings
 from codecdash.models import ExperimentIn
 from codecdash.snapshot import SnapshotBuilder
@@ -54,15 +54,7 @@ def run(coro: Any) -> Any:
 
 
 def make_table(aws: AwsEnv, name: str = TABLE) -> str:
-    ddb = aws.client("dynamodb")
-    answer = ddb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
-    return str(answer["TableDescription"]["LatestStreamArn"])
+    return create_experiments_table(aws.client("dynamodb"), name)
 
 
 class Stream:
