@@ -44,7 +44,7 @@ SORTABLE = (
     "status",
     "id",
 )
-FIELDS = tuple(str(c.name) for c in T.columns)
+FIELDS = schema.EXPERIMENT_FIELDS
 
 # (rd_points) -> (bd_rate_pct, anchor name) or None; installed by the app (codec view).
 BdRateFn = Callable[[list[dict[str, Any]]], tuple[float, str] | None]

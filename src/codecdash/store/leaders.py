@@ -266,12 +266,12 @@ def scan(
     if cursor is not None:
         params += [cursor[0], cursor[1]]
     params.append(limit)
-    rows = [dict(zip(_FIELDS, r, strict=True)) for r in conn.exec_driver_sql(sql, tuple(params))]
+    rows = [
+        dict(zip(schema.EXPERIMENT_FIELDS, r, strict=True))
+        for r in conn.exec_driver_sql(sql, tuple(params))
+    ]
     rows.sort(key=lambda r: (r[metric], r["id"]), reverse=larger)
     return rows if len(rows) == limit else _short(conn, metric, rows, values_only)
-
-
-_FIELDS = tuple(str(c.name) for c in E.columns)
 
 
 @functools.cache
@@ -291,7 +291,7 @@ def _scan_sql(
     order = "value DESC, id DESC" if larger else "value ASC, id ASC"
     condition = " AND ".join(where)
     page = f"SELECT id FROM leaders WHERE {condition} ORDER BY {order} LIMIT {mark}"  # noqa: S608
-    columns = ", ".join(f"e.{name}" for name in _FIELDS)
+    columns = ", ".join(f"e.{name}" for name in schema.EXPERIMENT_FIELDS)
     return f"SELECT {columns} FROM ({page}) AS l JOIN experiments AS e ON e.id = l.id"  # noqa: S608
 
 

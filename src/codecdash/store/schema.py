@@ -53,6 +53,8 @@ experiments = Table(
     Column("bd_rate_pct", Float),
     Column("bd_rate_anchor", String(200)),
 )
+# Its column names as plain str, in table order: hand-written statements select these.
+EXPERIMENT_FIELDS = tuple(str(c.name) for c in experiments.columns)
 
 # Default listing order and the 24 h count.
 Index("ix_experiments_created", experiments.c.created_at, experiments.c.id)
