@@ -80,6 +80,21 @@ def test_create_and_get_round_trip(store: Store) -> None:
     assert store.get_experiment("missing") is None
 
 
+def test_times_are_iso_to_the_millisecond_as_datetime_writes_them() -> None:
+    """The looked-up formatting of ``iso`` against datetime's, at the edges and at random."""
+    import random
+
+    def reference(t: float) -> str:
+        since = timedelta(milliseconds=round(t * 1000))
+        return (datetime(1970, 1, 1) + since).isoformat(timespec="milliseconds") + "Z"
+
+    rng = random.Random(7)
+    edges = [0.0, 0.0005, 0.9995, 59.9996, 86399.9996, -0.25, -86400.5, 951782400.0]
+    edges += [ts(datetime(y, 12, 31, 23, 59, 59, 999500, tzinfo=UTC)) for y in (1999, 2024)]
+    for t in edges + [rng.uniform(-2e9, 4e9) for _ in range(20_000)]:
+        assert experiments_mod.iso(t) == reference(t), t
+
+
 def test_create_generates_an_id_and_refuses_a_duplicate(store: Store) -> None:
     first = store.create_experiment(exp(name="a"))
     second = store.create_experiment(exp(name="b"))
