@@ -16,7 +16,10 @@ both and measures, alternating the two systems within each repeat:
 It writes a Markdown report (medians, the ratio codecdash ÷ MLflow, versions, the exact
 command). Run from the repository root with the codecdash environment::
 
-    .venv/bin/python bench/compare_mlflow.py --n 10000 100000 --repeats 5
+    .venv/bin/python bench/compare_mlflow.py --n 10000 100000 --repeats 9 \
+        --mlflow-api-runs 250 --lighthouse-repeats 3 --lighthouse-n 100000
+
+(the command behind docs/mlflow-comparison.md; about 10 minutes once MLflow is installed).
 
 MLflow's REST API writes a run with three requests, each a few SQLite commits, so loading
 10,000 or 100,000 runs through it takes hours here. Each repeat therefore times MLflow on
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import gc
 import importlib.util
 import json
 import os
@@ -761,8 +765,9 @@ class Result:
     load: list[float] = field(default_factory=list)
 
 
-def settle(max_wait_s: float = 2.0, busy_pct: float = 15.0) -> None:
-    """Wait until the CPUs are nearly idle (at most ``max_wait_s``) before a timed query.
+def settle(max_wait_s: float = 3.0, busy_pct: float = 15.0, quiet_windows: int = 2) -> None:
+    """Wait until the CPUs are nearly idle (at most ``max_wait_s``) before a timed query:
+    ``quiet_windows`` windows of 50 ms in a row under ``busy_pct``.
 
     On a small machine the work one server leaves behind after answering (MLflow's
     workers freeing a large result, a collector pass) otherwise lands in the other
@@ -771,16 +776,25 @@ def settle(max_wait_s: float = 2.0, busy_pct: float = 15.0) -> None:
 
     deadline = time.monotonic() + max_wait_s
     psutil.cpu_percent(None)
-    while time.monotonic() < deadline:
+    quiet = 0
+    while time.monotonic() < deadline and quiet < quiet_windows:
         time.sleep(0.05)
-        if psutil.cpu_percent(None) < busy_pct:
-            return
+        quiet = quiet + 1 if psutil.cpu_percent(None) < busy_pct else 0
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    t0 = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - t0, value
+    """One call's wall time, with this client's garbage collector off while it runs (as
+    ``timeit`` does): the benchmark holds every experiment in memory, and a full
+    collection of that heap would land in whichever system's call triggered it."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        value = fn()
+        return time.perf_counter() - t0, value
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def run_n(
@@ -1255,9 +1269,12 @@ def report(
             "log).",
             "- **Noise.** The machine is shared (the load average is given for each N); both "
             "systems see the same noise because they alternate within each repeat, and each "
-            "timed query starts once the CPUs are nearly idle (under 15 % busy, waiting at "
-            "most 2 s), so work one server leaves behind after answering does not land in "
-            "the other's measurement. Medians, not means; all samples are listed.",
+            "timed query starts once the CPUs are nearly idle (two 50 ms windows in a row "
+            "under 15 % busy, waiting at most 3 s), so work one server leaves behind after "
+            "answering does not land in the other's measurement. The client's garbage "
+            "collector is off during each timed call (as in `timeit`; it holds all N "
+            "experiments, and a full collection would land in whichever call triggered it). "
+            "Medians, not means; all samples are listed.",
             "- **Not compared.** MLflow stores each metric as a history (steps, timestamps) and "
             "does far more than experiment tracking (artifacts, models, traces); codecdash keeps "
             "one value per field. That difference is the point of the comparison for this job, "
