@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import itertools
 import math
+import random
 import string
 import time
 from datetime import UTC, datetime, timedelta
@@ -82,7 +83,6 @@ def test_create_and_get_round_trip(store: Store) -> None:
 
 def test_times_are_iso_to_the_millisecond_as_datetime_writes_them() -> None:
     """The looked-up formatting of ``iso`` against datetime's, at the edges and at random."""
-    import random
 
     def reference(t: float) -> str:
         since = timedelta(milliseconds=round(t * 1000))
