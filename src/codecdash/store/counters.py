@@ -42,7 +42,7 @@ def bump_data_version(conn: Connection) -> None:
 def data_version(conn: Connection) -> int:
     """Read on every listing (the key of cached totals): one constant statement, not
     one SQLAlchemy builds and compiles each time (a third of the cost)."""
-    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    mark = schema.marker(conn.dialect.name)
     sql = f"SELECT n FROM counters WHERE name = {mark}"  # noqa: S608 # constant
     value = conn.exec_driver_sql(sql, (DATA_VERSION,)).scalar()
     return int(value or 0)

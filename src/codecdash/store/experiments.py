@@ -161,7 +161,7 @@ def iso(ts: float) -> str:
 
 @functools.cache
 def _upsert_sql(dialect: str) -> str:
-    mark = "%s" if dialect == "postgresql" else "?"
+    mark = schema.marker(dialect)
     updates = ", ".join(f"{c} = excluded.{c}" for c in FIELDS if c != "id")
     # Constant column names; every value is a bound parameter.
     columns, marks = ", ".join(FIELDS), ", ".join([mark] * len(FIELDS))
@@ -191,7 +191,7 @@ _OLD_COLUMNS = (
 
 @functools.cache
 def _by_id_sql(dialect: str, columns: tuple[str, ...], n: int) -> str:
-    marks = ", ".join(["%s" if dialect == "postgresql" else "?"] * n)
+    marks = ", ".join([schema.marker(dialect)] * n)
     return f"SELECT {', '.join(columns)} FROM experiments WHERE id IN ({marks})"  # noqa: S608
 
 
@@ -405,14 +405,15 @@ def ranked(
         raise ValueError(f"cannot sort by {name!r}; choose one of {', '.join(SORTABLE)}")
     cursor = decode_cursor(query.cursor) if query.cursor else None
     carried = not (query.q or query.worker_id or query.tag or query.extra_filters)
-    if leaders.serves(name, descending) and carried:  # one scan of the leaderboard
+    served = leaders.serves(name, descending)
+    if served and carried:  # one scan of the leaderboard
         rows = leaders.scan(conn, name, _conditions(query), cursor, query.limit + 1, values_only)
         if rows is not None:
             return rows
     where = _filters(query, conn.dialect.name)
     if values_only:
         where.append(T.c[name].is_not(None))
-    if leaders.serves(name, descending) and not carried:  # the leaderboard, checked
+    if served and not carried:  # the leaderboard, checked
         ids = leaders.page(conn, name, where, cursor, query.limit + 1, values_only)
         if ids is not None:
             return rows_by_id(conn, ids)

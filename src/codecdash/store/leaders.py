@@ -278,7 +278,7 @@ def scan(
 def _scan_sql(
     dialect: str, shape: tuple[tuple[str, str, int], ...], after: bool, larger: bool
 ) -> str:
-    mark = "%s" if dialect == "postgresql" else "?"
+    mark = schema.marker(dialect)
     where = ["metric = " + mark]
     for column, op, n in shape:
         if column not in CARRIED or op not in OPERATORS:  # names are never user input

@@ -28,7 +28,7 @@ def _merge_sql(dialect: str) -> str:
     Hand-written (see experiments._upsert_sql); CASE rather than GREATEST/LEAST, which
     SQLite lacks and which treat NULL differently on each database.
     """
-    mark = "%s" if dialect == "postgresql" else "?"
+    mark = schema.marker(dialect)
     sets = []
     for name, (_source, larger) in COLUMNS.items():
         op = ">" if larger else "<"

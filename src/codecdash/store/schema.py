@@ -56,6 +56,13 @@ experiments = Table(
 # Its column names as plain str, in table order: hand-written statements select these.
 EXPERIMENT_FIELDS = tuple(str(c.name) for c in experiments.columns)
 
+
+def marker(dialect: str) -> str:
+    """The driver's parameter marker, for hand-written statements: psycopg's ``%s``,
+    sqlite3's ``?``."""
+    return "%s" if dialect == "postgresql" else "?"
+
+
 # Default listing order and the 24 h count.
 Index("ix_experiments_created", experiments.c.created_at, experiments.c.id)
 # No index per ranked column (psnr_db, bitrate_reduction_pct, ms_ssim, bd_rate_pct): an
