@@ -15,11 +15,11 @@ import {
   setToken,
   staticSnapshotUrl,
 } from "./api.js";
+import { costsAsOf, qualityBar, storageView } from "./cards.js";
 import { renderDonut, renderProgressChart, rethemeCharts } from "./charts.js";
 import { closeDetails, initDetails, openId, showExperiment } from "./details.js";
 import { append, badge, h, missing, refreshTimes, renderInto, setChildren, setHidden, timeAgo } from "./dom.js";
 import {
-  formatBytes,
   formatClock,
   formatCount,
   formatDb,
@@ -171,7 +171,7 @@ export const CARD_RENDERERS = {
       value: fmt(value),
       unit: `${name}, target ${fmt(target)}`,
       extra: [
-        targetBar(value, target, `${name}: ${fmt(value)} against the ${fmt(target)} target`),
+        ...qualityBar(snap, value, target, useSsim),
         gapLine(value, target, useSsim ? (v) => v.toFixed(4) : (v) => `${v.toFixed(2)} dB`, ""),
         experimentLink(best.experiment_id, snap),
       ],
@@ -199,6 +199,7 @@ export const CARD_RENDERERS = {
         targetBar(s.month_to_date_usd, budget, `Month to date: ${formatUsd(s.month_to_date_usd)} of the ${formatUsd(budget)} budget`, over),
         forecast,
         warning,
+        costsAsOf(snap, state.mode === "static"),
       ],
     });
   },
@@ -245,19 +246,7 @@ export const CARD_RENDERERS = {
     });
   },
 
-  storage: (body, snap) => {
-    const st = snap.infrastructure?.storage || {};
-    // Without object storage (a local install), the database's own size is what is stored.
-    const dbOnly = !isNum(st.bytes) && isNum(st.db_bytes);
-    renderStat(body, {
-      value: formatBytes(dbOnly ? st.db_bytes : st.bytes),
-      unit: dbOnly ? "database" : null,
-      facts: [
-        ["Objects", formatCount(st.objects)],
-        ["Database items", formatCount(st.db_items)],
-      ],
-    });
-  },
+  storage: (body, snap) => renderStat(body, storageView(snap.infrastructure?.storage || {})),
 
   "cost-breakdown": (body, snap) => {
     renderDonut(body.querySelector(".donut-figure"), body.querySelector(".donut-legend"), snap.cost_breakdown);
@@ -522,6 +511,7 @@ let tableLoaded = false;
 
 function showLoadError(err) {
   const alerts = document.getElementById("source-alerts");
+  if (!alerts) return;
   alerts.replaceChildren(
     h("p", { class: "notice notice-error" }, `The dashboard data could not be loaded (${err.message}). The page retries on its own.`),
   );
@@ -530,8 +520,8 @@ function showLoadError(err) {
 
 /** Sets #connection-status from the stream and the newest request. */
 function updateConnection() {
-  const el = document.getElementById("connection-status");
-  const text = el.querySelector(".conn-text");
+  const el = document.getElementById("connection-status") || document.createElement("p");
+  const text = el.querySelector(".conn-text") || el;
   let stateName;
   let label;
   if (state.needsToken) {
@@ -644,18 +634,16 @@ function askForToken() {
   const hadToken = Boolean(getToken());
   state.needsToken = true;
   closeStream();
-  const panel = document.getElementById("auth-panel");
-  panel.hidden = false;
+  setHidden(document.getElementById("auth-panel"), false);
   const error = document.getElementById("auth-error");
-  error.textContent = hadToken ? "That token was not accepted. Check it and try again." : "";
-  error.hidden = !hadToken;
+  if (error) error.textContent = hadToken ? "That token was not accepted. Check it and try again." : "";
+  setHidden(error, !hadToken);
   revealMain();
   updateConnection();
 }
 
 function initAuth() {
-  const form = document.getElementById("auth-form");
-  form.addEventListener("submit", (e) => {
+  document.getElementById("auth-form")?.addEventListener("submit", (e) => {
     e.preventDefault();
     const input = document.getElementById("auth-token");
     const token = input.value.trim();
@@ -669,7 +657,7 @@ function initAuth() {
       if (!state.needsToken) openStream();
     });
   });
-  document.getElementById("forget-token").addEventListener("click", () => {
+  document.getElementById("forget-token")?.addEventListener("click", () => {
     setToken("");
     syncForgetButton();
     window.location.reload();
@@ -678,7 +666,7 @@ function initAuth() {
 }
 
 function syncForgetButton() {
-  document.getElementById("forget-token").hidden = !getToken();
+  setHidden(document.getElementById("forget-token"), !getToken());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -693,12 +681,11 @@ function currentTheme() {
 }
 
 function syncThemeButton() {
-  document.getElementById("theme-toggle").setAttribute("aria-pressed", String(currentTheme() === "dark"));
+  document.getElementById("theme-toggle")?.setAttribute("aria-pressed", String(currentTheme() === "dark"));
 }
 
 function initTheme() {
-  const button = document.getElementById("theme-toggle");
-  button.addEventListener("click", () => {
+  document.getElementById("theme-toggle")?.addEventListener("click", () => {
     const next = currentTheme() === "dark" ? "light" : "dark";
     document.documentElement.dataset.theme = next;
     try {
@@ -752,8 +739,8 @@ function syncDetailsWithUrl() {
 
 function revealMain() {
   const main = document.getElementById("main");
-  main.classList.remove("is-loading");
-  main.removeAttribute("aria-busy");
+  main?.classList.remove("is-loading");
+  main?.removeAttribute("aria-busy");
 }
 
 function fillServerUrl() {
