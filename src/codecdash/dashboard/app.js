@@ -48,6 +48,7 @@ const state = {
   streamRetryAt: 0,
   pollTimer: 0,
   needsToken: false,
+  inlineOnly: false, // the snapshot so far is the one in the page, not yet one fetched
   missedWhileHidden: false, // stream events that came while the tab was hidden
 };
 
@@ -404,8 +405,25 @@ export function render(snap) {
 // Loading, live updates and the connection indicator.
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * The snapshot the server put in the page (a data block, never executed): the headline
+ * figures come with the first response, and no request is needed to draw them. Taken once.
+ */
+function takeInlineSnapshot() {
+  const block = document.getElementById("codecdash-snapshot");
+  if (!block) return null;
+  block.remove();
+  try {
+    return { status: 200, data: JSON.parse(block.textContent), etag: block.dataset.etag || null, inline: true };
+  } catch {
+    return null;
+  }
+}
+
 /** Fetches the snapshot; resolves true when it changed. Falls back to a static export once. */
 async function loadSnapshot() {
+  const inline = state.snapshot ? null : takeInlineSnapshot();
+  if (inline) return accept(inline);
   if (state.mode === "static") {
     const res = await fetchStaticSnapshot(state.etag);
     return accept(res);
@@ -414,7 +432,7 @@ async function loadSnapshot() {
     return accept(await fetchSnapshot(state.etag));
   } catch (err) {
     const unavailable = err instanceof ApiError && (err.network || err.notJson || err.status === 404 || err.status === 403);
-    if (state.snapshot || !unavailable) throw err;
+    if ((state.snapshot && !state.inlineOnly) || !unavailable) throw err;
     // No API here (a static export on S3, or a plain file server): read ./dashboard.json.
     const res = await fetchStaticSnapshot(null);
     state.mode = "static";
@@ -424,6 +442,7 @@ async function loadSnapshot() {
 }
 
 function accept(res) {
+  state.inlineOnly = Boolean(res.inline); // no answer from the API (or dashboard.json) yet
   state.lastSuccess = new Date();
   if (res.status === 304) return false;
   if (!res.data || typeof res.data !== "object") throw new ApiError("The snapshot was empty", { notJson: true });
