@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from browser.conftest import (
     Dashboard,
@@ -257,3 +257,51 @@ def test_quality_bar_measures_the_db_from_the_first_result_to_the_target(
     expect(card.locator(".scale-note")).to_have_text(
         "Bar: dB gained from the first result (31.00 dB) to the target"
     )
+
+
+# -- 5. the no-JavaScript link ------------------------------------------------------------------
+def test_the_no_javascript_link_leads_to_the_data(
+    dashboard: Dashboard, browser: Browser, tmp_path: Path
+) -> None:
+    from codecdash.export import write_export
+
+    out = tmp_path / "site"
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(write_export, out, dashboard.live.settings).result()
+    static = StaticServer(out)
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        for url in (dashboard.url, static.url):
+            page = context.new_page()
+            page.goto(url)
+            link = page.locator("noscript a, .noscript a").first
+            expect(link).to_be_visible()
+            with page.expect_response(lambda r: r.request.resource_type == "document") as answer:
+                link.click()
+            assert answer.value.status == 200, (url, answer.value.url)
+            assert "total_experiments" in page.content()
+    finally:
+        context.close()
+        static.close()
+
+
+# -- 10. the headline figures in the first response ------------------------------------------
+def test_the_headline_figures_need_no_second_request(dashboard: Dashboard, page: Page) -> None:
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    # Hold every snapshot request: the figures must come from the page itself.
+    held: list[Route] = []
+    page.route("**/api/v1/dashboard", lambda route: held.append(route))
+    page.goto(dashboard.url)
+    expect(page.locator("#total-experiments .stat-value")).to_have_text("30")
+    expect(page.locator("#best-compression .stat-value")).to_have_text("67.0 %")
+    expect(page.locator("#monthly-cost .stat-value")).to_have_text("$1,620.00")
+    assert not [u for u in requests if u.endswith("/api/v1/dashboard")], requests
+    page.unroute("**/api/v1/dashboard")
+    for route in held:
+        route.continue_()
+    # And then live as before: a new experiment arrives through the event stream.
+    expect(page.locator("#connection-status .conn-text")).to_have_text("Live")
+    dashboard.post_experiment(id="after-load", name="after load", status="running")
+    expect(page.locator("#total-experiments .stat-value")).to_have_text("31")
+    expect(page.locator('#experiments-body tr[data-id="after-load"]')).to_be_visible()
