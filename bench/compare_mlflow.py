@@ -94,7 +94,7 @@ MLFLOW_STATUS = {
     "queued": "SCHEDULED",
     "cancelled": "KILLED",
 }
-BATCH = 1000  # codecdash's batch limit (CONTRACT.md)
+BATCH = 1000  # codecdash's batch limit (docs/api.md)
 MLFLOW_PAGE = 50_000  # MLflow's SEARCH_MAX_RESULTS_THRESHOLD
 MEASURES = ("top_psnr", "top_br80", "count")
 MEASURE_NAMES = {

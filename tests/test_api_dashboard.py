@@ -28,7 +28,7 @@ from codecdash.store import Store
 
 pytestmark = pytest.mark.anyio
 
-# CONTRACT.md's Snapshot, key by key. A dict is an object with at least these keys; a
+# The Snapshot of docs/api.md, key by key. A dict is an object with at least these keys; a
 # one-element list is a list of such objects.
 EXPERIMENT = {
     "id": None,
@@ -52,7 +52,7 @@ EXPERIMENT = {
     "bd_rate_pct": None,
     "bd_rate_anchor": None,
 }
-CONTRACT_SNAPSHOT: dict[str, Any] = {
+SNAPSHOT_SHAPE: dict[str, Any] = {
     "generated_at": None,
     "demo": None,
     "targets": {"compression_pct": None, "psnr_db": None, "monthly_budget_usd": None},
@@ -153,7 +153,7 @@ async def test_empty_snapshot_has_every_contract_key(client: httpx.AsyncClient) 
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/json"
     snap = r.json()
-    assert missing_keys(CONTRACT_SNAPSHOT, snap) == []
+    assert missing_keys(SNAPSHOT_SHAPE, snap) == []
     Snapshot.model_validate(snap)
     assert snap["demo"] is False
     assert snap["targets"] == {
@@ -179,7 +179,7 @@ async def test_full_snapshot_has_every_contract_key(
 ) -> None:
     await fill(client, auth)
     snap = (await client.get("/api/v1/dashboard")).json()
-    assert missing_keys(CONTRACT_SNAPSHOT, snap) == []
+    assert missing_keys(SNAPSHOT_SHAPE, snap) == []
     Snapshot.model_validate(snap)
     for name in ("recent_experiments", "cost_breakdown"):
         assert snap[name], name
@@ -407,8 +407,8 @@ async def test_the_page_is_served(client: httpx.AsyncClient) -> None:
     assert_error(await client.get("/no-such-page"), 404)
 
 
-# CONTRACT.md's HTTP API table.
-CONTRACT_OPERATIONS = {
+# The public endpoints (docs/api.md's table).
+PUBLIC_OPERATIONS = {
     ("get", "/api/v1/health"),
     ("get", "/api/v1/dashboard"),
     ("get", "/api/v1/experiments"),
@@ -429,7 +429,7 @@ async def test_openapi_documents_every_endpoint_with_examples(client: httpx.Asyn
     assert r.status_code == 200
     doc = r.json()
     operations = {(m, p) for p, methods in doc["paths"].items() for m in methods}
-    assert operations >= CONTRACT_OPERATIONS, CONTRACT_OPERATIONS - operations
+    assert operations >= PUBLIC_OPERATIONS, PUBLIC_OPERATIONS - operations
     schemas = doc["components"]["schemas"]
     for name in (
         "Experiment",
@@ -545,7 +545,7 @@ async def test_a_failing_source_keeps_its_last_values(make_app: Any, settings: S
             assert snap["summary"]["month_to_date_usd"] == 42.0
             assert snap["cost_breakdown"] == [{"component": "other", "usd": 42.0}]
             assert all(s["ok"] for s in snap["sources"] if s["name"] != "flaky.costs")
-            assert missing_keys(CONTRACT_SNAPSHOT, snap) == []
+            assert missing_keys(SNAPSHOT_SHAPE, snap) == []
 
 
 # -- the guard in front of every route -----------------------------------------------------

@@ -70,8 +70,25 @@ DARK_SYSTEM = css_block(
 )
 
 
+def command_line_options() -> set[str]:
+    """Every `--option` of every codecdash command (the doc names some; they are not CSS)."""
+    import click
+
+    from codecdash.cli import main
+
+    found: set[str] = set()
+    todo: list[click.Command] = [main]
+    while todo:
+        command = todo.pop()
+        found |= {o for p in command.params for o in p.opts if o.startswith("--")}
+        if isinstance(command, click.Group):
+            todo += command.commands.values()
+    return found
+
+
 def documented_properties() -> set[str]:
     names = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*", DOC))
+    names -= command_line_options()
     # "`--good`, `--warn`, … (and each `-soft` background)"
     row = next(line for line in DOC.splitlines() if "`-soft`" in line)
     names |= {f"{n}-soft" for n in re.findall(r"`(--[a-z]+)`", row)}
@@ -148,6 +165,8 @@ def test_every_js_name_in_the_prose_exists_where_it_says() -> None:
                 (file,) = files
                 assert defines(modules[file], ident), f"{file} does not define {ident}: {sentence}"
                 checked.append((file, ident))
+            elif ident.startswith("CODECDASH_"):
+                continue  # an environment variable, not a name in the page
             elif call or re.fullmatch(r"[A-Z][A-Z0-9_]+", ident):
                 if ident in ("h",) or any(defines(js, ident) for js in modules.values()):
                     checked.append(("*", ident))
@@ -280,3 +299,15 @@ def test_the_worked_example_renders_the_card(
         finally:
             browser.close()
     assert problems == []
+
+
+def test_the_file_table_lists_every_page_file() -> None:
+    """Every file of the page (a folder's files as its `folder/` row) has a row."""
+    table = set(file_table())
+    files = {
+        p.relative_to(DASHBOARD).as_posix()
+        for p in DASHBOARD.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    }
+    rows = {name if "/" not in name else name.split("/")[0] + "/" for name in files}
+    assert rows - table == set(), f"docs/customizing.md's table lacks {sorted(rows - table)}"

@@ -615,3 +615,70 @@ def test_heartbeats_stay_sane_while_it_runs(demo: Demo) -> None:
     output = demo.output()
     assert "Traceback" not in output and "workload stopped" not in output, output
     assert re.search(r"3 days of history loaded \(\d+ experiments", output), output
+
+
+def test_inference_pool_serves_a_realistic_real_time_load(rd: RDModel) -> None:
+    """The inference workers decode streams in real time: per-worker FPS within the GPU's
+    decode speed, demand that follows the day, a queue that rises at the peak and drains,
+    GPU utilisation that follows the load."""
+    import random
+
+    from codecdash.demo.fleet import INSTANCES, heartbeat_fields
+    from codecdash.demo.serving import daily_shape
+
+    campaign = Campaign(SEED, live_from=3 * DAY, rd=rd)
+    rng = random.Random(0)
+    samples = []
+    t = 0.0
+    while t < 3 * DAY:
+        t += 600.0
+        campaign.advance(t)
+        servers = campaign.servers()
+        for worker in campaign.fleet.alive("inference"):
+            if not worker.reporting:
+                continue
+            fps = campaign.serving.worker_fps(worker, servers)
+            beat = heartbeat_fields(
+                worker,
+                queue_depth=campaign.queue_depth("inference"),
+                rng=rng,
+                serving_fps=fps if worker.role == "inference" else None,
+            )
+            top = INSTANCES[worker.instance_type].fps[1]
+            assert 0 <= beat["fps"] <= top * 1.05, beat  # a T4 decodes 1080p at 21-27 fps
+            assert 0 <= beat["gpu_util_pct"] <= 100
+            samples.append((t, worker.job is not None, beat))
+        serving = campaign.serving
+        assert (
+            serving.served_fps <= sum((w.spec.fps[0] + w.spec.fps[1]) / 2 for w in servers) + 1e-6
+        )
+        assert campaign.queue_depth("inference") == serving.queue_depth + len(campaign.eval_queue)
+
+    serving_beats = [(t, b) for t, busy, b in samples if not busy]
+    assert serving_beats
+    # Never the idle 0.0 FPS of before: a serving worker always has some stream to decode.
+    assert min(b["fps"] for _, b in serving_beats) > 0
+    night = [b for t, b in serving_beats if daily_shape(t) == 0]
+    peak = [b for t, b in serving_beats if daily_shape(t) > 0.95]
+    assert night and peak
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    assert mean([b["fps"] for b in night]) < 0.3 * mean([b["fps"] for b in peak])
+    # GPU utilisation follows the load: low at night, high at the peak.
+    assert mean([b["gpu_util_pct"] for b in night]) < 25
+    assert mean([b["gpu_util_pct"] for b in peak]) > 80
+    # The queue of 2-second segments rises at the afternoon peak and drains by the night.
+    depths = [(t, b["queue_depth"]) for t, b in serving_beats]
+    assert max(d for _, d in depths) > 10
+    assert all(d <= len(campaign.eval_queue) + 5 for t, d in depths if daily_shape(t) == 0)
+
+
+def test_serving_demand_varies_through_the_day() -> None:
+    from codecdash.demo.serving import ServingLoad
+
+    load = ServingLoad(SEED, capacity_fps=48.0)
+    hours = [load.demand(h * 3600.0) for h in range(24)]
+    assert min(hours) < 0.2 * 48 < 1.0 * 48 < max(hours) < 1.25 * 48
+    assert hours.index(max(hours)) in range(13, 17)
+    # Same seed, same load; another seed, another day.
+    assert ServingLoad(SEED, 48.0).demand(50_000) == load.demand(50_000)
+    assert ServingLoad(SEED + 1, 48.0).demand(50_000) != load.demand(50_000)

@@ -152,3 +152,57 @@ def test_core_command_options_are_documented(path: str) -> None:
             if option.startswith("--") and option != "--help":
                 assert option in text, f"{path} {option} is undocumented"
     assert "--config" in read(DOCS / "configuration.md")
+
+
+# What the repository's own docs may not lean on: a file that is not in the repository.
+OUTSIDE = re.compile(
+    "|".join(
+        [
+            r"\bCONTRACT" + r"\.md\b",  # the build's brief, not part of the repository
+            r"\.\./shared/",
+            r"/work/(?:shared|main|wt|notes)\b",
+        ]
+    )
+)
+
+
+def repository_text_files() -> Iterator[Path]:
+    for top in ("src", "docs", "tests", "bench", "scripts", "infrastructure"):
+        for path in sorted((ROOT / top).rglob("*")):
+            if path.is_file() and path.suffix in (
+                ".py",
+                ".md",
+                ".js",
+                ".html",
+                ".css",
+                ".yaml",
+                ".toml",
+                ".txt",
+                "",
+            ):
+                yield path
+    yield ROOT / "README.md"
+    yield ROOT / "pyproject.toml"
+
+
+def test_no_doc_or_docstring_points_outside_the_repository() -> None:
+    found = []
+    for path in repository_text_files():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            if OUTSIDE.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert found == [], "references to files outside the repository:\n" + "\n".join(found)
+
+
+def test_every_relative_link_in_the_docs_resolves() -> None:
+    for doc in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)\s#]+)(?:#[^)]*)?\)", read(doc)):
+            if re.match(r"[a-z]+:", target):
+                continue  # a URL
+            resolved = (doc.parent / target).resolve()
+            assert resolved.is_relative_to(ROOT), f"{doc.name} links outside: {target}"
+            assert resolved.exists(), f"{doc.name} links to a missing file: {target}"

@@ -330,3 +330,42 @@ async def test_readers_during_a_slow_build_get_the_last_snapshot_then_an_event(
         assert event.event == "snapshot"
         r = await c.get(f"{API}/dashboard")
         assert r.json()["infrastructure"]["storage"]["objects"] > seen
+
+
+class Costs:
+    """A costs source answering figures as of `age_s` before the build, or failing."""
+
+    name = "costs"
+    sections: tuple[str, ...] = ("costs",)
+    fields: dict[str, Any] = {}
+
+    def __init__(self) -> None:
+        self.age_s: float | None = 0.0  # None: the backend is down
+
+    async def collect(self, now: float) -> dict[str, Any]:
+        if self.age_s is None:
+            raise SourceError("Cost Explorer: throttled")
+        from codecdash.store.experiments import iso
+
+        return {"costs": {"month_to_date_usd": 10.0, "as_of": iso(now - self.age_s)}}
+
+
+@pytest.mark.anyio
+async def test_costs_live_says_whether_the_cost_figures_are_of_now(settings: Settings) -> None:
+    """`costs_live`: true only when the costs source answered for this snapshot with figures
+    no older than refresh_seconds; the page shows `costs_as_of` whenever it is false."""
+    from codecdash.snapshot import SnapshotBuilder
+
+    costs = Costs()
+    builder = SnapshotBuilder(settings, [costs])
+    now = time.time()
+    live = await builder.build(now)
+    assert live["costs_live"] is True and live["summary"]["month_to_date_usd"] == 10.0
+    costs.age_s = 3 * 3600.0  # a cache hours old (Cost Explorer's)
+    cached = await builder.build(now + 1)
+    assert cached["costs_live"] is False
+    costs.age_s = None  # down: the last figures stay, not live, with their time
+    down = await builder.build(now + 2)
+    assert down["costs_live"] is False
+    assert down["summary"]["month_to_date_usd"] == 10.0
+    assert down["costs_as_of"] == cached["costs_as_of"]

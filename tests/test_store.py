@@ -721,3 +721,38 @@ def test_filtered_totals_are_reused_until_the_next_write(
     store.batch([exp(id="t-new", status="failed", psnr_db=99.0)])
     assert store.list_experiments(query)[2] == 6  # a write invalidates it
     assert counted == [5, 6]
+
+
+def test_q_matches_a_tag_too(store: Store) -> None:
+    """The search box's "Name, id or tag": `q` is text in the id, the name or any one tag
+    (case-insensitive as the name match), never in the JSON around the tags."""
+    store.batch(
+        [
+            exp(id="a", name="first", tags=["UVG-1080p", "mse"], status="completed", psnr_db=33),
+            exp(id="b", name="second", tags=["kodak"], status="completed", psnr_db=34),
+            exp(id="c", name="third", tags=["50%_off\\now"]),
+            exp(id="d", name="fourth"),
+            exp(id="e", name="fifth", tags=["ab", "cd"]),
+        ]
+    )
+
+    def ids(q: str) -> tuple[list[str], int]:
+        items, _, total = store.list_experiments(ListQuery(q=q, sort="id"))
+        return [r["id"] for r in items], total
+
+    assert ids("uvg") == (["a"], 1)  # a substring of a tag, case-insensitive
+    assert ids("1080P") == (["a"], 1)
+    assert ids("kod") == (["b"], 1)
+    assert ids("0%_") == (["c"], 1)  # wildcards are text
+    assert ids("_o") == (["c"], 1)
+    assert ids("f\\n") == (["c"], 1)
+    assert ids("%") == (["c"], 1)
+    assert ids('b", "c') == ([], 0)  # never across two tags or into the JSON
+    assert ids('"') == ([], 0)
+    assert ids(",") == ([], 0)
+    assert ids("fourt") == (["d"], 1)  # the name still matches (and d has no tags)
+    assert ids("ir") == (["a", "c"], 2)
+    # Sorted by a leaderboard's field: the same filter on that path.
+    for sort in ("-psnr_db", "psnr_db"):
+        items, _, total = store.list_experiments(ListQuery(q="KOD", sort=sort))
+        assert [r["id"] for r in items] == ["b"] and total == 1

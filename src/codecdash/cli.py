@@ -92,6 +92,8 @@ def run_server(settings: Settings, host: str, port: int, access_log: bool) -> No
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
+    if settings.page_dir:
+        announce_page_dir(settings.page_dir)
     app = create_app(settings, bind_host=host)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 # nosec B104
     store = settings.database_url.split("@")[-1]  # never print a password
@@ -112,8 +114,35 @@ def run_server(settings: Settings, host: str, port: int, access_log: bool) -> No
     )
 
 
+def announce_page_dir(page_dir: str) -> None:
+    """Says where the page comes from, and warns when the copy may not match this version."""
+    from pathlib import Path
+
+    from codecdash.page import inspect
+
+    report = inspect(Path(page_dir))
+    log.info(
+        "page files from %s (%d of its own, %d from the installed copy)",
+        report.root,
+        len(report.own),
+        len(report.fallback),
+    )
+    if report.warning:
+        log.warning("%s", report.warning)
+
+
+page_dir_option = click.option(
+    "--page-dir",
+    "page_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Page files to use instead of the installed ones (see `codecdash page eject`).",
+)
+
+
 @main.command()
 @server_options
+@page_dir_option
 @click.pass_obj
 @friendly_errors
 def serve(
@@ -125,10 +154,16 @@ def serve(
     private: bool | None,
     allowed_hosts: str | None,
     access_log: bool,
+    page_dir: str | None,
 ) -> None:
     """Serve the dashboard page and the API."""
     settings = _settings(
-        obj, database_url=db, source=source, private=private, allowed_hosts=allowed_hosts
+        obj,
+        database_url=db,
+        source=source,
+        private=private,
+        allowed_hosts=allowed_hosts,
+        page_dir=page_dir,
     )
     run_server(settings, host, port, access_log)
 
@@ -203,8 +238,9 @@ def _register_commands() -> None:
     from codecdash.doctor import doctor
     from codecdash.export import export
     from codecdash.importer import import_results
+    from codecdash.page import page
 
-    for command in (agent, demo, import_results, export, deploy, doctor):
+    for command in (agent, demo, import_results, export, deploy, doctor, page):
         main.add_command(command)
 
 

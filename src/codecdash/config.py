@@ -46,6 +46,11 @@ class Settings(BaseModel):
         description="Host header allow-list (comma-separated in the environment).",
     )
     artifacts_dir: str | None = Field(None, description="Directory counted as Storage.")
+    page_dir: str | None = Field(
+        None,
+        description="Page files to serve instead of the installed ones "
+        "(`codecdash page eject`); missing files come from the installed copy.",
+    )
     artifacts_scan_seconds: float = Field(60.0, gt=0, description="Artifacts rescan period, s.")
     heartbeat_retention_days: float = Field(
         14.0, gt=0, description="Raw heartbeats older than this are pruned (days)."

@@ -670,7 +670,8 @@ class Deployer:
         from codecdash.export import SNAPSHOT_NAME, site_files, snapshot_file
 
         s3 = self.client("s3")
-        files = site_files("")
+        page_dir = Path(self.settings.page_dir) if self.settings.page_dir else None
+        files = site_files("", page_dir=page_dir)
         files.sort(key=lambda f: f.name == "index.html")  # the page last, when all it needs is up
         try:
             s3.head_object(Bucket=bucket, Key=SNAPSHOT_NAME)
@@ -790,6 +791,13 @@ def _placeholder_snapshot(settings: Settings) -> dict[str, Any]:
     show_default=True,
     help="Where the package's dependencies come from.",
 )
+@click.option(
+    "--page-dir",
+    "page_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Page files to upload instead of the installed ones (see `codecdash page eject`).",
+)
 @click.pass_context
 def deploy(
     ctx: click.Context,
@@ -800,13 +808,18 @@ def deploy(
     arch: str,
     lambda_zip: Path | None,
     package_mode: str,
+    page_dir: str | None,
 ) -> None:
     """Deploy the dashboard to AWS (S3 + CloudFront, API Gateway + Lambda)."""
+    from codecdash.export import warn_page_dir
+
     config = (ctx.obj or {}).get("config") if isinstance(ctx.obj, dict) else None
     try:
-        settings = load_settings(config)
+        settings = load_settings(config, page_dir=page_dir)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    if settings.page_dir:
+        warn_page_dir(settings.page_dir)
     options = DeployOptions(
         stack=stack,
         region=region,

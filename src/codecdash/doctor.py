@@ -158,6 +158,8 @@ class Doctor:
         else:
             self.add(OK, f"store {url}", f"data version {version}")
         root = dashboard_dir()
+        if self.settings.page_dir:
+            self.page_dir(self.settings.page_dir)
         if (root / "index.html").is_file():
             self.add(OK, "dashboard page", str(root))
         else:
@@ -167,6 +169,26 @@ class Doctor:
                 f"{root}/index.html is missing",
                 "reinstall codecdash (pip install --force-reinstall codecdash)",
             )
+
+    def page_dir(self, page_dir: str) -> None:
+        from pathlib import Path
+
+        from codecdash.page import inspect
+
+        try:
+            report = inspect(Path(page_dir))
+        except click.ClickException as exc:
+            self.add(FAIL, "page directory", exc.message, f"codecdash page eject {page_dir}")
+            return
+        detail = (
+            f"{report.root}: {len(report.own)} files, "
+            f"{len(report.fallback)} from the installed copy"
+        )
+        if report.warning:
+            fix = "see docs/customizing.md"
+            self.add(WARN, "page directory", f"{detail}; {report.warning}", fix)
+        else:
+            self.add(OK, "page directory", detail)
 
     def credentials(self) -> bool:
         if not self.session.region_name:

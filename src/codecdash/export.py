@@ -1,9 +1,12 @@
 """`codecdash export --out DIR`: the static site plus a `dashboard.json` snapshot.
 
-The page reads `./dashboard.json` when no API answers beside it, so the export works from
-any static file server (S3 behind CloudFront, `python -m http.server`, a file share). The
-files are the ones `codecdash serve` serves, with the same versioned references
-(`./app.js?v=<release>`), so a versioned file can be cached for a year.
+The page reads `./dashboard.json` (named in its `codecdash-snapshot-url` meta tag, unless
+`--api-base` names an API to try first), so the export works from any static file server
+(S3 behind CloudFront, `python -m http.server`, a file share). The files are the ones
+`codecdash serve` serves, with the same versioned references (`./app.js?v=<release>`), so a
+versioned file can be cached for a year. As `serve` does, `index.html` carries the snapshot
+too (the headline figures in the first response), and its no-JavaScript link points to
+`dashboard.json`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ REVALIDATE = "no-cache"
 SHORT = "public, max-age=300"
 SNAPSHOT_CACHE = "public, max-age=15"
 API_BASE_META = re.compile(rb'(<meta\s+name="codecdash-api-base"\s+content=")[^"]*(")')
+SNAPSHOT_URL_META = re.compile(rb'(<meta\s+name="codecdash-snapshot-url"\s+content=")[^"]*(")')
+# The no-JavaScript link to the data: the API's path, or in an export the snapshot file.
+DATA_LINK = re.compile(rb'(<noscript>.*?<a href=")api/v1/dashboard(">)api/v1/dashboard(</a>)', re.S)
 
 
 @dataclass(frozen=True)
@@ -37,11 +43,21 @@ class SiteFile:
     cache_control: str
 
 
-def site_files(api_base: str | None = None) -> list[SiteFile]:
-    """The page's files as served: versioned references, content types, cache headers."""
-    from codecdash.api.static import load_assets
+def site_files(
+    api_base: str | None = None,
+    *,
+    page_dir: Path | None = None,
+    snapshot: dict[str, Any] | None = None,
+) -> list[SiteFile]:
+    """The page's files as served: versioned references, content types, cache headers.
 
-    assets, release = load_assets()
+    With `snapshot` (a static export), index.html reads `dashboard.json` (unless
+    `api_base` names an API), links to it for readers without JavaScript, and carries the
+    snapshot itself.
+    """
+    from codecdash.api.static import load_assets, with_snapshot
+
+    assets, release = load_assets(page_dir)
     bodies = b"\n".join(a.body for a in assets.values())
     files: list[SiteFile] = []
     for name, asset in sorted(assets.items()):
@@ -53,12 +69,27 @@ def site_files(api_base: str | None = None) -> list[SiteFile]:
                 body = API_BASE_META.sub(
                     rb"\g<1>" + value.replace(b"\\", b"\\\\") + rb"\g<2>", body
                 )
+            if snapshot is not None:
+                link = SNAPSHOT_NAME.encode()
+                if not api_base:
+                    body = SNAPSHOT_URL_META.sub(rb"\g<1>" + link + rb"\g<2>", body)
+                body = DATA_LINK.sub(rb"\g<1>" + link + rb"\g<2>" + link + rb"\g<3>", body)
+                body = with_snapshot(body, orjson.dumps(snapshot))
         elif f"{name}?v={release}".encode() in bodies:
             cache = IMMUTABLE  # only ever fetched under a release-specific URL
         else:
             cache = SHORT
         files.append(SiteFile(name, body, asset.media_type, cache))
     return files
+
+
+def warn_page_dir(page_dir: str) -> None:
+    """A page directory that may not match this version is said so (export, deploy)."""
+    from codecdash.page import inspect
+
+    report = inspect(Path(page_dir))
+    if report.warning:
+        click.echo(f"warning: {report.warning}", err=True)
 
 
 def build_snapshot(settings: Settings) -> dict[str, Any]:
@@ -87,7 +118,12 @@ def snapshot_file(snapshot: dict[str, Any]) -> SiteFile:
 def write_export(out: Path, settings: Settings, api_base: str | None = None) -> list[Path]:
     """Writes the site and the snapshot under `out`; returns the paths written."""
     out.mkdir(parents=True, exist_ok=True)
-    files = [*site_files(api_base), snapshot_file(build_snapshot(settings))]
+    snapshot = build_snapshot(settings)
+    page_dir = Path(settings.page_dir) if settings.page_dir else None
+    files = [
+        *site_files(api_base, page_dir=page_dir, snapshot=snapshot),
+        snapshot_file(snapshot),
+    ]
     written: list[Path] = []
     for item in files:
         path = out.joinpath(*item.name.split("/"))
@@ -118,9 +154,21 @@ def write_export(out: Path, settings: Settings, api_base: str | None = None) -> 
     help="URL of an API on another origin, for the page to try before "
     "dashboard.json (written into index.html).",
 )
+@click.option(
+    "--page-dir",
+    "page_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Page files to use instead of the installed ones (see `codecdash page eject`).",
+)
 @click.pass_context
 def export(
-    ctx: click.Context, out: Path, db: str | None, source: str | None, api_base: str | None
+    ctx: click.Context,
+    out: Path,
+    db: str | None,
+    source: str | None,
+    api_base: str | None,
+    page_dir: str | None,
 ) -> None:
     """Write the static site plus a dashboard.json snapshot to --out."""
     from codecdash.config import ConfigError
@@ -128,7 +176,9 @@ def export(
 
     config = (ctx.obj or {}).get("config") if isinstance(ctx.obj, dict) else None
     try:
-        settings = load_settings(config, database_url=db, source=source)
+        settings = load_settings(config, database_url=db, source=source, page_dir=page_dir)
+        if settings.page_dir:
+            warn_page_dir(settings.page_dir)
         written = write_export(out, settings, api_base)
     except (ConfigError, StoreUnavailable, OSError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -1,4 +1,4 @@
-"""The public data shapes (CONTRACT.md): what clients send and what the API answers."""
+"""The public data shapes (docs/api.md): what clients send and what the API answers."""
 
 from __future__ import annotations
 
@@ -317,10 +317,23 @@ class WorkerPool(BaseModel):
     gpu_util_pct: float | None = None
 
 
+class StorageBucket(BaseModel):
+    name: str
+    objects: int | None = None
+    bytes: int | None = None
+    basis: str | None = None  # "cloudwatch" (daily metric) or "listing"
+    partial: bool = False  # a listing cut short: the figures are lower bounds
+
+
 class Storage(BaseModel):
     objects: int | None
     bytes: int | None
     db_items: int | None
+    db_bytes: int | None = None
+    artifacts: bool | None = None
+    s3_bytes: int | None = None
+    efs_bytes: int | None = None
+    buckets: list[StorageBucket] = []
 
 
 class Infrastructure(BaseModel):
@@ -368,5 +381,7 @@ class Snapshot(BaseModel):
     infrastructure: Infrastructure
     recent_experiments: list[Experiment]
     cost_breakdown: list[CostSlice]
+    costs_as_of: datetime | None = None
+    costs_live: bool | None = None
     progress: Progress
     sources: list[SourceStatus]

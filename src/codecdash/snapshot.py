@@ -1,4 +1,4 @@
-"""Turns the sources' facts into the dashboard's snapshot (CONTRACT.md's Snapshot shape).
+"""Turns the sources' facts into the dashboard's snapshot (the Snapshot of docs/api.md).
 
 Each source is called with a timeout; one that fails, hangs or returns garbage is marked
 `ok: false` in `sources` and its sections keep their last known values, so one broken
@@ -61,13 +61,15 @@ class SnapshotBuilder:
         now = time.time() if now is None else now
         results = await asyncio.gather(*(self._collect(s, now) for s in self.sources))
         sections: dict[str, Any] = {}
+        fresh: set[str] = set()  # the sections a source answered for in this build
         for source, facts in zip(self.sources, results, strict=True):
             for name in source.sections:
                 if facts is not None and name in facts:
                     sections[name] = self._last[name] = facts[name]
+                    fresh.add(name)
                 elif name not in sections:
                     sections[name] = self._last.get(name, EMPTY[name])
-        return self._assemble(sections, now)
+        return self._assemble(sections, now, fresh)
 
     async def _collect(self, source: Source, now: float) -> Facts | None:
         timeout = getattr(source, "timeout_s", None) or self.settings.source_timeout_seconds
@@ -124,7 +126,7 @@ class SnapshotBuilder:
             "sections": list(source.sections),
         }
 
-    def _assemble(self, sections: dict[str, Any], now: float) -> dict[str, Any]:
+    def _assemble(self, sections: dict[str, Any], now: float, fresh: set[str]) -> dict[str, Any]:
         s = self.settings
         experiments = sections.get("experiments", EMPTY["experiments"])
         cost = sections.get("costs", EMPTY["costs"])
@@ -151,6 +153,7 @@ class SnapshotBuilder:
             "recent_experiments": experiments.get("recent_experiments", []),
             "cost_breakdown": cost.get("cost_breakdown", []),
             "costs_as_of": cost.get("as_of"),
+            "costs_live": "costs" in fresh and _live(cost, now, s.refresh_seconds),
             "progress": experiments.get("progress", EMPTY["experiments"]["progress"]),
             "sources": [self._status[src.name] for src in self.sources if src.name in self._status],
         }
@@ -210,6 +213,21 @@ def _check(source: Source, facts: Any) -> None:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise TypeError(f"section {name!r}: {where}: {first['msg']}") from None
+
+
+def _live(facts: dict[str, Any], now: float, within_s: float) -> bool:
+    """Figures made for this snapshot: not marked stale, and as of no longer than `within_s`
+    ago (Cost Explorer's cached figures are hours old; the local store's are of now)."""
+    if facts.get("stale"):
+        return False
+    as_of = facts.get("as_of")
+    if as_of is None:
+        return True
+    try:
+        at = as_of if isinstance(as_of, datetime) else datetime.fromisoformat(str(as_of))
+    except ValueError:
+        return False
+    return now - at.timestamp() <= within_s
 
 
 def _retrieve(call: asyncio.Future[Facts]) -> None:

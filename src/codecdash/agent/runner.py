@@ -64,7 +64,7 @@ def utc_now() -> str:
 
 
 class HeartbeatBuilder:
-    """Turns the collectors' plain data into one Heartbeat (CONTRACT.md) dict.
+    """Turns the collectors' plain data into one Heartbeat dict (``POST /api/v1/heartbeats``).
 
     Heartbeat fields (``cpu_pct``, ``gpu_util_pct``, ``fps``…) go at the top level,
     every other figure into ``extra``; a figure nobody reported is left out, never

@@ -22,7 +22,7 @@ from codecdash.api.auth import RateLimiter, install_log_redaction
 from codecdash.api.cache import SnapshotCache
 from codecdash.api.guard import Guard, allowed_hosts
 from codecdash.api.state import AppState, ExperimentReader
-from codecdash.api.static import StaticPage
+from codecdash.api.static import InlineSnapshot, StaticPage
 from codecdash.api.timeout import RequestTimeout
 from codecdash.config import Settings
 from codecdash.events import ChangeFeed, listen_postgres, poll_version
@@ -88,6 +88,8 @@ def create_app(
         settings, store, builder, feed, RateLimiter(settings.rate_limit_per_minute), cache
     )
     st.experiments = experiments_reader
+    if static_root is None and settings.page_dir:
+        static_root = Path(settings.page_dir)
     page = StaticPage(static_root)
 
     @contextlib.asynccontextmanager
@@ -153,7 +155,10 @@ def create_app(
                 f"{request.method} is not allowed on /{name}; use {', '.join(allowed)}",
                 headers={"Allow": ", ".join(allowed)},
             )
-        response = page.response(request, name)
+        snapshot = None
+        if name in ("", "index.html") and not settings.private:
+            snapshot = await _inline_snapshot(st)
+        response = page.response(request, name, snapshot)
         if response is None:
             raise errors.ApiError(404, f"no such page: /{name}")
         return response
@@ -164,6 +169,17 @@ def create_app(
     app.add_middleware(Guard, hosts=allowed_hosts(bind_host, settings.allowed_hosts))  # outermost
     install_log_redaction()
     return app
+
+
+async def _inline_snapshot(st: AppState) -> InlineSnapshot | None:
+    """The snapshot that goes into index.html (the headline figures in the first response);
+    None when it cannot be had, and the page then asks the API as usual."""
+    try:
+        cached = await st.cache.get()
+    except Exception as exc:
+        log.warning("index.html without the snapshot: %s", exc)
+        return None
+    return InlineSnapshot(cached.body, cached.etag)
 
 
 ANY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")

@@ -72,7 +72,9 @@ def list_experiments(
             json_schema_extra={"pattern": STATUS_PATTERN},
         ),
     ] = None,
-    q: Annotated[str | None, Query(max_length=200, description="Text in id or name")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Text in the id, the name or a tag")
+    ] = None,
     sort: Annotated[
         str,
         Query(

@@ -5,12 +5,21 @@ At start-up every file under `dashboard/` is read once. References between them
 versioned URL can be cached for a year (`immutable`) while `index.html` is revalidated.
 Requests are looked up by exact name in a table: no path ever reaches the filesystem,
 so traversal (`..`, encoded or not) finds nothing.
+
+A page directory (`--page-dir`, `codecdash page eject`) is laid over the installed files:
+its files replace theirs, and what it lacks comes from the installed copy.
+
+`index.html` can carry the current snapshot (`with_snapshot`), so that the first response
+already holds the headline figures: a `<script type="application/json">` data block, which
+browsers never execute (the page's `script-src 'self'` has nothing to say about it), with
+`<`, `>`, `&`, U+2028 and U+2029 escaped so no text in the data can end the block.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import html
 import mimetypes
 import re
 from dataclasses import dataclass
@@ -53,14 +62,19 @@ def dashboard_dir() -> Path:
     return Path(str(resources.files(DASHBOARD_PACKAGE).joinpath("dashboard")))
 
 
+def read_files(root: Path) -> dict[str, bytes]:
+    """relative name -> bytes of every file under root (dot-files left out)."""
+    from codecdash.page import page_files
+
+    return {name: path.read_bytes() for name, path in page_files(root).items()}
+
+
 def load_assets(root: Path | None = None) -> tuple[dict[str, Asset], str]:
-    """name -> Asset for every file under root, and the release hash."""
-    root = root or dashboard_dir()
-    files = {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.name.startswith(".")
-    }
+    """name -> Asset for every page file (root's over the installed ones), and the release."""
+    files = read_files(dashboard_dir())
+    if root is not None and root.resolve() != dashboard_dir().resolve():
+        files.update(read_files(root))
+    files = dict(sorted(files.items()))
     digest = hashlib.sha256()
     for name, data in files.items():
         digest.update(name.encode() + b"\0" + data)
@@ -83,14 +97,72 @@ def _version_refs(data: bytes, release: str) -> bytes:
     return REF.sub(rf"\1?v={release}", data.decode("utf-8")).encode("utf-8")
 
 
+SNAPSHOT_BLOCK_ID = "codecdash-snapshot"
+# Before the first script of <head> (theme.js then knows the snapshot is there), else at its end.
+HEAD_SCRIPT = re.compile(rb"<script\b|</head>", re.IGNORECASE)
+JSON_ESCAPES = (
+    (b"<", b"\\u003c"),
+    (b">", b"\\u003e"),
+    (b"&", b"\\u0026"),
+    ("\u2028".encode(), b"\\u2028"),
+    ("\u2029".encode(), b"\\u2029"),
+)
+
+
+def snapshot_block(snapshot_json: bytes, etag: str | None = None) -> bytes:
+    """The data block that carries a snapshot (JSON bytes) inside index.html."""
+    for raw, escaped in JSON_ESCAPES:
+        snapshot_json = snapshot_json.replace(raw, escaped)
+    attrs = f' data-etag="{html.escape(etag, quote=True)}"' if etag else ""
+    return (
+        f'<script type="application/json" id="{SNAPSHOT_BLOCK_ID}"{attrs}>'.encode()
+        + snapshot_json
+        + b"</script>"
+    )
+
+
+def with_snapshot(index_html: bytes, snapshot_json: bytes, etag: str | None = None) -> bytes:
+    """index.html with the snapshot's data block in <head> (unchanged without a <head>)."""
+    match = HEAD_SCRIPT.search(index_html)
+    if match is None:
+        return index_html
+    block = snapshot_block(snapshot_json, etag)
+    return index_html[: match.start()] + block + b"\n" + index_html[match.start() :]
+
+
+@dataclass(frozen=True)
+class InlineSnapshot:
+    """The snapshot to put in index.html: its JSON and its ETag (the API's)."""
+
+    body: bytes
+    etag: str
+
+
 class StaticPage:
     def __init__(self, root: Path | None = None) -> None:
         self.assets, self.release = load_assets(root)
+        self._index: tuple[InlineSnapshot, Asset] | None = None  # the last one made
 
-    def response(self, request: Request, name: str) -> Response | None:
+    def _index_with(self, snapshot: InlineSnapshot) -> Asset:
+        """index.html with this snapshot, made once per snapshot (its ETag: of the bytes)."""
+        cached = self._index
+        if cached is not None and cached[0] == snapshot:
+            return cached[1]
+        plain = self.assets["index.html"]
+        body = with_snapshot(plain.body, snapshot.body, snapshot.etag)
+        etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+        asset = Asset(body, gzip.compress(body, 6, mtime=0), plain.media_type, etag)
+        self._index = (snapshot, asset)
+        return asset
+
+    def response(
+        self, request: Request, name: str, snapshot: InlineSnapshot | None = None
+    ) -> Response | None:
         asset = self.assets.get(name or "index.html")
         if asset is None:
             return None
+        if snapshot is not None and name in ("", "index.html"):
+            asset = self._index_with(snapshot)
         versioned = request.query_params.get("v") == self.release
         if name in ("", "index.html") or not versioned:
             cache = "no-cache"

@@ -15,11 +15,11 @@ import {
   setToken,
   staticSnapshotUrl,
 } from "./api.js";
+import { costsAsOf, qualityBar, storageView } from "./cards.js";
 import { renderDonut, renderProgressChart, rethemeCharts } from "./charts.js";
 import { closeDetails, initDetails, openId, showExperiment } from "./details.js";
 import { append, badge, h, missing, refreshTimes, renderInto, setChildren, setHidden, timeAgo } from "./dom.js";
 import {
-  formatBytes,
   formatClock,
   formatCount,
   formatDb,
@@ -48,6 +48,7 @@ const state = {
   streamRetryAt: 0,
   pollTimer: 0,
   needsToken: false,
+  inlineOnly: false, // the snapshot so far is the one in the page, not yet one fetched
   missedWhileHidden: false, // stream events that came while the tab was hidden
 };
 
@@ -171,7 +172,7 @@ export const CARD_RENDERERS = {
       value: fmt(value),
       unit: `${name}, target ${fmt(target)}`,
       extra: [
-        targetBar(value, target, `${name}: ${fmt(value)} against the ${fmt(target)} target`),
+        ...qualityBar(snap, value, target, useSsim),
         gapLine(value, target, useSsim ? (v) => v.toFixed(4) : (v) => `${v.toFixed(2)} dB`, ""),
         experimentLink(best.experiment_id, snap),
       ],
@@ -199,6 +200,7 @@ export const CARD_RENDERERS = {
         targetBar(s.month_to_date_usd, budget, `Month to date: ${formatUsd(s.month_to_date_usd)} of the ${formatUsd(budget)} budget`, over),
         forecast,
         warning,
+        costsAsOf(snap, state.mode === "static"),
       ],
     });
   },
@@ -245,19 +247,7 @@ export const CARD_RENDERERS = {
     });
   },
 
-  storage: (body, snap) => {
-    const st = snap.infrastructure?.storage || {};
-    // Without object storage (a local install), the database's own size is what is stored.
-    const dbOnly = !isNum(st.bytes) && isNum(st.db_bytes);
-    renderStat(body, {
-      value: formatBytes(dbOnly ? st.db_bytes : st.bytes),
-      unit: dbOnly ? "database" : null,
-      facts: [
-        ["Objects", formatCount(st.objects)],
-        ["Database items", formatCount(st.db_items)],
-      ],
-    });
-  },
+  storage: (body, snap) => renderStat(body, storageView(snap.infrastructure?.storage || {})),
 
   "cost-breakdown": (body, snap) => {
     renderDonut(body.querySelector(".donut-figure"), body.querySelector(".donut-legend"), snap.cost_breakdown);
@@ -415,8 +405,25 @@ export function render(snap) {
 // Loading, live updates and the connection indicator.
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * The snapshot the server put in the page (a data block, never executed): the headline
+ * figures come with the first response, and no request is needed to draw them. Taken once.
+ */
+function takeInlineSnapshot() {
+  const block = document.getElementById("codecdash-snapshot");
+  if (!block) return null;
+  block.remove();
+  try {
+    return { status: 200, data: JSON.parse(block.textContent), etag: block.dataset.etag || null, inline: true };
+  } catch {
+    return null;
+  }
+}
+
 /** Fetches the snapshot; resolves true when it changed. Falls back to a static export once. */
 async function loadSnapshot() {
+  const inline = state.snapshot ? null : takeInlineSnapshot();
+  if (inline) return accept(inline);
   if (state.mode === "static") {
     const res = await fetchStaticSnapshot(state.etag);
     return accept(res);
@@ -425,7 +432,7 @@ async function loadSnapshot() {
     return accept(await fetchSnapshot(state.etag));
   } catch (err) {
     const unavailable = err instanceof ApiError && (err.network || err.notJson || err.status === 404 || err.status === 403);
-    if (state.snapshot || !unavailable) throw err;
+    if ((state.snapshot && !state.inlineOnly) || !unavailable) throw err;
     // No API here (a static export on S3, or a plain file server): read ./dashboard.json.
     const res = await fetchStaticSnapshot(null);
     state.mode = "static";
@@ -435,6 +442,7 @@ async function loadSnapshot() {
 }
 
 function accept(res) {
+  state.inlineOnly = Boolean(res.inline); // no answer from the API (or dashboard.json) yet
   state.lastSuccess = new Date();
   if (res.status === 304) return false;
   if (!res.data || typeof res.data !== "object") throw new ApiError("The snapshot was empty", { notJson: true });
@@ -522,6 +530,7 @@ let tableLoaded = false;
 
 function showLoadError(err) {
   const alerts = document.getElementById("source-alerts");
+  if (!alerts) return;
   alerts.replaceChildren(
     h("p", { class: "notice notice-error" }, `The dashboard data could not be loaded (${err.message}). The page retries on its own.`),
   );
@@ -530,8 +539,8 @@ function showLoadError(err) {
 
 /** Sets #connection-status from the stream and the newest request. */
 function updateConnection() {
-  const el = document.getElementById("connection-status");
-  const text = el.querySelector(".conn-text");
+  const el = document.getElementById("connection-status") || document.createElement("p");
+  const text = el.querySelector(".conn-text") || el;
   let stateName;
   let label;
   if (state.needsToken) {
@@ -644,18 +653,16 @@ function askForToken() {
   const hadToken = Boolean(getToken());
   state.needsToken = true;
   closeStream();
-  const panel = document.getElementById("auth-panel");
-  panel.hidden = false;
+  setHidden(document.getElementById("auth-panel"), false);
   const error = document.getElementById("auth-error");
-  error.textContent = hadToken ? "That token was not accepted. Check it and try again." : "";
-  error.hidden = !hadToken;
+  if (error) error.textContent = hadToken ? "That token was not accepted. Check it and try again." : "";
+  setHidden(error, !hadToken);
   revealMain();
   updateConnection();
 }
 
 function initAuth() {
-  const form = document.getElementById("auth-form");
-  form.addEventListener("submit", (e) => {
+  document.getElementById("auth-form")?.addEventListener("submit", (e) => {
     e.preventDefault();
     const input = document.getElementById("auth-token");
     const token = input.value.trim();
@@ -669,7 +676,7 @@ function initAuth() {
       if (!state.needsToken) openStream();
     });
   });
-  document.getElementById("forget-token").addEventListener("click", () => {
+  document.getElementById("forget-token")?.addEventListener("click", () => {
     setToken("");
     syncForgetButton();
     window.location.reload();
@@ -678,7 +685,7 @@ function initAuth() {
 }
 
 function syncForgetButton() {
-  document.getElementById("forget-token").hidden = !getToken();
+  setHidden(document.getElementById("forget-token"), !getToken());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -693,12 +700,11 @@ function currentTheme() {
 }
 
 function syncThemeButton() {
-  document.getElementById("theme-toggle").setAttribute("aria-pressed", String(currentTheme() === "dark"));
+  document.getElementById("theme-toggle")?.setAttribute("aria-pressed", String(currentTheme() === "dark"));
 }
 
 function initTheme() {
-  const button = document.getElementById("theme-toggle");
-  button.addEventListener("click", () => {
+  document.getElementById("theme-toggle")?.addEventListener("click", () => {
     const next = currentTheme() === "dark" ? "light" : "dark";
     document.documentElement.dataset.theme = next;
     try {
@@ -752,8 +758,8 @@ function syncDetailsWithUrl() {
 
 function revealMain() {
   const main = document.getElementById("main");
-  main.classList.remove("is-loading");
-  main.removeAttribute("aria-busy");
+  main?.classList.remove("is-loading");
+  main?.removeAttribute("aria-busy");
 }
 
 function fillServerUrl() {

@@ -22,7 +22,11 @@ export function initDetails({ onClosed }) {
   els.dialog = document.getElementById("experiment-details");
   els.title = document.getElementById("details-title");
   els.body = document.getElementById("details-body");
-  document.getElementById("details-close").addEventListener("click", () => els.dialog.close());
+  if (!els.dialog || !els.title || !els.body) {
+    els.dialog = null; // removed from index.html: experiments open nowhere
+    return;
+  }
+  document.getElementById("details-close")?.addEventListener("click", () => els.dialog.close());
   els.dialog.addEventListener("click", (e) => {
     if (e.target === els.dialog) els.dialog.close(); // a click on the backdrop
   });
@@ -45,13 +49,14 @@ export function openId() {
 
 /** Closes the dialog without telling onClosed (the URL already says it is closed). */
 export function closeDetails() {
-  if (!els.dialog.open) return;
+  if (!els.dialog?.open) return;
   current.id = null;
   els.dialog.close();
 }
 
 /** Opens the dialog on experiment `id`; `load(id, signal)` resolves the Experiment. */
 export async function showExperiment(id, load, returnFocus = null) {
+  if (!els.dialog) return;
   current.controller?.abort();
   const controller = new AbortController();
   current = { id, controller, returnFocus: returnFocus || current.returnFocus || document.activeElement };

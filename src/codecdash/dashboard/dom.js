@@ -51,16 +51,17 @@ export function renderInto(el, build) {
   return draft;
 }
 
-/** `el.replaceChildren(...nodes)`, skipped when the children would be the same. */
+/** `el.replaceChildren(...nodes)`, skipped when the children would be the same (or no `el`). */
 export function setChildren(el, ...nodes) {
+  if (!el) return;
   const draft = el.cloneNode(false);
   append(draft, ...nodes);
   if (!draft.isEqualNode(el)) el.replaceChildren(...draft.childNodes);
 }
 
-/** Sets `hidden` only when it changes (each write would invalidate style). */
+/** Sets `hidden` only when it changes (each write would invalidate style); no `el`, no-op. */
 export function setHidden(el, hidden) {
-  if (el.hidden !== hidden) el.hidden = hidden;
+  if (el && el.hidden !== hidden) el.hidden = hidden;
 }
 
 /** A placeholder for a missing figure, read out as "not available". */

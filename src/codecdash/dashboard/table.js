@@ -81,7 +81,7 @@ const COLUMNS = [
 
 const els = {};
 // `want`: how many rows the reader asked for (grows with "Load more", resets with the view).
-const table = { items: [], total: 0, want: PAGE_SIZE, controller: null, ctx: null };
+const table = { on: false, items: [], total: 0, want: PAGE_SIZE, controller: null, ctx: null };
 
 /**
  * Wires the table. `ctx` gives `isStatic()`, `getSnapshot()`, `openExperiment(id, focusBack)`,
@@ -89,12 +89,26 @@ const table = { items: [], total: 0, want: PAGE_SIZE, controller: null, ctx: nul
  */
 export function initTable(ctx) {
   table.ctx = ctx;
+  Object.assign(view, readUrl()); // the open experiment (?exp=) too, with or without a table
+  window.addEventListener("popstate", () => {
+    const before = { ...view };
+    Object.assign(view, readUrl());
+    lastWasTyping = false;
+    syncControls();
+    if (before.status !== view.status || before.q !== view.q || before.sort !== view.sort) {
+      table.want = PAGE_SIZE;
+      refreshTable();
+    }
+    ctx.onUrlChange();
+  });
   els.section = document.getElementById("recent-experiments");
+  els.body = document.getElementById("experiments-body");
+  if (!els.section || !els.body) return; // the section was removed from index.html
+  table.on = true;
   els.form = document.getElementById("experiment-filters");
   els.status = document.getElementById("filter-status");
   els.q = document.getElementById("filter-q");
   els.sort = document.getElementById("filter-sort");
-  els.body = document.getElementById("experiments-body");
   els.summary = document.getElementById("table-summary");
   els.message = document.getElementById("table-message");
   els.more = document.getElementById("load-more");
@@ -103,20 +117,19 @@ export function initTable(ctx) {
   for (const [field, meta] of Object.entries(SORT_FIELDS)) {
     for (const dir of ["-", ""]) {
       const text = `${meta.label}, ${meta.desc[dir === "-" ? 0 : 1]}`;
-      els.sort.append(h("option", { value: `${dir}${field}` }, text));
+      els.sort?.append(h("option", { value: `${dir}${field}` }, text));
     }
   }
-  Object.assign(view, readUrl());
   syncControls();
 
-  els.form.addEventListener("submit", (e) => {
+  els.form?.addEventListener("submit", (e) => {
     e.preventDefault();
     applyFilter({ q: els.q.value.trim() });
   });
-  els.status.addEventListener("change", () => applyFilter({ status: els.status.value }));
-  els.sort.addEventListener("change", () => applyFilter({ sort: els.sort.value }));
+  els.status?.addEventListener("change", () => applyFilter({ status: els.status.value }));
+  els.sort?.addEventListener("change", () => applyFilter({ sort: els.sort.value }));
   let timer = 0;
-  els.q.addEventListener("input", () => {
+  els.q?.addEventListener("input", () => {
     clearTimeout(timer);
     timer = setTimeout(() => applyFilter({ q: els.q.value.trim() }, { typing: true }), 300);
   });
@@ -128,7 +141,7 @@ export function initTable(ctx) {
       applyFilter({ sort: next });
     });
   }
-  els.more.addEventListener("click", () => {
+  els.more?.addEventListener("click", () => {
     table.want = Math.min(1000, table.items.length + PAGE_SIZE);
     loadTable();
   });
@@ -142,17 +155,6 @@ export function initTable(ctx) {
     }
     const row = e.target.closest("tr[data-id]");
     if (row && !window.getSelection()?.toString()) ctx.openExperiment(row.dataset.id, row.querySelector("a"));
-  });
-  window.addEventListener("popstate", () => {
-    const before = { ...view };
-    Object.assign(view, readUrl());
-    lastWasTyping = false;
-    syncControls();
-    if (before.status !== view.status || before.q !== view.q || before.sort !== view.sort) {
-      table.want = PAGE_SIZE;
-      refreshTable();
-    }
-    ctx.onUrlChange();
   });
 }
 
@@ -168,9 +170,10 @@ function applyFilter(change, { typing = false } = {}) {
 
 /** Puts the view into the form controls and the header's aria-sort. */
 function syncControls({ keepQ = false } = {}) {
-  els.status.value = view.status;
-  if (!keepQ) els.q.value = view.q;
-  els.sort.value = view.sort;
+  if (!table.on) return;
+  if (els.status) els.status.value = view.status;
+  if (!keepQ && els.q) els.q.value = view.q;
+  if (els.sort) els.sort.value = view.sort;
   const field = view.sort.replace(/^-/, "");
   for (const th of els.headers) {
     if (th.dataset.sort === field) th.setAttribute("aria-sort", view.sort.startsWith("-") ? "descending" : "ascending");
@@ -226,6 +229,7 @@ export function showSnapshotRows(snap) {
  * API. `quiet` (live refreshes) leaves aria-busy alone.
  */
 export function refreshTable({ quiet = false } = {}) {
+  if (!table.on) return Promise.resolve();
   const snap = table.ctx.getSnapshot();
   if (table.ctx.isStatic() || (snap && isDefaultView() && table.want <= PAGE_SIZE)) {
     table.controller?.abort();
@@ -261,6 +265,7 @@ export async function loadTable({ quiet = false } = {}) {
 }
 
 function showMessage(text) {
+  if (!els.message) return;
   if (els.message.textContent !== text) els.message.textContent = text;
   setHidden(els.message, !text);
 }
@@ -336,6 +341,6 @@ function render(items, total, more) {
   const summary = items.length
     ? `Showing ${formatCount(items.length)} of ${formatCount(total)}${filtered} experiment${total === 1 ? "" : "s"}`
     : "";
-  if (els.summary.textContent !== summary) els.summary.textContent = summary;
+  if (els.summary && els.summary.textContent !== summary) els.summary.textContent = summary;
   setHidden(els.more, !more || items.length >= 1000);
 }

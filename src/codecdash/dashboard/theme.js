@@ -4,7 +4,7 @@
 // 2. Starts the first snapshot request, so that it loads alongside the modules instead of after
 //    them (api.js takes it up once: takeFirstSnapshot). Only in the plain case: the API beside
 //    the page and no read token; a static export, an API elsewhere or a private dashboard are
-//    left to api.js.
+//    left to api.js. Not at all when the server put the snapshot in the page (#codecdash-snapshot).
 (function () {
   var token = "";
   try {
@@ -18,6 +18,7 @@
     var el = document.querySelector('meta[name="' + name + '"]');
     return el ? (el.getAttribute("content") || "").trim() : "";
   }
+  if (document.getElementById("codecdash-snapshot")) return;
   if (token || meta("codecdash-snapshot-url") || meta("codecdash-api-base") || !window.fetch) return;
   var first = fetch("api/v1/dashboard", { headers: { Accept: "application/json" }, cache: "no-store" });
   first.catch(function () {

@@ -34,6 +34,7 @@ from typing import Any, Final, NamedTuple
 
 from codecdash.codec_metrics import bd_rate, ms_ssim_db
 from codecdash.demo.fleet import HOUR, OTHER_USD_PER_HOUR, Fleet, Worker, storage_usd_per_hour
+from codecdash.demo.serving import ServingLoad, speed
 from codecdash.results import bundled_result_curves, rd_pairs
 
 DAY: Final = 86400.0
@@ -272,6 +273,7 @@ class Campaign:
         self.rng = random.Random(seed)  # noqa: S311 - a simulation, not a secret
         self.rd = rd or RDModel.load()
         self.fleet = Fleet.initial(self.rng)
+        self.serving = ServingLoad(seed, sum(speed(w) for w in self.fleet.alive("inference")))
         self.now = 0.0
         self.runs: dict[str, Run] = {}
         self.queue: deque[str] = deque()
@@ -307,14 +309,19 @@ class Campaign:
             self.now = max(self.now, event.t)
             self._handlers[event.kind](event)
         self.now = max(self.now, until)
+        self.serving.advance(self.now, sum(speed(w) for w in self.servers()))
         changes, self._changes = self._changes, []
         return changes
+
+    def servers(self) -> list[Worker]:
+        """The inference workers serving the real-time load (not busy evaluating)."""
+        return [w for w in self.fleet.alive("inference") if w.reporting and w.job is None]
 
     def queue_depth(self, role: str) -> int | None:
         if role == "training":
             return len(self.queue)
-        if role == "inference":
-            return len(self.eval_queue)
+        if role == "inference":  # 2-second segments waiting, and evaluations waiting
+            return self.serving.queue_depth + len(self.eval_queue)
         return None
 
     def costs(self, start: float, end: float) -> dict[str, float]:

@@ -185,9 +185,17 @@ class Fleet:
 
 
 def heartbeat_fields(
-    worker: Worker, *, queue_depth: int | None, rng: random.Random
+    worker: Worker,
+    *,
+    queue_depth: int | None,
+    rng: random.Random,
+    serving_fps: float | None = None,
 ) -> dict[str, Any]:
-    """A plausible heartbeat of `worker` now: busy workers run hot, idle ones near zero."""
+    """A plausible heartbeat of `worker` now: busy workers run hot, idle ones near zero.
+
+    An inference worker not evaluating serves the real-time load: `serving_fps` (its share,
+    :mod:`codecdash.demo.serving`), with CPU, GPU and memory following its utilisation.
+    """
     busy = worker.job is not None
     fields: dict[str, Any] = {
         "worker_id": worker.worker_id,
@@ -214,6 +222,15 @@ def heartbeat_fields(
             mem_pct=_pct(rng.gauss(58, 6)),
             gpu_util_pct=_pct(rng.gauss(94, 3)),
             gpu_mem_pct=_pct(used + rng.gauss(0, 1.5)),
+        )
+    elif worker.role == "inference" and not busy and serving_fps is not None:
+        load = min(1.0, serving_fps / ((spec.fps[0] + spec.fps[1]) / 2)) if spec.fps[1] else 0.0
+        fields.update(
+            cpu_pct=_pct(4 + 38 * load + rng.gauss(0, 2)),
+            mem_pct=_pct(30 + 12 * load + rng.gauss(0, 1)),
+            gpu_util_pct=_pct(3 + 94 * load + rng.gauss(0, 1.5)),
+            gpu_mem_pct=_pct(24 + 26 * load + rng.gauss(0, 1)),  # the model stays loaded
+            fps=round(max(0.0, serving_fps * (1 + rng.gauss(0, 0.01))), 1),
         )
     elif busy:
         fields.update(

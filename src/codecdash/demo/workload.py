@@ -267,8 +267,14 @@ class Workload:
             self._last_flush = wall
 
     def _beat(self, worker: Worker, wall: float) -> int:
+        serving = self.campaign.serving
         fields = heartbeat_fields(
-            worker, queue_depth=self.campaign.queue_depth(worker.role), rng=self.beat_rng
+            worker,
+            queue_depth=self.campaign.queue_depth(worker.role),
+            rng=self.beat_rng,
+            serving_fps=serving.worker_fps(worker, self.campaign.servers())
+            if worker.role == "inference"
+            else None,
         )
         if worker.role == "orchestrator":
             fields["extra"].update(

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, text
 
 from codecdash.config import Settings
 from codecdash.sources.base import Facts, FieldInfo
@@ -256,9 +256,11 @@ class StorageSource(_LocalSource):
     name = "local.storage"
     sections = ("storage",)
     fields = {  # noqa: RUF012
-        "objects": FieldInfo("files in the artifacts directory", "files"),
-        "bytes": FieldInfo("bytes in the artifacts directory", "bytes"),
+        "objects": FieldInfo("files in the artifacts directory (when one is set)", "files"),
+        "bytes": FieldInfo("bytes in the artifacts directory (when one is set)", "bytes"),
         "db_items": FieldInfo("rows in the store (experiments, heartbeats, costs)", "rows"),
+        "db_bytes": FieldInfo("size of the store: SQLite files, or PostgreSQL tables", "bytes"),
+        "artifacts": FieldInfo("whether an artifacts directory is counted"),
     }
 
     def __init__(
@@ -275,12 +277,20 @@ class StorageSource(_LocalSource):
         db_items = sum(n for name, n in counters.items() if name.startswith("experiments."))
         db_items += counters.get("rows.heartbeats", 0) + counters.get("rows.cost_records", 0)
         scanned = self.artifacts() if self.artifacts else None
+        db_bytes = (
+            _postgres_bytes(conn)
+            if conn.dialect.name == "postgresql"
+            else _sqlite_bytes(self.store.db.url)
+        )
         return {
             "storage": {
                 "objects": scanned[0] if scanned else None,
                 "bytes": scanned[1] if scanned else None,
                 "db_items": db_items,
-                "db_bytes": _sqlite_bytes(self.store.db.url),
+                "db_bytes": db_bytes,
+                # Set but not counted yet (the first scan runs in the background) is not
+                # the same as not set: the page says "counting" rather than nothing.
+                "artifacts": self.artifacts is not None,
             }
         }
 
@@ -296,6 +306,21 @@ def _sqlite_bytes(url: str) -> int | None:
         except OSError:
             continue
     return total or None
+
+
+def _postgres_bytes(conn: Connection) -> int | None:
+    """The store's tables in its schema, with their indexes and TOAST."""
+    names = [table.name for table in schema.metadata.sorted_tables]
+    total = conn.execute(
+        text(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind = 'r' "
+            "AND c.relname = ANY(:names)"
+        ),
+        {"names": names},
+    ).scalar()
+    return int(total) if total else None
 
 
 def _month_start(now: float) -> float:

@@ -14,7 +14,17 @@ from datetime import date
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, and_, func, or_, select, true
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Connection,
+    and_,
+    cast,
+    func,
+    or_,
+    select,
+    true,
+)
 
 from codecdash.ids import new_id
 from codecdash.models import STATUSES, ExperimentFields
@@ -317,20 +327,32 @@ def _filters(query: ListQuery, dialect: str) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = list(query.extra_filters)
     where += [_COMPARE[op](T.c[column], value) for column, op, value in _conditions(query)]
     if query.q:
-        pattern = "%" + query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        if dialect == "postgresql":
-            where.append(
-                or_(T.c.name.ilike(pattern, escape="\\"), T.c.id.ilike(pattern, escape="\\"))
-            )
-        else:
-            where.append(
-                or_(T.c.name.like(pattern, escape="\\"), T.c.id.like(pattern, escape="\\"))
-            )
+        where.append(_text_match(query.q, dialect))
     if query.worker_id:
         where.append(T.c.worker_id == query.worker_id)
     if query.tag:
         where.append(T.c.tags.like("%" + orjson.dumps(query.tag).decode() + "%"))
     return where
+
+
+def _text_match(q: str, dialect: str) -> ColumnElement[bool]:
+    """`q` as text (``%``, ``_`` and ``\\`` are plain characters) in the id, the name or one of
+    the tags: case-insensitive as the database's own ``ILIKE`` (PostgreSQL) or ``LIKE``
+    (SQLite: ASCII letters only) makes it, the same for all three."""
+    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    if dialect == "postgresql":
+        tags = func.json_array_elements_text(cast(T.c.tags, JSON)).table_valued("value")
+        return or_(
+            T.c.name.ilike(pattern, escape="\\"),
+            T.c.id.ilike(pattern, escape="\\"),
+            select(tags.c.value).where(tags.c.value.ilike(pattern, escape="\\")).exists(),
+        )
+    tags = func.json_each(T.c.tags).table_valued("value")
+    return or_(
+        T.c.name.like(pattern, escape="\\"),
+        T.c.id.like(pattern, escape="\\"),
+        select(tags.c.value).where(tags.c.value.like(pattern, escape="\\")).exists(),
+    )
 
 
 def _conditions(query: ListQuery) -> list[leaders.Condition]:

@@ -1,0 +1,122 @@
+"""The headline figures come with the first response: `GET /` (and a static export's
+index.html) carries the snapshot in a data block, escaped so no text can end it, with an ETag
+and gzip that follow the snapshot; never on a private dashboard. The no-JavaScript link points
+to what exists in each mode."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from codecdash.api.static import snapshot_block
+
+pytestmark = pytest.mark.anyio
+
+BLOCK = re.compile(
+    r'<script type="application/json" id="codecdash-snapshot"'
+    r'(?: data-etag="([^"]*)")?>(.*?)</script>',
+    re.S,
+)
+NASTY = "x</script><script>alert(1)</script><!-- & \u2028\u2029 </SCRIPT"
+
+
+def inline(text: str) -> tuple[str | None, dict[str, Any]]:
+    match = BLOCK.search(text)
+    assert match, "index.html carries no snapshot"
+    data: dict[str, Any] = json.loads(match.group(2))
+    return match.group(1), data
+
+
+async def test_the_page_carries_the_snapshot(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    r = await client.post("/api/v1/experiments", json={"id": "e1", "name": NASTY}, headers=auth)
+    assert r.status_code == 201
+    page = await client.get("/")
+    assert page.status_code == 200
+    etag, snap = inline(page.text)
+    api = await client.get("/api/v1/dashboard")
+    assert snap == api.json()  # the API's snapshot, byte for byte as data
+    assert etag == api.headers["etag"].replace('"', "&quot;")
+    assert snap["recent_experiments"][0]["name"] == NASTY
+    block = BLOCK.search(page.text)
+    assert block is not None
+    raw = block.group(2)
+    # Nothing in the data can close the block or open a comment or a tag.
+    for bad in ("</", "<!--", "<script", "\u2028", "\u2029", "&"):
+        assert bad not in raw.lower(), bad
+    # Before theme.js (which then leaves the snapshot request out), after the charset.
+    assert page.text.index("codecdash-snapshot") < page.text.index('src="./theme.js')
+    assert page.text.index('<meta charset="utf-8">') < 1024
+
+
+def test_the_data_block_escapes_what_could_end_it() -> None:
+    raw = json.dumps({"name": NASTY}, ensure_ascii=False).encode()
+    block = snapshot_block(raw, 'W/"1-2"').decode()
+    body = block[block.index(">") + 1 : -len("</script>")]
+    assert "<" not in body and ">" not in body and "&" not in body
+    assert "\u2028" not in body and "\u2029" not in body
+    assert json.loads(body) == {"name": NASTY}
+    assert 'data-etag="W/&quot;1-2&quot;"' in block
+
+
+async def test_etag_304_and_gzip_follow_the_snapshot(
+    client: httpx.AsyncClient, auth: dict[str, str], app: FastAPI
+) -> None:
+    first = await client.get("/", headers={"Accept-Encoding": "gzip"})
+    etag = first.headers["etag"]
+    assert first.headers["content-encoding"] == "gzip"
+    assert first.headers["cache-control"] == "no-cache"
+    again = await client.get("/", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    r = await client.post("/api/v1/experiments", json={"id": "new-one"}, headers=auth)
+    assert r.status_code == 201
+    changed = await client.get("/", headers={"If-None-Match": etag, "Accept-Encoding": "gzip"})
+    assert changed.status_code == 200 and changed.headers["etag"] != etag
+    _, snap = inline(changed.text)
+    assert snap["summary"]["total_experiments"] == 1
+    # The bytes sent are the gzip of the page as served.
+    raw = await client.get("/", headers={"Accept-Encoding": "gzip"})
+    assert raw.headers["content-length"] == str(len(gzip.compress(raw.content, 6, mtime=0)))
+
+
+async def test_a_private_dashboard_keeps_its_snapshot_out_of_the_page(
+    make_app: Any, settings: Any
+) -> None:
+    app = await make_app(settings.model_copy(update={"private": True}))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+    ) as client:
+        page = await client.get("/")
+    assert page.status_code == 200
+    assert 'id="codecdash-snapshot"' not in page.text
+
+
+async def test_the_no_javascript_link_is_served(client: httpx.AsyncClient) -> None:
+    page = await client.get("/")
+    link = re.search(r'<noscript>.*?<a href="([^"]+)"', page.text, re.S)
+    assert link and link.group(1) == "api/v1/dashboard"
+    assert (await client.get("/" + link.group(1))).status_code == 200
+
+
+def test_an_export_carries_its_snapshot_and_links_to_it(tmp_path: Path) -> None:
+    from codecdash.config import Settings
+    from codecdash.export import write_export
+
+    out = tmp_path / "site"
+    write_export(out, Settings(database_url=str(tmp_path / "x.db")))
+    index = (out / "index.html").read_text(encoding="utf-8")
+    etag, snap = inline(index)
+    assert etag is None
+    assert snap == json.loads((out / "dashboard.json").read_text(encoding="utf-8"))
+    link = re.search(r'<noscript>.*?<a href="([^"]+)">([^<]+)</a>', index, re.S)
+    assert link and link.groups() == ("dashboard.json", "dashboard.json")
+    assert (out / link.group(1)).is_file()
+    assert '<meta name="codecdash-snapshot-url" content="dashboard.json">' in index
