@@ -198,13 +198,14 @@ def token_revoke(obj: dict[str, Any], name: str, db: str | None) -> None:
 def _register_commands() -> None:
     """Commands that live in their own modules."""
     from codecdash.agent.command import agent
+    from codecdash.alerts.command import alerts
     from codecdash.demo.command import demo
     from codecdash.deploy import deploy
     from codecdash.doctor import doctor
     from codecdash.export import export
     from codecdash.importer import import_results
 
-    for command in (agent, demo, import_results, export, deploy, doctor):
+    for command in (agent, alerts, demo, import_results, export, deploy, doctor):
         main.add_command(command)
 
 
