@@ -265,7 +265,7 @@ class AlertStore:
 
     def sent_since(self, channel: str, since: float) -> list[float]:
         query = select(O.c.sent_at).where(
-            O.c.channel == channel, O.c.state == "sent", O.c.sent_at >= since
+            O.c.channel == channel, O.c.state == "sent", O.c.sent_at > since
         )
         with self.db.read() as conn:
             return sorted(float(row[0]) for row in conn.execute(query))
