@@ -191,7 +191,12 @@ def smtp_server(request: pytest.FixtureRequest) -> Iterator[Any]:
             context.load_cert_chain(str(starttls[0]), str(starttls[1]))
             kwargs.update(tls_context=context, require_starttls=True)
         if users is not None:
-            kwargs.update(authenticator=authenticate, auth_required=True)
+            # a login over plain SMTP too (the e-mail channel's "none" security) unless TLS
+            kwargs.update(
+                authenticator=authenticate,
+                auth_required=bool(starttls),
+                auth_require_tls=bool(starttls),
+            )
         controller = Controller(Handler(), hostname=box.host, port=box.port, **kwargs)
         controller.start()
         controllers.append(controller)

@@ -199,8 +199,10 @@ def send_test(
     )
     try:
         channel.send(notification)
-    except DeliveryError:
-        raise
+    except DeliveryError as exc:  # secret-free of its own channel's; of the others' too
+        raise DeliveryError(
+            scrub(str(exc), secrets(settings)), retry=exc.retry, retry_after=exc.retry_after
+        ) from None
     except Exception as exc:  # a channel's own bug: said, secret-free
         reason = scrub(f"{type(exc).__name__}: {exc}", secrets(settings))
         raise DeliveryError(reason) from None

@@ -163,7 +163,7 @@ class AlertStore:
         if rule is not None:
             query = query.where(H.c.rule == rule)
         with self.db.read() as conn:
-            rows = [dict(r) for r in conn.execute(query).mappings()]
+            rows = [_plain(r) for r in conn.execute(query).mappings()]
         more = len(rows) > limit
         rows = rows[:limit]
         for row in rows:
@@ -224,7 +224,7 @@ class AlertStore:
             .limit(limit)
         )
         with self.db.read() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+            return [_plain(r) for r in conn.execute(query).mappings()]
 
     def claim(self, message_id: int, now: float, until: float) -> dict[str, Any] | None:
         """Take a due message for one attempt (no other sender takes it before ``until``);
@@ -238,7 +238,7 @@ class AlertStore:
             if not taken:
                 return None
             row = conn.execute(select(O).where(O.c.id == message_id)).mappings().first()
-        return dict(row) if row is not None else None
+        return _plain(row) if row is not None else None
 
     def sent(self, message_id: int, now: float) -> None:
         with self.db.write() as conn:
@@ -289,7 +289,7 @@ class AlertStore:
             .limit(limit)
         )
         with self.db.read() as conn:
-            rows = [dict(r) for r in conn.execute(query).mappings()]
+            rows = [_plain(r) for r in conn.execute(query).mappings()]
         for row in rows:
             row["alerts"] = len(orjson.loads(row.pop("payload"))["alerts"])
         return rows
@@ -359,6 +359,11 @@ def _history(
             actor=actor,
         )
     )
+
+
+def _plain(row: Any) -> dict[str, Any]:
+    """A row as a dict with plain str keys (orjson refuses SQLAlchemy's str subclass)."""
+    return {str(key): value for key, value in row.items()}
 
 
 def _merge(older: list[dict[str, Any]], newer: list[dict[str, Any]]) -> list[dict[str, Any]]:

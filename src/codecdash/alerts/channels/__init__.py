@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import SecretStr
 
 from codecdash.alerts.channels.base import Channel, DeliveryError
+from codecdash.alerts.redact import url_secrets
 from codecdash.config import Settings
 
 NAMES = ("webhook", "slack", "teams", "email", "sns")
@@ -25,7 +26,11 @@ def secrets(settings: Settings) -> list[str]:
         settings.alert_teams_webhook_url,
         settings.alert_smtp_password,
     ]
-    return [v.get_secret_value() for v in values if v is not None]
+    found: list[str] = []
+    for value in values:
+        if value is not None:
+            found += url_secrets(value.get_secret_value())
+    return found
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:

@@ -12,7 +12,7 @@ import orjson
 
 from codecdash import __version__
 from codecdash.alerts.channels.base import DeliveryError
-from codecdash.alerts.redact import redact_url, scrub
+from codecdash.alerts.redact import install_url_redaction, redact_url, scrub, url_secrets
 
 SIGNATURE_HEADER = "X-Codecdash-Signature"
 DELIVERY_HEADER = "X-Codecdash-Delivery"
@@ -43,17 +43,19 @@ def post_json(
     if secret:
         sent[SIGNATURE_HEADER] = signature(body, secret)
     where = redact_url(url)
+    hidden = [*url_secrets(url), secret]
+    install_url_redaction()  # httpx logs each request's URL
     try:
         with httpx.Client(timeout=timeout, follow_redirects=False, transport=transport) as http:
             response = http.post(url, content=body, headers=sent)
     except httpx.TimeoutException:
         raise DeliveryError(f"{where}: no answer within {timeout:g} s") from None
     except httpx.HTTPError as exc:
-        reason = scrub(str(exc), [url, secret]) or type(exc).__name__
+        reason = scrub(str(exc), hidden) or type(exc).__name__
         raise DeliveryError(f"{where}: {reason}") from None
     if response.is_success:
         return
-    text = scrub(" ".join(response.text.split())[:200], [url, secret])
+    text = scrub(" ".join(response.text.split())[:200], hidden)
     status = f"{where}: HTTP {response.status_code}" + (f" ({text})" if text else "")
     if response.status_code in RETRY_STATUSES:
         raise DeliveryError(status, retry_after=_retry_after(response))
