@@ -23,27 +23,27 @@ evaluation_interval: 1m
 tests:
   - interval: 1m
     input_series:
-      - series: 'codecdash_cost_month_to_date_dollars{{job="codecdash",instance="d",component="training"}}'
+      - series: 'codecdash_cost_month_to_date_dollars{{instance="d",component="training"}}'
         values: '3000x20'
-      - series: 'codecdash_cost_month_to_date_dollars{{job="codecdash",instance="d",component="storage"}}'
+      - series: 'codecdash_cost_month_to_date_dollars{{instance="d",component="storage"}}'
         values: '1100x20'
       - series: 'codecdash_budget_month_dollars{{job="codecdash",instance="d"}}'
         values: '5000x20'
-      - series: 'codecdash_queue_depth{{job="codecdash",instance="d",pool="training"}}'
+      - series: 'codecdash_queue_depth{{instance="d",pool="training"}}'
         values: '4x20'
-      - series: 'codecdash_workers_active{{job="codecdash",instance="d",pool="training"}}'
+      - series: 'codecdash_workers_active{{instance="d",pool="training"}}'
         values: '0x20'
-      - series: 'codecdash_queue_depth{{job="codecdash",instance="d",pool="inference"}}'
+      - series: 'codecdash_queue_depth{{instance="d",pool="inference"}}'
         values: '4x20'
-      - series: 'codecdash_workers_active{{job="codecdash",instance="d",pool="inference"}}'
+      - series: 'codecdash_workers_active{{instance="d",pool="inference"}}'
         values: '2x20'
-      - series: 'codecdash_alerts{{job="codecdash",instance="d",rule="worker_stale",state="firing"}}'
+      - series: 'codecdash_alerts{{instance="d",rule="worker_stale",state="firing"}}'
         values: '0 0 2x18'
     alert_rule_test:
       - eval_time: 5m
         alertname: CodecdashBudgetActual80
         exp_alerts:
-          - exp_labels: {{severity: warning, threshold: "80", job: codecdash, instance: d}}
+          - exp_labels: {{severity: warning, threshold: "80", instance: d}}
             exp_annotations:
               summary: "Month-to-date cost passed 80 % of the monthly budget"
       - eval_time: 5m
@@ -55,13 +55,13 @@ tests:
       - eval_time: 11m
         alertname: CodecdashQueuedWorkWithoutWorkers
         exp_alerts:
-          - exp_labels: {{severity: warning, job: codecdash, instance: d, pool: training}}
+          - exp_labels: {{severity: warning, instance: d, pool: training}}
             exp_annotations:
               summary: "Jobs are queued for the training pool and no worker is active"
       - eval_time: 3m
         alertname: CodecdashAlertFiring
         exp_alerts:
-          - exp_labels: {{severity: warning, job: codecdash, instance: d, rule: worker_stale,
+          - exp_labels: {{severity: warning, instance: d, rule: worker_stale,
                           state: firing}}
             exp_annotations:
               summary: "codecdash rule worker_stale is firing (2 alerts)"
