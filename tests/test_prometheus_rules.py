@@ -27,7 +27,7 @@ tests:
         values: '3000x20'
       - series: 'codecdash_cost_month_to_date_dollars{{instance="d",component="storage"}}'
         values: '1100x20'
-      - series: 'codecdash_budget_month_dollars{{job="codecdash",instance="d"}}'
+      - series: 'codecdash_budget_month_dollars{{instance="d"}}'
         values: '5000x20'
       - series: 'codecdash_queue_depth{{instance="d",pool="training"}}'
         values: '4x20'
