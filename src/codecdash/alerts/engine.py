@@ -38,9 +38,10 @@ def step(
         if key in seen:  # the same alert twice in one evaluation: the first counts
             continue
         seen.add(key)
-        change = _found(rule, finding, current.get(key), now)
-        if change.alert != current.get(key):
-            changes.append(change)
+        before = current.get(key)
+        change = _found(rule, finding, before, now)
+        if before is None or _shown(change.alert) != _shown(before):
+            changes.append(change)  # not for a new value alone: no write each evaluation
     for key, alert in current.items():
         if key in seen or alert.state in ("inactive", "resolved"):
             continue
@@ -106,3 +107,7 @@ def _lost(rule: Rule, alert: Alert, now: float, *, disabled: bool) -> Change:
         last_notified_at=now if notify else alert.last_notified_at,
     )
     return Change(resolved, alert.state, notify)
+
+
+def _shown(alert: Alert) -> tuple[str, str, str]:
+    return (alert.state, alert.severity, alert.summary)

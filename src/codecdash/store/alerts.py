@@ -101,8 +101,11 @@ class AlertStore:
                 if change.previous != alert.state and alert.state != "inactive":
                     _history(conn, alert, alert.state, now, notified=change.notify)
                 stored.append(dataclasses.replace(change, alert=alert))
-            bump_data_version(conn)
-        self.store.changed()
+            moved = any(c.previous != c.alert.state for c in changes)
+            if moved:  # a new summary alone ("silent for 6 min") wakes no page
+                bump_data_version(conn)
+        if moved:
+            self.store.changed()
         return stored
 
     def acknowledge(self, alert_id: int, by: str, now: float | None = None) -> Alert:
