@@ -135,7 +135,8 @@ class AlertStore:
     # -- reads for the API, the CLI and /metrics ------------------------------------------
     def current(self, states: Iterable[str], resolved_since: float | None = None) -> list[Alert]:
         """Alerts in ``states``; resolved ones only since ``resolved_since`` when given.
-        Firing first, then pending, then resolved; newest first within each."""
+        Firing first, then pending, then resolved; the most severe, then the newest, first
+        within each."""
         states = list(states)
         condition: ColumnElement[bool] = A.c.state.in_([s for s in states if s != "resolved"])
         if "resolved" in states:
@@ -146,8 +147,12 @@ class AlertStore:
         with self.db.read() as conn:
             rows = conn.execute(select(A).where(condition)).mappings().all()
         order = {"firing": 0, "pending": 1, "resolved": 2}
+        rank = {"critical": 0, "warning": 1, "info": 2}
         alerts = [_alert(r) for r in rows]
-        return sorted(alerts, key=lambda a: (order.get(a.state, 3), -a.since, a.id or 0))
+        return sorted(
+            alerts,
+            key=lambda a: (order.get(a.state, 3), rank.get(a.severity, 3), -a.since, a.id or 0),
+        )
 
     def get(self, alert_id: int) -> Alert | None:
         with self.db.read() as conn:
