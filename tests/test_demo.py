@@ -682,3 +682,45 @@ def test_serving_demand_varies_through_the_day() -> None:
     # Same seed, same load; another seed, another day.
     assert ServingLoad(SEED, 48.0).demand(50_000) == load.demand(50_000)
     assert ServingLoad(SEED + 1, 48.0).demand(50_000) != load.demand(50_000)
+
+
+@pytest.mark.slow
+def test_demo_fires_a_budget_and_a_stale_worker_alert(tmp_path: Path) -> None:
+    """Within its first minutes (here, with a 6 s active window so that the live hang is
+    stale within seconds): the forecast passes the demo's budget, and a worker goes silent."""
+    env = _environment()
+    env.update(CODECDASH_REFRESH_SECONDS="2", CODECDASH_ALERT_EVALUATE_SECONDS="1")
+    command = [
+        sys.executable, "-m", "codecdash.cli", "demo", "--port", "0",
+        "--db", str(tmp_path / "demo.db"), "--speed", "3600", "--history", "1",
+        "--seed", str(SEED), "--duration", "60",
+    ]  # fmt: skip
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+    try:
+        firing: set[str] = set()
+        deadline = time.monotonic() + 50
+        with httpx.Client(timeout=2.0) as http:
+            while time.monotonic() < deadline and proc.poll() is None:
+                found = re.search(r"serving (http://\S+?)/ ", log.read_text(errors="replace"))
+                if found:
+                    try:
+                        answer = http.get(f"{found.group(1)}/api/v1/alerts").json()
+                    except (httpx.HTTPError, ValueError):
+                        answer = {"alerts": []}
+                    firing = {a["rule"] for a in answer["alerts"] if a["state"] == "firing"}
+                    if {"budget", "worker_stale"} <= firing:
+                        break
+                time.sleep(0.2)  # polling interval
+        assert {"budget", "worker_stale"} <= firing, log.read_text(errors="replace")
+        assert "budget $4,000 a month" in log.read_text(errors="replace")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

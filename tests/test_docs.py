@@ -63,7 +63,9 @@ def test_every_setting_is_documented(name: str) -> None:
 
 def test_documented_settings_exist() -> None:
     documented = set(re.findall(r"`CODECDASH_([A-Z0-9_]+)`", read(DOCS / "configuration.md")))
-    assert documented - {n.upper() for n in Settings.model_fields} == set()
+    # CODECDASH_<TABLE>__<KEY>… sets a key inside a table setting: the table must exist
+    tables = {name.split("__")[0] for name in documented}
+    assert tables - {n.upper() for n in Settings.model_fields} == set()
 
 
 def operations() -> Iterator[tuple[str, str]]:

@@ -233,7 +233,7 @@ def test_v1_database_is_upgraded_in_place(v1_url: str) -> None:
     store = Store(v1_url)
     try:
         assert versions(store) == list(range(1, LATEST_VERSION + 1))
-        assert LATEST_VERSION == 4
+        assert LATEST_VERSION == 5
         inspector = inspect(store.db.engine)
         assert {"anchors", "leaders", "leader_bounds"} <= set(inspector.get_table_names())
         columns = {c["name"] for c in inspector.get_columns("experiments")}
@@ -299,7 +299,7 @@ def test_opening_again_is_a_no_op(v1_url: str) -> None:
     for _ in range(2):
         store = Store(v1_url)
         try:
-            assert versions(store) == [1, 2, 3, 4]
+            assert versions(store) == list(range(1, LATEST_VERSION + 1))
             assert store.get_experiment("v1-a") is not None
         finally:
             store.close()
@@ -333,7 +333,7 @@ def test_v3_leaderboards_gain_the_carried_columns(tmp_path: Path) -> None:
 
     store = Store(str(path))
     try:
-        assert versions(store) == [3, 4]
+        assert versions(store) == list(range(3, LATEST_VERSION + 1))
         columns = {c["name"] for c in inspect(store.db.engine).get_columns("leaders")}
         assert {"status", "created_at", "bitrate_reduction_pct"} <= columns
         query = ListQuery(
@@ -341,6 +341,41 @@ def test_v3_leaderboards_gain_the_carried_columns(tmp_path: Path) -> None:
         )
         rows, _cursor, total = store.list_experiments(query)
         assert ([r["id"] for r in rows], total) == (["a"], 1)
+    finally:
+        store.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'v4.db'}"
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.new_schema()
+
+
+def test_v4_database_gains_the_alert_tables(fresh_url: str) -> None:
+    """Version 5's step: a version-4 database (no alert tables) gets them, and alerts work."""
+    from codecdash.alerts.service import AlertService
+    from codecdash.store import schema
+
+    store = Store(fresh_url)
+    store.create_experiment(ExperimentIn(id="kept", status="completed", psnr_db=35.5))
+    with store.db.write() as conn:  # as version 4 left it
+        for table in reversed(schema.ALERT_TABLES):
+            table.drop(conn)
+        conn.execute(schema.schema_version.delete())
+        conn.execute(schema.schema_version.insert(), {"version": 4, "applied_at": NOW})
+    store.close()
+    store = Store(fresh_url)
+    try:
+        assert versions(store) == [4, 5]
+        tables = set(inspect(store.db.engine).get_table_names())
+        assert {t.name for t in schema.ALERT_TABLES} <= tables
+        assert store.get_experiment("kept") is not None
+        service = AlertService(Settings(database_url=fresh_url), store)
+        down = {"infrastructure": {"orchestrator": {"status": "down", "last_seen": None}}}
+        service.evaluate(down, NOW)
+        assert [a.rule for a in service.alerts.current(["pending"])] == ["orchestrator_down"]
     finally:
         store.close()
 

@@ -233,6 +233,7 @@ def token_revoke(obj: dict[str, Any], name: str, db: str | None) -> None:
 def _register_commands() -> None:
     """Commands that live in their own modules."""
     from codecdash.agent.command import agent
+    from codecdash.alerts.command import alerts
     from codecdash.demo.command import demo
     from codecdash.deploy import deploy
     from codecdash.doctor import doctor
@@ -240,7 +241,7 @@ def _register_commands() -> None:
     from codecdash.importer import import_results
     from codecdash.page import page
 
-    for command in (agent, demo, import_results, export, deploy, doctor, page):
+    for command in (agent, alerts, demo, import_results, export, deploy, doctor, page):
         main.add_command(command)
 
 

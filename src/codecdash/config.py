@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 ENV_PREFIX = "CODECDASH_"
 DEFAULT_CONFIG_FILE = "codecdash.toml"
@@ -92,8 +92,41 @@ class Settings(BaseModel):
     aws_cost_tag: str = Field("Component", description="Cost-allocation tag for components.")
     aws_cost_cache_seconds: float = Field(21600.0, gt=0, description="Cost Explorer cache, s.")
     aws_site_bucket: str | None = Field(None, description="Bucket the snapshot is written to.")
+    # Alerts (codecdash/alerts; docs/alerts.md). Secrets are SecretStr: never shown.
+    alert_rules: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per-rule overrides, {rule: {setting: value}} ([alert_rules.NAME] tables; "
+        "JSON or CODECDASH_ALERT_RULES__NAME__SETTING in the environment).",
+    )
+    alert_evaluate_seconds: float = Field(
+        10.0, ge=1, le=3600, description="How often the alert rules are evaluated, s."
+    )
+    alert_dashboard_url: str | None = Field(None, description="Dashboard link in notifications.")
+    alert_max_per_hour: int = Field(
+        20, ge=1, description="Notifications a channel sends per hour at most (then grouped)."
+    )
+    alert_timeout_seconds: float = Field(10.0, gt=0, le=120, description="Delivery timeout, s.")
+    alert_max_attempts: int = Field(8, ge=1, le=100, description="Delivery attempts per message.")
+    alert_webhook_url: SecretStr | None = Field(None, description="Generic JSON webhook URL.")
+    alert_webhook_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key of the webhook's X-Codecdash-Signature."
+    )
+    alert_slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook.")
+    alert_teams_webhook_url: SecretStr | None = Field(None, description="Teams Workflows webhook.")
+    alert_smtp_host: str | None = Field(None, description="SMTP server for e-mail alerts.")
+    alert_smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port.")
+    alert_smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="SMTP transport security."
+    )
+    alert_smtp_username: str | None = Field(None, description="SMTP login name.")
+    alert_smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    alert_email_from: str | None = Field(None, description="Sender address of alert e-mail.")
+    alert_email_to: list[str] = Field(
+        default_factory=list, description="Recipients of alert e-mail (comma-separated)."
+    )
+    alert_sns_topic_arn: str | None = Field(None, description="Amazon SNS topic for alerts.")
 
-    @field_validator("allowed_hosts", "aws_buckets", mode="before")
+    @field_validator("allowed_hosts", "aws_buckets", "alert_email_to", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -110,6 +143,26 @@ class Settings(BaseModel):
                 return json.loads(value)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"not JSON: {exc}") from None
+        return value
+
+    @field_validator("alert_rules", mode="before")
+    @classmethod
+    def _rules_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            import json
+
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not JSON: {exc}") from None
+        return value
+
+    @field_validator("alert_rules")
+    @classmethod
+    def _known_rules(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from codecdash.alerts.rules import check_overrides  # the rules declare their settings
+
+        check_overrides(value)
         return value
 
     @property
@@ -133,6 +186,7 @@ def load_settings(
         raw = env.get(ENV_PREFIX + name.upper())
         if raw is not None:
             values[name] = raw
+    _nested_env(values, env)
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Settings.model_validate(values)
@@ -141,6 +195,37 @@ def load_settings(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from None
+
+
+NESTED = "__"
+
+
+def _nested_env(values: dict[str, Any], env: Mapping[str, str]) -> None:
+    """``CODECDASH_<TABLE>__<KEY>[__<KEY>…]`` sets one key inside a table setting
+    (``CODECDASH_ALERT_RULES__BUDGET__ENABLED=false`` is ``[alert_rules.budget]
+    enabled = false``); keys are taken in lower case and override the file's, key by key."""
+    tables = {n for n, f in Settings.model_fields.items() if _is_table(f.annotation)}
+    for variable in sorted(env):
+        if not variable.startswith(ENV_PREFIX) or NESTED not in variable:
+            continue
+        name, *path = variable.removeprefix(ENV_PREFIX).lower().split(NESTED)
+        if name not in tables or not path or not all(path):
+            raise ConfigError(
+                f"{variable}: {ENV_PREFIX}<TABLE>{NESTED}<KEY> needs a table setting "
+                f"({', '.join(sorted(tables))}) and non-empty keys"
+            )
+        table = values.get(name)
+        if isinstance(table, str):  # the whole table as JSON, then keys on top of it
+            table = Settings.model_validate({name: table}).model_dump()[name]
+        node = values[name] = dict(table or {})
+        for key in path[:-1]:
+            node[key] = dict(node.get(key) or {})
+            node = node[key]
+        node[path[-1]] = env[variable]
+
+
+def _is_table(annotation: Any) -> bool:
+    return getattr(annotation, "__origin__", None) is dict
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

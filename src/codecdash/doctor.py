@@ -120,6 +120,7 @@ class Doctor:
         self.echo(f"codecdash doctor (source: {s.source})")
         if s.source == "local":
             self.local()
+        self.alert_channels()
         if (s.source == "aws" or _any_aws(s)) and self.credentials():
             self.table(rebuild_aggregate)
             self.fleet()
@@ -189,6 +190,22 @@ class Doctor:
             self.add(WARN, "page directory", f"{detail}; {report.warning}", fix)
         else:
             self.add(OK, "page directory", detail)
+
+    def alert_channels(self) -> None:
+        """Which channels alerts go to (never their secrets); no message is sent."""
+        from codecdash.alerts.channels import build_channels
+
+        channels = build_channels(self.settings)
+        if not channels:
+            self.add(OK, "alert channels", "none (alerts show on the page, the API and /metrics)")
+        for name, channel in channels.items():
+            unsigned = name == "webhook" and self.settings.alert_webhook_secret is None
+            self.add(
+                WARN if unsigned else OK,
+                f"alert channel {name}",
+                f"{channel.target()}; try it with `codecdash alerts test --channel {name}`",
+                "set CODECDASH_ALERT_WEBHOOK_SECRET so receivers can check the signature",
+            )
 
     def credentials(self) -> bool:
         if not self.session.region_name:

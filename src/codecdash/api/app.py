@@ -17,7 +17,8 @@ from starlette.responses import Response
 from starlette.routing import Route, compile_path
 
 from codecdash import __version__
-from codecdash.api import anchors, dashboard, docs, errors, experiments, fleet
+from codecdash.alerts.service import AlertService
+from codecdash.api import alerts, anchors, dashboard, docs, errors, experiments, fleet
 from codecdash.api.auth import RateLimiter, install_log_redaction
 from codecdash.api.cache import SnapshotCache
 from codecdash.api.guard import Guard, allowed_hosts
@@ -90,6 +91,7 @@ def create_app(
     st.experiments = experiments_reader
     if static_root is None and settings.page_dir:
         static_root = Path(settings.page_dir)
+    st.extras["alerts"] = alert_service = AlertService(settings, store)
     page = StaticPage(static_root)
 
     @contextlib.asynccontextmanager
@@ -100,6 +102,7 @@ def create_app(
         listener: threading.Thread | None = None
         if background:
             tasks.append(asyncio.create_task(_prune_heartbeats(store, settings)))
+            tasks.append(asyncio.create_task(alert_service.run(cache.snapshot_data)))
             if artifacts is not None:
                 artifacts.start()
             if store.db.is_sqlite:
@@ -140,6 +143,7 @@ def create_app(
     app.include_router(experiments.router)
     app.include_router(fleet.router)
     app.include_router(anchors.router)
+    app.include_router(alerts.router)
     app.include_router(docs.router)
 
     @app.api_route("/{name:path}", methods=list(ANY_METHOD), include_in_schema=False)

@@ -88,5 +88,9 @@ class SnapshotCache:
                 self.feed.announce()
             return self._current
 
+    async def snapshot_data(self) -> dict[str, object]:
+        """The current snapshot's data (what the alert rules read)."""
+        return (await self.get()).data
+
     def invalidate(self) -> None:
         self._current = None

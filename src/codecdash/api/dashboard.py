@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Request
@@ -159,6 +159,19 @@ async def events(request: Request) -> Response:
     )
 
 
+async def _alert_figures(st: AppState) -> Any:
+    """The alerts' counts for /metrics; None (left out) when the store cannot say."""
+    service = st.extras.get("alerts")
+    if service is None:
+        return None
+    try:
+        counts = await asyncio.to_thread(service.alerts.counts)
+        deliveries = await asyncio.to_thread(service.alerts.delivery_counts)
+    except Exception:  # the store is down: the snapshot's figures still serve
+        return None
+    return ([rule.name for rule in service.rules], counts, deliveries)
+
+
 def _event(generation: int) -> bytes:
     return b"event: snapshot\nid: %d\ndata: %s\n\n" % (
         generation,
@@ -176,6 +189,6 @@ async def metrics(request: Request) -> Response:
     st = state(request)
     cached = await st.cache.get()
     return PlainTextResponse(
-        render_metrics(cached.data, st.feed.clients),
+        render_metrics(cached.data, st.feed.clients, await _alert_figures(st)),
         media_type="text/plain; version=0.0.4; charset=utf-8",
     )

@@ -43,7 +43,15 @@ def _ratio(pct: float | None) -> float | None:
     return None if pct is None else pct / 100.0
 
 
-def render_metrics(snapshot: Mapping[str, Any], event_clients: int) -> str:
+AlertCounts = Mapping[tuple[str, str, str], int]  # (rule, severity, state) → alerts
+DeliveryCounts = Mapping[tuple[str, str], int]  # (channel, state) → messages
+
+
+def render_metrics(
+    snapshot: Mapping[str, Any],
+    event_clients: int,
+    alerts: tuple[Iterable[str], AlertCounts, DeliveryCounts] | None = None,
+) -> str:
     s = snapshot["summary"]
     infra = snapshot["infrastructure"]
     w = _Writer()
@@ -131,4 +139,31 @@ def render_metrics(snapshot: Mapping[str, Any], event_clients: int) -> str:
     w.gauge(
         "codecdash_event_stream_clients", "Connected event-stream clients.", [(None, event_clients)]
     )
+    if alerts is not None:
+        _alert_metrics(w, *alerts)
     return "\n".join(w.lines) + "\n"
+
+
+def _alert_metrics(
+    w: _Writer, rules: Iterable[str], counts: AlertCounts, deliveries: DeliveryCounts
+) -> None:
+    by_rule: dict[tuple[str, str], int] = {}
+    for (rule, _severity, state), n in counts.items():
+        by_rule[(rule, state)] = by_rule.get((rule, state), 0) + n
+    w.gauge(
+        "codecdash_alerts",
+        "Alerts pending or firing, by rule (0 when none).",
+        [
+            ({"rule": rule, "state": state}, by_rule.get((rule, state), 0))
+            for rule in rules
+            for state in ("pending", "firing")
+        ],
+    )
+    w.gauge(
+        "codecdash_alert_notifications",
+        "Notification messages kept (30 days), by channel and delivery state.",
+        [
+            ({"channel": channel, "state": state}, n)
+            for (channel, state), n in sorted(deliveries.items())
+        ],
+    )

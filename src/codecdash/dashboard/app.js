@@ -15,6 +15,7 @@ import {
   setToken,
   staticSnapshotUrl,
 } from "./api.js";
+import { initAlerts, refreshAlerts } from "./alerts.js";
 import { costsAsOf, qualityBar, storageView } from "./cards.js";
 import { renderDonut, renderProgressChart, rethemeCharts } from "./charts.js";
 import { closeDetails, initDetails, openId, showExperiment } from "./details.js";
@@ -499,6 +500,7 @@ async function refreshOnce() {
   tableWanted = false;
   try {
     changed = await loadSnapshot();
+    if (changed && state.mode === "api") refreshAlerts(); // alert changes move the ETag too
     state.fetchOk = true;
     state.needsToken = false;
     setHidden(document.getElementById("auth-panel"), true);
@@ -783,6 +785,7 @@ async function boot() {
     },
   });
   initRateDistortion({ isStatic: () => state.mode === "static" });
+  initAlerts({ isStatic: () => state.mode === "static" });
   initTable({
     isStatic: () => state.mode === "static",
     getSnapshot: () => state.snapshot,

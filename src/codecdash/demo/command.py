@@ -32,6 +32,9 @@ DEMO_TOKEN: Final = "codecdash-demo"  # noqa: S105 - a token's name, not its val
 """The write token the demo makes; its presence marks a database as a demo database."""
 DEFAULT_ANCHOR: Final = "x264-medium-tune-zerolatency"  # = campaign.X264 (no SciPy import here)
 DATA_TABLES: Final = ("experiments", "heartbeats", "workers", "cost_records", "tokens", "anchors")
+DEMO_BUDGET_USD: Final = 4000.0
+"""The demo's monthly budget unless one is set: the fleet's forecast (~$4,700) passes it, so
+the budget alert fires in the first minute, as the live hang makes a stale-worker alert."""
 
 
 class NotADemoStore(click.ClickException):
@@ -239,6 +242,8 @@ def serve_demo(
         allowed_hosts=allowed_hosts,
         default_anchor=DEFAULT_ANCHOR,
     )
+    if "monthly_budget_usd" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"monthly_budget_usd": DEMO_BUDGET_USD})
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
     )
@@ -288,6 +293,10 @@ def serve_demo(
     click.echo(
         f"  seed {seed} (repeat with --seed {seed}), speed ×{speed:g}, "
         f"{history_days:g} days of history; Ctrl-C to stop"
+    )
+    click.echo(
+        f"  budget ${settings.monthly_budget_usd:,.0f} a month (alerts: "
+        f"{_local_url(host, port)}/api/v1/alerts)"
     )
     click.echo(f"  write token for trying the API on this demo: {token}")
     try:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     text,
 )
 
@@ -201,6 +202,72 @@ anchors = Table(
     Column("created_at", Float, nullable=False),
 )
 
+# Alerts (codecdash/alerts): the state of each alert, its history, the outbox of
+# notifications still to deliver, and the lease that makes one replica the sender.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(64), nullable=False),
+    Column("labels_key", String(512), nullable=False),  # canonical JSON of the labels
+    Column("labels", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),  # inactive, pending, firing, resolved
+    Column("since", Float, nullable=False),  # when the current state began
+    Column("fired_at", Float),
+    Column("resolved_at", Float),
+    Column("summary", Text, nullable=False),
+    Column("value", Float),
+    Column("notified", Boolean, nullable=False, server_default=text("false")),
+    Column("last_notified_at", Float),
+    Column("acknowledged_at", Float),
+    Column("acknowledged_by", String(100)),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("rule", "labels_key", name="uq_alerts_rule_labels"),
+)
+Index("ix_alerts_state", alerts.c.state)
+
+alert_history = Table(
+    "alert_history",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", Integer, nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("labels", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),  # pending, firing, resolved, acknowledged
+    Column("at", Float, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("notified", Boolean, nullable=False, server_default=text("false")),
+    Column("actor", String(100)),
+)
+
+alert_outbox = Table(
+    "alert_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(32), nullable=False),
+    Column("payload", Text, nullable=False),  # JSON: the grouped alerts
+    Column("state", String(16), nullable=False),  # pending, sent, failed
+    Column("created_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_try_at", Float, nullable=False),
+    Column("last_try_at", Float),
+    Column("last_error", Text),
+    Column("sent_at", Float),
+)
+Index("ix_alert_outbox_due", alert_outbox.c.state, alert_outbox.c.next_try_at)
+Index("ix_alert_outbox_sent", alert_outbox.c.channel, alert_outbox.c.sent_at)
+
+alert_lease = Table(
+    "alert_lease",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+ALERT_TABLES = (alerts, alert_history, alert_outbox, alert_lease)
+
 schema_version = Table(
     "schema_version",
     metadata,
@@ -209,7 +276,12 @@ schema_version = Table(
 )
 
 __all__ = [
+    "ALERT_TABLES",
     "Integer",
+    "alert_history",
+    "alert_lease",
+    "alert_outbox",
+    "alerts",
     "anchors",
     "cost_daily",
     "cost_records",
