@@ -77,6 +77,12 @@ def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             help="Comma-separated Host names accepted (when bound beyond loopback).",
         ),
+        click.option(
+            "--forwarded-allow-ips",
+            default=None,
+            help="Comma-separated addresses or networks of the reverse proxies whose "
+            "X-Forwarded-For/-Proto are trusted (default: none; '*': any).",
+        ),
         click.option("--access-log/--no-access-log", default=False, show_default=True),
     ]
     for option in reversed(options):
@@ -109,7 +115,16 @@ def run_server(settings: Settings, host: str, port: int, access_log: bool) -> No
         access_log=access_log,
         server_header=False,
         timeout_graceful_shutdown=3,
+        **UVICORN_OPTIONS,
     )
+
+
+UVICORN_OPTIONS: dict[str, Any] = {
+    # Proxy headers are the app's business (the `forwarded_allow_ips` setting): uvicorn's
+    # own default would trust X-Forwarded-For from 127.0.0.1, so that any local process,
+    # or a proxy that passes the header through, could choose its rate-limit address.
+    "proxy_headers": False,
+}
 
 
 @main.command()
@@ -124,11 +139,17 @@ def serve(
     source: str | None,
     private: bool | None,
     allowed_hosts: str | None,
+    forwarded_allow_ips: str | None,
     access_log: bool,
 ) -> None:
     """Serve the dashboard page and the API."""
     settings = _settings(
-        obj, database_url=db, source=source, private=private, allowed_hosts=allowed_hosts
+        obj,
+        database_url=db,
+        source=source,
+        private=private,
+        allowed_hosts=allowed_hosts,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
     run_server(settings, host, port, access_log)
 

@@ -212,6 +212,7 @@ def serve_demo(
     source: str | None,
     private: bool | None,
     allowed_hosts: str | None,
+    forwarded_allow_ips: str | None,
     access_log: bool,
     seed: int | None,
     speed: float,
@@ -222,6 +223,7 @@ def serve_demo(
     import uvicorn
 
     from codecdash.api.app import create_app
+    from codecdash.cli import UVICORN_OPTIONS
 
     began = time.monotonic()
     if source == "aws":
@@ -237,6 +239,7 @@ def serve_demo(
         demo=True,
         private=private,
         allowed_hosts=allowed_hosts,
+        forwarded_allow_ips=forwarded_allow_ips,
         default_anchor=DEFAULT_ANCHOR,
     )
     logging.basicConfig(
@@ -257,6 +260,7 @@ def serve_demo(
         access_log=access_log,
         server_header=False,
         timeout_graceful_shutdown=3,
+        **UVICORN_OPTIONS,
     )
     server = uvicorn.Server(config)
     stop = threading.Event()
