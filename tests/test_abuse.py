@@ -239,6 +239,32 @@ def test_a_slow_upload_over_a_real_socket_is_cut_off(make_live_server: Any, tmp_
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
 
 
+def test_a_body_cut_short_over_a_real_socket_is_never_acted_on(make_live_server: Any) -> None:
+    """A client declares more than it sends, and leaves: uvicorn tells the app it went away;
+    the valid JSON it did send is not stored."""
+    import time
+
+    live = make_live_server()
+    host, port = live.url.removeprefix("http://").split(":")
+    sent = b'{"id": "cut-live", "name": "never"}'
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /api/v1/experiments HTTP/1.1\r\nHost: localhost\r\n"
+            b"Authorization: Bearer " + live.token.encode() + b"\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+            % (len(sent) + 100)
+            + sent
+        )
+    with httpx.Client(base_url=live.url, timeout=5) as http:
+        for _ in range(20):  # the server had a second to (wrongly) store it
+            assert http.get(f"{API}/experiments/cut-live").status_code == 404
+            time.sleep(0.05)
+        # ...and the same body, whole, is stored (the probe can fail)
+        headers = {"Authorization": f"Bearer {live.token}"}
+        r = http.post(f"{API}/experiments", content=sent, headers=headers)
+        assert r.status_code == 201, r.text
+
+
 async def test_bodies_held_at_once_are_bounded(
     make_app: Callable[..., Any], tmp_path: Path
 ) -> None:
