@@ -85,7 +85,7 @@ async def test_anchor_writes_answer_while_the_rederivation_runs(
         assert one["bd_rate_pct"] == pytest.approx(expected, abs=0.005)
         assert one["bd_rate_anchor"] == X264
         snap = (await client.get(f"{API}/dashboard")).json()
-        assert snap["summary"]["bd_rate_recomputing"] is False
+        assert "bd_rate_recomputing" not in snap["summary"]
 
 
 async def test_a_burst_of_anchor_writes_costs_one_more_run(

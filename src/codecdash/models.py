@@ -371,7 +371,8 @@ class Summary(BaseModel):
     best_compression: BestCompression | None
     best_quality: BestQuality | None
     bd_rate_recomputing: bool | None = Field(
-        None, description="True while the server derives the stored BD-rates again."
+        None,
+        description="Present, and true, while the server derives the stored BD-rates again.",
     )
     month_to_date_usd: float | None
     forecast_month_usd: float | None

@@ -71,8 +71,9 @@ class ExperimentsSource(_LocalSource):
             ),
             "best_compression": self._best_compression(conn),
             "best_quality": self._best_quality(conn),
-            "bd_rate_recomputing": recomputing(self.store),
         }
+        if recomputing(self.store):  # this server's own work: said only while it lasts
+            summary["bd_rate_recomputing"] = True
         # Times ahead of the allowed clock skew are refused; one stored before that was
         # checked must not hold the top of the list for ever.
         not_after = now + self.settings.max_future_seconds
