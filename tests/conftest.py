@@ -23,10 +23,11 @@ The names below are stable: other test files (agent, codec metrics, browser) use
   ``http://localhost``.
 - ``write_token`` — a fresh write token of ``app``'s store; ``auth`` — the matching
   ``{"Authorization": "Bearer …"}`` headers.
-- ``event_stream`` — ``async with event_stream(app, path="/api/v1/events") as events:``
-  reads an SSE response in-process (httpx's ASGI transport buffers whole bodies, so it
-  cannot); ``await events.next(within)`` gives the next ``SSEMessage`` (comments too),
-  ``await events.next_event(within)`` the next real event; ``TimeoutError`` past ``within``.
+- ``event_stream`` — ``async with event_stream(app, path="/api/v1/events", headers=None,
+  client=("127.0.0.1", 12345)) as events:`` reads an SSE response in-process (httpx's ASGI
+  transport buffers whole bodies, so it cannot); ``await events.next(within)`` gives the
+  next ``SSEMessage`` (comments too), ``await events.next_event(within)`` the next real
+  event; ``TimeoutError`` past ``within``.
 - ``api_helpers.assert_error(response, status, code=None)`` (a module, not a fixture):
   checks the one error shape and returns the error object.
 - ``make_live_server`` — ``make_live_server(settings=None, **create_app_kwargs)``: uvicorn
@@ -307,7 +308,10 @@ class EventReader:
 def event_stream() -> Callable[..., contextlib.AbstractAsyncContextManager[EventReader]]:
     @contextlib.asynccontextmanager
     async def open_stream(
-        app: FastAPI, path: str = "/api/v1/events", headers: dict[str, str] | None = None
+        app: FastAPI,
+        path: str = "/api/v1/events",
+        headers: dict[str, str] | None = None,
+        client: tuple[str, int] = ("127.0.0.1", 12345),
     ) -> AsyncIterator[EventReader]:
         path, _, query = path.partition("?")
         scope = {
@@ -322,7 +326,7 @@ def event_stream() -> Callable[..., contextlib.AbstractAsyncContextManager[Event
             "root_path": "",
             "headers": [(b"host", b"localhost")]
             + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
-            "client": ("127.0.0.1", 12345),
+            "client": client,
             "server": ("localhost", 80),
             "state": {},
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -50,11 +51,30 @@ def experiment_body(name: str, **fields: Any) -> dict[str, Any]:
     return {"name": name, "status": "completed", **fields}
 
 
+async def settled(client: httpx.AsyncClient, auth: dict[str, str] | None = None) -> None:
+    """Once the server has derived the stored BD-rates again (it does so in the background
+    after an anchor write, or on start): GET /anchors says `recomputing: false`."""
+    for _ in range(1000):
+        if not (await client.get(ANCHORS, headers=auth)).json()["recomputing"]:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the BD-rates are still being derived again after 10 s")
+
+
 async def put_anchor(
     client: httpx.AsyncClient, auth: dict[str, str], name: str, points_of: str | None = None
 ) -> httpx.Response:
     r = await client.put(f"{ANCHORS}/{name}", json=anchor_body(points_of or name), headers=auth)
     assert r.status_code in (200, 201), r.text
+    await settled(client, auth)
+    return r
+
+
+async def delete_anchor(
+    client: httpx.AsyncClient, auth: dict[str, str], name: str
+) -> httpx.Response:
+    r = await client.delete(f"{ANCHORS}/{name}", headers=auth)
+    await settled(client, auth)
     return r
 
 
@@ -93,10 +113,13 @@ async def test_put_get_delete_round_trip(client: httpx.AsyncClient, auth: dict[s
         "rate_unit": "kbps",
         "created": True,
         "default": X264,
-        "recomputed": 0,
+        "recomputed": None,  # the stored BD-rates now follow X264: in the background
+        "recomputing": True,
     }
+    await settled(client)
     r = await client.put(f"{ANCHORS}/{X264}", json=anchor_body(X264, "again"), headers=auth)
     assert r.status_code == 200 and r.json()["created"] is False
+    assert r.json()["recomputed"] == 0 and r.json()["recomputing"] is False  # same curve
 
     listing = (await client.get(ANCHORS)).json()
     assert listing == {
@@ -106,6 +129,7 @@ async def test_put_get_delete_round_trip(client: httpx.AsyncClient, auth: dict[s
         "default": X264,
         "configured_default": None,
         "quality_metric": "psnr",
+        "recomputing": False,
     }
     one = await client.get(f"{ANCHORS}/{X264}")
     assert one.status_code == 200 and one.json() == listing["items"][0]
@@ -114,8 +138,9 @@ async def test_put_get_delete_round_trip(client: httpx.AsyncClient, auth: dict[s
     r = await client.put(f"{ANCHORS}/{X264}", json=one.json(), headers=auth)
     assert r.status_code == 200, r.text
 
-    r = await client.delete(f"{ANCHORS}/{X264}", headers=auth)
-    assert r.status_code == 200 and r.json() == {"deleted": X264, "default": None, "recomputed": 0}
+    r = await delete_anchor(client, auth, X264)
+    assert r.status_code == 200
+    assert r.json() == {"deleted": X264, "default": None, "recomputed": None, "recomputing": True}
     assert_error(await client.get(f"{ANCHORS}/{X264}"), 404, "not_found")
     assert_error(await client.delete(f"{ANCHORS}/{X264}", headers=auth), 404, "not_found")
     assert (await client.get(ANCHORS)).json()["items"] == []
@@ -261,7 +286,7 @@ async def test_experiments_before_and_after_the_first_anchor_get_bd_rates(
     await put_experiment(client, auth, "no-curve", rd_points=None)
 
     r = await put_anchor(client, auth, X264)
-    assert r.json()["recomputed"] == 1
+    assert r.json()["recomputing"] is True
     pct, anchor = await bd_of(client, X265)
     assert pct == pytest.approx(VS_X264[X265], abs=0.005) and anchor == X264
 
@@ -316,7 +341,7 @@ async def test_a_configured_default_anchor_and_its_replacement(
         assert (await client.get(ANCHORS)).json()["configured_default"] == VTM
 
         r = await put_anchor(client, auth, VTM)
-        assert r.json()["default"] == VTM and r.json()["recomputed"] == 1
+        assert r.json()["default"] == VTM and r.json()["recomputing"] is True
         pct, anchor = await bd_of(client, X265)
         expected = bd_report(rd_pairs(curve(VTM)), rd_pairs(curve(X265))).bd_rate_pct
         assert pct == pytest.approx(expected, abs=1e-4) and anchor == VTM
@@ -324,7 +349,7 @@ async def test_a_configured_default_anchor_and_its_replacement(
         # The anchor in force gets other points: every stored figure follows.
         version = (await client.get("/api/v1/health")).json()["data_version"]
         r = await put_anchor(client, auth, VTM, points_of=X264)
-        assert r.json()["recomputed"] == 1
+        assert r.json()["recomputing"] is True
         pct, anchor = await bd_of(client, X265)
         assert pct == pytest.approx(VS_X264[X265], abs=0.005) and anchor == VTM
         assert (await client.get("/api/v1/health")).json()["data_version"] > version
@@ -338,14 +363,14 @@ async def test_deleting_the_anchor_in_force_falls_back_to_the_next(
     await put_experiment(client, auth, VTM)
     assert (await bd_of(client, VTM))[1] == X264
 
-    r = await client.delete(f"{ANCHORS}/{X264}", headers=auth)
-    assert r.json() == {"deleted": X264, "default": X265, "recomputed": 1}
+    r = await delete_anchor(client, auth, X264)
+    assert r.json() == {"deleted": X264, "default": X265, "recomputed": None, "recomputing": True}
     pct, anchor = await bd_of(client, VTM)
     expected = bd_report(rd_pairs(curve(X265)), rd_pairs(curve(VTM))).bd_rate_pct
     assert pct == pytest.approx(expected, abs=1e-4) and anchor == X265
 
-    r = await client.delete(f"{ANCHORS}/{X265}", headers=auth)
-    assert r.json() == {"deleted": X265, "default": None, "recomputed": 1}
+    r = await delete_anchor(client, auth, X265)
+    assert r.json() == {"deleted": X265, "default": None, "recomputed": None, "recomputing": True}
     assert await bd_of(client, VTM) == (None, None)
 
 
@@ -356,7 +381,7 @@ async def test_writing_an_anchor_not_in_force_changes_nothing(
     await put_experiment(client, auth, VTM)
     stored = (await client.get(f"{EXPERIMENTS}/{VTM}")).json()
     r = await put_anchor(client, auth, X265)
-    assert r.json()["recomputed"] == 0
+    assert r.json()["recomputed"] == 0 and r.json()["recomputing"] is False
     assert (await client.get(f"{EXPERIMENTS}/{VTM}")).json() == stored
 
 
@@ -393,7 +418,7 @@ async def test_best_compression_is_the_best_bd_saving_when_configured(
         assert best["experiment_id"] == VTM and best["value_pct"] == pytest.approx(0.0, abs=1e-6)
         assert snap["progress"]["compression"][-1]["best_pct"] == best["value_pct"]
 
-        await client.delete(f"{ANCHORS}/{X264}", headers=auth)
+        await delete_anchor(client, auth, X264)
         snap = (await client.get("/api/v1/dashboard")).json()
         assert snap["summary"]["best_compression"] is None
         assert snap["progress"]["compression"] == []
@@ -564,6 +589,7 @@ async def test_a_restart_with_another_default_anchor_or_quality(
 
     second = await make_app(Settings(database_url=url, default_anchor=X265))
     async with await app_client(second) as client:
+        await settled(client)  # derived again in the background on start
         pct, anchor = await bd_of(client, VTM)
         expected = bd_report(rd_pairs(curve(X265)), rd_pairs(curve(VTM))).bd_rate_pct
         assert pct == pytest.approx(expected, abs=1e-4) and anchor == X265
@@ -573,6 +599,7 @@ async def test_a_restart_with_another_default_anchor_or_quality(
         Settings(database_url=url, default_anchor=X265, quality_metric="ms_ssim")
     )
     async with await app_client(third) as client:
+        await settled(client)
         expected = bd_report(
             rd_pairs(curve(X265), quality="ms_ssim"), rd_pairs(curve(VTM), quality="ms_ssim")
         ).bd_rate_pct
@@ -589,7 +616,7 @@ def test_an_interrupted_rederivation_is_finished_by_the_next_sync(
     store.put_experiment(X265, ExperimentIn.model_validate(experiment_body(X265)))
     original = Store.recompute_bd_rates
 
-    def interrupted(self: Store, batch_size: int = 500) -> int:
+    def interrupted(self: Store, batch_size: int = 500, stop: Any = None) -> int:
         raise StoreUnavailable("the database is locked by another writer")
 
     monkeypatch.setattr(Store, "recompute_bd_rates", interrupted)

@@ -36,7 +36,9 @@ def shown_default(value: object) -> str | None:
     """How a default is written in the docs, or None when it has no single spelling."""
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        return f"`{value}`"
+    if isinstance(value, float):
         return f"`{value:g}`"
     if isinstance(value, str):
         return f"`{value}`"

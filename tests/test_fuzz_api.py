@@ -113,6 +113,11 @@ SEMANTIC_REJECTIONS = (
     Rejection(
         None, 422, "invalid", re.compile(r"cannot be stored as JSON: Integer exceeds 64-bit")
     ),
+    # Clock: a reported time at most max_future_seconds ahead of the server's (described in
+    # the fields' descriptions; JSON Schema has no "now").
+    Rejection(None, 422, "invalid", re.compile(r"ahead of the server's clock; at most ")),
+    # Size in bytes of JSON (the descriptions say it; JSON Schema counts items, not bytes).
+    Rejection(None, 422, "invalid", re.compile(r"(params is|tags are) limited to \d+ KiB")),
 )
 
 

@@ -28,6 +28,7 @@ from codecdash.models import (
     Heartbeat,
 )
 from codecdash.store import Store
+from codecdash.store.experiments import iso
 
 pytestmark = pytest.mark.anyio
 
@@ -220,7 +221,6 @@ async def test_extreme_times_round_trip(
             ("2025-03-14T10:00:00.123Z", "2025-03-14T10:00:00.123Z"),
             ("2025-03-14T10:00:00.999+00:00", "2025-03-14T10:00:00.999Z"),
             ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"),
-            ("9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999Z"),
             ("2025-03-14t10:00:00z", "2025-03-14T10:00:00.000Z"),
             ("2025-03-14 15:30+0530", "2025-03-14T10:00:00.000Z"),
             ("2025-03-14", "2025-03-14T00:00:00.000Z"),
@@ -229,6 +229,10 @@ async def test_extreme_times_round_trip(
         r = await client.put(f"/api/v1/experiments/t{i}", json={"created_at": sent}, headers=auth)
         assert r.status_code == 201
         assert r.json()["created_at"] == answered
+    # The far end of the range is written as well (the API refuses it: it is in the future).
+    assert iso(datetime(9999, 12, 31, 23, 59, 59, 999000, UTC).timestamp()) == (
+        "9999-12-31T23:59:59.999Z"
+    )
 
 
 # -- invalid by one field ------------------------------------------------------------------
@@ -293,7 +297,7 @@ def finite(lo: float, hi: float) -> st.SearchStrategy[float]:
 unicode_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
 millis = st.datetimes(
     min_value=datetime(1, 1, 1),
-    max_value=datetime(9999, 12, 31),
+    max_value=datetime(2025, 12, 31),  # the API refuses times ahead of its clock
     timezones=st.sampled_from([UTC, None]),
 ).map(lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000))
 json_leaf = (

@@ -77,6 +77,12 @@ def server_options(func: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             help="Comma-separated Host names accepted (when bound beyond loopback).",
         ),
+        click.option(
+            "--forwarded-allow-ips",
+            default=None,
+            help="Comma-separated addresses or networks of the reverse proxies whose "
+            "X-Forwarded-For/-Proto are trusted (default: none; '*': any).",
+        ),
         click.option("--access-log/--no-access-log", default=False, show_default=True),
     ]
     for option in reversed(options):
@@ -111,6 +117,7 @@ def run_server(settings: Settings, host: str, port: int, access_log: bool) -> No
         access_log=access_log,
         server_header=False,
         timeout_graceful_shutdown=3,
+        **UVICORN_OPTIONS,
     )
 
 
@@ -140,6 +147,14 @@ page_dir_option = click.option(
 )
 
 
+UVICORN_OPTIONS: dict[str, Any] = {
+    # Proxy headers are the app's business (the `forwarded_allow_ips` setting): uvicorn's
+    # own default would trust X-Forwarded-For from 127.0.0.1, so that any local process,
+    # or a proxy that passes the header through, could choose its rate-limit address.
+    "proxy_headers": False,
+}
+
+
 @main.command()
 @server_options
 @page_dir_option
@@ -153,6 +168,7 @@ def serve(
     source: str | None,
     private: bool | None,
     allowed_hosts: str | None,
+    forwarded_allow_ips: str | None,
     access_log: bool,
     page_dir: str | None,
 ) -> None:
@@ -164,6 +180,7 @@ def serve(
         private=private,
         allowed_hosts=allowed_hosts,
         page_dir=page_dir,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
     run_server(settings, host, port, access_log)
 

@@ -23,7 +23,7 @@ import orjson
 
 from codecdash.ids import new_id
 
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
+RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 
 
 class ClientError(Exception):

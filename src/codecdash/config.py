@@ -60,6 +60,28 @@ class Settings(BaseModel):
         6000, ge=1, description="Write requests per minute per token and per client address."
     )
     max_event_clients: int = Field(200, ge=1, description="Concurrent event-stream clients.")
+    max_event_clients_per_address: int = Field(
+        10, ge=1, description="Concurrent event-stream clients from one client address."
+    )
+    forwarded_allow_ips: list[str] = Field(
+        default_factory=list,
+        description="Proxy addresses (or networks) whose X-Forwarded-For/-Proto are trusted; "
+        "none by default (comma-separated in the environment).",
+    )
+    body_timeout_seconds: float = Field(
+        15.0, gt=0, le=3600, description="A request body not received within this answers 408, s."
+    )
+    max_body_bytes_in_flight: int = Field(
+        64 * 1024 * 1024,
+        ge=4 * 1024 * 1024,
+        description="Bytes of request bodies held at once; past it, writes answer 503.",
+    )
+    max_future_seconds: float = Field(
+        900.0,
+        ge=0,
+        le=7 * 86400,
+        description="How far in the future a reported time may be (clock skew), s.",
+    )
     source_timeout_seconds: float = Field(5.0, gt=0, description="Timeout of each source.")
     request_timeout_seconds: float = Field(
         30.0, gt=0, description="A request not answered within this answers 503, s."
@@ -126,7 +148,9 @@ class Settings(BaseModel):
     )
     alert_sns_topic_arn: str | None = Field(None, description="Amazon SNS topic for alerts.")
 
-    @field_validator("allowed_hosts", "aws_buckets", "alert_email_to", mode="before")
+    @field_validator(
+        "allowed_hosts", "forwarded_allow_ips", "aws_buckets", "alert_email_to", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

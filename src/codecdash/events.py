@@ -6,7 +6,9 @@
 - PostgreSQL: every replica LISTENs on a channel that each write NOTIFYs.
 
 Events are coalesced (at most one per `min_interval`), and each client has a small
-bounded queue: a slow client misses intermediate versions, never grows memory.
+bounded queue: a slow client misses intermediate versions, never grows memory. Streams are
+capped in all (`max_clients`, 503 past it) and per client address (`max_per_address`, 429),
+so that one client cannot hold every slot.
 """
 
 from __future__ import annotations
@@ -24,15 +26,23 @@ CLIENT_QUEUE = 4
 
 
 class TooManyClients(Exception):
-    pass
+    """No stream slot: 503 when the server is full, 429 when this address holds its share."""
+
+    def __init__(self, message: str, status: int = 503) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ChangeFeed:
-    def __init__(self, max_clients: int = 200, min_interval: float = 0.2) -> None:
+    def __init__(
+        self, max_clients: int = 200, min_interval: float = 0.2, max_per_address: int = 10
+    ) -> None:
         self.max_clients = max_clients
+        self.max_per_address = max_per_address
         self.min_interval = min_interval
         self.generation = 0  # bumped on every change seen; part of the cache key
         self._clients: set[asyncio.Queue[int]] = set()
+        self._per_address: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -93,15 +103,32 @@ class ChangeFeed:
 
     # -- consumers --------------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[int]]:
+    async def subscribe(self, address: str = "") -> AsyncIterator[asyncio.Queue[int]]:
+        """A queue of change generations; `address` is the client's (its share is capped)."""
         if len(self._clients) >= self.max_clients:
-            raise TooManyClients(f"at most {self.max_clients} event-stream clients")
+            raise TooManyClients(
+                f"the server has its maximum of {self.max_clients} event-stream clients; "
+                "retry later (the page falls back to polling meanwhile)"
+            )
+        held = self._per_address.get(address, 0)
+        if held >= self.max_per_address:
+            raise TooManyClients(
+                f"this address already holds {held} event streams, the most one address "
+                "may hold; close some (tabs of the page) and retry",
+                status=429,
+            )
         queue: asyncio.Queue[int] = asyncio.Queue(CLIENT_QUEUE)
         self._clients.add(queue)
+        self._per_address[address] = held + 1
         try:
             yield queue
         finally:
             self._clients.discard(queue)
+            left = self._per_address.get(address, 1) - 1
+            if left > 0:
+                self._per_address[address] = left
+            else:
+                self._per_address.pop(address, None)
 
     @property
     def clients(self) -> int:

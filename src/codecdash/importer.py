@@ -13,6 +13,7 @@ and nothing is imported. The CLI (`codecdash.cli`) registers this command.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 
 ID_CHARS = re.compile(r"[^A-Za-z0-9._:\-]+")
 MAX_RD_POINTS = 64
-ANCHOR_WRITE_SECONDS = 600.0
+RECOMPUTE_WAIT_S = 600.0
+"""How long an import through the API waits for the server's BD-rates to follow an anchor."""
 
 
 class ImportProblem(Exception):
@@ -58,6 +60,10 @@ class AnchorWrite:
     created: bool
     in_force: str | None
     recomputed: int
+    recomputing: bool = False
+    """The server is still deriving the stored BD-rates again."""
+    rederived: bool = False
+    """The server derived them again (how many changed, it does not say)."""
 
 
 class Target(Protocol):
@@ -108,7 +114,7 @@ class StoreTarget:
         change = save_anchor(
             self.store, self.settings, item.key, item.body["description"], item.points
         )
-        return AnchorWrite(change.created, change.in_force, change.recomputed)
+        return AnchorWrite(change.created, change.in_force, change.recomputed or 0)
 
     def put_experiment(self, item: Item) -> dict[str, Any]:
         from codecdash.models import ExperimentIn
@@ -145,8 +151,19 @@ class ApiTarget:
 
     def put_anchor(self, item: Item) -> AnchorWrite:
         answer = self.client.put_anchor(item.key, item.body["description"], item.points)
+        recomputing = bool(answer.get("recomputing"))
+        # The server derives the stored BD-rates again in the background: wait for it (a
+        # while), so that what is imported next is reported against the anchor in force.
+        deadline = time.monotonic() + RECOMPUTE_WAIT_S
+        while recomputing and time.monotonic() < deadline:
+            time.sleep(0.2)
+            recomputing = bool(self.client.anchors().get("recomputing"))
         return AnchorWrite(
-            bool(answer.get("created")), answer.get("default"), int(answer.get("recomputed", 0))
+            bool(answer.get("created")),
+            answer.get("default"),
+            int(answer.get("recomputed") or 0),
+            recomputing,
+            rederived=bool(answer.get("recomputing")) and not recomputing,
         )
 
     def put_experiment(self, item: Item) -> dict[str, Any]:
@@ -373,15 +390,11 @@ def _open_target(ctx: click.Context, url: str | None, token: str | None, db: str
     from codecdash.config import ConfigError, load_settings
 
     if url is not None:
-        import httpx
-
         from codecdash.client import Client
 
-        # Writing the anchor in force makes the server derive every stored BD-rate again
-        # before it answers: allow it minutes, but not to connect.
-        return ApiTarget(
-            Client(url, token, timeout=httpx.Timeout(ANCHOR_WRITE_SECONDS, connect=10))
-        )
+        # The server answers an anchor write at once (the BD-rates follow in the
+        # background, which put_anchor waits for): the client's own time limits serve.
+        return ApiTarget(Client(url, token))
     from codecdash.store import Store, StoreUnavailable
 
     try:
@@ -436,6 +449,10 @@ def _anchor_line(item: Item, written: AnchorWrite) -> str:
     line = f"{item.key}: anchor {verb}, {_describe(item)}; {force}"
     if written.recomputed:
         line += f"; BD-rate of {written.recomputed} experiments derived again"
+    elif written.rederived:
+        line += "; the server derived the stored BD-rates again"
+    elif written.recomputing:
+        line += "; the server is still deriving the stored BD-rates again (in the background)"
     return line
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -13,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    ValidationInfo,
     model_validator,
 )
 
@@ -26,6 +28,10 @@ COMPONENTS: tuple[str, ...] = ("training", "inference", "storage", "orchestrator
 ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
 MAX_BATCH = 1000
 MAX_EXTRA_BYTES = 16 * 1024
+MAX_PARAMS_BYTES = 16 * 1024
+MAX_PARAMS_KEYS = 200
+MAX_TAGS = 50
+MAX_TAGS_BYTES = 4 * 1024
 
 
 def _utc(value: datetime) -> datetime:
@@ -43,26 +49,66 @@ _ISO_TIME = re.compile(
 _BAD_TIME = "expected an ISO 8601 time such as 2025-03-14T12:00:00Z"
 
 
-def _time(value: Any) -> Any:
+def _time(value: Any, info: ValidationInfo) -> Any:
     """ISO 8601 text (or a datetime, from Python) as an aware UTC datetime.
 
     Pydantic alone would also take 0 or "0.5" as seconds since 1970. One call parses
     (``datetime.fromisoformat``, in C) and normalises to UTC: times are on the ingest
-    hot path, three per experiment.
+    hot path, three per experiment. Validated with a :func:`clock` context (the API's
+    bodies), a time further ahead than the allowed clock skew is refused.
     """
     if isinstance(value, str) and _ISO_TIME.fullmatch(value):
         try:
             parsed = datetime.fromisoformat(value[:-1] + "Z" if value[-1] == "z" else value)
         except ValueError as exc:  # e.g. "month must be in 1..12"
             raise ValueError(f"{_BAD_TIME} ({exc})") from None
-        return _utc(parsed)
-    if isinstance(value, datetime):
-        return _utc(value)
-    raise ValueError(_BAD_TIME)
+        value = _utc(parsed)
+    elif isinstance(value, datetime):
+        value = _utc(value)
+    else:
+        raise ValueError(_BAD_TIME)
+    context = info.context
+    if context is not None and CLOCK in context:
+        _not_ahead(value, *context[CLOCK])
+    return value
+
+
+CLOCK = "codecdash.clock"
+"""The validation context key of (the server's time, the allowed skew in seconds)."""
+
+
+def clock(now: float, max_future_seconds: float) -> dict[str, tuple[float, float]]:
+    """A validation context that refuses times more than `max_future_seconds` ahead of
+    `now` (``Model.model_validate_json(body, context=clock(...))``)."""
+    return {CLOCK: (now, max_future_seconds)}
+
+
+def _not_ahead(value: datetime, now: float, skew: float) -> None:
+    ahead = value.timestamp() - now
+    if ahead > skew:
+        raise ValueError(
+            f"time is {_span(ahead)} ahead of the server's clock; at most {_span(skew)} "
+            "is accepted (check the sending machine's clock and time zone)"
+        )
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("years", 31_557_600), ("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:,.0f} {unit}"
+    return f"{seconds:,.0f} s"
 
 
 # Not strict (the models are): JSON has no datetime type, times come as text.
 Timestamp = Annotated[datetime, Field(strict=False), BeforeValidator(_time)]
+# A time a client reports: in the API's bodies, never far ahead of the server's clock.
+ReportedTime = Annotated[
+    Timestamp,
+    Field(
+        description="ISO 8601. At most `max_future_seconds` (15 minutes by default) ahead "
+        "of the server's clock, else 422."
+    ),
+]
 
 
 def _json_int(value: Any) -> Any:
@@ -98,13 +144,26 @@ Text = Annotated[str, AfterValidator(_no_nul)]
 
 
 def _storable_json(value: dict[str, JsonValue], name: str) -> bytes:
-    """The value as stored (orjson); integers beyond 64 bits cannot be."""
+    """The value as stored (orjson); integers beyond 64 bits cannot be, nor NaN or
+    infinities (which orjson would store as null)."""
     import orjson
 
+    if not _finite(value):
+        raise ValueError(f"{name} cannot hold NaN or infinite numbers (JSON has none)")
     try:
         return orjson.dumps(value)
     except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
         raise ValueError(f"{name} cannot be stored as JSON: {exc}") from None
+
+
+def _finite(value: JsonValue) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 class RDPoint(_Strict):
@@ -125,9 +184,18 @@ class RDPoint(_Strict):
 
 
 def _params_size(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
-    if len(value) > 200:
-        raise ValueError("params holds at most 200 keys")
-    _storable_json(value, "params")
+    if len(value) > MAX_PARAMS_KEYS:
+        raise ValueError(f"params holds at most {MAX_PARAMS_KEYS} keys")
+    if len(_storable_json(value, "params")) > MAX_PARAMS_BYTES:
+        raise ValueError(f"params is limited to {MAX_PARAMS_BYTES // 1024} KiB of JSON")
+    return value
+
+
+def _tags_size(value: list[str]) -> list[str]:
+    import orjson
+
+    if len(orjson.dumps(value)) > MAX_TAGS_BYTES:
+        raise ValueError(f"tags are limited to {MAX_TAGS_BYTES // 1024} KiB of JSON in all")
     return value
 
 
@@ -136,9 +204,9 @@ class ExperimentFields(_Strict):
 
     name: Text | None = Field(None, max_length=200, examples=["ssf2020 λ=0.0130"])
     status: ExperimentStatus | None = Field(None, examples=["completed"])
-    created_at: Timestamp | None = None
-    started_at: Timestamp | None = None
-    finished_at: Timestamp | None = None
+    created_at: ReportedTime | None = None
+    started_at: ReportedTime | None = None
+    finished_at: ReportedTime | None = None
     bitrate_reduction_pct: float | None = Field(
         None, ge=-1000, le=100, description="% bitrate saved against the baseline", examples=[41.3]
     )
@@ -149,9 +217,17 @@ class ExperimentFields(_Strict):
     cost_usd: float | None = Field(None, ge=0, le=1e9, examples=[12.4])
     worker_id: Text | None = Field(None, max_length=128, examples=["train-g5-03"])
     params: Annotated[dict[str, JsonValue], AfterValidator(_params_size)] | None = Field(
-        None, examples=[{"model": "ssf2020", "lambda": 0.013, "lr": 0.0001}]
+        None,
+        description=f"Free-form; at most {MAX_PARAMS_KEYS} keys and "
+        f"{MAX_PARAMS_BYTES // 1024} KiB of JSON.",
+        examples=[{"model": "ssf2020", "lambda": 0.013, "lr": 0.0001}],
     )
-    tags: list[Tag] | None = Field(None, max_length=50, examples=[["uvg", "mse"]])
+    tags: Annotated[list[Tag], AfterValidator(_tags_size)] | None = Field(
+        None,
+        max_length=MAX_TAGS,
+        description=f"At most {MAX_TAGS} tags and {MAX_TAGS_BYTES // 1024} KiB of JSON in all.",
+        examples=[["uvg", "mse"]],
+    )
     error: Text | None = Field(None, max_length=10_000)
     rd_points: list[RDPoint] | None = Field(None, max_length=64)
     # Derived by the server; accepted so a fetched Experiment can be sent back as is.
@@ -196,6 +272,11 @@ class Experiment(BaseModel):
     rd_points: list[dict[str, Any]] | None = None
     bd_rate_pct: float | None = None
     bd_rate_anchor: str | None = None
+    omitted: list[str] | None = Field(
+        None,
+        description="In the snapshot only: the fields left out (or, for `error`, shortened) "
+        "to keep it small; GET the experiment for all of them.",
+    )
 
 
 class ExperimentBatch(_Strict):
@@ -227,7 +308,7 @@ class Heartbeat(_Strict):
     gpu_mem_pct: float | None = Field(None, ge=0, le=100)
     fps: float | None = Field(None, ge=0, le=1e6)
     queue_depth: JsonInt | None = Field(None, ge=0, le=10**9)
-    at: Timestamp | None = None
+    at: ReportedTime | None = None
     extra: Annotated[dict[str, JsonValue] | None, AfterValidator(_extra_size)] = Field(
         None, description="Free-form figures (per-GPU list, load, disk); at most 16 KiB."
     )
@@ -236,7 +317,7 @@ class Heartbeat(_Strict):
 class CostRecord(_Strict):
     component: Component = Field(examples=["training"])
     amount_usd: float = Field(ge=0, le=1e9, examples=[12.5])
-    at: Timestamp | None = None
+    at: ReportedTime | None = None
     description: Text | None = Field(None, max_length=500)
     source: Text | None = Field(None, max_length=100, examples=["aws-cur"])
 
@@ -280,13 +361,19 @@ class BestQuality(BaseModel):
 
 class Summary(BaseModel):
     total_experiments: int | None
+    queued: int | None = None
     running: int | None
     completed: int | None
     failed: int | None
+    cancelled: int | None = None
     success_rate: float | None
     experiments_24h: int | None
     best_compression: BestCompression | None
     best_quality: BestQuality | None
+    bd_rate_recomputing: bool | None = Field(
+        None,
+        description="Present, and true, while the server derives the stored BD-rates again.",
+    )
     month_to_date_usd: float | None
     forecast_month_usd: float | None
 

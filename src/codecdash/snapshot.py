@@ -3,6 +3,12 @@
 Each source is called with a timeout; one that fails, hangs or returns garbage is marked
 `ok: false` in `sources` and its sections keep their last known values, so one broken
 backend never blanks the page.
+
+Every viewer downloads the snapshot, so its size is bounded whatever is written: each
+recent experiment carries at most EXPERIMENT_BYTES of JSON (its largest fields are left
+out first, and named in its `omitted`; the page fetches the whole experiment when it opens
+it), and each progress series at most PROGRESS_POINTS points. With 20 recent experiments
+that keeps the snapshot under 256 KB (tests/test_limits.py writes the worst case).
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ EMPTY: dict[str, Any] = {
     "experiments": {
         "summary": {
             "total_experiments": None,
+            "queued": None,
             "running": None,
             "completed": None,
             "failed": None,
+            "cancelled": None,
             "success_rate": None,
             "experiments_24h": None,
             "best_compression": None,
@@ -129,6 +137,10 @@ class SnapshotBuilder:
     def _assemble(self, sections: dict[str, Any], now: float, fresh: set[str]) -> dict[str, Any]:
         s = self.settings
         experiments = sections.get("experiments", EMPTY["experiments"])
+        recent = [brief(e) for e in experiments.get("recent_experiments", [])[:RECENT_MAX]]
+        progress = dict(experiments.get("progress") or EMPTY["experiments"]["progress"])
+        for name in ("compression", "quality"):
+            progress[name] = thinned(progress.get(name) or [])
         cost = sections.get("costs", EMPTY["costs"])
         summary = dict(experiments["summary"])
         summary["month_to_date_usd"] = cost.get("month_to_date_usd")
@@ -150,24 +162,75 @@ class SnapshotBuilder:
                 name: sections.get(name, EMPTY[name])
                 for name in ("orchestrator", "training_workers", "inference_workers", "storage")
             },
-            "recent_experiments": experiments.get("recent_experiments", []),
+            "recent_experiments": recent,
             "cost_breakdown": cost.get("cost_breakdown", []),
             "costs_as_of": cost.get("as_of"),
             "costs_live": "costs" in fresh and _live(cost, now, s.refresh_seconds),
-            "progress": experiments.get("progress", EMPTY["experiments"]["progress"]),
+            "progress": progress,
             "sources": [self._status[src.name] for src in self.sources if src.name in self._status],
         }
 
 
+RECENT_MAX = 20
+EXPERIMENT_BYTES = 8 * 1024
+PROGRESS_POINTS = 400
+ERROR_CHARS = 300
+# Left out in this order until an experiment fits; `error` is shortened first.
+HEAVY_FIELDS = ("params", "rd_points", "tags", "error")
+
+
+def brief(experiment: dict[str, Any]) -> dict[str, Any]:
+    """The experiment as the snapshot carries it: whole when its JSON fits EXPERIMENT_BYTES,
+    else without its largest fields (`params`, `rd_points`, `tags`; `error` shortened,
+    then left out too), which `omitted` names."""
+    if len(orjson.dumps(experiment)) <= EXPERIMENT_BYTES:
+        return experiment
+    out = dict(experiment)
+    omitted: list[str] = []
+    error = out.get("error")
+    if isinstance(error, str) and len(error) > ERROR_CHARS:
+        out["error"] = error[: ERROR_CHARS - 1] + "…"
+        omitted.append("error")
+    for name in HEAVY_FIELDS:
+        out["omitted"] = omitted
+        if len(orjson.dumps(out)) <= EXPERIMENT_BYTES:
+            break
+        if out.get(name) is not None:
+            out[name] = None
+            if name not in omitted:
+                omitted.append(name)
+    out["omitted"] = omitted
+    return out
+
+
+def thinned(series: list[dict[str, Any]], most: int = PROGRESS_POINTS) -> list[dict[str, Any]]:
+    """A best-so-far series of at most `most` points: first the points that repeat the one
+    before are dropped (the step chart keeps its shape), then, if still too many, evenly
+    spaced ones are kept, always with the first and the last."""
+    if len(series) <= most:
+        return series
+    values = [{k: v for k, v in p.items() if k != "t"} for p in series]
+    changes = [p for i, p in enumerate(series) if i == 0 or values[i] != values[i - 1]]
+    if changes[-1] is not series[-1]:
+        changes.append(series[-1])
+    if len(changes) <= most:
+        return changes
+    step = (len(changes) - 1) / (most - 1)
+    return [changes[round(i * step)] for i in range(most)]
+
+
 class _ExperimentsSummary(BaseModel):
     total_experiments: int | None = None
+    queued: int | None = None
     running: int | None = None
     completed: int | None = None
     failed: int | None = None
+    cancelled: int | None = None
     success_rate: float | None = None
     experiments_24h: int | None = None
     best_compression: models.BestCompression | None = None
     best_quality: models.BestQuality | None = None
+    bd_rate_recomputing: bool | None = None
 
 
 class _ExperimentsFacts(BaseModel):

@@ -566,3 +566,39 @@ def test_static_export_renders_from_dashboard_json(
         expect(meta).to_have_attribute("content", "dashboard.json")
     finally:
         static.close()
+
+
+def test_a_read_token_stays_with_the_tab_unless_remembered(
+    make_dashboard: MakeDashboard, settings: Settings, page: Page
+) -> None:
+    """Kept in sessionStorage (this tab, until it closes); in localStorage only when the
+    reader ticks "Remember on this device"."""
+    dash = make_dashboard(app_settings=settings.model_copy(update={"private": True}))
+    token = dash.live.store.create_token("reader", "read")
+    page_problems(page).allow(r"status of 401")
+    stored = "[sessionStorage.getItem('codecdash-token'), localStorage.getItem('codecdash-token')]"
+
+    page.goto(dash.url)
+    page.fill("#auth-token", token)
+    page.click("#auth-form button[type=submit]")
+    wait_for_data(page)
+    assert page.evaluate(stored) == [token, None]
+    page.reload()  # the same tab keeps it
+    wait_for_data(page)
+
+    other = page.context.new_page()  # another tab of the same browser asks again
+    other.goto(dash.url)
+    expect(other.locator("#auth-panel")).to_be_visible()
+    other.fill("#auth-token", token)
+    other.check("#auth-remember")
+    other.click("#auth-form button[type=submit]")
+    wait_for_data(other)
+    assert other.evaluate(stored) == [None, token]
+
+    third = page.context.new_page()  # remembered: every tab of this browser
+    third.goto(dash.url)
+    wait_for_data(third)
+    expect(third.locator("#auth-panel")).to_be_hidden()
+    third.click("#forget-token")
+    expect(third.locator("#auth-panel")).to_be_visible()
+    assert third.evaluate(stored) == [None, None]

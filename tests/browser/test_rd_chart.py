@@ -361,3 +361,35 @@ def test_axe_on_the_empty_section(
     wait_for_data(page)
     expect(page.locator(f"{SECTION} .rd-empty")).to_be_visible()
     assert not axe_violations(page, axe_source, SECTION)
+
+
+def test_the_section_says_while_stored_bd_rates_are_recomputed(
+    make_dashboard: MakeDashboard, page: Page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An anchor write answers at once; until the stored BD-rates follow it (in the
+    background, made to hang here), the section says "recomputing…"; then it stops."""
+    import threading
+
+    from codecdash.store import Store
+
+    release = threading.Event()
+    original = Store.recompute_bd_rates
+
+    def hanging(self: Store, batch_size: int = 500, stop: Any = None) -> int:
+        release.wait(30)
+        return original(self, batch_size, stop)
+
+    monkeypatch.setattr(Store, "recompute_bd_rates", hanging)
+    dash = make_dashboard(filled=False)
+    post_experiments(dash)
+    try:
+        r = dash.api.put(f"/api/v1/anchors/{X264}", json={"rd_points": curve(X264)})
+        assert r.status_code == 201 and r.json()["recomputing"] is True
+        page.goto(dash.url)
+        wait_for_data(page)
+        status = page.locator(f"{SECTION} .rd-status")
+        expect(status).to_contain_text("recomputing…")
+    finally:
+        release.set()
+    expect(status).not_to_contain_text("recomputing")
+    expect(status).to_contain_text(f"BD-rate against {X264}")

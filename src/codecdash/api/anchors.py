@@ -16,15 +16,17 @@ from starlette.responses import Response
 from codecdash.anchors import (
     ANCHOR_NAME_PATTERN,
     anchor_view,
+    background_sync,
     bd_report_for,
     check_curve,
     in_force,
     quality_of,
+    recomputing,
     remove_anchor,
     save_anchor,
-    sync_bd_rates,
 )
 from codecdash.api.auth import require_read, require_write
+from codecdash.api.bodies import JsonBody
 from codecdash.api.errors import ApiError
 from codecdash.api.experiments import WRITE_ERRORS, IdPath, json_response
 from codecdash.api.state import AppState, state
@@ -37,18 +39,18 @@ log = logging.getLogger("codecdash.anchors")
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """On start: stored BD-rates follow a changed default_anchor or quality_metric."""
+    """On start: stored BD-rates follow a changed default_anchor or quality_metric (in the
+    background: the server answers meanwhile, the snapshot says "recomputing")."""
     st: AppState = app.state.codecdash
+    sync = background_sync(st.store, st.settings)
     try:
-        changed = await asyncio.to_thread(sync_bd_rates, st.store, st.settings)
+        await asyncio.to_thread(sync.follow)
     except Exception as exc:  # the page must still serve; the next anchor write retries
         log.warning("BD-rates not re-derived on start: %s", exc)
-    else:
-        if changed:
-            log.info(
-                "BD-rate of %d experiments derived again (the anchor in force changed)", changed
-            )
-    yield
+    try:
+        yield
+    finally:
+        sync.close()
 
 
 router = APIRouter(prefix="/api/v1", tags=["anchors"], lifespan=_lifespan)
@@ -91,6 +93,9 @@ class AnchorIn(BaseModel):
         return self
 
 
+ANCHOR_IN: JsonBody[AnchorIn] = JsonBody(AnchorIn, "AnchorIn")
+
+
 class Anchor(BaseModel):
     name: str
     description: str | None
@@ -105,18 +110,33 @@ class AnchorList(BaseModel):
     quality_metric: Literal["psnr", "ms_ssim"] = Field(
         description="The quality axis of the stored BD-rates (the `quality_metric` setting)."
     )
+    recomputing: bool = Field(
+        description="True while this server derives the stored BD-rates again."
+    )
+
+
+RECOMPUTED = Field(
+    description="Experiments whose stored BD-rate changed: 0 when the anchor in force is "
+    "unchanged; null while they are being derived again in the background (`recomputing`)."
+)
+RECOMPUTING = Field(
+    description="True when the stored BD-rates are being derived again in the background; "
+    "the snapshot's `summary.bd_rate_recomputing` says when that is done."
+)
 
 
 class AnchorWritten(Anchor):
     created: bool
     default: str | None = Field(description="The anchor in force after this write.")
-    recomputed: int = Field(description="Experiments whose stored BD-rate changed.")
+    recomputed: int | None = RECOMPUTED
+    recomputing: bool = RECOMPUTING
 
 
 class AnchorDeleted(BaseModel):
     deleted: str
     default: str | None
-    recomputed: int
+    recomputed: int | None = RECOMPUTED
+    recomputing: bool = RECOMPUTING
 
 
 class BdRateReport(BaseModel):
@@ -146,6 +166,7 @@ def list_anchors(request: Request) -> Response:
             "default": current["name"] if current else None,
             "configured_default": st.settings.default_anchor,
             "quality_metric": quality_of(st.settings),
+            "recomputing": recomputing(st.store),
         }
     )
 
@@ -165,12 +186,15 @@ def get_anchor(request: Request, name: NamePath) -> Response:
     "/anchors/{name}",
     response_model=AnchorWritten,
     summary="Create or replace an anchor; stored BD-rates follow the anchor in force",
+    description="Answers at once; when the anchor in force changes, the stored BD-rates are "
+    "derived again in the background (`recomputing`).",
     responses={201: {"model": AnchorWritten, "description": "Created"}, **WRITE_ERRORS},
+    openapi_extra=ANCHOR_IN.openapi,
 )
 def put_anchor(
     request: Request,
     name: NamePath,
-    body: AnchorIn,
+    body: Annotated[AnchorIn, Depends(ANCHOR_IN)],
     _token: Annotated[str, Depends(require_write)],
 ) -> Response:
     if body.name is not None and body.name != name:
@@ -182,7 +206,7 @@ def put_anchor(
         check_curve(points, quality)
     except ValueError as exc:
         raise ApiError(422, f"rd_points cannot anchor BD-rates in {quality}: {exc}") from None
-    change = save_anchor(st.store, st.settings, name, body.description, points)
+    change = save_anchor(st.store, st.settings, name, body.description, points, background=True)
     view = anchor_view({"name": name, "description": body.description, "rd_points": points})
     return json_response(
         {
@@ -190,6 +214,7 @@ def put_anchor(
             "created": change.created,
             "default": change.in_force,
             "recomputed": change.recomputed,
+            "recomputing": change.recomputing,
         },
         201 if change.created else 200,
     )
@@ -205,11 +230,16 @@ def delete_anchor(
     request: Request, name: NamePath, _token: Annotated[str, Depends(require_write)]
 ) -> Response:
     st = state(request)
-    change = remove_anchor(st.store, st.settings, name)
+    change = remove_anchor(st.store, st.settings, name, background=True)
     if change is None:
         raise ApiError(404, f"no anchor {name!r}")
     return json_response(
-        {"deleted": name, "default": change.in_force, "recomputed": change.recomputed}
+        {
+            "deleted": name,
+            "default": change.in_force,
+            "recomputed": change.recomputed,
+            "recomputing": change.recomputing,
+        }
     )
 
 

@@ -8,18 +8,20 @@ import logging
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 from starlette.routing import Route, compile_path
+from starlette.types import Scope
 
 from codecdash import __version__
 from codecdash.alerts.service import AlertService
 from codecdash.api import alerts, anchors, dashboard, docs, errors, experiments, fleet
-from codecdash.api.auth import RateLimiter, install_log_redaction
+from codecdash.api.auth import WriteLimits, install_log_redaction
+from codecdash.api.bodies import document_bodies
 from codecdash.api.cache import SnapshotCache
 from codecdash.api.guard import Guard, allowed_hosts
 from codecdash.api.state import AppState, ExperimentReader
@@ -39,8 +41,12 @@ The codecdash API: experiments and their rate-distortion results, worker heartbe
 costs go in (with a write token, `Authorization: Bearer <token>`); the dashboard snapshot,
 the experiment table and a server-sent event stream come out.
 
-Errors are JSON: `{"error": {"code": "...", "message": "...", "detail": [...]}}`.
-Request bodies are capped at 4 MiB (413), batches at 1,000 items.
+Errors are JSON: `{"error": {"code": "...", "message": "...", "detail": [...]}}`
+(`detail` lists at most 20 fields; the message counts them all).
+Writes are authenticated and rate-limited before their body is read (401, 429). Request
+bodies are capped at 4 MiB (413) and must arrive within `body_timeout_seconds` (408);
+batches hold at most 1,000 items; reported times may be at most `max_future_seconds`
+ahead of the server's clock (422).
 """
 
 
@@ -73,7 +79,10 @@ def create_app(
     from codecdash.bdrate import install_bd_rate
 
     install_bd_rate(store, settings)
-    feed = ChangeFeed(max_clients=settings.max_event_clients)
+    feed = ChangeFeed(
+        max_clients=settings.max_event_clients,
+        max_per_address=settings.max_event_clients_per_address,
+    )
     store.on_change(feed.notify)
     artifacts = (
         ArtifactsScanner(settings.artifacts_dir, settings.artifacts_scan_seconds)
@@ -86,7 +95,12 @@ def create_app(
     ttl = max(1.0, min(5.0, settings.refresh_seconds / 3))
     cache = SnapshotCache(builder, feed, store.version, ttl)
     st = AppState(
-        settings, store, builder, feed, RateLimiter(settings.rate_limit_per_minute), cache
+        settings,
+        store,
+        builder,
+        feed,
+        WriteLimits.per_minute(settings.rate_limit_per_minute),
+        cache,
     )
     st.experiments = experiments_reader
     if static_root is None and settings.page_dir:
@@ -170,7 +184,16 @@ def create_app(
     _document_raw_bodies(app)
     app.add_middleware(dashboard.SnapshotFastPath, state=st)
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds)
-    app.add_middleware(Guard, hosts=allowed_hosts(bind_host, settings.allowed_hosts))  # outermost
+    app.add_middleware(
+        Guard,
+        hosts=allowed_hosts(bind_host, settings.allowed_hosts),
+        state=st,
+        takes_write_token=_write_routes(app),
+    )
+    if settings.forwarded_allow_ips:  # outermost: the client address the guard limits
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     install_log_redaction()
     return app
 
@@ -184,6 +207,28 @@ async def _inline_snapshot(st: AppState) -> InlineSnapshot | None:
         log.warning("index.html without the snapshot: %s", exc)
         return None
     return InlineSnapshot(cached.body, cached.etag)
+
+
+def _write_routes(app: FastAPI) -> Callable[[Scope], bool]:
+    """Whether a request goes to an operation that takes a write token (those declaring the
+    bearer scheme for a write: `require_write`); the guard authenticates them before
+    reading their body."""
+    table: list[tuple[re.Pattern[str], set[str]]] | None = None
+
+    def takes_write_token(scope: Scope) -> bool:
+        nonlocal table
+        if table is None:
+            table = [
+                (
+                    compile_path(template)[0],
+                    {m.upper() for m, op in operations.items() if op.get("security")},
+                )
+                for template, operations in app.openapi().get("paths", {}).items()
+            ]
+        method, path = scope["method"], scope["path"]
+        return any(method in methods and regex.match(path) for regex, methods in table)
+
+    return takes_write_token
 
 
 ANY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
@@ -229,10 +274,9 @@ async def _prune_heartbeats(store: Store, settings: Settings) -> None:
 
 
 def _document_raw_bodies(app: FastAPI) -> None:
-    """Routes that validate raw bytes themselves still get their body schema documented."""
+    """Routes that validate raw bytes themselves (api/bodies.py) still get their body
+    schemas documented."""
     from fastapi.openapi.utils import get_openapi
-
-    from codecdash.models import ExperimentBatch
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -242,11 +286,7 @@ def _document_raw_bodies(app: FastAPI) -> None:
                 description=app.description,
                 routes=app.routes,
             )
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            batch = ExperimentBatch.model_json_schema(ref_template="#/components/schemas/{model}")
-            for name, definition in batch.pop("$defs", {}).items():
-                components.setdefault(name, definition)
-            components["ExperimentBatch"] = batch
+            document_bodies(schema.setdefault("components", {}).setdefault("schemas", {}))
             _document_rules(schema, private=app.state.codecdash.settings.private)
             app.openapi_schema = schema
         return app.openapi_schema

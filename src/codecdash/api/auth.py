@@ -7,6 +7,7 @@ import math
 import re
 import threading
 import time
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Request, Security
@@ -26,8 +27,16 @@ BEARER = HTTPBearer(
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
 
 
+WRITER = "codecdash.writer"
+"""Scope key: the name of the write token the guard accepted for this request."""
+
+
 def bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization")
+    return bearer_token(request.headers.get("authorization"))
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None when there is none."""
     if header is None:
         return None
     scheme, _, token = header.partition(" ")
@@ -40,8 +49,8 @@ def bearer(request: Request) -> str | None:
     return token.strip()
 
 
-def _limit(st: AppState, key: str) -> None:
-    wait = st.limiter.take(key)
+def _limit(limiter: RateLimiter, key: str) -> None:
+    wait = limiter.take(key)
     if wait > 0:
         raise ApiError(
             429,
@@ -50,13 +59,15 @@ def _limit(st: AppState, key: str) -> None:
         )
 
 
-def require_write(request: Request, _declared: Credentials = None) -> str:
-    """A dependency: the name of a valid write token, else 401; rate-limited per client
-    address (before the token is even looked at, so floods of bad tokens are limited too)
-    and per token."""
-    st = state(request)
-    _limit(st, f"addr:{request.client.host if request.client else 'unknown'}")
-    token = bearer(request)
+async def authorize_write(st: AppState, authorization: str | None, address: str) -> str:
+    """The rule for every write: the name of a valid write token, else 401; rate-limited per
+    client address (before the token is even looked at, so floods of bad tokens are limited
+    too) and per token, in buckets of their own (429).
+
+    The guard applies it before a byte of the body is read (api/guard.py); the token check,
+    which may read the database, runs in a worker thread."""
+    _limit(st.limits.addresses, address)
+    token = bearer_token(authorization)
     if token is None:
         raise ApiError(
             401,
@@ -64,15 +75,27 @@ def require_write(request: Request, _declared: Credentials = None) -> str:
             "(make one with `codecdash token create NAME`)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    name = st.store.check_token(token, ("write",))
+    name = await run_in_threadpool(st.store.check_token, token, ("write",))
     if name is None:
         raise ApiError(
             401,
             "the token is not valid (unknown or revoked)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    _limit(st, f"token:{name}")
+    _limit(st.limits.tokens, name)
     return name
+
+
+async def require_write(request: Request, _declared: Credentials = None) -> str:
+    """A dependency: the name of the request's valid write token (see `authorize_write`).
+
+    The guard has applied the rule before reading the body and left the name in the scope;
+    a request it did not see (an app without the guard) is checked here, the same way."""
+    name = request.scope.get(WRITER)
+    if isinstance(name, str):
+        return name
+    address = request.client.host if request.client else "unknown"
+    return await authorize_write(state(request), request.headers.get("authorization"), address)
 
 
 async def require_read(request: Request) -> None:
@@ -93,27 +116,48 @@ async def require_read(request: Request) -> None:
 
 
 class RateLimiter:
-    """A token bucket per key: `per_minute` requests a minute, bursts up to that many."""
+    """A token bucket per key: `per_minute` requests a minute, bursts up to that many.
 
-    def __init__(self, per_minute: int) -> None:
+    Memory is bounded: past `max_keys` buckets, the least recently used are dropped (a
+    dropped bucket starts full again; under address spraying those are the idle ones)."""
+
+    def __init__(self, per_minute: int, max_keys: int = 100_000) -> None:
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self.max_keys = max_keys
+        self._buckets: dict[str, tuple[float, float]] = {}  # insertion order = recency
         self._lock = threading.Lock()
 
     def take(self, key: str) -> float:
         """0 when allowed, else the seconds to wait."""
         now = time.monotonic()
         with self._lock:
-            tokens, last = self._buckets.get(key, (self.capacity, now))
+            tokens, last = self._buckets.pop(key, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            wait = 0.0
             if tokens >= 1:
-                self._buckets[key] = (tokens - 1, now)
-                if len(self._buckets) > 100_000:
-                    self._buckets.clear()  # bounded memory under address spraying
-                return 0.0
+                tokens -= 1
+            else:
+                wait = (1 - tokens) / self.rate
             self._buckets[key] = (tokens, now)
-            return (1 - tokens) / self.rate
+            while len(self._buckets) > self.max_keys:
+                del self._buckets[next(iter(self._buckets))]
+            return wait
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+@dataclass(frozen=True)
+class WriteLimits:
+    """The write rate limits: per client address and per token, each its own buckets."""
+
+    addresses: RateLimiter
+    tokens: RateLimiter
+
+    @classmethod
+    def per_minute(cls, n: int, max_keys: int = 100_000) -> WriteLimits:
+        return cls(RateLimiter(n, max_keys), RateLimiter(n, max_keys))
 
 
 class RedactTokens(logging.Filter):

@@ -127,13 +127,14 @@ class SnapshotFastPath:
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}},
+        429: {"model": ErrorResponse, "description": "This address holds its most streams"},
         503: {"model": ErrorResponse, "description": "Too many stream clients"},
     },
 )
 async def events(request: Request) -> Response:
     st = state(request)
-    subscription = st.feed.subscribe()
-    queue = await subscription.__aenter__()  # raises TooManyClients → 503 before streaming
+    subscription = st.feed.subscribe(request.client.host if request.client else "")
+    queue = await subscription.__aenter__()  # TooManyClients → 503 or 429 before streaming
 
     async def stream() -> AsyncIterator[bytes]:
         try:

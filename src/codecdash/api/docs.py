@@ -1,45 +1,71 @@
-"""The interactive API reference at /api/docs (Swagger UI), with a policy that lets it run.
+"""The interactive API reference at /api/docs: Swagger UI from files shipped with codecdash.
 
-Every other answer carries the page's strict Content-Security-Policy (scripts and styles
-from this origin only). Swagger UI loads its script and style from a CDN and starts with
-an inline script, so this one page gets its own policy: that CDN, and the inline scripts
-by their SHA-256 digest (never 'unsafe-inline').
+Swagger UI is vendored (`api/swagger/`: swagger-ui-dist from the npm registry, its version
+in the file names, its licence and notices beside them) and served from this origin, from
+memory, like the page's own files: no CDN, nothing unpinned runs on the origin of the page
+that holds a read token. The docs page starts it from a file of its own (`docs-init.js`),
+so it runs under the same strict Content-Security-Policy as every other answer: scripts
+and styles from this origin only, nothing inline.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import re
+import functools
+from importlib import resources
+from pathlib import Path
 
-from fastapi import APIRouter
-from fastapi.openapi.docs import get_swagger_ui_html
-from starlette.responses import HTMLResponse
+from fastapi import APIRouter, Request
+from starlette.responses import HTMLResponse, Response
 
-CDN = "https://cdn.jsdelivr.net"
-FAVICON_ORIGIN = "https://fastapi.tiangolo.com"
-INLINE_SCRIPT = re.compile(r"<script(?:\s[^>]*)?>(.*?)</script>", re.S)
+from codecdash.api.errors import ApiError
+from codecdash.api.static import StaticPage
+
+SWAGGER_UI_VERSION = "5.36.0"
+BUNDLE = f"swagger-ui-{SWAGGER_UI_VERSION}-bundle.js"
+STYLE = f"swagger-ui-{SWAGGER_UI_VERSION}.css"
+INIT = "docs-init.js"
 
 router = APIRouter()
 
 
-def docs_policy(html: str) -> str:
-    """The CSP for one rendering of the docs page: its own inline scripts, by digest."""
-    digests = [
-        "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
-        for body in INLINE_SCRIPT.findall(html)
-        if body.strip()
-    ]
-    return (
-        f"default-src 'self'; script-src 'self' {CDN} {' '.join(digests)}; "
-        f"style-src 'self' {CDN}; img-src 'self' data: {FAVICON_ORIGIN}; "
-        "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
-        "frame-ancestors 'none'"
-    )
+def swagger_dir() -> Path:
+    return Path(str(resources.files("codecdash").joinpath("api", "swagger")))
+
+
+@functools.cache
+def swagger_files() -> StaticPage:
+    """The vendored files, read (and compressed) on the first visit, not at every start."""
+    return StaticPage(swagger_dir())
+
+
+def docs_page(release: str) -> str:
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>codecdash API</title>
+<link rel="icon" href="../favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="docs/{STYLE}?v={release}">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="docs/{BUNDLE}?v={release}"></script>
+<script src="docs/{INIT}?v={release}"></script>
+</body>
+</html>
+"""
 
 
 @router.get("/api/docs", include_in_schema=False)
 def api_docs() -> HTMLResponse:
-    page = get_swagger_ui_html(openapi_url="/openapi.json", title="codecdash API")
-    html = page.body.decode() if isinstance(page.body, bytes) else str(page.body)
-    return HTMLResponse(html, headers={"Content-Security-Policy": docs_policy(html)})
+    html = docs_page(swagger_files().release)
+    return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/api/docs/{name}", include_in_schema=False)
+def api_docs_file(request: Request, name: str) -> Response:
+    found = swagger_files().response(request, name) if name != "index.html" else None
+    if found is None:
+        raise ApiError(404, f"no such file: /api/docs/{name}")
+    return found

@@ -1,4 +1,7 @@
-"""One error shape for every failure: {"error": {"code", "message", "detail"?}}."""
+"""One error shape for every failure: {"error": {"code", "message", "detail"?}}.
+
+Validation errors list at most MAX_DETAIL fields, each message and location part clipped,
+so that no answer grows with its input (a body of 300,000 unknown keys gets 20 lines)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from codecdash.events import TooManyClients
-from codecdash.store import BadCursor, Conflict, StoreUnavailable
+from codecdash.store import BadCursor, Conflict, InvalidData, StoreUnavailable
 
 log = logging.getLogger("codecdash.api")
 
@@ -23,6 +26,7 @@ CODES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     409: "conflict",
     413: "too_large",
     415: "unsupported_media_type",
@@ -66,11 +70,33 @@ def error_response(
     )
 
 
+MAX_DETAIL = 20
+"""Field errors listed in one answer; the message counts the rest."""
+MAX_LOC_PARTS = 12
+MAX_TEXT = 200
+"""Characters of one message, type or location part (a key may be megabytes long)."""
+
+
+class BodyValidationError(RequestValidationError):
+    """A body's validation errors: the first MAX_DETAIL of `total` (counted, not listed)."""
+
+    def __init__(self, errors: list[dict[str, Any]], total: int) -> None:
+        super().__init__(errors)
+        self.total = total
+
+
+def _clip(value: object, limit: int = MAX_TEXT) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ())]
-        out.append({"loc": loc, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))})
+    for err in list(exc.errors()[:MAX_DETAIL]):
+        loc = [_clip(p, 100) for p in list(err.get("loc", ()))[:MAX_LOC_PARTS]]
+        out.append(
+            {"loc": loc, "msg": _clip(err.get("msg", "")), "type": _clip(err.get("type", ""))}
+        )
     return out
 
 
@@ -82,11 +108,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> Response:
         detail = _field_errors(exc)
+        total = exc.total if isinstance(exc, BodyValidationError) else len(exc.errors())
         first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
         where = ".".join(p for p in first["loc"] if p != "body") or "request"
-        message = f"{where}: {first['msg']}"
-        if len(detail) > 1:
-            message += f" (and {len(detail) - 1} more)"
+        message = f"{_clip(where)}: {first['msg']}"
+        if total > 1:
+            message += f" (and {total - 1:,} more"
+            message += f"; the first {len(detail)} are listed)" if total > len(detail) else ")"
         return error_response(422, message, detail=detail)
 
     @app.exception_handler(StarletteHTTPException)
@@ -103,13 +131,17 @@ def install(app: FastAPI) -> None:
     async def _conflict(_request: Request, exc: Conflict) -> Response:
         return error_response(409, str(exc))
 
+    @app.exception_handler(InvalidData)
+    async def _invalid_data(_request: Request, exc: InvalidData) -> Response:
+        return error_response(400, str(exc))
+
     @app.exception_handler(BadCursor)
     async def _cursor(_request: Request, exc: BadCursor) -> Response:
         return error_response(400, str(exc), code="bad_cursor")
 
     @app.exception_handler(TooManyClients)
     async def _busy(_request: Request, exc: TooManyClients) -> Response:
-        return error_response(503, str(exc), headers={"Retry-After": "10"})
+        return error_response(exc.status, str(exc), headers={"Retry-After": "10"})
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> Response:

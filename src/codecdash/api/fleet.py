@@ -9,6 +9,7 @@ from pydantic import Discriminator, Tag
 from starlette.responses import Response
 
 from codecdash.api.auth import require_write
+from codecdash.api.bodies import JsonBody
 from codecdash.api.experiments import WRITE_ERRORS, json_response
 from codecdash.api.state import state
 from codecdash.models import Accepted, CostBatch, CostRecord, Heartbeat
@@ -26,6 +27,8 @@ CostBody = Annotated[
     Annotated[CostRecord, Tag("one")] | Annotated[CostBatch, Tag("batch")],
     Discriminator(_cost_shape),
 ]
+HEARTBEAT: JsonBody[Heartbeat] = JsonBody(Heartbeat, "Heartbeat")
+COSTS: JsonBody[CostRecord | CostBatch] = JsonBody(CostBody, "CostBody")
 
 
 @router.post(
@@ -34,9 +37,12 @@ CostBody = Annotated[
     response_model=Accepted,
     summary="A worker's heartbeat (orchestrator, training or inference)",
     responses=WRITE_ERRORS,
+    openapi_extra=HEARTBEAT.openapi,
 )
 def heartbeat(
-    request: Request, beat: Heartbeat, _token: Annotated[str, Depends(require_write)]
+    request: Request,
+    beat: Annotated[Heartbeat, Depends(HEARTBEAT)],
+    _token: Annotated[str, Depends(require_write)],
 ) -> Response:
     state(request).store.heartbeat(beat)
     return json_response({"accepted": 1}, 202)
@@ -48,10 +54,11 @@ def heartbeat(
     response_model=Accepted,
     summary='One cost record, or {"items": [...]} of up to 1,000',
     responses=WRITE_ERRORS,
+    openapi_extra=COSTS.openapi,
 )
 def costs(
     request: Request,
-    body: CostBody,
+    body: Annotated[CostRecord | CostBatch, Depends(COSTS)],
     _token: Annotated[str, Depends(require_write)],
 ) -> Response:
     records = body.items if isinstance(body, CostBatch) else [body]

@@ -1,19 +1,33 @@
-"""The ASGI guard in front of every route: security headers, Host allow-list,
-body size cap (413 before parsing), JSON-only write bodies (415)."""
+"""The ASGI guard in front of every route: security headers, a strict Host allow-list, and
+the gate of writes.
+
+A write to a route that takes a write token is checked in this order, each step before any
+work of the next: the declared size (413) and type (415) of the body; the token and the
+rate limits (401, 429: `auth.authorize_write`); only then is the body received, within
+`body_timeout_seconds` (408) and the budget of bytes held at once (503), and passed on only
+when whole (api/uploads.py). An anonymous flood therefore costs the server a header parse.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterable
-from typing import Any
+import re
+from collections.abc import Callable, Iterable
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from codecdash.api.auth import WRITER, authorize_write
+from codecdash.api.errors import ApiError
+from codecdash.api.state import AppState
+from codecdash.api.uploads import MAX_BODY_BYTES, BodyBudget, Refusal, Upload
+from codecdash.store import StoreUnavailable
+
 log = logging.getLogger("codecdash.api")
 
-MAX_BODY_BYTES = 4 * 1024 * 1024
+__all__ = ["CSP", "MAX_BODY_BYTES", "Guard", "allowed_hosts", "host_name"]
+
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
@@ -29,6 +43,9 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
 ]
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# RFC 3986's host (an IP literal in brackets, or a name/IPv4 of letters, digits, dots and
+# hyphens) and an optional numeric port: nothing else may follow or precede.
+_HOST = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::([0-9]{1,5}))?")
 
 
 def is_loopback(host: str) -> bool:
@@ -52,13 +69,31 @@ def allowed_hosts(bind_host: str, configured: Iterable[str]) -> frozenset[str] |
     return frozenset(names)
 
 
+def host_name(header: str) -> str | None:
+    """The name of a Host header (lower case, port dropped); None unless the whole header is
+    a host and an optional port of 0-65535 (`localhost:abc`, `localhost@evil` are None)."""
+    found = _HOST.fullmatch(header.strip().lower())
+    if found is None or (found.group(2) is not None and int(found.group(2)) > 65535):
+        return None
+    return found.group(1)
+
+
 class Guard:
     def __init__(
-        self, app: ASGIApp, hosts: frozenset[str] | None, max_body: int = MAX_BODY_BYTES
+        self,
+        app: ASGIApp,
+        hosts: frozenset[str] | None,
+        state: AppState | None = None,
+        takes_write_token: Callable[[Scope], bool] = lambda _scope: True,
+        max_body: int = MAX_BODY_BYTES,
     ) -> None:
         self.app = app
         self.hosts = hosts
+        self.state = state
+        self.takes_write_token = takes_write_token
         self.max_body = max_body
+        limit = state.settings.max_body_bytes_in_flight if state else 16 * max_body
+        self.budget = BodyBudget(limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,13 +114,15 @@ class Guard:
 
         headers = _headers(scope)
         if self.hosts is not None:
-            host = _host_name(headers.get("host", ""))
-            if host not in self.hosts:
+            raw = headers.get("host", "")
+            if host_name(raw) not in self.hosts:
+                shown = raw if len(raw) <= 100 else raw[:99] + "…"
                 await _reply(
                     send_with_headers,
                     400,
                     "bad_host",
-                    f"Host {host!r} is not allowed; add it to CODECDASH_ALLOWED_HOSTS "
+                    f"Host {shown!r} is not allowed: send one of the allowed names, with an "
+                    "optional numeric port; add names to CODECDASH_ALLOWED_HOSTS "
                     "(or --allowed-hosts)",
                 )
                 return
@@ -99,83 +136,101 @@ class Guard:
                 await _reply(send_with_headers, 500, "internal", "internal error; see the log")
 
     async def _checked(
-        self, scope: Scope, receive: Receive, send_with_headers: Send, headers: dict[str, str]
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]
     ) -> None:
         method = scope["method"]
         if method not in WRITE_METHODS:
-            await self.app(scope, receive, send_with_headers)
+            await self.app(scope, receive, send)
             return
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             await _reply(
-                send_with_headers, 413, "too_large", f"request body over {self.max_body} bytes"
+                send, 413, "too_large", f"request body over {self.max_body} bytes", close=True
             )
             return
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if scope["path"].startswith("/api/") and ctype not in ("application/json", ""):
             await _reply(
-                send_with_headers,
+                send,
                 415,
                 "unsupported_media_type",
                 "send JSON with Content-Type: application/json",
+                close=True,
             )
             return
-        body = await _read_body(receive, self.max_body)
-        if body is None:
-            await _reply(
-                send_with_headers, 413, "too_large", f"request body over {self.max_body} bytes"
-            )
+        if not self.takes_write_token(scope):
+            # No route takes a write here (404, 405): answered without reading the body.
+            await self.app(scope, _without_body(receive), send)
             return
-        replayed = False
+        if self.state is not None:
+            client = scope.get("client")
+            address = client[0] if client else "unknown"
+            try:
+                scope[WRITER] = await authorize_write(
+                    self.state, headers.get("authorization"), address
+                )
+            except ApiError as exc:
+                await _reply(send, exc.status, exc.code, exc.message, exc.headers, close=True)
+                return
+            except StoreUnavailable as exc:
+                await _reply(send, 503, "unavailable", str(exc), {"Retry-After": "2"}, close=True)
+                return
+        timeout = self.state.settings.body_timeout_seconds if self.state else 15.0
+        upload = Upload(self.budget, self.max_body, timeout)
+        try:
+            try:
+                body = await upload.receive(receive, int(length) if length is not None else None)
+            except Refusal as refused:
+                await _reply(
+                    send, refused.status, refused.code, refused.message, refused.headers, close=True
+                )
+                return
+            if body is None:
+                return  # the client left mid-body: nothing to act on, no one to answer
+            await self.app(scope, _replay(body, receive), send)
+        finally:
+            upload.release()
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
-        await self.app(scope, replay, send_with_headers)
+def _replay(body: bytes, receive: Receive) -> Receive:
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _without_body(receive: Receive) -> Receive:
+    return _replay(b"", receive)
 
 
 def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
 
-def _host_name(host: str) -> str:
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host.split("]")[0] + "]"
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-async def _reply(send: Send, status: int, code: str, message: str, **_: Any) -> None:
+async def _reply(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    *,
+    close: bool = False,
+) -> None:
+    """A JSON error. `close`: the request's body was not read, so the connection is not
+    kept (the server would otherwise go on receiving what the client still sends)."""
     body = orjson.dumps({"error": {"code": code, "message": message}})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    if close:
+        raw.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from codecdash import __version__
+from codecdash.models import STATUSES
 
 Labels = Mapping[str, str]
 
@@ -58,8 +59,8 @@ def render_metrics(
     w.gauge("codecdash_build_info", "codecdash version.", [({"version": __version__}, 1)])
     w.gauge(
         "codecdash_experiments",
-        "Experiments by status.",
-        [({"status": k}, s.get(k)) for k in ("running", "completed", "failed")],
+        "Experiments by status (the five sum to the total).",
+        [({"status": k}, s.get(k)) for k in STATUSES],
     )
     w.gauge(
         "codecdash_experiments_last_day",

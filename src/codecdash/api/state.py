@@ -1,4 +1,4 @@
-"""What the routes share: settings, store, snapshot cache, change feed, limiter."""
+"""What the routes share: settings, store, snapshot cache, change feed, write limits."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from codecdash.snapshot import SnapshotBuilder
 from codecdash.store import ListQuery, Store
 
 if TYPE_CHECKING:
-    from codecdash.api.auth import RateLimiter
+    from codecdash.api.auth import WriteLimits
     from codecdash.api.cache import SnapshotCache
 
 
@@ -23,7 +23,7 @@ class AppState:
     store: Store
     builder: SnapshotBuilder
     feed: ChangeFeed
-    limiter: RateLimiter
+    limits: WriteLimits
     cache: SnapshotCache
     extras: dict[str, Any] = field(default_factory=dict)
     # Where GET /api/v1/experiments reads when not the store (on AWS: DynamoDB); it

@@ -37,19 +37,49 @@ export function apiUrl(path, params) {
   return url;
 }
 
-/** The read token of a private dashboard, kept in localStorage. */
-export function getToken() {
-  try {
-    return localStorage.getItem(TOKEN_KEY) || "";
-  } catch {
-    return "";
+// The read token of a private dashboard lives in sessionStorage: it survives reloads of this
+// tab and is gone when the tab closes. Only when the reader ticks "Remember on this device" is
+// it kept in localStorage (every tab, until "Forget token"). docs/security.md says why.
+let pageToken = ""; // when storage is disabled: this page only
+
+function stores() {
+  const found = [];
+  for (const name of ["sessionStorage", "localStorage"]) {
+    try {
+      found.push(window[name]);
+    } catch {
+      /* storage disabled */
+    }
   }
+  return found;
 }
 
-export function setToken(token) {
+/** The read token of a private dashboard ("" when none). */
+export function getToken() {
+  for (const store of stores()) {
+    try {
+      const token = store.getItem(TOKEN_KEY);
+      if (token) return token;
+    } catch {
+      /* storage disabled */
+    }
+  }
+  return pageToken;
+}
+
+/** Keeps `token` for this tab, or on this device when `remember`; "" forgets it everywhere. */
+export function setToken(token, { remember = false } = {}) {
+  pageToken = token;
+  for (const store of stores()) {
+    try {
+      store.removeItem(TOKEN_KEY);
+    } catch {
+      /* storage disabled */
+    }
+  }
+  if (!token) return;
   try {
-    if (token) localStorage.setItem(TOKEN_KEY, token);
-    else localStorage.removeItem(TOKEN_KEY);
+    (remember ? localStorage : sessionStorage).setItem(TOKEN_KEY, token);
   } catch {
     /* storage disabled: the token lives for this page only */
   }

@@ -669,7 +669,7 @@ function initAuth() {
     const input = document.getElementById("auth-token");
     const token = input.value.trim();
     if (!token) return;
-    setToken(token);
+    setToken(token, { remember: document.getElementById("auth-remember")?.checked === true });
     input.value = "";
     state.needsToken = false;
     state.etag = null;

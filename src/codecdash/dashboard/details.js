@@ -77,6 +77,17 @@ export async function showExperiment(id, load, returnFocus = null) {
   }
 }
 
+/** The snapshot leaves an experiment's largest fields out (`omitted`); the API has them all. */
+function omittedNote(e) {
+  const omitted = Array.isArray(e.omitted) ? e.omitted.map(String) : [];
+  if (!omitted.length) return null;
+  return h(
+    "p",
+    { class: "notice notice-warn" },
+    `Too large for the snapshot, so left out or shortened here: ${omitted.join(", ")}. The API has the whole experiment: GET api/v1/experiments/${e.id}.`,
+  );
+}
+
 function fact(label, value) {
   const shown = value === null || value === undefined || value === "—" ? missing() : value;
   return h("div", { class: "fact" }, h("dt", {}, label), h("dd", {}, shown));
@@ -115,6 +126,8 @@ function renderExperiment(e) {
       fact("Finished", e.finished_at ? timeAgo(e.finished_at) : null),
     ),
   );
+  const note = omittedNote(e);
+  if (note) parts.splice(1, 0, note);
   if (e.error) {
     parts.push(
       h("h3", {}, "Error"),

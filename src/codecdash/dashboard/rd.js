@@ -39,6 +39,7 @@ const rd = {
   reports: new Map(), // report key → BD report, or {failed: message}
   pending: new Set(), // report keys being fetched
   snap: null,
+  recomputing: false, // the server derives the stored BD-rates again (a new anchor in force)
   lastLoad: 0,
   timer: 0,
   inflight: null,
@@ -86,6 +87,11 @@ export function initRateDistortion(ctx) {
 export function renderRateDistortion(snap) {
   if (!els.section) return;
   rd.snap = snap;
+  const recomputing = snap?.summary?.bd_rate_recomputing === true;
+  if (recomputing !== rd.recomputing) {
+    rd.recomputing = recomputing;
+    update();
+  }
   if (rd.ctx.isStatic()) {
     rd.quality = snap?.targets?.quality_metric === "ms_ssim" ? "ms_ssim" : "psnr";
     rd.anchors = [];
@@ -142,6 +148,7 @@ async function load() {
     rd.anchors = (Array.isArray(a.items) ? a.items : []).filter((x) => x && typeof x.name === "string");
     rd.serverDefault = typeof a.default === "string" ? a.default : null;
     rd.quality = a.quality_metric === "ms_ssim" ? "ms_ssim" : "psnr";
+    rd.recomputing = a.recomputing === true || rd.snap?.summary?.bd_rate_recomputing === true;
     rd.completed = Array.isArray(list.data?.items) ? list.data.items : [];
     rd.error = "";
   } catch (err) {
@@ -366,6 +373,9 @@ function renderStatus(anchor, items, reports) {
       (waiting ? ": computing…" : `: ${ready} of ${shown.length} shown experiment${shown.length === 1 ? "" : "s"}.`);
   } else {
     text = "BD-rates as stored with each experiment (this static export cannot switch anchors).";
+  }
+  if (rd.recomputing) {
+    text = `Stored BD-rates: recomputing… (the anchor in force changed; the order below and Best Compression follow when done). ${text}`;
   }
   if (els.status.textContent !== text) els.status.textContent = text;
 }

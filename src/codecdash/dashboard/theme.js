@@ -10,7 +10,7 @@
   try {
     var theme = localStorage.getItem("codecdash-theme");
     if (theme === "light" || theme === "dark") document.documentElement.setAttribute("data-theme", theme);
-    token = localStorage.getItem("codecdash-token") || "";
+    token = sessionStorage.getItem("codecdash-token") || localStorage.getItem("codecdash-token") || "";
   } catch (e) {
     /* storage disabled: follow the system; no token either */
   }

@@ -215,6 +215,7 @@ def serve_demo(
     source: str | None,
     private: bool | None,
     allowed_hosts: str | None,
+    forwarded_allow_ips: str | None,
     access_log: bool,
     seed: int | None,
     speed: float,
@@ -225,6 +226,7 @@ def serve_demo(
     import uvicorn
 
     from codecdash.api.app import create_app
+    from codecdash.cli import UVICORN_OPTIONS
 
     began = time.monotonic()
     if source == "aws":
@@ -240,6 +242,7 @@ def serve_demo(
         demo=True,
         private=private,
         allowed_hosts=allowed_hosts,
+        forwarded_allow_ips=forwarded_allow_ips,
         default_anchor=DEFAULT_ANCHOR,
     )
     if "monthly_budget_usd" not in settings.model_fields_set:
@@ -262,6 +265,7 @@ def serve_demo(
         access_log=access_log,
         server_header=False,
         timeout_graceful_shutdown=3,
+        **UVICORN_OPTIONS,
     )
     server = uvicorn.Server(config)
     stop = threading.Event()

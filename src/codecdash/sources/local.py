@@ -11,6 +11,7 @@ from typing import Any
 import anyio.to_thread
 from sqlalchemy import Connection, func, select, text
 
+from codecdash.anchors import recomputing
 from codecdash.config import Settings
 from codecdash.sources.base import Facts, FieldInfo
 from codecdash.store import Store, costs, experiments, fleet, progress, schema
@@ -71,8 +72,16 @@ class ExperimentsSource(_LocalSource):
             "best_compression": self._best_compression(conn),
             "best_quality": self._best_quality(conn),
         }
+        if recomputing(self.store):  # this server's own work: said only while it lasts
+            summary["bd_rate_recomputing"] = True
+        # Times ahead of the allowed clock skew are refused; one stored before that was
+        # checked must not hold the top of the list for ever.
+        not_after = now + self.settings.max_future_seconds
         recent = conn.execute(
-            select(E).order_by(E.c.created_at.desc(), E.c.id.desc()).limit(RECENT)
+            select(E)
+            .where(E.c.created_at <= not_after)
+            .order_by(E.c.created_at.desc(), E.c.id.desc())
+            .limit(RECENT)
         ).mappings()
         return {
             "experiments": {
@@ -173,7 +182,13 @@ class FleetSource(_LocalSource):
         window = self.settings.active_window_seconds
         stale_after = 1.5 * self.settings.refresh_seconds
         month_start = _month_start(now)
-        by_role = fleet.workers_by_role(conn)
+        # Heartbeats are dated when received at the latest: a worker seen "later" than the
+        # allowed clock skew is a ghost stored before times were checked; it never counts.
+        not_after = now + self.settings.max_future_seconds
+        by_role = {
+            role: [w for w in workers if w["last_seen"] <= not_after]
+            for role, workers in fleet.workers_by_role(conn).items()
+        }
         facts: Facts = {"orchestrator": self._orchestrator(by_role.get("orchestrator", []), now)}
         for role in ("training", "inference"):
             workers = by_role.get(role, [])
@@ -182,7 +197,7 @@ class FleetSource(_LocalSource):
             gpu = [w["gpu_util_pct"] for w in active if w["gpu_util_pct"] is not None]
             pool: dict[str, Any] = {
                 "active": len(active),
-                "queue_depth": fleet.newest_queue_depth(conn, role),
+                "queue_depth": fleet.newest_queue_depth(conn, role, not_after),
                 "spot_pct": 100.0 * spot / len(active) if active else None,
                 "stale": sum(1 for w in active if now - w["last_seen"] > stale_after),
                 "spot_interruptions": sum(

@@ -64,6 +64,11 @@ def read_basis(conn: Connection) -> int | None:
     return None if value is None else int(value)
 
 
+UNDER_WAY = -1
+"""The basis while a re-derivation is under way (codecdash.anchors.basis never gives it):
+an interrupted one is then redone by the next."""
+
+
 def write_basis(conn: Connection, value: int) -> None:
     insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(C)
     conn.execute(

@@ -11,7 +11,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
 
@@ -23,6 +29,11 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 
 class StoreUnavailable(Exception):
     """The database cannot be used right now (locked, full, unreachable). Retry later."""
+
+
+class InvalidData(ValueError):
+    """The database refused a value of the request (a NUL byte in PostgreSQL text, a number
+    out of its range): the client's input, answered 400, never a 500."""
 
 
 def database_url(path_or_url: str) -> str:
@@ -165,9 +176,12 @@ class Database:
 
 @contextlib.contextmanager
 def _unavailable_on_operational_error() -> Iterator[None]:
-    """Lost, refused, locked, full: the database's troubles become StoreUnavailable (503)."""
+    """Lost, refused, locked, full: the database's troubles become StoreUnavailable (503);
+    a value it refuses (DataError) becomes InvalidData (400). No driver error is a 500."""
     try:
         yield
+    except DataError as exc:
+        raise InvalidData("the database refused a value of this request: " + _first(exc)) from exc
     except (OperationalError, InterfaceError) as exc:
         raise StoreUnavailable(_describe(exc)) from exc
     except PoolTimeout as exc:
@@ -176,6 +190,11 @@ def _unavailable_on_operational_error() -> Iterator[None]:
         if not exc.connection_invalidated:
             raise
         raise StoreUnavailable(_describe(exc)) from exc
+
+
+def _first(exc: DBAPIError) -> str:
+    message = str(exc.orig) if exc.orig is not None else str(exc)
+    return message.strip().splitlines()[0][:200] if message.strip() else type(exc).__name__
 
 
 def _describe(exc: DBAPIError) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import json
+import math
 import operator
 import threading
 import time
@@ -323,6 +325,13 @@ def from_row_for_merge(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # -- listing ---------------------------------------------------------------------------
+def contains_pattern(text: str) -> str:
+    """A LIKE pattern (with ESCAPE '\\') matching values that contain `text` as it is:
+    its `%`, `_` and `\\` are escaped, so that `tag=%` matches a tag "%", not every row."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return "%" + escaped + "%"
+
+
 def _filters(query: ListQuery, dialect: str) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = list(query.extra_filters)
     where += [_COMPARE[op](T.c[column], value) for column, op, value in _conditions(query)]
@@ -330,8 +339,9 @@ def _filters(query: ListQuery, dialect: str) -> list[ColumnElement[bool]]:
         where.append(_text_match(query.q, dialect))
     if query.worker_id:
         where.append(T.c.worker_id == query.worker_id)
-    if query.tag:
-        where.append(T.c.tags.like("%" + orjson.dumps(query.tag).decode() + "%"))
+    if query.tag:  # the tag as it is stored: a JSON string in the JSON list
+        pattern = contains_pattern(orjson.dumps(query.tag).decode())
+        where.append(T.c.tags.like(pattern, escape="\\"))
     return where
 
 
@@ -339,7 +349,7 @@ def _text_match(q: str, dialect: str) -> ColumnElement[bool]:
     """`q` as text (``%``, ``_`` and ``\\`` are plain characters) in the id, the name or one of
     the tags: case-insensitive as the database's own ``ILIKE`` (PostgreSQL) or ``LIKE``
     (SQLite: ASCII letters only) makes it, the same for all three."""
-    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    pattern = contains_pattern(q)
     if dialect == "postgresql":
         tags = func.json_array_elements_text(cast(T.c.tags, JSON)).table_valued("value")
         return or_(
@@ -389,17 +399,42 @@ def encode_cursor(value: Any, experiment_id: str) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([value, experiment_id])).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[Any, str]:
+TEXT_SORTS = frozenset({"name", "status", "id"})
+_INT64 = 2**63
+
+
+def decode_cursor(cursor: str, field: str | None = None) -> tuple[Any, str]:
+    """(value, id) of the last row of the previous page; BadCursor unless it is one this
+    server could have made for sorting by `field`: a value of the column's type (text, or a
+    finite number within 64 bits; null only where the column may be null) and an id."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value, experiment_id = orjson.loads(raw)
-    except (binascii.Error, orjson.JSONDecodeError, ValueError, TypeError):
+        # json, not orjson: integers of any size stay integers (and are refused below)
+        value, experiment_id = json.loads(raw, parse_constant=_no_constant)
+    except (binascii.Error, ValueError, TypeError, RecursionError):
         raise BadCursor("cursor is not one this server made") from None
-    if not isinstance(experiment_id, str) or not (
-        value is None or isinstance(value, str | int | float)
-    ):
+    if not _storable_text(experiment_id, 128) or not _cursor_value_fits(value, field):
         raise BadCursor("cursor is not one this server made")
     return value, experiment_id
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _storable_text(value: Any, max_length: int) -> bool:
+    return isinstance(value, str) and len(value) <= max_length and "\x00" not in value
+
+
+def _cursor_value_fits(value: Any, field: str | None) -> bool:
+    if value is None:
+        return field is None or not _not_null(field)
+    text = field is None or field in TEXT_SORTS
+    if type(value) is int:  # not bool
+        return (field is None or not text) and -_INT64 <= value < _INT64
+    if type(value) is float:
+        return (field is None or not text) and math.isfinite(value)
+    return text and _storable_text(value, 10_000)
 
 
 def list_page(
@@ -425,7 +460,7 @@ def ranked(
     name = query.sort.lstrip("-+")
     if name not in SORTABLE:
         raise ValueError(f"cannot sort by {name!r}; choose one of {', '.join(SORTABLE)}")
-    cursor = decode_cursor(query.cursor) if query.cursor else None
+    cursor = decode_cursor(query.cursor, name) if query.cursor else None
     carried = not (query.q or query.worker_id or query.tag or query.extra_filters)
     served = leaders.serves(name, descending)
     if served and carried:  # one scan of the leaderboard

@@ -28,11 +28,16 @@ FIGURES = (
 )
 
 
-def record_heartbeat(conn: Connection, beat: Mapping[str, Any], active_window_s: float) -> None:
+def record_heartbeat(
+    conn: Connection, beat: Mapping[str, Any], active_window_s: float, now: float | None = None
+) -> None:
     """Store one heartbeat; update the worker's newest state and accrue its cost.
 
     Accrual: the time since the worker's previous heartbeat, capped at the active window
     (a silent worker is not billed beyond it), at the previous heartbeat's hourly cost.
+    A heartbeat older than the worker's newest is history only; a newest one dated after
+    `now` (the server's receive time; heartbeats are never dated later since the API
+    clamps them, so only a row written before that can be) is a ghost and is replaced.
     """
     at = float(beat["at"])
     extra = orjson.dumps(beat["extra"]).decode() if beat.get("extra") is not None else None
@@ -53,9 +58,10 @@ def record_heartbeat(conn: Connection, beat: Mapping[str, Any], active_window_s:
         conn.execute(W.insert(), {"worker_id": beat["worker_id"], "first_seen": at, **state})
         return
     last_seen, hourly, role = float(current[0]), current[1], str(current[2])
-    if at < last_seen:
+    ghost = now is not None and last_seen > now
+    if at < last_seen and not ghost:
         return  # a late, out-of-order heartbeat: history only
-    if hourly:
+    if hourly and not ghost:
         seconds = min(at - last_seen, active_window_s)
         add_daily(conn, at, _component(role), hourly * seconds / 3600.0)
     conn.execute(W.update().where(W.c.worker_id == beat["worker_id"]).values(**state))
@@ -72,10 +78,12 @@ def workers_by_role(conn: Connection) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def newest_queue_depth(conn: Connection, role: str) -> int | None:
+def newest_queue_depth(conn: Connection, role: str, not_after: float) -> int | None:
+    """The newest reported queue depth of a role, of heartbeats dated `not_after` at the
+    latest (a ghost from the future, stored before times were checked, never wins)."""
     value = conn.execute(
         select(H.c.queue_depth)
-        .where(H.c.role == role, H.c.queue_depth.is_not(None))
+        .where(H.c.role == role, H.c.queue_depth.is_not(None), H.c.at <= not_after)
         .order_by(H.c.at.desc())
         .limit(1)
     ).scalar()

@@ -34,6 +34,10 @@ class Conflict(Exception):
     """The experiment id already exists (POST)."""
 
 
+class Superseded(Exception):
+    """A re-derivation of BD-rates stopped because a newer one was asked for."""
+
+
 class Store:
     """Thread-safe; every write bumps the data version and tells the listeners."""
 
@@ -149,10 +153,13 @@ class Store:
 
     # -- fleet and costs --------------------------------------------------------------
     def heartbeat(self, beat: Heartbeat) -> None:
+        """Record a heartbeat, dated its `at` but never later than now: one from a clock
+        ahead (within the API's allowed skew) counts as received now."""
         values = beat.model_dump()
-        values["at"] = beat.at.timestamp() if beat.at else time.time()
+        now = time.time()
+        values["at"] = min(beat.at.timestamp(), now) if beat.at else now
         with self.db.write() as conn:
-            fleet.record_heartbeat(conn, values, self.active_window_s)
+            fleet.record_heartbeat(conn, values, self.active_window_s, now)
             bump_data_version(conn)
         self.changed()
 
@@ -201,15 +208,20 @@ class Store:
         with self.db.read() as conn:
             return anchors.list_all(conn)
 
-    def recompute_bd_rates(self, batch_size: int = 500) -> int:
+    def recompute_bd_rates(
+        self, batch_size: int = 500, stop: Callable[[], bool] | None = None
+    ) -> int:
         """Derive every stored BD-rate again (the anchor in force changed).
 
         In batches of `batch_size` experiments: the figures are derived outside any
         transaction (BD-rates cost CPU), then written in one short transaction per batch.
-        Returns how many experiments got a different value.
+        Returns how many experiments got a different value. `stop()` is asked between
+        batches; when true, the run ends there (Superseded): a newer run will do it all.
         """
         changed_total, after = 0, None
         while True:
+            if stop is not None and stop():
+                raise Superseded("a newer re-derivation replaces this one")
             with self.db.read() as conn:
                 curves = anchors.curves_after(conn, after, batch_size)
             if not curves:
