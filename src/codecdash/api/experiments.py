@@ -24,10 +24,11 @@ from codecdash.models import (
     ExperimentIn,
     ExperimentPage,
     ExperimentPatch,
+    Text,
     Timestamp,
 )
 from codecdash.store import ListQuery
-from codecdash.store.experiments import SORTABLE, from_row
+from codecdash.store.experiments import CURSOR_PATTERN, SORTABLE, from_row
 
 router = APIRouter(prefix="/api/v1", tags=["experiments"])
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -59,7 +60,23 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     response_model=ExperimentPage,
     dependencies=[Depends(require_read)],
     summary="List experiments with filters, sort and keyset pagination",
-    responses={400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    description=(
+        "The next page: the same query with `cursor` set to the `next_cursor` of this one "
+        "(null on the last page).\n\n"
+        "Refused beyond what the schema states:\n"
+        "- **400** `bad_cursor`: a `cursor` that this server did not make for this `sort` "
+        "(the schema can say only that it is base64url);\n"
+        "- **400** `bad_request`: where the experiments are read from DynamoDB (AWS mode), "
+        "a filter, sort or further page that the table cannot answer (the message names it)."
+    ),
+    responses={
+        400: {
+            "model": ErrorResponse,
+            "description": "A cursor not made by this server (`bad_cursor`), or a query "
+            "this deployment cannot answer",
+        },
+        422: {"model": ErrorResponse, "description": "Invalid parameters"},
+    },
 )
 def list_experiments(
     request: Request,
@@ -72,7 +89,7 @@ def list_experiments(
             json_schema_extra={"pattern": STATUS_PATTERN},
         ),
     ] = None,
-    q: Annotated[str | None, Query(max_length=200, description="Text in id or name")] = None,
+    q: Annotated[Text | None, Query(max_length=200, description="Text in id or name")] = None,
     sort: Annotated[
         str,
         Query(
@@ -83,10 +100,15 @@ def list_experiments(
     ] = "-created_at",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[
-        str | None, Query(max_length=2000, description="next_cursor of the previous page")
+        str | None,
+        Query(
+            max_length=2000,
+            pattern=CURSOR_PATTERN,
+            description="`next_cursor` of the previous page (made by this server)",
+        ),
     ] = None,
-    worker_id: Annotated[str | None, Query(max_length=128)] = None,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
+    worker_id: Annotated[Text | None, Query(max_length=128)] = None,
+    tag: Annotated[Text | None, Query(max_length=64)] = None,
     created_after: Timestamp | None = None,  # ISO 8601 only, as in bodies
     created_before: Timestamp | None = None,
     min_psnr_db: Annotated[float | None, Query(allow_inf_nan=False)] = None,
@@ -164,7 +186,19 @@ def create_experiment(
     "/experiments/{experiment_id}",
     response_model=Experiment,
     summary="Create or replace an experiment (idempotent)",
-    responses={201: {"model": Experiment, "description": "Created"}, **WRITE_ERRORS},
+    description=(
+        "Refused beyond what the schema states:\n"
+        "- **422** `invalid`: the body's `id`, when present, differs from the path's "
+        "`experiment_id`."
+    ),
+    responses={
+        201: {"model": Experiment, "description": "Created"},
+        **WRITE_ERRORS,
+        422: {
+            "model": ErrorResponse,
+            "description": "Invalid fields, or a body `id` other than the path's",
+        },
+    },
 )
 def put_experiment(
     request: Request,

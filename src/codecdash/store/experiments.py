@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, and_, func, or_, select, true
+from sqlalchemy import ColumnElement, Connection, Float, and_, func, or_, select, true
 
 from codecdash.ids import new_id
 from codecdash.models import STATUSES, ExperimentFields
@@ -363,21 +363,41 @@ _COMPARE: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
 }
 
 
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"
+"""What encode_cursor makes: unpadded base64url."""
+
+
 def encode_cursor(value: Any, experiment_id: str) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([value, experiment_id])).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[Any, str]:
+def decode_cursor(cursor: str, sort_field: str) -> tuple[Any, str]:
+    """The (value, id) that `encode_cursor` made for a page sorted by `sort_field`.
+
+    Anything else is refused (BadCursor): a value of another type than the column's would
+    make the database fail (PostgreSQL compares no text with a number), and no text the
+    server made holds NUL.
+    """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         value, experiment_id = orjson.loads(raw)
     except (binascii.Error, orjson.JSONDecodeError, ValueError, TypeError):
         raise BadCursor("cursor is not one this server made") from None
-    if not isinstance(experiment_id, str) or not (
-        value is None or isinstance(value, str | int | float)
+    numeric = isinstance(T.c[sort_field].type, Float)
+    if not (
+        _cursor_text(experiment_id)
+        and (
+            value is None
+            or (numeric and isinstance(value, int | float) and not isinstance(value, bool))
+            or (not numeric and _cursor_text(value))
+        )
     ):
-        raise BadCursor("cursor is not one this server made")
+        raise BadCursor(f"cursor is not one this server made for sort by {sort_field}")
     return value, experiment_id
+
+
+def _cursor_text(value: Any) -> bool:
+    return isinstance(value, str) and "\x00" not in value
 
 
 def list_page(
@@ -403,7 +423,7 @@ def ranked(
     name = query.sort.lstrip("-+")
     if name not in SORTABLE:
         raise ValueError(f"cannot sort by {name!r}; choose one of {', '.join(SORTABLE)}")
-    cursor = decode_cursor(query.cursor) if query.cursor else None
+    cursor = decode_cursor(query.cursor, name) if query.cursor else None
     carried = not (query.q or query.worker_id or query.tag or query.extra_filters)
     served = leaders.serves(name, descending)
     if served and carried:  # one scan of the leaderboard
