@@ -11,7 +11,7 @@ from starlette.responses import Response
 from codecdash.api.auth import require_write
 from codecdash.api.experiments import WRITE_ERRORS, json_response
 from codecdash.api.state import state
-from codecdash.models import Accepted, CostBatch, CostRecord, Heartbeat
+from codecdash.models import MAX_EXTRA_BYTES, Accepted, CostBatch, CostRecord, Heartbeat
 
 router = APIRouter(prefix="/api/v1", tags=["fleet and costs"])
 
@@ -33,6 +33,10 @@ CostBody = Annotated[
     status_code=202,
     response_model=Accepted,
     summary="A worker's heartbeat (orchestrator, training or inference)",
+    description=(
+        "Refused beyond what the schema states:\n"
+        f"- **422** `invalid`: `extra` longer than {MAX_EXTRA_BYTES:,} bytes as JSON."
+    ),
     responses=WRITE_ERRORS,
 )
 def heartbeat(
