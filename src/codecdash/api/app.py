@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route, compile_path
 
 from codecdash import __version__
-from codecdash.api import anchors, dashboard, docs, errors, experiments, fleet
+from codecdash.api import anchors, dashboard, docs, document, errors, experiments, fleet
 from codecdash.api.auth import RateLimiter, install_log_redaction
 from codecdash.api.cache import SnapshotCache
 from codecdash.api.guard import Guard, allowed_hosts
@@ -39,7 +39,9 @@ costs go in (with a write token, `Authorization: Bearer <token>`); the dashboard
 the experiment table and a server-sent event stream come out.
 
 Errors are JSON: `{"error": {"code": "...", "message": "...", "detail": [...]}}`.
-Request bodies are capped at 4 MiB (413), batches at 1,000 items.
+Request bodies are capped at 4 MiB (413), batches at 1,000 items. The schemas state every
+bound the server checks; the few rules they cannot express are in the operations'
+descriptions, with the status they answer.
 """
 
 
@@ -239,6 +241,7 @@ PUBLIC_READS = frozenset({"/api/v1/health"})
 
 def _document_rules(schema: dict[str, Any], *, private: bool) -> None:
     """Rules enforced in code, stated in the document too (clients and fuzzers read it)."""
+    document.complete(schema)
 
     def given(name: str) -> dict[str, Any]:
         return {"required": [name], "properties": {name: {"type": "number"}}}
