@@ -41,7 +41,8 @@ the experiment table and a server-sent event stream come out.
 Errors are JSON: `{"error": {"code": "...", "message": "...", "detail": [...]}}`.
 Request bodies are capped at 4 MiB (413), batches at 1,000 items. The schemas state every
 bound the server checks; the few rules they cannot express are in the operations'
-descriptions, with the status they answer.
+descriptions, with the status they answer. One holds for every time (`format: date-time`):
+it must fall within the years 1-9999 once converted to UTC and have no leap second (422).
 """
 
 
