@@ -42,10 +42,11 @@ def iso(ts: float) -> str:
 async def test_params_and_tags_are_capped_by_bytes(
     client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:
-    fits = {"blob": "x" * (16 * 1024 - 20)}
+    # strings of at most 10,000 characters each (the per-string limit); their sum is the cap
+    fits = {"a": "x" * 8000, "b": "x" * (16 * 1024 - 8000 - 20)}
     r = await client.put(f"{API}/experiments/p1", json={"params": fits}, headers=auth)
     assert r.status_code == 201, r.text[:300]
-    over = {"blob": "x" * (16 * 1024)}
+    over = {"a": "x" * 8000, "b": "x" * (16 * 1024 - 8000)}
     error = assert_error(
         await client.put(f"{API}/experiments/p2", json={"params": over}, headers=auth), 422
     )

@@ -37,9 +37,11 @@ from codecdash.store.store import Superseded
 
 log = logging.getLogger("codecdash.anchors")
 
-ANCHOR_NAME_PATTERN: Final = (
-    r"^[^\s/\x00-\x1f\x7f](?:[^/\x00-\x1f\x7f]{0,198}[^\s/\x00-\x1f\x7f])?$"
-)
+# Unicode's white space, written out: `\s` means other characters in ECMA (the OpenAPI
+# document's dialect: no U+0085) than in Python and pydantic's Rust regex (U+0085).
+_SPACE = r"\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_END = rf"[^/\x00-\x20\x7f{_SPACE}]"
+ANCHOR_NAME_PATTERN: Final = rf"^{_END}(?:[^/\x00-\x1f\x7f]{{0,198}}{_END})?$"
 """1-200 characters, no slash or control character, no space at either end."""
 Quality = Literal["psnr", "ms_ssim"]
 _SYNC_LOCKS: weakref.WeakKeyDictionary[Store, threading.Lock] = weakref.WeakKeyDictionary()

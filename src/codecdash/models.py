@@ -13,10 +13,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     JsonValue,
     ValidationInfo,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 ExperimentStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 STATUSES: tuple[str, ...] = ("queued", "running", "completed", "failed", "cancelled")
@@ -26,6 +29,8 @@ Component = Literal["training", "inference", "storage", "orchestrator", "other"]
 COMPONENTS: tuple[str, ...] = ("training", "inference", "storage", "orchestrator", "other")
 
 ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
+NO_NUL_PATTERN = r"^[^\u0000]*$"
+"""Text without NUL, as ECMA and Python regular expressions write it."""
 MAX_BATCH = 1000
 MAX_EXTRA_BYTES = 16 * 1024
 MAX_PARAMS_BYTES = 16 * 1024
@@ -118,16 +123,23 @@ def _json_int(value: Any) -> Any:
     return value
 
 
+# Bounds of a JsonInt go before its validator, `Annotated[int, Field(ge=0),
+# BeforeValidator(_json_int)]`: on the field they are still checked but reach the
+# OpenAPI document as pydantic's "ge"/"le", which no client reads.
 JsonInt = Annotated[int, BeforeValidator(_json_int)]
 ExperimentId = Annotated[str, Field(pattern=ID_PATTERN, examples=["ssf-lambda-0.0130-r3"])]
 Tag = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+MAX_TEXT = 10_000
+"""Characters in any string of a request body, keys and free-form JSON included."""
 
 
 class _Strict(BaseModel):
     # strict: no true for 1.0, no 0 for false, no "5" for 5, as the OpenAPI document says
     # (tests/test_fuzz_api.py's negative_data_rejection); times: see Timestamp.
     model_config = ConfigDict(
-        extra="forbid", allow_inf_nan=False, str_max_length=10_000, strict=True
+        extra="forbid", allow_inf_nan=False, str_max_length=MAX_TEXT, strict=True
     )
 
 
@@ -138,22 +150,66 @@ def _no_nul(value: str) -> str:
     return value
 
 
+class Documented:
+    """Keywords added to a type's JSON schema: a rule that code checks, stated for clients.
+
+    A `pattern` already there (a field's own) is kept; the added one joins it in `allOf`.
+    """
+
+    def __init__(self, **keywords: Any) -> None:
+        self.keywords = keywords
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        for key, value in self.keywords.items():
+            if key in schema and schema[key] != value:
+                schema.setdefault("allOf", []).append({key: value})
+            else:
+                schema[key] = value
+        return schema
+
+
 # Text that can be stored on both databases. The check runs only on strings (not on the
-# absent fields), as an annotation rather than a field validator: fewer calls per item.
-Text = Annotated[str, AfterValidator(_no_nul)]
+# absent fields), as an annotation rather than a field validator: fewer calls per item;
+# the document states it as a pattern (the check's own message is clearer than a regex's).
+Text = Annotated[str, AfterValidator(_no_nul), Documented(pattern=NO_NUL_PATTERN)]
 
 
 def _storable_json(value: dict[str, JsonValue], name: str) -> bytes:
     """The value as stored (orjson); integers beyond 64 bits cannot be, nor NaN or
-    infinities (which orjson would store as null)."""
+    infinities (which orjson would store as null).
+
+    Strings and keys at any depth hold at most MAX_TEXT characters. Validated from Python
+    objects (FastAPI's routes) pydantic checks that itself; from JSON (the batch route)
+    it checks only the top level, so the longer documents are walked here.
+    """
     import orjson
 
     if not _finite(value):
         raise ValueError(f"{name} cannot hold NaN or infinite numbers (JSON has none)")
     try:
-        return orjson.dumps(value)
+        raw = orjson.dumps(value)
     except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
         raise ValueError(f"{name} cannot be stored as JSON: {exc}") from None
+    if len(raw) > MAX_TEXT:
+        _check_text(value, name)
+    return raw
+
+
+def _check_text(value: JsonValue, where: str) -> None:
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            raise ValueError(f"{where}: a string holds at most {MAX_TEXT} characters")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_text(item, f"{where}[{index}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if len(key) > MAX_TEXT:
+                raise ValueError(f"{where}: a key holds at most {MAX_TEXT} characters")
+            _check_text(item, f"{where}.{key}")
 
 
 def _finite(value: JsonValue) -> bool:
@@ -199,6 +255,11 @@ def _tags_size(value: list[str]) -> list[str]:
     return value
 
 
+Params = Annotated[
+    dict[str, JsonValue], AfterValidator(_params_size), Documented(maxProperties=MAX_PARAMS_KEYS)
+]
+
+
 class ExperimentFields(_Strict):
     """Fields a client may set; everything optional so PATCH can reuse it."""
 
@@ -216,7 +277,7 @@ class ExperimentFields(_Strict):
     bitrate_kbps: float | None = Field(None, ge=0, le=1e9)
     cost_usd: float | None = Field(None, ge=0, le=1e9, examples=[12.4])
     worker_id: Text | None = Field(None, max_length=128, examples=["train-g5-03"])
-    params: Annotated[dict[str, JsonValue], AfterValidator(_params_size)] | None = Field(
+    params: Params | None = Field(
         None,
         description=f"Free-form; at most {MAX_PARAMS_KEYS} keys and "
         f"{MAX_PARAMS_BYTES // 1024} KiB of JSON.",
@@ -229,7 +290,18 @@ class ExperimentFields(_Strict):
         examples=[["uvg", "mse"]],
     )
     error: Text | None = Field(None, max_length=10_000)
-    rd_points: list[RDPoint] | None = Field(None, max_length=64)
+    rd_points: list[RDPoint] | None = Field(
+        None,
+        max_length=64,
+        examples=[
+            [
+                {"bitrate_kbps": 900.0, "psnr_db": 30.5},
+                {"bitrate_kbps": 1800.0, "psnr_db": 33.5},
+                {"bitrate_kbps": 3600.0, "psnr_db": 36.4},
+                {"bitrate_kbps": 7200.0, "psnr_db": 39.1},
+            ]
+        ],
+    )
     # Derived by the server; accepted so a fetched Experiment can be sent back as is.
     duration_s: float | None = Field(None, description="Derived by the server; ignored.")
     bd_rate_pct: float | None = Field(None, description="Derived by the server; ignored.")
@@ -307,7 +379,7 @@ class Heartbeat(_Strict):
     gpu_util_pct: float | None = Field(None, ge=0, le=100)
     gpu_mem_pct: float | None = Field(None, ge=0, le=100)
     fps: float | None = Field(None, ge=0, le=1e6)
-    queue_depth: JsonInt | None = Field(None, ge=0, le=10**9)
+    queue_depth: Annotated[int, Field(ge=0, le=10**9), BeforeValidator(_json_int)] | None = None
     at: ReportedTime | None = None
     extra: Annotated[dict[str, JsonValue] | None, AfterValidator(_extra_size)] = Field(
         None, description="Free-form figures (per-GPU list, load, disk); at most 16 KiB."

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from codecdash.anchors import (
@@ -31,8 +31,7 @@ from codecdash.api.errors import ApiError
 from codecdash.api.experiments import WRITE_ERRORS, IdPath, json_response
 from codecdash.api.state import AppState, state
 from codecdash.codec_metrics import MIN_POINTS
-from codecdash.models import ID_PATTERN, ErrorResponse, RDPoint
-from codecdash.results import rd_rate_unit
+from codecdash.models import ID_PATTERN, ErrorResponse, RDPoint, Text
 
 log = logging.getLogger("codecdash.anchors")
 
@@ -66,6 +65,14 @@ QualityQuery = Annotated[
     Literal["psnr", "ms_ssim"] | None,
     Query(description="Quality axis (default: the `quality_metric` setting)"),
 ]
+BD_RATE_REFUSALS = (
+    "Refused beyond what the schema states:\n"
+    "- **404** `not_found`: no such anchor or experiment; with no anchor named, no anchor "
+    "in force;\n"
+    "- **422** `invalid`: no BD-rate to compute: the experiment has no `rd_points`, its "
+    "rate unit differs from the anchor's, a curve has fewer than 4 distinct points with "
+    "the quality asked for (or two points at one quality), or the curves do not overlap."
+)
 READ_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Private dashboard: a read token is needed"},
     404: {"model": ErrorResponse, "description": "No such anchor or experiment"},
@@ -79,18 +86,22 @@ class AnchorIn(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=10_000)
 
     name: str | None = Field(None, description="Must equal the path's name when present.")
-    description: str | None = Field(None, max_length=10_000)
-    rd_points: list[RDPoint] = Field(min_length=MIN_POINTS, max_length=64)
+    description: Text | None = Field(None, max_length=10_000)
+    rd_points: list[RDPoint] = Field(
+        min_length=MIN_POINTS,
+        max_length=64,
+        examples=[
+            [
+                {"bitrate_kbps": 1000.0, "psnr_db": 30.1},
+                {"bitrate_kbps": 2000.0, "psnr_db": 33.2},
+                {"bitrate_kbps": 4000.0, "psnr_db": 36.0},
+                {"bitrate_kbps": 8000.0, "psnr_db": 38.7},
+            ]
+        ],
+    )
     rate_unit: Literal["kbps", "bpp"] | None = Field(
         None, description="Checked against the points when present."
     )
-
-    @model_validator(mode="after")
-    def _one_unit(self) -> AnchorIn:
-        unit = rd_rate_unit([p.model_dump(exclude_none=True) for p in self.rd_points])
-        if self.rate_unit is not None and self.rate_unit != unit:
-            raise ValueError(f"rate_unit is {self.rate_unit!r} but the points are in {unit}")
-        return self
 
 
 ANCHOR_IN: JsonBody[AnchorIn] = JsonBody(AnchorIn, "AnchorIn")
@@ -186,9 +197,26 @@ def get_anchor(request: Request, name: NamePath) -> Response:
     "/anchors/{name}",
     response_model=AnchorWritten,
     summary="Create or replace an anchor; stored BD-rates follow the anchor in force",
-    description="Answers at once; when the anchor in force changes, the stored BD-rates are "
-    "derived again in the background (`recomputing`).",
-    responses={201: {"model": AnchorWritten, "description": "Created"}, **WRITE_ERRORS},
+    description=(
+        "Answers at once; when the anchor in force changes, the stored BD-rates are "
+        "derived again in the background (`recomputing`).\n\n"
+        "Refused beyond what the schema states, each with **422** `invalid`:\n"
+        "- the body's `name`, when present, differs from the path's;\n"
+        "- `rd_points` that cannot anchor BD-rates on the configured quality axis (the "
+        "`quality_metric` setting): fewer than 4 distinct points that have that quality, "
+        "two points at one quality, or an MS-SSIM of 1 on the MS-SSIM axis;\n"
+        "- points in more than one rate unit (a point's rate is its `bitrate_kbps`, else "
+        "its `bpp`: one rate unit per curve);\n"
+        "- a `rate_unit` other than the points' unit."
+    ),
+    responses={
+        201: {"model": AnchorWritten, "description": "Created"},
+        **WRITE_ERRORS,
+        422: {
+            "model": ErrorResponse,
+            "description": "Invalid fields, or points that cannot form the anchor's curve",
+        },
+    },
     openapi_extra=ANCHOR_IN.openapi,
 )
 def put_anchor(
@@ -203,9 +231,11 @@ def put_anchor(
     points = [p.model_dump(exclude_none=True) for p in body.rd_points]
     quality = quality_of(st.settings)
     try:
-        check_curve(points, quality)
+        unit = check_curve(points, quality)
     except ValueError as exc:
         raise ApiError(422, f"rd_points cannot anchor BD-rates in {quality}: {exc}") from None
+    if body.rate_unit is not None and body.rate_unit != unit:
+        raise ApiError(422, f"rate_unit is {body.rate_unit!r} but the points are in {unit}")
     change = save_anchor(st.store, st.settings, name, body.description, points, background=True)
     view = anchor_view({"name": name, "description": body.description, "rd_points": points})
     return json_response(
@@ -248,6 +278,7 @@ def delete_anchor(
     response_model=BdRateReport,
     dependencies=[Depends(require_read)],
     summary="BD-rate, BD-PSNR and curve overlap of an experiment against this anchor",
+    description=BD_RATE_REFUSALS,
     responses=READ_ERRORS,
 )
 def anchor_bd_rate(
@@ -264,6 +295,7 @@ def anchor_bd_rate(
     response_model=BdRateReport,
     dependencies=[Depends(require_read)],
     summary="BD-rate report of an experiment against an anchor (default: the one in force)",
+    description=BD_RATE_REFUSALS,
     responses=READ_ERRORS,
     tags=["experiments"],
 )

@@ -19,7 +19,7 @@ from starlette.types import Scope
 
 from codecdash import __version__
 from codecdash.alerts.service import AlertService
-from codecdash.api import alerts, anchors, dashboard, docs, errors, experiments, fleet
+from codecdash.api import alerts, anchors, dashboard, docs, document, errors, experiments, fleet
 from codecdash.api.auth import WriteLimits, install_log_redaction
 from codecdash.api.bodies import document_bodies
 from codecdash.api.cache import SnapshotCache
@@ -47,6 +47,10 @@ Writes are authenticated and rate-limited before their body is read (401, 429). 
 bodies are capped at 4 MiB (413) and must arrive within `body_timeout_seconds` (408);
 batches hold at most 1,000 items; reported times may be at most `max_future_seconds`
 ahead of the server's clock (422).
+The schemas state every
+bound the server checks; the few rules they cannot express are in the operations'
+descriptions, with the status they answer. One holds for every time (`format: date-time`):
+it must fall within the years 1-9999 once converted to UTC and have no leap second (422).
 """
 
 
@@ -299,6 +303,7 @@ PUBLIC_READS = frozenset({"/api/v1/health"})
 
 def _document_rules(schema: dict[str, Any], *, private: bool) -> None:
     """Rules enforced in code, stated in the document too (clients and fuzzers read it)."""
+    document.complete(schema)
 
     def given(name: str) -> dict[str, Any]:
         return {"required": [name], "properties": {name: {"type": "number"}}}

@@ -15,6 +15,8 @@ from codecdash.api.errors import ApiError
 from codecdash.api.state import state
 from codecdash.models import (
     ID_PATTERN,
+    MAX_PARAMS_BYTES,
+    MAX_TAGS_BYTES,
     STATUSES,
     Accepted,
     ErrorResponse,
@@ -23,10 +25,11 @@ from codecdash.models import (
     ExperimentIn,
     ExperimentPage,
     ExperimentPatch,
+    Text,
     Timestamp,
 )
 from codecdash.store import ListQuery
-from codecdash.store.experiments import SORTABLE, encode_cursor, from_row
+from codecdash.store.experiments import CURSOR_PATTERN, SORTABLE, encode_cursor, from_row
 
 router = APIRouter(prefix="/api/v1", tags=["experiments"])
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -45,6 +48,21 @@ WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "Store unavailable, or too many bodies being received; see Retry-After",
     },
 }
+# Rules the schema cannot state (JSON Schema has no "now" and counts items, not bytes),
+# said in words in the operations' descriptions.
+CLOCK_RULE = "a reported time more than `max_future_seconds` ahead of the server's clock"
+SIZE_RULE = (
+    f"`params` over {MAX_PARAMS_BYTES // 1024} KiB or `tags` over "
+    f"{MAX_TAGS_BYTES // 1024} KiB of JSON"
+)
+
+
+def beyond_the_schema(*rules: str) -> str:
+    """An operation's description of the refusals its schema cannot state (all 422)."""
+    lines = "".join(f"- **422** `invalid`: {rule};\n" for rule in rules)
+    return "Refused beyond what the schema states:\n" + lines.rstrip(";\n") + "."
+
+
 # The bodies, validated off the event loop (api/bodies.py).
 EXPERIMENT_IN: JsonBody[ExperimentIn] = JsonBody(ExperimentIn, "ExperimentIn")
 EXPERIMENT_PATCH: JsonBody[ExperimentPatch] = JsonBody(ExperimentPatch, "ExperimentPatch")
@@ -55,7 +73,6 @@ IdPath = Annotated[str, Path(pattern=ID_PATTERN, examples=["ssf-lambda-0.0130-r3
 _ONE_STATUS = "(?:" + "|".join(STATUSES) + ")"
 STATUS_PATTERN = rf"^,*(?:{_ONE_STATUS}(?:,+{_ONE_STATUS})*,*)?$"
 SORT_PATTERN = r"^[-+]?(?:" + "|".join(SORTABLE) + ")$"
-NO_NUL = r"^[^\x00]*$"  # text the databases can compare (PostgreSQL has no NUL in text)
 PAGE_BYTES = 4 * 1024 * 1024
 """A list page's JSON stops growing past this: large experiments make shorter pages."""
 
@@ -72,7 +89,23 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     response_model=ExperimentPage,
     dependencies=[Depends(require_read)],
     summary="List experiments with filters, sort and keyset pagination",
-    responses={400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    description=(
+        "The next page: the same query with `cursor` set to the `next_cursor` of this one "
+        "(null on the last page).\n\n"
+        "Refused beyond what the schema states:\n"
+        "- **400** `bad_cursor`: a `cursor` that this server did not make for this `sort` "
+        "(the schema can say only that it is base64url);\n"
+        "- **400** `bad_request`: where the experiments are read from DynamoDB (AWS mode), "
+        "a filter, sort or further page that the table cannot answer (the message names it)."
+    ),
+    responses={
+        400: {
+            "model": ErrorResponse,
+            "description": "A cursor not made by this server (`bad_cursor`), or a query "
+            "this deployment cannot answer",
+        },
+        422: {"model": ErrorResponse, "description": "Invalid parameters"},
+    },
 )
 def list_experiments(
     request: Request,
@@ -86,8 +119,7 @@ def list_experiments(
         ),
     ] = None,
     q: Annotated[
-        str | None,
-        Query(max_length=200, pattern=NO_NUL, description="Text in the id, the name or a tag"),
+        Text | None, Query(max_length=200, description="Text in the id, the name or a tag")
     ] = None,
     sort: Annotated[
         str,
@@ -107,10 +139,15 @@ def list_experiments(
         ),
     ] = 50,
     cursor: Annotated[
-        str | None, Query(max_length=2000, description="next_cursor of the previous page")
+        str | None,
+        Query(
+            max_length=2000,
+            pattern=CURSOR_PATTERN,
+            description="`next_cursor` of the previous page (made by this server)",
+        ),
     ] = None,
-    worker_id: Annotated[str | None, Query(max_length=128, pattern=NO_NUL)] = None,
-    tag: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
+    worker_id: Annotated[Text | None, Query(max_length=128)] = None,
+    tag: Annotated[Text | None, Query(max_length=64)] = None,
     created_after: Timestamp | None = None,  # ISO 8601 only, as in bodies
     created_before: Timestamp | None = None,
     min_psnr_db: Annotated[float | None, Query(allow_inf_nan=False)] = None,
@@ -186,6 +223,7 @@ def get_experiment(request: Request, experiment_id: IdPath) -> Response:
     status_code=201,
     response_model=Experiment,
     summary="Create an experiment (id generated when absent; 409 if it exists)",
+    description=beyond_the_schema(CLOCK_RULE, SIZE_RULE),
     responses={409: {"model": ErrorResponse}, **WRITE_ERRORS},
     openapi_extra=EXPERIMENT_IN.openapi,
 )
@@ -202,7 +240,19 @@ def create_experiment(
     "/experiments/{experiment_id}",
     response_model=Experiment,
     summary="Create or replace an experiment (idempotent)",
-    responses={201: {"model": Experiment, "description": "Created"}, **WRITE_ERRORS},
+    description=beyond_the_schema(
+        "the body's `id`, when present, differs from the path's `experiment_id`",
+        CLOCK_RULE,
+        SIZE_RULE,
+    ),
+    responses={
+        201: {"model": Experiment, "description": "Created"},
+        **WRITE_ERRORS,
+        422: {
+            "model": ErrorResponse,
+            "description": "Invalid fields, or a body `id` other than the path's",
+        },
+    },
     openapi_extra=EXPERIMENT_IN.openapi,
 )
 def put_experiment(
@@ -221,6 +271,7 @@ def put_experiment(
     "/experiments/{experiment_id}",
     response_model=Experiment,
     summary="Update some fields of an experiment",
+    description=beyond_the_schema(CLOCK_RULE, SIZE_RULE),
     responses={404: {"model": ErrorResponse}, **WRITE_ERRORS},
     openapi_extra=EXPERIMENT_PATCH.openapi,
 )
@@ -240,6 +291,7 @@ def patch_experiment(
     "/experiments/batch",
     response_model=Accepted,
     summary="Upsert up to 1,000 experiments in one transaction (all or nothing)",
+    description=beyond_the_schema(CLOCK_RULE + " (in any item)", SIZE_RULE),
     responses=WRITE_ERRORS,
     openapi_extra=EXPERIMENT_BATCH.openapi,
 )

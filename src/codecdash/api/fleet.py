@@ -10,9 +10,14 @@ from starlette.responses import Response
 
 from codecdash.api.auth import require_write
 from codecdash.api.bodies import JsonBody
-from codecdash.api.experiments import WRITE_ERRORS, json_response
+from codecdash.api.experiments import (
+    CLOCK_RULE,
+    WRITE_ERRORS,
+    beyond_the_schema,
+    json_response,
+)
 from codecdash.api.state import state
-from codecdash.models import Accepted, CostBatch, CostRecord, Heartbeat
+from codecdash.models import MAX_EXTRA_BYTES, Accepted, CostBatch, CostRecord, Heartbeat
 
 router = APIRouter(prefix="/api/v1", tags=["fleet and costs"])
 
@@ -36,6 +41,9 @@ COSTS: JsonBody[CostRecord | CostBatch] = JsonBody(CostBody, "CostBody")
     status_code=202,
     response_model=Accepted,
     summary="A worker's heartbeat (orchestrator, training or inference)",
+    description=beyond_the_schema(
+        f"`extra` longer than {MAX_EXTRA_BYTES:,} bytes as JSON", CLOCK_RULE
+    ),
     responses=WRITE_ERRORS,
     openapi_extra=HEARTBEAT.openapi,
 )
@@ -53,6 +61,7 @@ def heartbeat(
     status_code=201,
     response_model=Accepted,
     summary='One cost record, or {"items": [...]} of up to 1,000',
+    description=beyond_the_schema(CLOCK_RULE),
     responses=WRITE_ERRORS,
     openapi_extra=COSTS.openapi,
 )

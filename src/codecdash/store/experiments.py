@@ -395,6 +395,10 @@ _COMPARE: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
 }
 
 
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"
+"""What encode_cursor makes: unpadded base64url."""
+
+
 def encode_cursor(value: Any, experiment_id: str) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([value, experiment_id])).decode().rstrip("=")
 
