@@ -86,9 +86,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--slow-call-s",
         type=float,
-        default=20.0,
+        default=3.0,
         help="a measure whose first call took longer is repeated only "
-        "--slow-repeats times (default 20 s)",
+        "--slow-repeats times (default 3 s: such a call's own jitter is small beside it)",
     )
     p.add_argument("--slow-repeats", type=int, default=3)
     p.add_argument(

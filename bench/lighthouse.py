@@ -194,7 +194,8 @@ def run_lighthouse(
 ) -> dict[str, Any]:
     """One Lighthouse run (mobile defaults, CHROME_FLAGS); its JSON report. A run that
     Lighthouse itself reports as failed (NO_NAVSTART and the like, which a loaded machine
-    sometimes causes) or that takes over 300 s is retried, up to `attempts` times."""
+    sometimes causes), that leaves a category without a score (an audit it needs failed,
+    NO_LCP and the like) or that takes over 300 s is retried, up to `attempts` times."""
     env = {**os.environ, "CHROME_PATH": chrome}
     command = [
         str(binary),
@@ -214,13 +215,28 @@ def run_lighthouse(
         else:
             if done.returncode == 0 and out.exists():
                 report: dict[str, Any] = json.loads(out.read_text())
-                if not report.get("runtimeError"):
+                problem = report_problem(report)
+                if not problem:
                     return report
-                problem = str(report["runtimeError"])
             else:
                 problem = f"exit status {done.returncode}"
         print(f"lighthouse failed ({problem}); trying again", file=sys.stderr)
     raise LighthouseFailed(f"lighthouse failed {attempts} times: {problem}")
+
+
+def report_problem(report: dict[str, Any]) -> str:
+    """Why a finished run's report cannot be used ("" when it can)."""
+    if report.get("runtimeError"):
+        return str(report["runtimeError"])
+    unscored = [c for c in CATEGORIES if report["categories"][c].get("score") is None]
+    if not unscored:
+        return ""
+    errors = [
+        f"{name}: {audit['errorMessage'][:80]}"
+        for name, audit in report["audits"].items()
+        if audit.get("errorMessage")
+    ]
+    return f"no score for {', '.join(unscored)} (audit errors: {'; '.join(errors[:3])})"
 
 
 def summarize(report: dict[str, Any]) -> dict[str, Any]:

@@ -208,7 +208,7 @@ def n_notes(res: Result, repeats: int) -> list[str]:
                 + (
                     f"> {res.cap_s:g} s (capped)"
                     if math.isinf(res.first[m][s])
-                    else f"{res.first[m][s] * 1000:,.1f} ms"
+                    else f"{fmt(res.first[m][s] * 1000, 1)} ms"
                 )
                 for s in SYSTEMS
             )
