@@ -748,7 +748,7 @@ def test_tokens_never_reach_the_logs(
     import uvicorn
 
     from codecdash.api.app import create_app
-    from conftest import free_port, wait_until_healthy
+    from codecdash.net import free_port, wait_healthy
 
     caplog.set_level(logging.DEBUG)
     app = create_app(settings.model_copy(update={"private": True}))
@@ -773,7 +773,7 @@ def test_tokens_never_reach_the_logs(
     thread.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_healthy(url)
+        wait_healthy(url, 15)
         with httpx.Client(base_url=url, timeout=10) as http:
             http.post(f"{API}/heartbeats", json=HEARTBEAT, headers=bearer(writer))
             http.post(f"{API}/heartbeats", json=HEARTBEAT, headers=bearer(revoked))
