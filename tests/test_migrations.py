@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import inspect
 
 from codecdash.config import Settings
+from codecdash.curve_models import MetricPoint
 from codecdash.models import ExperimentIn
 from codecdash.snapshot import SnapshotBuilder
 from codecdash.sources.local import local_sources
@@ -233,9 +234,13 @@ def test_v1_database_is_upgraded_in_place(v1_url: str) -> None:
     store = Store(v1_url)
     try:
         assert versions(store) == list(range(1, LATEST_VERSION + 1))
-        assert LATEST_VERSION == 4
+        assert LATEST_VERSION == 5
         inspector = inspect(store.db.engine)
         assert {"anchors", "leaders", "leader_bounds"} <= set(inspector.get_table_names())
+        # version 5: training curves
+        assert {"metric_series", "metric_chunks", "training_summary"} <= set(
+            inspector.get_table_names()
+        )
         columns = {c["name"] for c in inspector.get_columns("experiments")}
         assert {"bd_rate_pct", "bd_rate_anchor"} <= columns
         assert "best_bd_rate_pct" in {c["name"] for c in inspector.get_columns("progress_hourly")}
@@ -291,6 +296,12 @@ async def test_upgraded_database_serves_and_takes_writes(v1_url: str) -> None:
         store.batch([ExperimentIn(id="v1-c", status="completed", psnr_db=31.0)])
         _, _, total = store.list_experiments(ListQuery(status=["completed"]))
         assert total == 3
+        # the version-5 features too: the running experiment logs a curve
+        point = MetricPoint.model_validate({"step": 3, "values": {"loss": "NaN", "lr": 0.1}})
+        assert store.log_metrics([("v1-a", [point])]) == 2
+        curves = store.metric_history("v1-a", None, 10)
+        assert curves is not None and curves["series"]["loss"]["value"] == ["NaN"]
+        assert store.get_experiment("v1-a")["training"]["non_finite_step"] == 3  # type: ignore[index]
     finally:
         store.close()
 
@@ -299,7 +310,7 @@ def test_opening_again_is_a_no_op(v1_url: str) -> None:
     for _ in range(2):
         store = Store(v1_url)
         try:
-            assert versions(store) == [1, 2, 3, 4]
+            assert versions(store) == [1, 2, 3, 4, 5]
             assert store.get_experiment("v1-a") is not None
         finally:
             store.close()
@@ -333,7 +344,7 @@ def test_v3_leaderboards_gain_the_carried_columns(tmp_path: Path) -> None:
 
     store = Store(str(path))
     try:
-        assert versions(store) == [3, 4]
+        assert versions(store) == [3, 4, 5]
         columns = {c["name"] for c in inspect(store.db.engine).get_columns("leaders")}
         assert {"status", "created_at", "bitrate_reduction_pct"} <= columns
         query = ListQuery(
@@ -341,6 +352,35 @@ def test_v3_leaderboards_gain_the_carried_columns(tmp_path: Path) -> None:
         )
         rows, _cursor, total = store.list_experiments(query)
         assert ([r["id"] for r in rows], total) == (["a"], 1)
+    finally:
+        store.close()
+
+
+def test_v4_database_gains_the_training_curve_tables(tmp_path: Path) -> None:
+    """A version-4 database (before training curves) is upgraded, its data untouched,
+    and the new tables work at once."""
+    path = tmp_path / "v4.db"
+    store = Store(str(path))
+    store.create_experiment(ExperimentIn(id="old", status="running", psnr_db=30.0))
+    store.close()
+    with sqlite3.connect(path) as conn:  # version 4 as that release left it
+        conn.executescript(
+            """
+            DROP TABLE metric_series; DROP TABLE metric_chunks; DROP TABLE training_summary;
+            DELETE FROM schema_version; INSERT INTO schema_version VALUES (4, 0);
+            """
+        )
+    conn.close()
+
+    store = Store(str(path))
+    try:
+        assert versions(store) == [4, 5]
+        assert store.get_experiment("old")["psnr_db"] == 30.0  # type: ignore[index]
+        points = [
+            MetricPoint.model_validate({"step": s, "values": {"loss": 1.0}}) for s in range(3)
+        ]
+        assert store.log_metrics([("old", points)]) == 3
+        assert store.get_experiment("old")["training"]["step"] == 2  # type: ignore[index]
     finally:
         store.close()
 

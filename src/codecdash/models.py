@@ -131,6 +131,11 @@ def _params_size(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
     return value
 
 
+def _ignored(_value: object) -> None:
+    """A derived field sent back as fetched: accepted, then dropped."""
+    return None
+
+
 class ExperimentFields(_Strict):
     """Fields a client may set; everything optional so PATCH can reuse it."""
 
@@ -159,6 +164,9 @@ class ExperimentFields(_Strict):
     bd_rate_pct: float | None = Field(None, description="Derived by the server; ignored.")
     bd_rate_anchor: Text | None = Field(None, description="Derived by the server; ignored.")
     updated_at: Timestamp | None = Field(None, description="Set by the server; ignored.")
+    training: Annotated[dict[str, JsonValue] | None, AfterValidator(_ignored)] = Field(
+        None, description="Derived by the server; ignored."
+    )
 
 
 class ExperimentIn(ExperimentFields):
@@ -196,6 +204,28 @@ class Experiment(BaseModel):
     rd_points: list[dict[str, Any]] | None = None
     bd_rate_pct: float | None = None
     bd_rate_anchor: str | None = None
+    training: TrainingSummary | None = None
+
+
+class TrainingSummary(BaseModel):
+    """The newest step an experiment logged (POST …/metrics), kept current on write."""
+
+    step: int = Field(description="The highest step logged.")
+    at: datetime = Field(description="Its wall time.")
+    loss_metric: str | None = Field(
+        None, description="The metric watched as the loss: loss, train/loss or train_loss."
+    )
+    loss: float | Literal["NaN", "Infinity", "-Infinity"] | None = Field(
+        None, description="The newest value of the loss."
+    )
+    non_finite_step: int | None = Field(
+        None, description="The first step whose loss was NaN or infinite, if any."
+    )
+    alert: Literal["non_finite_loss", "loss_rising"] | None = Field(
+        None,
+        description="non_finite_loss: the newest loss is NaN or infinite; loss_rising: the "
+        "smoothed loss is well above its lowest (training_loss_rise_pct).",
+    )
 
 
 class ExperimentBatch(_Strict):

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, func, select
 
 from codecdash.config import Settings
 from codecdash.sources.base import Facts, FieldInfo
-from codecdash.store import Store, costs, experiments, fleet, progress, schema
+from codecdash.store import Store, costs, experiments, fleet, progress, schema, training
 from codecdash.store.counters import read_counters
 
 E = schema.experiments
@@ -71,9 +71,13 @@ class ExperimentsSource(_LocalSource):
             "best_compression": self._best_compression(conn),
             "best_quality": self._best_quality(conn),
         }
-        recent = conn.execute(
-            select(E).order_by(E.c.created_at.desc(), E.c.id.desc()).limit(RECENT)
-        ).mappings()
+        recent = [
+            dict(r)
+            for r in conn.execute(
+                select(E).order_by(E.c.created_at.desc(), E.c.id.desc()).limit(RECENT)
+            ).mappings()
+        ]
+        training.attach(conn, recent)
         return {
             "experiments": {
                 "summary": summary,

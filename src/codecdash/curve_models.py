@@ -1,0 +1,104 @@
+"""Training curves: what clients send (per-step metrics) and what the API answers (curves).
+
+A *point* is one (step, metric, value): a training step that logs loss, bpp, psnr_db and
+lr sends four points. Values are floats; NaN and the infinities travel as the strings
+``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (JSON has no such numbers).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, Field
+
+from codecdash.models import MAX_BATCH, ExperimentId, JsonInt, Timestamp, _Strict
+
+METRIC_NAME_PATTERN: Final = r"^[A-Za-z0-9_][A-Za-z0-9_./\-]{0,99}$"
+METRIC_NAME_RULE: Final = (
+    "a letter, digit or _ then up to 99 letters, digits, _ . - or / (e.g. loss, val/psnr_db)"
+)
+MAX_VALUES_PER_POINT: Final = 100
+MAX_POINTS_PER_REQUEST: Final = 10_000
+# Steps stay exact in JavaScript (the page) and in float64 (charts): below 2**53.
+MAX_STEP: Final = 2**53 - 1
+MAX_NAMES_PER_QUERY: Final = 20
+MAX_POINTS_PER_SERIES: Final = 5_000
+DEFAULT_POINTS_PER_SERIES: Final = 1_000
+
+NonFinite = Literal["NaN", "Infinity", "-Infinity"]
+NON_FINITE: Final[dict[str, float]] = {
+    "NaN": math.nan,
+    "Infinity": math.inf,
+    "-Infinity": -math.inf,
+}
+MetricName = Annotated[str, Field(pattern=METRIC_NAME_PATTERN, examples=["loss"])]
+MetricValue = float | NonFinite
+
+
+def encode_value(value: float) -> float | str:
+    """A float as JSON carries it: NaN and the infinities as their strings."""
+    if math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+class MetricPoint(_Strict):
+    """One training step: its number, optionally its wall time, and its metrics' values."""
+
+    step: JsonInt = Field(ge=0, le=MAX_STEP, examples=[1200])
+    at: Timestamp | None = Field(None, description="When the step ran; default: when received.")
+    values: dict[MetricName, MetricValue] = Field(
+        min_length=1,
+        max_length=MAX_VALUES_PER_POINT,
+        examples=[{"loss": 0.0213, "bpp": 0.41, "psnr_db": 33.2, "lr": 0.0001}],
+        # The names' pattern is the only kind of key (pydantic refuses any other).
+        json_schema_extra={"additionalProperties": False},
+    )
+
+
+class MetricPoints(_Strict):
+    """The body of POST /api/v1/experiments/{id}/metrics."""
+
+    points: list[MetricPoint] = Field(max_length=MAX_POINTS_PER_REQUEST)
+
+
+class MetricsItem(MetricPoints):
+    experiment_id: ExperimentId
+
+
+class MetricsBatch(_Strict):
+    """The body of POST /api/v1/metrics: several experiments' points in one transaction."""
+
+    items: list[MetricsItem] = Field(max_length=MAX_BATCH)
+
+
+class CurveSeries(BaseModel):
+    """One metric's curve: parallel arrays, one entry per point (raw) or per bucket."""
+
+    step: list[int] = Field(description="Raw: the step. Downsampled: the bucket's last step.")
+    value: list[float | NonFinite] = Field(
+        description="Raw: the value. Downsampled: the value at the bucket's last step."
+    )
+    time: list[float] = Field(description="Wall time of `step`, seconds since 1970 (UTC).")
+    min: list[float | NonFinite] | None = Field(
+        None, description="Downsampled only: the bucket's lowest value (NaN ignored)."
+    )
+    max: list[float | NonFinite] | None = Field(
+        None, description="Downsampled only: the bucket's highest value (NaN ignored)."
+    )
+    bucket_steps: int = Field(
+        description="Steps per bucket: 1 for raw points, else a power of two; buckets start "
+        "at multiples of it."
+    )
+    points: int = Field(description="Raw points stored for this metric (the whole history).")
+
+
+class Curves(BaseModel):
+    """GET /api/v1/experiments/{id}/metrics."""
+
+    series: dict[str, CurveSeries]
+    total_points: int = Field(description="Raw points stored for the series answered.")
+    names: list[str] = Field(description="Every metric name the experiment has logged.")
