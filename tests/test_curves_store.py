@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from codecdash.curve_models import MetricPoint, encode_value
+from codecdash.curve_models import MetricPoint
+from codecdash.curve_rules import encode_value
 from codecdash.models import ExperimentIn
 from codecdash.store import Store
 from codecdash.store.curves import MAX_METRICS, TooManyMetrics, UnknownExperiments

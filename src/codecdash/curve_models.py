@@ -1,48 +1,23 @@
 """Training curves: what clients send (per-step metrics) and what the API answers (curves).
-
-A *point* is one (step, metric, value): a training step that logs loss, bpp, psnr_db and
-lr sends four points. Values are floats; NaN and the infinities travel as the strings
-``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (JSON has no such numbers).
-"""
+The limits and the encoding of NaN and infinities are in curve_rules.py."""
 
 from __future__ import annotations
 
-import math
-from typing import Annotated, Final, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from codecdash.curve_rules import (
+    MAX_POINTS_PER_REQUEST,
+    MAX_STEP,
+    MAX_VALUES_PER_POINT,
+    METRIC_NAME_PATTERN,
+)
 from codecdash.models import MAX_BATCH, ExperimentId, JsonInt, Timestamp, _Strict
 
-METRIC_NAME_PATTERN: Final = r"^[A-Za-z0-9_][A-Za-z0-9_./\-]{0,99}$"
-METRIC_NAME_RULE: Final = (
-    "a letter, digit or _ then up to 99 letters, digits, _ . - or / (e.g. loss, val/psnr_db)"
-)
-MAX_VALUES_PER_POINT: Final = 100
-MAX_POINTS_PER_REQUEST: Final = 10_000
-# Steps stay exact in JavaScript (the page) and in float64 (charts): below 2**53.
-MAX_STEP: Final = 2**53 - 1
-MAX_NAMES_PER_QUERY: Final = 20
-MAX_POINTS_PER_SERIES: Final = 5_000
-DEFAULT_POINTS_PER_SERIES: Final = 1_000
-
 NonFinite = Literal["NaN", "Infinity", "-Infinity"]
-NON_FINITE: Final[dict[str, float]] = {
-    "NaN": math.nan,
-    "Infinity": math.inf,
-    "-Infinity": -math.inf,
-}
 MetricName = Annotated[str, Field(pattern=METRIC_NAME_PATTERN, examples=["loss"])]
 MetricValue = float | NonFinite
-
-
-def encode_value(value: float) -> float | str:
-    """A float as JSON carries it: NaN and the infinities as their strings."""
-    if math.isfinite(value):
-        return value
-    if math.isnan(value):
-        return "NaN"
-    return "Infinity" if value > 0 else "-Infinity"
 
 
 class MetricPoint(_Strict):

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route, compile_path
 
 from codecdash import __version__
-from codecdash.api import anchors, dashboard, docs, errors, experiments, fleet
+from codecdash.api import anchors, dashboard, docs, errors, experiments, fleet, metrics_history
 from codecdash.api.auth import RateLimiter, install_log_redaction
 from codecdash.api.cache import SnapshotCache
 from codecdash.api.guard import Guard, allowed_hosts
@@ -98,6 +98,7 @@ def create_app(
         listener: threading.Thread | None = None
         if background:
             tasks.append(asyncio.create_task(_prune_heartbeats(store, settings)))
+            tasks += [asyncio.create_task(c) for c in metrics_history.background(st)]
             if artifacts is not None:
                 artifacts.start()
             if store.db.is_sqlite:
@@ -138,6 +139,7 @@ def create_app(
     app.include_router(experiments.router)
     app.include_router(fleet.router)
     app.include_router(anchors.router)
+    metrics_history.install(app, st)
     app.include_router(docs.router)
 
     @app.api_route("/{name:path}", methods=list(ANY_METHOD), include_in_schema=False)
@@ -212,6 +214,7 @@ def _document_raw_bodies(app: FastAPI) -> None:
     """Routes that validate raw bytes themselves still get their body schema documented."""
     from fastapi.openapi.utils import get_openapi
 
+    from codecdash.curve_models import MetricPoints, MetricsBatch
     from codecdash.models import ExperimentBatch
 
     def openapi() -> dict[str, Any]:
@@ -223,10 +226,11 @@ def _document_raw_bodies(app: FastAPI) -> None:
                 routes=app.routes,
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            batch = ExperimentBatch.model_json_schema(ref_template="#/components/schemas/{model}")
-            for name, definition in batch.pop("$defs", {}).items():
-                components.setdefault(name, definition)
-            components["ExperimentBatch"] = batch
+            for model in (ExperimentBatch, MetricPoints, MetricsBatch):
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                for name, definition in body.pop("$defs", {}).items():
+                    components.setdefault(name, definition)
+                components[model.__name__] = body
             _document_rules(schema, private=app.state.codecdash.settings.private)
             app.openapi_schema = schema
         return app.openapi_schema

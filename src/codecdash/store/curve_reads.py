@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection
 
-from codecdash.curve_models import MAX_NAMES_PER_QUERY, encode_value
+from codecdash.curve_rules import MAX_NAMES_PER_QUERY, encode_value
 from codecdash.store import chunks, experiments, schema
 from codecdash.store.training import LOSS_NAMES
 

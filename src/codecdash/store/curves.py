@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection
 
-from codecdash.curve_models import NON_FINITE, MetricPoint
+from codecdash.curve_models import MetricPoint
+from codecdash.curve_rules import NON_FINITE
 from codecdash.store import chunks, schema, training
 from codecdash.store.counters import bump_counters
 from codecdash.store.experiments import FINISHED

@@ -20,7 +20,7 @@ from codecdash.store import (
     tokens,
     training,
 )
-from codecdash.store.counters import bump_data_version, data_version
+from codecdash.store.counters import bump_data_version, data_version, read_counters
 from codecdash.store.db import Database
 
 TOKEN_CACHE_SECONDS = 2.0
@@ -217,6 +217,11 @@ class Store:
         """Each experiment's newest step and loss state (store/training.py's `latest`)."""
         with self.db.read() as conn:
             return training.latest(conn, running_only=running_only, alert_only=alert_only)
+
+    def metrics_seq(self) -> int:
+        """The newest metrics write's sequence number (see metrics_written_since)."""
+        with self.db.read() as conn:
+            return read_counters(conn, curves.SEQ).get(curves.SEQ, 0)
 
     def metrics_written_since(self, seq: int) -> list[tuple[str, int, int]]:
         """(experiment id, newest step, seq) written after `seq`: other processes' writes."""

@@ -21,7 +21,7 @@ import orjson
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from codecdash.curve_models import encode_value
+from codecdash.curve_rules import encode_value
 from codecdash.store import chunks, schema
 from codecdash.store.experiments import iso
 
