@@ -16,6 +16,7 @@ import {
   staticSnapshotUrl,
 } from "./api.js";
 import { renderDonut, renderProgressChart, rethemeCharts } from "./charts.js";
+import { initCurves, onMetricsEvent } from "./curves.js";
 import { closeDetails, initDetails, openId, showExperiment } from "./details.js";
 import { append, badge, h, missing, refreshTimes, renderInto, setChildren, setHidden, timeAgo } from "./dom.js";
 import {
@@ -30,7 +31,7 @@ import {
   isNum,
 } from "./format.js";
 import { followDetails, initRateDistortion, renderRateDistortion } from "./rd.js";
-import { initTable, refreshTable, urlFor, view, writeUrl } from "./table.js";
+import { initTable, refreshTable, shownExperiments, urlFor, view, writeUrl } from "./table.js";
 
 const DEFAULT_REFRESH_SECONDS = 30;
 const THEME_KEY = "codecdash-theme";
@@ -603,6 +604,7 @@ function openStream() {
   };
   stream.addEventListener("message", onChange);
   stream.addEventListener("snapshot", onChange);
+  stream.addEventListener("metrics", (e) => onMetricsEvent(e.data)); // training curves: curves.js
   stream.addEventListener("open", () => {
     state.streamOpened = true;
     heard = false;
@@ -777,6 +779,7 @@ async function boot() {
     },
   });
   initRateDistortion({ isStatic: () => state.mode === "static" });
+  initCurves({ isStatic: () => state.mode === "static", candidates: shownExperiments });
   initTable({
     isStatic: () => state.mode === "static",
     getSnapshot: () => state.snapshot,
