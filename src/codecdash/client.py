@@ -152,6 +152,16 @@ class Client:
         batches, in a few microseconds; never raises for network trouble."""
         self._steps.add(experiment_id, step, values)
 
+    def log_steps(self, experiment_id: str, points: Iterable[Mapping[str, Any]]) -> None:
+        """Record steps logged earlier (a history being imported), each ``{"step": int,
+        "values": {name: float}, "at": datetime or seconds since 1970 (optional)}``;
+        buffered and sent as :meth:`log_step`'s are."""
+        for point in points:
+            at = point.get("at")
+            if isinstance(at, datetime):
+                at = at.timestamp()
+            self._steps.add(experiment_id, point["step"], point["values"], at)
+
     def flush(self, timeout: float | None = 30.0) -> bool:
         """Wait until the logged steps are sent; False if `timeout` passed first."""
         return self._steps.flush(timeout)

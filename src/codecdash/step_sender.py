@@ -90,7 +90,10 @@ class StepSender:
         self._warned: set[str] = set()
 
     # -- the training loop's side -------------------------------------------------------
-    def add(self, experiment_id: str, step: int, values: Mapping[str, Any]) -> None:
+    def add(
+        self, experiment_id: str, step: int, values: Mapping[str, Any], at: float | None = None
+    ) -> None:
+        """Buffer one step; `at`: when it ran, in seconds since 1970 (default: now)."""
         if type(step) is not int:
             if isinstance(step, bool) or not hasattr(step, "__index__"):
                 raise TypeError(f"step must be an integer, not {type(step).__name__}")
@@ -104,7 +107,7 @@ class StepSender:
             raise RuntimeError("this client is closed: make a new one to log steps")
         if len(self._buffer) >= self.max_buffered:
             self._drop_oldest()
-        self._buffer.append((experiment_id, step, time.time(), floats))
+        self._buffer.append((experiment_id, step, time.time() if at is None else at, floats))
         if self._thread is None:
             self._start()
         elif len(self._buffer) >= self.batch_steps:

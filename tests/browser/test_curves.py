@@ -1,8 +1,9 @@
-"""Training curves on the page, in Chromium: the details dialog draws a run's curves, a
-point logged while it is open reaches its chart through the event stream (only the new
-steps are fetched; that the snapshot stays is tests/test_api_metrics.py's), NaN steps are marked and said, the controls and
-the overlay of other runs work (the overlay lives in the URL), the table marks a running
-experiment whose loss is NaN, and axe finds no violation with all of it on screen."""
+"""Training curves on the page, in Chromium: the details dialog draws a run's curves; a
+point logged while it is open reaches its chart through the event stream, and only the new
+steps are fetched (that the snapshot stays is tests/test_api_metrics.py's); NaN steps are
+marked and said; the controls and the overlay of other runs work (the overlay lives in the
+URL); the table marks a running experiment whose loss is NaN; axe finds no violation with
+all of it on screen."""
 
 from __future__ import annotations
 
