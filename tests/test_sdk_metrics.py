@@ -68,6 +68,26 @@ def test_a_training_loop_logs_its_curves(live_server: LiveServer) -> None:
         assert client.dropped_steps == 0
 
 
+def test_a_history_logged_at_once_keeps_its_times(live_server: LiveServer) -> None:
+    """`log_steps`: steps logged earlier (an import), each with its own time."""
+    from datetime import UTC, datetime
+
+    with Client(live_server.url, live_server.token) as client:
+        client.put_experiment("imported", status="completed")
+        client.log_steps(
+            "imported",
+            [
+                {"step": 0, "at": datetime(2026, 1, 1, tzinfo=UTC), "values": {"loss": 2.0}},
+                {"step": 10, "at": 1767225610.5, "values": {"loss": 1.0}},
+                {"step": 20, "values": {"loss": float("nan")}},
+            ],
+        )
+        assert client.flush(10)
+    loss = curve(live_server, "imported")
+    assert loss["step"] == [0, 10, 20] and loss["value"] == [2.0, 1.0, "NaN"]
+    assert loss["time"][:2] == [1767225600.0, 1767225610.5]
+
+
 def test_several_runs_in_one_process_share_the_batch_endpoint(live_server: LiveServer) -> None:
     transport = Recording()
     client = Client(live_server.url, live_server.token, transport=transport, metrics_interval=60)
