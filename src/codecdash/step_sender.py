@@ -63,7 +63,7 @@ class StepSender:
         http: httpx.Client,
         *,
         interval: float = 1.0,
-        batch_steps: int = 5_000,
+        batch_steps: int = 10_000,
         max_buffered: int = 100_000,
         backoff: float = 0.5,
         exit_timeout: float = 10.0,
@@ -133,8 +133,8 @@ class StepSender:
             self._cond.notify_all()
         self._warn_once(
             "full",
-            "codecdash: %d steps are waiting to be sent (the server cannot be reached); "
-            "dropping the oldest from now on",
+            "codecdash: %d logged steps are waiting to be sent (the server cannot be reached, "
+            "or takes them slower than they are logged); dropping the oldest from now on",
             self.max_buffered,
         )
 

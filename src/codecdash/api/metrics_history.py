@@ -71,6 +71,8 @@ def _parse(model: type[M], body: bytes) -> M:
 
 
 def _log(store: Store, items: Sequence[tuple[str, Sequence[MetricPoint]]]) -> int:
+    """In a worker thread, as the parsing: a request of 10,000 steps costs tens of
+    milliseconds of CPU, which the event loop (the dashboard's reads) must not wait for."""
     try:
         return store.log_metrics(items)
     except UnknownExperiments as exc:
@@ -90,9 +92,13 @@ def _log(store: Store, items: Sequence[tuple[str, Sequence[MetricPoint]]]) -> in
 async def log_points(
     request: Request, experiment_id: IdPath, _token: Annotated[str, Depends(require_write)]
 ) -> Response:
-    parsed = _parse(MetricPoints, await request.body())
-    accepted = await run_in_threadpool(_log, state(request).store, [(experiment_id, parsed.points)])
-    return json_response({"accepted": accepted}, 202)
+    body = await request.body()
+
+    def store_points() -> int:
+        parsed = _parse(MetricPoints, body)
+        return _log(state(request).store, [(experiment_id, parsed.points)])
+
+    return json_response({"accepted": await run_in_threadpool(store_points)}, 202)
 
 
 @router.post(
@@ -104,10 +110,14 @@ async def log_points(
     openapi_extra=_body("MetricsBatch"),
 )
 async def log_batch(request: Request, _token: Annotated[str, Depends(require_write)]) -> Response:
-    parsed = _parse(MetricsBatch, await request.body())
-    items = [(item.experiment_id, item.points) for item in parsed.items]
-    accepted = await run_in_threadpool(_log, state(request).store, items)
-    return json_response({"accepted": accepted}, 202)
+    body = await request.body()
+
+    def store_points() -> int:
+        parsed = _parse(MetricsBatch, body)
+        items = [(item.experiment_id, item.points) for item in parsed.items]
+        return _log(state(request).store, items)
+
+    return json_response({"accepted": await run_in_threadpool(store_points)}, 202)
 
 
 @router.get(
