@@ -1,24 +1,26 @@
-"""Training curves benchmark (issue "Live training curves"): ingest over HTTP with the
-dashboard's latency under it, a chart of a 1,000,000-step history, the SDK's cost per
-`log_step`, and a live point's way to an open page in Chromium.
+"""Training curves benchmark (issue "Live training curves"): ingest over HTTP, the
+dashboard's latency under a steady ingest, charts of a 1,000,000-step history, the SDK's
+cost per `log_step`, and a live point's way to an open page in Chromium.
 
-    .venv/bin/python bench/curves.py --out docs/bench-curves.md
+    .venv/bin/python bench/curves.py --live --out docs/bench-curves.md
 
 A *point* is one (step, metric, value); each step here logs four metrics (loss, bpp,
 psnr_db, lr), so a step is four points. Starts `codecdash serve` (a subprocess, SQLite, one
 worker, rate limit lifted) on a fresh database with --prefill experiments, then:
 
-1. ingest: two client threads POST `POST /api/v1/experiments/{id}/metrics` bodies of
-   --steps-per-request steps (made before the clock starts): the first --history-steps
-   steps of one experiment (the long history of step 2), then --other-runs experiments of
-   --other-steps steps each. Meanwhile an open-loop reader GETs /api/v1/dashboard at
-   --read-rate requests/s (bench/load.py's, latency counted from each request's scheduled
-   time); the same reader also runs alone first, for the baseline;
-2. chart: `GET …/metrics?names=loss&max_points=1000` (and 2,000, all four metrics, a
+1. reads alone: an open-loop reader (bench/load.py's: latency counted from each request's
+   scheduled time) GETs /api/v1/dashboard at --read-rate requests/s for 10 s;
+2. ingest, flat out: two client threads POST `POST /api/v1/experiments/{id}/metrics`
+   bodies of --steps-per-request steps (made before the clock starts): the first
+   --history-steps steps of one experiment (the long history of step 4), then
+   --other-runs experiments of --other-steps steps each;
+3. ingest, paced at --paced-rate points/s for --paced-seconds, into new experiments, with
+   the same reader at --read-rate: the dashboard's p99 while training runs log;
+4. charts: `GET …/metrics?names=loss&max_points=1000` (and 2,000, all four metrics, a
    live `after_step` tail) of the long history, --repeats times each, medians and p95;
-3. SDK: `exp.log_step(step, loss=…, bpp=…, psnr_db=…, lr=…)` --sdk-calls times against the
-   server, µs per call (the sender thread runs meanwhile, as in training), then the flush;
-4. live (with --live, needs Chromium): the page open on a running experiment's curves
+5. SDK: `exp.log_step(step, loss=…, bpp=…, psnr_db=…, lr=…)` --sdk-calls times against
+   the server, µs per call (the sender thread runs meanwhile, as in training), then flush;
+6. live (with --live, needs Chromium): the page open on a running experiment's curves
    (its event stream open), a point POSTed, the time until its chart shows that step
    (Playwright polling the chart's `data-last-step`), --live-repeats times.
 """
@@ -98,10 +100,47 @@ def reads_during(port: int, seconds: float, rate: float, connections: int) -> di
     reads = asyncio.run(_python_reads("127.0.0.1", port, seconds, connections, rate))
     return {
         "requests": reads.requests,
+        "per_s": round(reads.rps, 1),
         "p50_ms": round(reads.p50_ms, 2),
         "p99_ms": round(reads.p99_ms, 2),
         "max_ms": round(reads.max_ms, 2),
         "errors": reads.errors + reads.non_2xx,
+    }
+
+
+def paced_ingest(
+    url: str,
+    token: str,
+    jobs: list[tuple[str, bytes]],
+    points_per_job: int,
+    rate: float,
+    stop: threading.Event,
+) -> dict[str, Any]:
+    """One job every points_per_job / rate seconds (catching up when behind) until `stop`."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    interval = points_per_job / rate
+    sent, errors, latencies = 0, 0, []
+    started = time.monotonic()
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+        for n, (experiment_id, content) in enumerate(jobs):
+            delay = started + n * interval - time.monotonic()
+            if delay > 0 and stop.wait(delay):
+                break
+            if stop.is_set():
+                break
+            t0 = time.perf_counter()
+            r = http.post(f"/api/v1/experiments/{experiment_id}/metrics", content=content)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            if r.status_code == 202:
+                sent += points_per_job
+            else:
+                errors += 1
+    seconds = time.monotonic() - started
+    return {
+        "points_per_s": round(sent / seconds) if seconds else 0,
+        "target_points_per_s": rate,
+        "request_p99_ms": round(quantile(latencies, 0.99), 1) if latencies else None,
+        "errors": errors,
     }
 
 
@@ -214,8 +253,10 @@ def main() -> int:
     parser.add_argument("--other-steps", type=int, default=125_000)
     parser.add_argument("--steps-per-request", type=int, default=5_000)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--read-rate", type=float, default=200.0, help="dashboard reads/s")
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--read-rate", type=float, default=2000.0, help="dashboard reads/s")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--paced-rate", type=float, default=200_000.0, help="points/s")
+    parser.add_argument("--paced-seconds", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=51)
     parser.add_argument("--sdk-calls", type=int, default=200_000)
     parser.add_argument("--live", action="store_true", help="also the page's live latency")
@@ -245,24 +286,8 @@ def main() -> int:
         for i in range(1, args.other_runs + 1):
             jobs += [(f"run-{i}", body(f, per, rng)) for f in range(0, args.other_steps, per)]
         steps = args.history_steps + args.other_runs * args.other_steps
-        result["baseline_reads"] = reads_during(port, 10, args.read_rate, args.connections)
-
-        reads: dict[str, Any] = {}
-        done = threading.Event()
-
-        def reader() -> None:
-            # Reads through the whole ingest (its duration is not known in advance: rounds).
-            rounds = []
-            while not done.is_set():
-                rounds.append(reads_during(port, 5, args.read_rate, args.connections))
-            reads["rounds"] = rounds
-
-        thread = threading.Thread(target=reader)
-        thread.start()
+        result["reads_alone"] = reads_during(port, 10, args.read_rate, args.connections)
         seconds, latencies = ingest(url, token, jobs, args.threads)
-        done.set()
-        thread.join()
-        rounds = reads["rounds"]
         result["ingest"] = {
             "points": steps * len(METRICS),
             "steps": steps,
@@ -273,13 +298,27 @@ def main() -> int:
             "request_p50_ms": round(statistics.median(latencies), 1),
             "request_p99_ms": round(quantile(latencies, 0.99), 1),
         }
-        result["reads_during_ingest"] = {
-            "requests": sum(r["requests"] for r in rounds),
-            "p99_ms_worst_round": max(r["p99_ms"] for r in rounds),
-            "p99_ms_median_round": statistics.median(r["p99_ms"] for r in rounds),
-            "p50_ms_median_round": statistics.median(r["p50_ms"] for r in rounds),
-            "errors": sum(r["errors"] for r in rounds),
-        }
+        # Paced: enough bodies for the whole period, into experiments of their own.
+        per_job = per * len(METRICS)
+        needed = int(args.paced_rate * args.paced_seconds / per_job) + 2
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as http:
+            for i in range(needed):
+                http.put(f"/api/v1/experiments/paced-{i}", json={"status": "running"})
+        paced_jobs = [(f"paced-{i}", body(0, per, rng)) for i in range(needed)]
+        stop = threading.Event()
+        paced: dict[str, Any] = {}
+        sender = threading.Thread(
+            target=lambda: paced.update(
+                paced_ingest(url, token, paced_jobs, per_job, args.paced_rate, stop)
+            )
+        )
+        sender.start()
+        result["reads_during_paced_ingest"] = reads_during(
+            port, args.paced_seconds, args.read_rate, args.connections
+        )
+        stop.set()
+        sender.join()
+        result["paced_ingest"] = paced
         result["chart"] = chart_queries(url, "run-0", args.history_steps - 1, args.repeats)
         result["sdk"] = sdk_cost(url, token, args.sdk_calls)
         if args.live:
@@ -302,7 +341,8 @@ def main() -> int:
 
 
 def report(r: dict[str, Any]) -> str:
-    i, base, during = r["ingest"], r["baseline_reads"], r["reads_during_ingest"]
+    i, alone = r["ingest"], r["reads_alone"]
+    paced, during = r["paced_ingest"], r["reads_during_paced_ingest"]
     lines = [
         "# Training curves benchmark",
         "",
@@ -310,16 +350,17 @@ def report(r: dict[str, Any]) -> str:
         "",
         "| measure | result |",
         "| --- | --- |",
-        f"| ingest over HTTP, SQLite ({i['points']:,} points = {i['steps']:,} steps × 4 metrics, "
-        f"{i['requests']} requests of {i['points_per_request']:,} points, 2 threads) | "
-        f"**{i['points_per_s']:,} points/s** ({i['seconds']} s; request p50 "
+        f"| ingest over HTTP, SQLite, flat out ({i['points']:,} points = {i['steps']:,} steps × "
+        f"4 metrics, {i['requests']} requests of {i['points_per_request']:,} points, 2 threads) "
+        f"| **{i['points_per_s']:,} points/s** ({i['seconds']} s; request p50 "
         f"{i['request_p50_ms']} ms, p99 {i['request_p99_ms']} ms) |",
-        f"| /api/v1/dashboard alone, open loop | p50 {base['p50_ms']} ms, p99 {base['p99_ms']} ms "
-        f"({base['requests']} requests, {base['errors']} errors) |",
-        f"| /api/v1/dashboard during the ingest, open loop | p99 "
-        f"{during['p99_ms_median_round']} ms (median of 5 s rounds; worst round "
-        f"{during['p99_ms_worst_round']} ms), "
-        f"{during['requests']} requests, {during['errors']} errors |",
+        f"| /api/v1/dashboard alone, open loop at {alone['per_s']:,.0f}/s | p50 "
+        f"{alone['p50_ms']} ms, p99 {alone['p99_ms']} ms ({alone['errors']} errors) |",
+        f"| /api/v1/dashboard, open loop, while {paced['target_points_per_s']:,.0f} points/s "
+        f"are ingested (achieved {paced['points_per_s']:,}/s, request p99 "
+        f"{paced['request_p99_ms']} ms, {paced['errors']} errors) | {during['per_s']:,.0f} "
+        f"requests/s, p50 {during['p50_ms']} ms, **p99 {during['p99_ms']} ms**, "
+        f"{during['errors']} errors |",
     ]
     for label, q in r["chart"].items():
         lines.append(
