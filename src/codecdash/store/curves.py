@@ -156,7 +156,7 @@ def _statuses(conn: Connection, ids: Sequence[str]) -> dict[str, str]:
 
 def _series(
     conn: Connection, merged: Mapping[str, Columns], now: float
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, dict[str, _Series]]:
     """Each experiment's series by name, created where new (at most MAX_METRICS each)."""
     mark = schema.marker(conn.dialect.name)
     found: dict[str, dict[str, _Series]] = {i: {} for i in merged}
