@@ -182,6 +182,11 @@ def _schema(settings: Settings, seed: int, max_examples: int) -> tuple[Any, Any]
         modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
         database="none",
     )
+    # A schema-violating body can also be over the 4 MiB cap (1,001 training-curve items
+    # of many points each): refused with 413 before it is parsed, as every write documents.
+    rejection = schema.config.checks.negative_data_rejection
+    rejection.expected_statuses = [*rejection.expected_statuses, "413"]
+
     return app, schema
 
 
@@ -273,6 +278,8 @@ WRITES = {
     "POST /api/v1/heartbeats",
     "POST /api/v1/costs",
     "PUT /api/v1/anchors/{name}",
+    "POST /api/v1/experiments/{experiment_id}/metrics",
+    "POST /api/v1/metrics",
 }
 
 

@@ -59,6 +59,14 @@ WRITES: dict[tuple[str, str], tuple[str, Any]] = {
     ("PUT", "/api/v1/anchors/{name}"): ("/api/v1/anchors/a1", {"rd_points": ANCHOR_POINTS}),
     ("DELETE", "/api/v1/anchors/{name}"): ("/api/v1/anchors/a0", None),
     ("POST", "/api/v1/alerts/{alert_id}/ack"): ("/api/v1/alerts/1/ack", None),
+    ("POST", "/api/v1/experiments/{experiment_id}/metrics"): (
+        "/api/v1/experiments/sec-0/metrics",
+        {"points": [{"step": 1, "values": {"loss": 0.5}}]},
+    ),
+    ("POST", "/api/v1/metrics"): (
+        "/api/v1/metrics",
+        {"items": [{"experiment_id": "sec-0", "points": [{"step": 2, "values": {"loss": 0.4}}]}]},
+    ),
 }
 
 
@@ -167,6 +175,7 @@ async def test_every_write_route_refuses_every_bad_token(
     assert after == before
     assert (await client.get(f"{API}/anchors/a0")).status_code == 200
     assert (await client.get(f"{API}/anchors/a1")).status_code == 404
+    assert (await client.get(f"{API}/experiments/sec-0/metrics")).json()["total_points"] == 0
     # ...and the same requests pass with the real token: the matrix can fail.
     for (method, _template), (url, body) in WRITES.items():
         r = await client.request(method, url, headers=bearer(write_token), json=body)

@@ -55,6 +55,15 @@ class Settings(BaseModel):
     heartbeat_retention_days: float = Field(
         14.0, gt=0, description="Raw heartbeats older than this are pruned (days)."
     )
+    metrics_raw_retention_days: float = Field(
+        0.0,
+        ge=0,
+        description="Raw training-curve points of a metric that received nothing for this "
+        "many days are dropped (its downsampled curve stays); 0 keeps them.",
+    )
+    training_loss_rise_pct: float = Field(
+        50.0, gt=0, description="A run's smoothed loss this % above its lowest is 'rising'."
+    )
     demo: bool = Field(False, description="Mark the snapshot as demo data.")
     rate_limit_per_minute: int = Field(
         6000, ge=1, description="Write requests per minute per token and per client address."

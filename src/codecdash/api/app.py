@@ -19,7 +19,17 @@ from starlette.types import Scope
 
 from codecdash import __version__
 from codecdash.alerts.service import AlertService
-from codecdash.api import alerts, anchors, dashboard, docs, document, errors, experiments, fleet
+from codecdash.api import (
+    alerts,
+    anchors,
+    dashboard,
+    docs,
+    document,
+    errors,
+    experiments,
+    fleet,
+    metrics_history,
+)
 from codecdash.api.auth import WriteLimits, install_log_redaction
 from codecdash.api.bodies import document_bodies
 from codecdash.api.cache import SnapshotCache
@@ -121,6 +131,7 @@ def create_app(
         if background:
             tasks.append(asyncio.create_task(_prune_heartbeats(store, settings)))
             tasks.append(asyncio.create_task(alert_service.run(cache.snapshot_data)))
+            tasks += [asyncio.create_task(c) for c in metrics_history.background(st)]
             if artifacts is not None:
                 artifacts.start()
             if store.db.is_sqlite:
@@ -162,6 +173,7 @@ def create_app(
     app.include_router(fleet.router)
     app.include_router(anchors.router)
     app.include_router(alerts.router)
+    metrics_history.install(app, st)
     app.include_router(docs.router)
 
     @app.api_route("/{name:path}", methods=list(ANY_METHOD), include_in_schema=False)

@@ -68,6 +68,7 @@ EVAL_FRAMES: Final = 3_900 * 7  # UVG 1080p (7 sequences, 3,900 frames) at 7 rat
 SPOT_MEAN_DAYS: Final = 10.0  # mean time between interruptions of one spot worker
 HANG_MEAN_DAYS: Final = 9.0  # mean time between hung training workers, fleet-wide
 WATCHDOG_S: Final = 45 * 60.0
+DIVERGE_AFTER_S: Final = 30 * 60.0  # the live demo's diverging run fails this much later
 SWEEP_WHEN_QUEUED: Final = 3  # the next sweep is prepared once the queue is this short…
 THINK_HOURS: Final = (0.25, 2.0)  # …and queued this many hours later
 RESULT_FIELDS: Final = ("bitrate_reduction_pct", "psnr_db", "ms_ssim", "bitrate_kbps", "rd_points")
@@ -263,9 +264,10 @@ class Campaign:
     """A discrete-event simulation of the campaign: sweeps, queues, workers, failures.
 
     `advance(t)` runs every event up to campaign time `t` and returns the experiments that
-    changed. `live_from` (seconds) is where the live part begins: one worker hangs one hour
-    into it and one spot worker is interrupted two hours into it, so a live demo always shows
-    both, whatever the seed.
+    changed. `live_from` (seconds) is where the live part begins: a running experiment starts
+    diverging 20 minutes into it (its loss NaN, it fails 30 minutes later), one worker hangs one
+    hour into it and one spot worker is interrupted two hours into it, so a live demo always
+    shows all three, whatever the seed.
     """
 
     def __init__(self, seed: int, *, live_from: float = 0.0, rd: RDModel | None = None) -> None:
@@ -292,12 +294,14 @@ class Campaign:
             "hang": self._on_hang,
             "watchdog": self._on_watchdog,
             "replace": self._on_replace,
+            "diverge": self._on_diverge,
         }
         self._schedule(0.0, "sweep", "baseline")
         self._sweep_pending = True
         for worker in self.fleet.workers:
             self._schedule_spot(worker)
         self._schedule(self.rng.expovariate(1.0 / (HANG_MEAN_DAYS * DAY)), "hang", "random")
+        self._schedule(live_from + HOUR / 3, "diverge", "live")
         self._schedule(live_from + HOUR, "hang", "live")
         self._schedule(live_from + 2 * HOUR, "spot", "", "live")
 
@@ -582,6 +586,27 @@ class Campaign:
             self._finish(run, "failed", _hang_error(run, worker, retry.id, self.now, self.rng))
         self._schedule(self.now + self.rng.uniform(4, 8) * 60, "replace", worker.worker_id)
         self._dispatch()
+
+    def _on_diverge(self, _event: _Event) -> None:
+        """The live demo's diverging run: a running one fails with a NaN loss DIVERGE_AFTER_S
+        from now (demo/curves.py draws its loss climbing, then NaN, before that)."""
+        candidates = []
+        for worker in self.fleet.alive("training"):
+            run = self.runs.get(worker.job or "")
+            if run is None or not worker.reporting or run.nan_at is not None:
+                continue
+            assert run.started_at is not None and run.train_end is not None
+            seconds = run.train_hours * HOUR / worker.spec.train_speed
+            share = (self.now + DIVERGE_AFTER_S - run.started_at) / seconds
+            if run.train_end - run.started_at >= 0.5 * seconds and share < 0.9:  # not OOM
+                candidates.append((run, share))
+        if not candidates:
+            self._schedule(self.now + 900, "diverge", "live")
+            return
+        run, share = self.rng.choice(candidates)
+        run.nan_at = share
+        run.train_end = self.now + DIVERGE_AFTER_S
+        self._schedule(run.train_end, "train_end", run.id, "nan")
 
     def _on_replace(self, event: _Event) -> None:
         new = self.fleet.replace(self.fleet.by_id(event.a), self.now)

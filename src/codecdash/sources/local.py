@@ -14,7 +14,7 @@ from sqlalchemy import Connection, func, select, text
 from codecdash.anchors import recomputing
 from codecdash.config import Settings
 from codecdash.sources.base import Facts, FieldInfo
-from codecdash.store import Store, costs, experiments, fleet, progress, schema
+from codecdash.store import Store, costs, experiments, fleet, progress, schema, training
 from codecdash.store.counters import read_counters
 
 E = schema.experiments
@@ -77,12 +77,16 @@ class ExperimentsSource(_LocalSource):
         # Times ahead of the allowed clock skew are refused; one stored before that was
         # checked must not hold the top of the list for ever.
         not_after = now + self.settings.max_future_seconds
-        recent = conn.execute(
-            select(E)
-            .where(E.c.created_at <= not_after)
-            .order_by(E.c.created_at.desc(), E.c.id.desc())
-            .limit(RECENT)
-        ).mappings()
+        recent = [
+            dict(r)
+            for r in conn.execute(
+                select(E)
+                .where(E.c.created_at <= not_after)
+                .order_by(E.c.created_at.desc(), E.c.id.desc())
+                .limit(RECENT)
+            ).mappings()
+        ]
+        training.attach(conn, recent)
         return {
             "experiments": {
                 "summary": summary,

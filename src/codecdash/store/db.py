@@ -23,7 +23,7 @@ from sqlalchemy.pool import NullPool
 
 from codecdash.store import leaders, schema
 
-LATEST_VERSION = 5
+LATEST_VERSION = 6
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
@@ -265,4 +265,18 @@ def _v5_alerts(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
-MIGRATIONS = {2: _v2_bd_rate, 3: _v3_leaders, 4: _v4_leaders_carry_filters, 5: _v5_alerts}
+def _v6_training_curves(conn: Connection) -> None:
+    """Version 6: training curves (per-step metrics, their tiers, the newest-step summary)."""
+    for table in (schema.metric_series, schema.metric_chunks, schema.training_summary):
+        table.create(conn, checkfirst=True)
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
+
+
+MIGRATIONS = {
+    2: _v2_bd_rate,
+    3: _v3_leaders,
+    4: _v4_leaders_carry_filters,
+    5: _v5_alerts,
+    6: _v6_training_curves,
+}

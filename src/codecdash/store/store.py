@@ -5,12 +5,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from codecdash.curve_models import MetricPoint
 from codecdash.models import CostRecord, ExperimentIn, ExperimentPatch, Heartbeat
-from codecdash.store import anchors, costs, experiments, fleet, tokens
-from codecdash.store.counters import bump_data_version, data_version
+from codecdash.store import (
+    anchors,
+    costs,
+    curve_reads,
+    curves,
+    experiments,
+    fleet,
+    tokens,
+    training,
+)
+from codecdash.store.counters import bump_data_version, data_version, read_counters
 from codecdash.store.db import Database
 
 TOKEN_CACHE_SECONDS = 2.0
@@ -46,6 +56,8 @@ class Store:
         self.active_window_s = active_window_s
         self.bd_rate: experiments.BdRateFn | None = None
         self._listeners: list[Callable[[], None]] = []
+        self._metric_listeners: list[Callable[[Mapping[str, int]], None]] = []
+        self.loss_rise = 0.5  # training_loss_rise_pct / 100 (see store/training.py)
         self._tokens: dict[str, tuple[str, str]] = {}
         self._tokens_at = 0.0
         self._tokens_lock = threading.Lock()
@@ -93,6 +105,8 @@ class Store:
             experiments.upsert(conn, [row])
             bump_data_version(conn)
             stored = experiments.get(conn, experiment_id)
+            if stored is not None:
+                training.attach(conn, [stored])
         self.changed()
         assert stored is not None
         return stored, created
@@ -105,6 +119,7 @@ class Store:
             row = experiments.merge_patch(current, patch, time.time(), self.bd_rate)
             experiments.upsert(conn, [row])
             bump_data_version(conn)
+            training.attach(conn, [row])
         self.changed()
         return row
 
@@ -143,13 +158,83 @@ class Store:
 
     def get_experiment(self, experiment_id: str) -> dict[str, Any] | None:
         with self.db.read() as conn:
-            return experiments.get(conn, experiment_id)
+            row = experiments.get(conn, experiment_id)
+            if row is not None:
+                training.attach(conn, [row])
+            return row
 
     def list_experiments(
         self, query: experiments.ListQuery
     ) -> tuple[list[dict[str, Any]], str | None, int]:
         with self.db.read() as conn:
-            return experiments.list_page(conn, query, self._totals)
+            rows, cursor, total = experiments.list_page(conn, query, self._totals)
+            training.attach(conn, rows)
+            return rows, cursor, total
+
+    # -- training curves (store/curves.py, curve_reads.py, training.py) ---------------
+    def on_metrics(self, listener: Callable[[Mapping[str, int]], None]) -> None:
+        """`listener({experiment id: newest step})` after each metrics write."""
+        self._metric_listeners.append(listener)
+
+    def log_metrics(self, items: Sequence[tuple[str, Sequence[MetricPoint]]]) -> int:
+        """Store each (experiment id, points) in one transaction; returns the points
+        (step, metric, value) received (a step logged twice keeps the last value).
+
+        A metrics write leaves the data version alone (the snapshot does not change)
+        unless a running experiment's training alert did."""
+        now = time.time()
+        prepared = [(experiment_id, curves.columns(points, now)) for experiment_id, points in items]
+        with self.db.write() as conn:
+            written = curves.append(conn, prepared, now, self.loss_rise)
+            if written.alerts_changed:
+                bump_data_version(conn)
+        if written.alerts_changed:
+            self.changed()
+        if written.newest:
+            for listener in self._metric_listeners:
+                listener(written.newest)
+        return sum(len(point.values) for _, points in items for point in points)
+
+    def metric_history(
+        self,
+        experiment_id: str,
+        names: Sequence[str] | None,
+        max_points: int,
+        after_step: int | None = None,
+    ) -> dict[str, Any] | None:
+        with self.db.read() as conn:
+            return curve_reads.history(conn, experiment_id, names, max_points, after_step)
+
+    def metric_csv(self, experiment_id: str, names: Sequence[str] | None) -> Iterator[bytes] | None:
+        """The raw points as CSV pieces, or None when there is no such experiment."""
+        with self.db.read() as conn:
+            if not experiments.exists(conn, experiment_id):
+                return None
+            series = curve_reads.series_of(conn, experiment_id)
+        if names is not None:
+            series = [s for s in series if s.name in set(names)]
+        return curve_reads.export_csv(self.db.read, series)
+
+    def training_latest(
+        self, *, running_only: bool = False, alert_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """Each experiment's newest step and loss state (store/training.py's `latest`)."""
+        with self.db.read() as conn:
+            return training.latest(conn, running_only=running_only, alert_only=alert_only)
+
+    def metrics_seq(self) -> int:
+        """The newest metrics write's sequence number (see metrics_written_since)."""
+        with self.db.read() as conn:
+            return read_counters(conn, curves.SEQ).get(curves.SEQ, 0)
+
+    def metrics_written_since(self, seq: int) -> list[tuple[str, int, int]]:
+        """(experiment id, newest step, seq) written after `seq`: other processes' writes."""
+        with self.db.read() as conn:
+            return training.changed_since(conn, seq)
+
+    def prune_metrics(self, before: float) -> int:
+        with self.db.write() as conn:
+            return curve_reads.prune_raw(conn, before)
 
     # -- fleet and costs --------------------------------------------------------------
     def heartbeat(self, beat: Heartbeat) -> None:
