@@ -312,7 +312,8 @@ class ExperimentFields(_Strict):
     bd_rate_pct: float | None = Field(None, description="Derived by the server; ignored.")
     bd_rate_anchor: Text | None = Field(None, description="Derived by the server; ignored.")
     updated_at: Timestamp | None = Field(None, description="Set by the server; ignored.")
-    training: Annotated[dict[str, JsonValue] | None, AfterValidator(_ignored)] = Field(
+    # Any object: it is dropped unread, so nothing in it can be refused.
+    training: Annotated[dict[str, Any] | None, AfterValidator(_ignored)] = Field(
         None, description="Derived by the server; ignored."
     )
 
