@@ -241,6 +241,14 @@ def test_backup_failures_are_one_line_and_exit_nonzero(
     assert not (tmp_path / "missing.db").exists()  # never created by trying
 
 
+def test_backup_into_a_directory_that_does_not_exist(cli: Cli, tmp_path: Path) -> None:
+    db = filled_store(tmp_path / "live.db", n=5)
+    result = cli("backup", f"{tmp_path / 'nightly'}/", "--db", db)
+    assert result.exit_code == 1
+    assert f"no directory {tmp_path / 'nightly'}" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["live.db"]
+
+
 def test_backup_refuses_to_overwrite_the_database_itself(cli: Cli, tmp_path: Path) -> None:
     db = filled_store(tmp_path / "live.db", n=5)
     before = db.read_bytes()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -208,3 +209,16 @@ def test_doctor_without_a_schedule_and_on_postgresql(settings: Settings) -> None
     )
     status, text = doctor_says(pg)
     assert status == "warn" and "pg_dump" in text
+
+
+def test_rotation_removes_temporaries_of_backups_cut_short(tmp_path: Path) -> None:
+    s = plan(tmp_path, keep=2)
+    s.directory.mkdir()
+    stale = s.directory / f".{files.stamped_name(T0)}.tmp-4242-0a1b2c3d"
+    fresh = s.directory / f".{files.stamped_name(T0 + HOUR)}.tmp-4243-0a1b2c3e"
+    for path in (stale, fresh):
+        path.write_bytes(b"half a copy")
+    os.utime(stale, (T0, T0))
+    s.run_once(now=T0 + 2 * HOUR)
+    assert not stale.exists()
+    assert fresh.exists()  # perhaps a backup still being written by another server

@@ -201,3 +201,19 @@ def test_restore_over_a_damaged_database_sets_its_files_aside(cli: Cli, tmp_path
     [kept] = tmp_path.glob("broken.db.before-restore-*-wal")
     assert kept.read_bytes() == b"garbage frames"
     assert len(ids(db)) == 10
+
+
+def test_restore_reads_a_backup_through_its_wal(cli: Cli, tmp_path: Path) -> None:
+    """A store copied with its -wal (both files, nothing writing): the rows that are only in
+    the WAL are restored too."""
+    live = Store(str(tmp_path / "live.db"))
+    try:
+        live.batch([ExperimentIn(id=f"w{i}", status="completed") for i in range(5)])
+        assert (tmp_path / "live.db-wal").stat().st_size > 0
+        for suffix in ("", "-wal"):
+            (tmp_path / f"raw.db{suffix}").write_bytes((tmp_path / f"live.db{suffix}").read_bytes())
+    finally:
+        live.close()
+    done = cli("restore", tmp_path / "raw.db", "--db", tmp_path / "codecdash.db")
+    assert done.exit_code == 0, done.output
+    assert ids(tmp_path / "codecdash.db") == {f"w{i}" for i in range(5)}

@@ -8,6 +8,7 @@ was); 2 a usage error, a PostgreSQL store among them (the message gives the ``pg
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -71,7 +72,7 @@ def postgres_recipe(url: str, verb: str) -> str:
 
 
 @click.command("backup")
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out_arg", metavar="OUT", type=click.Path())
 @click.option(
     "--db", default=None, help="SQLite file (or sqlite:/// URL) of the store; default: configured."
 )
@@ -86,7 +87,7 @@ def postgres_recipe(url: str, verb: str) -> str:
 )
 @click.pass_obj
 def backup(
-    obj: dict[str, Any] | None, out: Path, db: str | None, check: bool, verify_only: bool
+    obj: dict[str, Any] | None, out_arg: str, db: str | None, check: bool, verify_only: bool
 ) -> None:
     """Write a consistent copy of the live SQLite store to OUT (a file, or a directory to put
     a file named by the UTC time in), while servers keep writing.
@@ -97,6 +98,8 @@ def backup(
     from codecdash.backup.make import BackupDamaged, make_backup
     from codecdash.store.integrity import verify
 
+    out = Path(out_arg)
+
     if verify_only:
         if db is not None:
             raise Usage("--verify-only checks the file OUT; --db has no use with it")
@@ -106,6 +109,8 @@ def backup(
         assert verdict.facts is not None
         click.echo(f"{verdict.describe()}\n{verdict.facts.describe()}")
         return
+    if out_arg.endswith(("/", os.sep)) and not out.is_dir():
+        raise Failed(f"no directory {out}: make it first, or name a file")
     source = _store_file(obj, db, "backup")
     try:
         made = make_backup(source, out, check=check)

@@ -15,6 +15,7 @@ from pathlib import Path
 STAMP = "%Y%m%dT%H%M%SZ"
 NAME = re.compile(r"^codecdash-(\d{8}T\d{6}Z)\.db$")
 SIDECARS = ("-journal", "-wal", "-shm")
+LEFT_OVER = re.compile(r"^\.codecdash-\d{8}T\d{6}Z\.db\.tmp-\d+-[0-9a-f]+(-journal|-wal|-shm)?$")
 
 
 def stamp(at: float) -> str:
@@ -38,12 +39,16 @@ def backups_in(directory: Path) -> list[tuple[float, Path]]:
     return sorted(found, reverse=True)
 
 
-def rotate(directory: Path, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` stamped backups; returns those deleted."""
-    removed = []
-    for _at, path in backups_in(directory)[keep:]:
+def rotate(directory: Path, keep: int, now: float | None = None) -> list[Path]:
+    """Delete all but the newest ``keep`` stamped backups, and temporary files of backups
+    cut short more than a day ago (a process killed while copying); returns those deleted."""
+    removed = [path for _at, path in backups_in(directory)[keep:]]
+    cutoff = (time.time() if now is None else now) - 86400
+    for entry in directory.iterdir():
+        if LEFT_OVER.match(entry.name) and entry.stat().st_mtime < cutoff:
+            removed.append(entry)
+    for path in removed:
         path.unlink(missing_ok=True)
-        removed.append(path)
     return removed
 
 

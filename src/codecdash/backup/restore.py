@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 from codecdash.backup import files
 from codecdash.backup.lease import StoreInUse, held_exclusively
 from codecdash.backup.make import BackupDamaged
-from codecdash.store.backup import Facts, connect, in_use, read_facts
+from codecdash.store.backup import Facts, connect, copy_online, in_use, read_facts
 from codecdash.store.db import Database
 from codecdash.store.integrity import verify
 
@@ -63,7 +62,7 @@ def restore(backup: Path, target: Path, *, keep: bool = True) -> Restored:
             )
         tmp = target.with_name(f".{target.name}.restore-{os.getpid()}")
         try:
-            shutil.copyfile(backup, tmp)
+            copy_online(backup, tmp)  # through SQLite: a WAL beside the backup counts too
             to_version = _migrate(tmp)
             files.fsync(tmp)
             with contextlib.closing(connect(tmp, read_only=True)) as conn:
