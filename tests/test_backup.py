@@ -199,6 +199,14 @@ def test_backup_says_what_it_copied(cli: Cli, tmp_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM experiments").fetchone()[0] == 300
 
 
+def test_a_backup_is_as_private_as_the_database(cli: Cli, tmp_path: Path) -> None:
+    db = filled_store(tmp_path / "live.db", n=5)
+    db.chmod(0o600)
+    result = cli("backup", tmp_path / "copy.db", "--db", db)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "copy.db").stat().st_mode & 0o777 == 0o600
+
+
 def test_backup_into_a_directory_names_the_file_by_utc_time(cli: Cli, tmp_path: Path) -> None:
     db = filled_store(tmp_path / "live.db", n=20)
     (tmp_path / "backups").mkdir()

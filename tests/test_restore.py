@@ -179,6 +179,15 @@ def test_restore_refuses_a_damaged_backup(cli: Cli, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.db", "live.db"]
 
 
+def test_the_restored_store_keeps_the_replaced_ones_permissions(cli: Cli, tmp_path: Path) -> None:
+    db = filled_store(tmp_path / "live.db", n=10)
+    out = backup_of(db, tmp_path / "b.db")
+    out.chmod(0o644)
+    db.chmod(0o600)
+    assert cli("restore", out, "--db", db).exit_code == 0
+    assert db.stat().st_mode & 0o777 == 0o600
+
+
 def test_no_keep_deletes_the_replaced_database(cli: Cli, tmp_path: Path) -> None:
     db = filled_store(tmp_path / "live.db", n=10)
     out = backup_of(db, tmp_path / "b.db")

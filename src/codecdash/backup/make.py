@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,6 +66,7 @@ def make_backup(
             raise ValueError(f"{out} is the database itself (or one of its files)")
     with files.written_atomically(out) as tmp:
         copied = copy_online(db, tmp, pinned=pinned)
+        os.chmod(tmp, stat.S_IMODE(db.stat().st_mode))  # as private as the database
         verdict = None
         if check:
             verdict = verify(tmp)

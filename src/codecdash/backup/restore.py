@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,8 @@ def restore(backup: Path, target: Path, *, keep: bool = True) -> Restored:
         try:
             copy_online(backup, tmp)  # through SQLite: a WAL beside the backup counts too
             to_version = _migrate(tmp)
+            like = target if target.exists() else backup  # keep who may read it
+            os.chmod(tmp, stat.S_IMODE(like.stat().st_mode))
             files.fsync(tmp)
             with contextlib.closing(connect(tmp, read_only=True)) as conn:
                 facts = read_facts(conn, tmp.stat().st_size)
