@@ -251,6 +251,7 @@ def _register_commands() -> None:
     """Commands that live in their own modules."""
     from codecdash.agent.command import agent
     from codecdash.alerts.command import alerts
+    from codecdash.backup.command import backup, restore
     from codecdash.demo.command import demo
     from codecdash.deploy import deploy
     from codecdash.doctor import doctor
@@ -259,6 +260,8 @@ def _register_commands() -> None:
     from codecdash.page import page
 
     for command in (agent, alerts, demo, import_results, export, deploy, doctor, page):
+        main.add_command(command)
+    for command in (backup, restore):
         main.add_command(command)
 
 

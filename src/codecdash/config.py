@@ -98,6 +98,13 @@ class Settings(BaseModel):
     sqlite_busy_timeout_ms: int = Field(
         5000, ge=0, description="How long a SQLite write waits for a lock before 503, ms."
     )
+    backup_dir: str | None = Field(
+        None, description="Where `codecdash serve` puts scheduled backups (none: no schedule)."
+    )
+    backup_every_hours: float = Field(
+        24.0, gt=0, le=8760, description="Hours between scheduled backups."
+    )
+    backup_keep: int = Field(7, ge=1, description="Scheduled backups kept (the newest).")
     log_level: str = Field("info", description="Log level of the server.")
     pricing: dict[str, dict[str, float]] = Field(
         default_factory=dict,

@@ -158,6 +158,9 @@ class Doctor:
             )
         else:
             self.add(OK, f"store {url}", f"data version {version}")
+        from codecdash.backup.health import check_backups
+
+        check_backups(self)
         root = dashboard_dir()
         if self.settings.page_dir:
             self.page_dir(self.settings.page_dir)

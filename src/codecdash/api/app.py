@@ -37,6 +37,7 @@ from codecdash.api.guard import Guard, allowed_hosts
 from codecdash.api.state import AppState, ExperimentReader
 from codecdash.api.static import InlineSnapshot, StaticPage
 from codecdash.api.timeout import RequestTimeout
+from codecdash.backup.schedule import start_beside_server
 from codecdash.config import Settings
 from codecdash.events import ChangeFeed, listen_postgres, poll_version
 from codecdash.snapshot import SnapshotBuilder
@@ -124,6 +125,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        backups = start_beside_server(settings, store, schedule=background)  # docs/backups.md
         await feed.start()
         tasks: list[asyncio.Task[None]] = []
         stop = threading.Event()
@@ -156,6 +158,7 @@ def create_app(
             builder.close()
             if listener is not None:
                 listener.join(timeout=2)
+            await backups.stop()
 
     app = FastAPI(
         title="codecdash",
