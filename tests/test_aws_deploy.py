@@ -9,7 +9,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,17 +18,12 @@ from click.testing import CliRunner
 
 from aws_fixtures import *  # noqa: F403
 from aws_fixtures import AWS_WARNINGS, REGION, AwsEnv, create_experiments_table, put_experiment
-from codecdash import deploy as deploy_module
 from codecdash.cli import main
 from codecdash.config import Settings
-from codecdash.deploy import (
-    Deployer,
-    DeployError,
-    DeployOptions,
-    _wheel_fits,
-    build_lambda_zip,
-    stack_parameters,
-)
+from codecdash.deploy import command as deploy_command
+from codecdash.deploy import package as deploy_package
+from codecdash.deploy.package import DeployError, _wheel_fits, build_lambda_zip
+from codecdash.deploy.stack import Deployer, DeployOptions, stack_parameters
 from codecdash.doctor import Doctor
 
 pytestmark = [pytest.mark.aws, *(pytest.mark.filterwarnings(w) for w in AWS_WARNINGS)]
@@ -198,7 +192,7 @@ def test_lambda_zip_with_pip_targets_lambdas_platform() -> None:
 
 
 def test_runtime_requirements_leave_out_the_server() -> None:
-    wanted = deploy_module.runtime_requirements()
+    wanted = deploy_package.runtime_requirements()
     names = {re.split(r"[<>=!~ ]", r)[0].lower() for r in wanted}
     assert {"fastapi", "sqlalchemy", "pydantic", "mangum", "boto3"} <= names
     assert "uvicorn" not in names and "nvidia-ml-py" not in names and "pytest" not in names
@@ -608,4 +602,4 @@ def test_doctor_local(tmp_path: Path) -> None:
 
 def test_cli_registers_the_commands() -> None:
     assert {"export", "deploy", "doctor"} <= set(main.commands)
-    assert sys.modules["codecdash.deploy"] is deploy_module
+    assert main.commands["deploy"] is deploy_command.deploy

@@ -12,7 +12,7 @@ from codecdash.agent.command import agent
 from codecdash.alerts.command import alerts
 from codecdash.config import Settings, load_settings
 from codecdash.demo.command import demo
-from codecdash.deploy import deploy
+from codecdash.deploy.command import deploy
 from codecdash.doctor import doctor
 from codecdash.export import export
 from codecdash.importer import import_results
