@@ -3,6 +3,7 @@ the CloudFormation stack, the static site, the aggregate, CloudFront."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -15,31 +16,15 @@ from typing import Any
 
 import click
 
+from codecdash.aws_clients import ACCESS_DENIED, PATIENT, ClientFactory, error_code
 from codecdash.config import Settings
 from codecdash.deploy.package import DeployError, Echo, build_lambda_zip
+from codecdash.sources.aws.checks import enable_stream, stream_arn
+from codecdash.sources.aws.fleet import stack_health
 
 TEMPLATE = Path("infrastructure") / "cloudformation" / "dashboard.yaml"
 STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,49}$")
-DENIED = (
-    "AccessDenied",
-    "AccessDeniedException",
-    "UnauthorizedOperation",
-    "AuthorizationError",
-    "InvalidClientTokenId",
-    "UnrecognizedClientException",
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "SignatureDoesNotMatch",
-)
 PERMISSIONS_DOC = "docs/aws.md (section 'What the deployer needs')"
-
-
-def _code(exc: Exception) -> str:
-    from botocore.exceptions import ClientError
-
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return ""
 
 
 def explain(exc: Exception, doing: str) -> DeployError:
@@ -63,23 +48,19 @@ def explain(exc: Exception, doing: str) -> DeployError:
     if isinstance(exc, EndpointConnectionError):
         return DeployError(f"{doing}: cannot reach AWS ({exc}). Check the network and region.")
     if isinstance(exc, ClientError):
-        code = _code(exc)
+        code = error_code(exc)
         message = str(exc.response.get("Error", {}).get("Message", ""))
         if code in ("ExpiredToken", "ExpiredTokenException"):
             return DeployError(
                 "the AWS credentials have expired: refresh them "
                 "(`aws sso login`, or new session keys) and run again."
             )
-        if code in (
-            "InvalidClientTokenId",
-            "UnrecognizedClientException",
-            "SignatureDoesNotMatch",
-        ):
+        if code in ("InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch"):
             return DeployError(
                 f"the AWS credentials were rejected ({code}): check "
                 "AWS_PROFILE / AWS_ACCESS_KEY_ID and the secret key."
             )
-        if code in DENIED:
+        if code in ACCESS_DENIED:
             return DeployError(
                 f"{doing}: permission denied ({exc.operation_name}: {message}). "
                 f"The deploying identity needs the permissions listed in {PERMISSIONS_DOC}."
@@ -182,25 +163,18 @@ class Deployer:
         echo: Echo = click.echo,
         session: Any = None,
     ) -> None:
-        import boto3
-
         self.options = options
         self.settings = settings
         self.echo = echo
-        self.session = session or boto3.session.Session(
-            region_name=options.region or settings.aws_region
+        self.clients = ClientFactory(
+            options.region or settings.aws_region, session=session, config=PATIENT
         )
-        self.region = self.session.region_name
-        if not self.region:
+        region = self.clients.region_name
+        if not region:
             raise DeployError(
                 "no AWS region: pass --region, or set AWS_REGION or CODECDASH_AWS_REGION."
             )
-        self._clients: dict[str, Any] = {}
-
-    def client(self, service: str) -> Any:
-        if service not in self._clients:
-            self._clients[service] = self.session.client(service)  # type: ignore[call-overload]
-        return self._clients[service]
+        self.region: str = region
 
     def step(self, doing: str, call: Callable[[], Any]) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -220,7 +194,7 @@ class Deployer:
             )
         template = find_template(opts.template).read_text()
         identity = self.step(
-            "checking the credentials", lambda: self.client("sts").get_caller_identity()
+            "checking the credentials", lambda: self.clients("sts").get_caller_identity()
         )
         account = identity["Account"]
         self.echo(
@@ -244,12 +218,7 @@ class Deployer:
         if outputs.get("SiteOriginValue") and outputs["SiteOriginValue"] != origin:
             self.echo("Allowing the dashboard's origin in the API's CORS…")
             params = stack_parameters(
-                self.settings,
-                self.region,
-                stream_arn,
-                code,
-                opts.arch,
-                outputs["SiteOriginValue"],
+                self.settings, self.region, stream_arn, code, opts.arch, outputs["SiteOriginValue"]
             )
             self._apply(template, params, create=False)
             outputs = _outputs(self._describe(opts.stack))
@@ -279,19 +248,15 @@ class Deployer:
             return ""
         described = self.step(
             f"reading table {table}",
-            lambda: self.client("dynamodb").describe_table(TableName=table),
+            lambda: self.clients("dynamodb").describe_table(TableName=table),
         )
-        spec = described["Table"].get("StreamSpecification") or {}
-        arn = described["Table"].get("LatestStreamArn", "")
-        if not spec.get("StreamEnabled") or spec.get("StreamViewType") != "NEW_AND_OLD_IMAGES":
+        arn = stream_arn(described["Table"])
+        if not arn:
             notes.append(
                 f"table {table} has no stream with old and new images, so the experiments "
-                "aggregate cannot be kept; enable it and deploy again: aws dynamodb "
-                f"update-table --table-name {table} --stream-specification "
-                "StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES"
+                f"aggregate cannot be kept; enable it and deploy again: {enable_stream(table)}"
             )
-            return ""
-        return str(arn)
+        return arn
 
     def _upload_code(self, account: str) -> tuple[str, str]:
         opts = self.options
@@ -302,13 +267,13 @@ class Deployer:
         )
         key = f"codecdash/lambda-{hashlib.sha256(data).hexdigest()[:20]}.zip"
         bucket = opts.artifacts_bucket or f"codecdash-artifacts-{account}-{self.region}"
-        s3 = self.client("s3")
+        s3 = self.clients("s3")
         from botocore.exceptions import ClientError
 
         try:
             s3.head_bucket(Bucket=bucket)
         except ClientError as exc:
-            if _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+            if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
                 raise explain(exc, f"checking the artifacts bucket {bucket}") from None
             self.echo(f"Creating the artifacts bucket {bucket}")
             kwargs: dict[str, Any] = {"Bucket": bucket}
@@ -331,7 +296,7 @@ class Deployer:
             s3.head_object(Bucket=bucket, Key=key)
             self.echo(f"Lambda package already uploaded: s3://{bucket}/{key}")
         except ClientError as exc:
-            if _code(exc) not in ("404", "NoSuchKey", "NotFound"):
+            if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
                 raise explain(exc, f"checking s3://{bucket}/{key}") from None
             self.echo(f"Uploading the Lambda package to s3://{bucket}/{key}")
             self.step(
@@ -346,9 +311,9 @@ class Deployer:
         from botocore.exceptions import ClientError
 
         try:
-            answer = self.client("cloudformation").describe_stacks(StackName=stack)
+            answer = self.clients("cloudformation").describe_stacks(StackName=stack)
         except ClientError as exc:
-            if _code(exc) == "ValidationError" and "does not exist" in str(exc):
+            if error_code(exc) == "ValidationError" and "does not exist" in str(exc):
                 return None
             raise explain(exc, f"reading stack {stack}") from None
         stacks: list[dict[str, Any]] = answer["Stacks"]
@@ -357,7 +322,7 @@ class Deployer:
     def _apply(self, template: str, params: list[dict[str, str]], create: bool) -> None:
         from botocore.exceptions import ClientError
 
-        cfn = self.client("cloudformation")
+        cfn = self.clients("cloudformation")
         stack = self.options.stack
         kwargs: dict[str, Any] = {
             "StackName": stack,
@@ -388,10 +353,10 @@ class Deployer:
         while True:
             described = self._describe(stack)
             status = described["StackStatus"] if described else "DELETE_COMPLETE"
-            if status.endswith("_COMPLETE") and "ROLLBACK" not in status:
+            if stack_health(status) == "ok":
                 self.echo(f"Stack {stack}: {status}")
                 return
-            if status.endswith(("_FAILED", "ROLLBACK_COMPLETE")) or status == "DELETE_COMPLETE":
+            if not status.endswith("_IN_PROGRESS"):  # failed, rolled back or gone
                 raise DeployError(
                     f"stack {stack} ended in {status}: " + "; ".join(self._failures(started))
                 )
@@ -405,7 +370,7 @@ class Deployer:
 
     def _failures(self, since: float) -> list[str]:
         try:
-            events = self.client("cloudformation").describe_stack_events(
+            events = self.clients("cloudformation").describe_stack_events(
                 StackName=self.options.stack
             )["StackEvents"]
         except Exception:
@@ -423,14 +388,14 @@ class Deployer:
 
         from codecdash.export import SNAPSHOT_NAME, site_files, snapshot_file
 
-        s3 = self.client("s3")
+        s3 = self.clients("s3")
         page_dir = Path(self.settings.page_dir) if self.settings.page_dir else None
         files = site_files("", page_dir=page_dir)
         files.sort(key=lambda f: f.name == "index.html")  # the page last, when all it needs is up
         try:
             s3.head_object(Bucket=bucket, Key=SNAPSHOT_NAME)
         except ClientError as exc:
-            if _code(exc) not in ("404", "NoSuchKey", "NotFound"):
+            if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
                 raise explain(exc, f"checking s3://{bucket}/{SNAPSHOT_NAME}") from None
             files.insert(0, snapshot_file(_placeholder_snapshot(self.settings)))
         uploaded = []
@@ -456,7 +421,7 @@ class Deployer:
         table = self.settings.aws_experiments_table
         item = self.step(
             f"reading the aggregate of {table}",
-            lambda: self.client("dynamodb").get_item(
+            lambda: self.clients("dynamodb").get_item(
                 TableName=table, Key={"id": {"S": AGGREGATE_ID}}
             ),
         )
@@ -464,7 +429,7 @@ class Deployer:
             return
         self.echo(f"Building the experiments aggregate of {table} (one scan)…")
         try:
-            answer = self.client("lambda").invoke(
+            answer = self.clients("lambda").invoke(
                 FunctionName=function, Payload=json.dumps({"rebuild": True}).encode()
             )
             if answer.get("FunctionError"):
@@ -478,7 +443,7 @@ class Deployer:
     def _invalidate(self, distribution: str) -> None:
         self.step(
             "invalidating CloudFront",
-            lambda: self.client("cloudfront").create_invalidation(
+            lambda: self.clients("cloudfront").create_invalidation(
                 DistributionId=distribution,
                 InvalidationBatch={
                     "Paths": {"Quantity": 1, "Items": ["/*"]},
@@ -497,13 +462,7 @@ def _outputs(stack: dict[str, Any] | None) -> dict[str, str]:
 
 def _placeholder_snapshot(settings: Settings) -> dict[str, Any]:
     """A valid empty snapshot, until the schedule writes the first real one (a minute)."""
-    import asyncio
-
     from codecdash.snapshot import SnapshotBuilder
 
-    loop = asyncio.new_event_loop()
-    try:
-        data: dict[str, Any] = loop.run_until_complete(SnapshotBuilder(settings, []).build())
-    finally:
-        loop.close()
+    data: dict[str, Any] = asyncio.run(SnapshotBuilder(settings, []).build())
     return data

@@ -64,7 +64,7 @@ class SnsChannel:
     def send(self, notification: Notification) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from codecdash.sources.aws._common import describe_error
+        from codecdash.aws_clients import describe_error
 
         severity = max(
             (str(a.get("severity")) for a in notification.alerts),

@@ -13,17 +13,22 @@ Per refresh, at most (each part only when its settings are given):
 
 from __future__ import annotations
 
+import time
+from functools import partial
 from typing import Any
 
+from codecdash.aws_clients import ClientFactory
 from codecdash.config import Settings
 from codecdash.sources.aws._common import (
-    ClientFactory,
     Part,
     ServiceRow,
     gather_values,
 )
+from codecdash.sources.aws.checks import Checkup
+from codecdash.sources.aws.cloudwatch import metric_query, newest_points
 from codecdash.sources.aws.dynamodb import SPECIAL_IDS
 from codecdash.sources.base import Facts, FieldInfo, Source
+from codecdash.sources.checks import OK, Finding
 
 # BucketSizeBytes is reported per storage class; these are the ones that hold data.
 STORAGE_CLASSES = (
@@ -116,26 +121,13 @@ class StorageSource:
                 [("NumberOfObjects", "AllStorageTypes")]
                 + [("BucketSizeBytes", c) for c in STORAGE_CLASSES]
             ):
-                queries.append(
-                    {
-                        "Id": f"b{i}m{j}",
-                        "ReturnData": True,
-                        "MetricStat": {
-                            "Metric": {
-                                "Namespace": "AWS/S3",
-                                "MetricName": metric,
-                                "Dimensions": [
-                                    {"Name": "BucketName", "Value": bucket},
-                                    {"Name": "StorageType", "Value": storage},
-                                ],
-                            },
-                            "Period": DAY,
-                            "Stat": "Average",
-                        },
-                    }
-                )
+                dims = [
+                    {"Name": "BucketName", "Value": bucket},
+                    {"Name": "StorageType", "Value": storage},
+                ]
+                queries.append(metric_query(f"b{i}m{j}", "AWS/S3", metric, dims, DAY, "Average"))
         cloudwatch = self.clients("cloudwatch")
-        newest: dict[str, float] = {}
+        newest: dict[str, tuple[float, float]] = {}
         end = (int(now) // 3600 + 1) * 3600
         for start in range(0, len(queries), QUERIES_PER_CALL):
             kwargs: dict[str, Any] = {
@@ -146,32 +138,29 @@ class StorageSource:
             }
             while True:
                 answer = cloudwatch.get_metric_data(**kwargs)
-                for result in answer.get("MetricDataResults", []):
-                    points = sorted(
-                        zip(result.get("Timestamps", []), result.get("Values", []), strict=False),
-                        key=lambda p: p[0],
-                        reverse=True,
-                    )
-                    if points and result["Id"] not in newest:
-                        newest[result["Id"]] = float(points[0][1])
+                newest_points(answer.get("MetricDataResults", []), into=newest)
                 if not answer.get("NextToken"):
                     break
                 kwargs["NextToken"] = answer["NextToken"]
         measured: dict[str, tuple[int, int]] = {}
         for i, bucket in enumerate(self.buckets):
-            objects = newest.get(f"b{i}m0")
-            if objects is None:
+            if f"b{i}m0" not in newest:
                 continue
-            size = sum(newest.get(f"b{i}m{j}", 0.0) for j in range(1, len(STORAGE_CLASSES) + 1))
+            objects = newest[f"b{i}m0"][1]
+            size = sum(
+                newest[f"b{i}m{j}"][1]
+                for j in range(1, len(STORAGE_CLASSES) + 1)
+                if f"b{i}m{j}" in newest
+            )
             measured[bucket] = (int(objects), int(size))
         return measured
 
-    def _s3_listing(self, bucket: str) -> dict[str, Any]:
+    def _s3_listing(self, bucket: str, max_pages: int = MAX_LIST_PAGES) -> dict[str, Any]:
         s3 = self.clients("s3")
         objects = size = 0
         kwargs: dict[str, Any] = {"Bucket": bucket, "MaxKeys": 1000}
-        partial = False
-        for page_number in range(MAX_LIST_PAGES):
+        cut = False
+        for page_number in range(max_pages):
             page = s3.list_objects_v2(**kwargs)
             for item in page.get("Contents", []):
                 objects += 1
@@ -179,13 +168,13 @@ class StorageSource:
             if not page.get("IsTruncated"):
                 break
             kwargs["ContinuationToken"] = page["NextContinuationToken"]
-            partial = page_number == MAX_LIST_PAGES - 1
+            cut = page_number == max_pages - 1
         return {
             "name": bucket,
             "objects": objects,
             "bytes": size,
             "basis": "listing",
-            "partial": partial,
+            "partial": cut,
         }
 
     def _efs(self, now: float) -> int:
@@ -198,3 +187,28 @@ class StorageSource:
         )
         count = int(answer["Table"].get("ItemCount", 0))
         return max(0, count - len(SPECIAL_IDS)) if count >= len(SPECIAL_IDS) else count
+
+    # -- the check (`codecdash doctor`) ------------------------------------------------------
+    def check(self) -> list[Finding]:
+        """Each bucket readable (a page of its listing) and the EFS file system's size."""
+        checkup = Checkup()
+        for bucket in self.buckets:
+            listed = checkup.call(
+                f"bucket {bucket}",
+                partial(self._s3_listing, bucket, max_pages=1),
+                "check CODECDASH_AWS_BUCKETS",
+                missing=("NoSuchBucket",),
+            )
+            if listed is not None:
+                checkup.add(OK, f"bucket {bucket}", "readable")
+        efs = self.settings.aws_efs_id
+        if efs:
+            size = checkup.call(
+                f"EFS {efs}",
+                partial(self._efs, time.time()),
+                "check CODECDASH_AWS_EFS_ID and the region",
+                missing=("FileSystemNotFound",),
+            )
+            if size is not None:
+                checkup.add(OK, f"EFS {efs}", f"{size} bytes")
+        return checkup.findings
