@@ -10,18 +10,20 @@ import click
 from codecdash import __version__
 from codecdash.agent.command import agent
 from codecdash.alerts.command import alerts
-from codecdash.config import Settings, load_settings
 from codecdash.demo.command import demo
 from codecdash.deploy.command import deploy
 from codecdash.doctor import doctor
 from codecdash.export import export
 from codecdash.importer import import_results
 from codecdash.page import page
-from codecdash.serving import friendly_errors, run_server, server_options
-
-
-def _settings(ctx_obj: dict[str, Any], **overrides: Any) -> Settings:
-    return load_settings(ctx_obj.get("config"), **overrides)
+from codecdash.serving import (
+    ServerOptions,
+    command_settings,
+    friendly_errors,
+    page_dir_option,
+    run_server,
+    server_options,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,43 +41,14 @@ def main(ctx: click.Context, config: str | None) -> None:
     ctx.obj["config"] = config
 
 
-page_dir_option = click.option(
-    "--page-dir",
-    "page_dir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Page files to use instead of the installed ones (see `codecdash page eject`).",
-)
-
-
 @main.command()
 @server_options()
-@page_dir_option
+@page_dir_option("Page files to use instead of the installed ones (see `codecdash page eject`).")
 @click.pass_obj
 @friendly_errors
-def serve(
-    obj: dict[str, Any],
-    host: str,
-    port: int,
-    db: str | None,
-    source: str | None,
-    private: bool | None,
-    allowed_hosts: str | None,
-    forwarded_allow_ips: str | None,
-    access_log: bool,
-    page_dir: str | None,
-) -> None:
+def serve(obj: dict[str, Any], server: ServerOptions, page_dir: str | None) -> None:
     """Serve the dashboard page and the API."""
-    settings = _settings(
-        obj,
-        database_url=db,
-        source=source,
-        private=private,
-        allowed_hosts=allowed_hosts,
-        page_dir=page_dir,
-        forwarded_allow_ips=forwarded_allow_ips,
-    )
-    run_server(settings, host, port, access_log)
+    run_server(command_settings(obj, **server.overrides(), page_dir=page_dir), server)
 
 
 @main.group()
@@ -86,7 +59,7 @@ def token() -> None:
 def _store(obj: dict[str, Any], db: str | None) -> Any:
     from codecdash.store import Store
 
-    settings = _settings(obj, database_url=db)
+    settings = command_settings(obj, database_url=db)
     return Store(settings.database_url)
 
 

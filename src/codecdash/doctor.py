@@ -18,7 +18,8 @@ from typing import Any
 
 import click
 
-from codecdash.config import ConfigError, Settings, load_settings
+from codecdash.config import ConfigError, Settings
+from codecdash.serving import command_settings
 from codecdash.sources.checks import FAIL, OK, WARN, Finding, Status
 
 MARKS = {OK: "✓", WARN: "!", FAIL: "✗"}
@@ -253,9 +254,8 @@ def _any_aws(s: Settings) -> bool:
 @click.pass_context
 def doctor(ctx: click.Context, skip_cost_explorer: bool, rebuild_aggregate: bool) -> None:
     """Check each configured source and say how to fix what is wrong."""
-    config = (ctx.obj or {}).get("config") if isinstance(ctx.obj, dict) else None
     try:
-        settings = load_settings(config)
+        settings = command_settings(ctx.obj)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     status = Doctor(settings).run(skip_cost_explorer, rebuild_aggregate)

@@ -11,14 +11,12 @@ import orjson
 
 from codecdash.alerts.channels import NAMES, DeliveryError, build_channels, unconfigured
 from codecdash.alerts.rules import build_rules
-from codecdash.serving import friendly_errors
+from codecdash.serving import command_settings, friendly_errors
 from codecdash.store.experiments import iso
 
 
 def _settings(obj: dict[str, Any] | None, db: str | None) -> Any:
-    from codecdash.config import load_settings
-
-    return load_settings((obj or {}).get("config"), database_url=db)
+    return command_settings(obj, database_url=db)
 
 
 def _alert_store(obj: dict[str, Any] | None, db: str | None) -> Any:

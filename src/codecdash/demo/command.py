@@ -18,8 +18,14 @@ import click
 import httpx
 
 from codecdash import __version__
-from codecdash.config import load_settings
-from codecdash.serving import configure_logging, friendly_errors, server_options, uvicorn_options
+from codecdash.serving import (
+    ServerOptions,
+    command_settings,
+    configure_logging,
+    friendly_errors,
+    server_options,
+    uvicorn_options,
+)
 from codecdash.store import Store, maintenance
 from codecdash.store.db import database_url
 
@@ -28,7 +34,7 @@ log = logging.getLogger("codecdash.demo")
 DEFAULT_DB: Final = "codecdash-demo.db"
 DEMO_TOKEN: Final = "codecdash-demo"  # noqa: S105 - a token's name, not its value
 """The write token the demo makes; its presence marks a database as a demo database."""
-DEFAULT_ANCHOR: Final = "x264-medium-tune-zerolatency"  # = campaign.X264 (no SciPy import here)
+DEFAULT_ANCHOR: Final = "x264-medium-tune-zerolatency"  # = rd_model.X264 (no SciPy import here)
 DB_HELP: Final = f"SQLite file or SQLAlchemy URL (default ./{DEFAULT_DB}; never a real one)."
 DEMO_BUDGET_USD: Final = 4000.0
 """The demo's monthly budget unless one is set: the fleet's forecast (~$4,700) passes it, so
@@ -173,14 +179,7 @@ def _local_url(host: str, port: int) -> str:
 @friendly_errors
 def demo(
     obj: dict[str, Any],
-    host: str,
-    port: int,
-    db: str | None,
-    source: str | None,
-    private: bool | None,
-    allowed_hosts: str | None,
-    forwarded_allow_ips: str | None,
-    access_log: bool,
+    server: ServerOptions,
     seed: int | None,
     speed: float,
     history_days: float,
@@ -198,20 +197,16 @@ def demo(
     from codecdash.api.app import create_app
 
     began = time.monotonic()
-    if source == "aws":
+    if server.source == "aws":
         raise click.UsageError("the demo writes its own local store; --source aws cannot be used")
-    path = db or DEFAULT_DB
+    path = server.db or DEFAULT_DB
     url = database_url(path)
     if url.startswith("sqlite") and url.split("///", 1)[-1] in ("", ":memory:"):
         raise click.UsageError("the demo needs a database file or server, not :memory:")
-    settings = load_settings(
-        obj.get("config"),
-        database_url=path,
-        source="local",
+    settings = command_settings(
+        obj,
+        **{**server.overrides(), "database_url": path, "source": "local"},
         demo=True,
-        private=private,
-        allowed_hosts=allowed_hosts,
-        forwarded_allow_ips=forwarded_allow_ips,
         default_anchor=DEFAULT_ANCHOR,
     )
     if "monthly_budget_usd" not in settings.model_fields_set:
@@ -221,11 +216,12 @@ def demo(
     seed = random.SystemRandom().randrange(1, 100_000) if seed is None else seed
     store = open_demo_store(settings.database_url, settings.active_window_seconds)
     token = store.create_token(DEMO_TOKEN, "write")
+    host = server.host
     app = create_app(settings, store=store, bind_host=host)
-    sock = _listen(host, port)
+    sock = _listen(host, server.port)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, **uvicorn_options(settings, access_log))
+    uvicorn_server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, **uvicorn_options(settings, server.access_log))
     )
     stop = threading.Event()
     worker = threading.Thread(
@@ -245,7 +241,7 @@ def demo(
     timer: threading.Timer | None = None
     if duration is not None:
         timer = threading.Timer(
-            duration - (time.monotonic() - began), _exit, (server, stop, worker)
+            duration - (time.monotonic() - began), _exit, (uvicorn_server, stop, worker)
         )
         timer.daemon = True
         timer.start()
@@ -263,7 +259,7 @@ def demo(
     )
     click.echo(f"  write token for trying the API on this demo: {token}")
     try:
-        server.run(sockets=[sock])
+        uvicorn_server.run(sockets=[sock])
     finally:
         stop.set()
         if timer is not None:

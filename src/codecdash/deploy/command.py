@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from codecdash.config import ConfigError, load_settings
+from codecdash.config import ConfigError
 from codecdash.deploy.stack import TEMPLATE, Deployer, DeployOptions
+from codecdash.serving import command_settings, page_dir_option
 
 
 @click.command("deploy")
@@ -46,16 +48,10 @@ from codecdash.deploy.stack import TEMPLATE, Deployer, DeployOptions
     show_default=True,
     help="Where the package's dependencies come from.",
 )
-@click.option(
-    "--page-dir",
-    "page_dir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Page files to upload instead of the installed ones (see `codecdash page eject`).",
-)
-@click.pass_context
+@page_dir_option("Page files to upload instead of the installed ones (see `codecdash page eject`).")
+@click.pass_obj
 def deploy(
-    ctx: click.Context,
+    obj: dict[str, Any] | None,
     stack: str,
     region: str | None,
     template: Path | None,
@@ -68,9 +64,8 @@ def deploy(
     """Deploy the dashboard to AWS (S3 + CloudFront, API Gateway + Lambda)."""
     from codecdash.export import warn_page_dir
 
-    config = (ctx.obj or {}).get("config") if isinstance(ctx.obj, dict) else None
     try:
-        settings = load_settings(config, page_dir=page_dir)
+        settings = command_settings(obj, page_dir=page_dir)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     if settings.page_dir:
