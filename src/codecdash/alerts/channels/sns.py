@@ -48,17 +48,16 @@ class SnsChannel:
 
     def client(self) -> Any:
         if self._client is None:
-            import boto3
             from botocore.config import Config
+
+            from codecdash.aws_clients import ClientFactory
 
             config = Config(
                 connect_timeout=self.timeout,
                 read_timeout=self.timeout,
                 retries={"max_attempts": 1, "mode": "standard"},
             )
-            self._client = boto3.session.Session().client(
-                "sns", region_name=self.region, config=config
-            )
+            self._client = ClientFactory(self.region, config=config)("sns")
         return self._client
 
     def send(self, notification: Notification) -> None:
