@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codecdash.aws_clients import describe_error
-from codecdash.sources.base import Facts, FieldInfo, SourceError
+from codecdash.sources.base import Facts, FieldInfo, Source, SourceError
 from codecdash.store.experiments import iso as store_iso
 
 
@@ -114,6 +114,16 @@ class ServiceRow:
         if outcome.error:
             raise SourceError(outcome.error)
         return {}
+
+
+class PartedSource:
+    """A source that merges several parts: each part also has its own row in `sources`."""
+
+    timeout_s: float
+    parts: list[Part]
+
+    def rows(self) -> list[Source]:
+        return [ServiceRow(p, self.timeout_s) for p in self.parts]
 
 
 async def gather_values(parts: list[Part], now: float) -> dict[str, Any]:

@@ -29,15 +29,21 @@ class Checkup:
         self.findings.append(Finding(status, what, detail, fix))
 
     def call(
-        self, what: str, call: Callable[[], Any], fix: str, missing: tuple[str, ...] = ()
+        self,
+        what: str,
+        call: Callable[[], Any],
+        fix: str,
+        missing: tuple[str, ...] = (),
+        ok: Callable[[Any], str] | None = None,
     ) -> Any:
         """Runs `call`; None when it failed, and why is a finding, with the fix (or the
         permission to grant, when AWS refused it to this identity). `missing`: the error
-        codes that mean the resource does not exist."""
+        codes that mean the resource does not exist. `ok(answer)`: the detail of the finding
+        that it worked, when that is all there is to say."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return call()
+            answer = call()
         except ClientError as exc:
             code = error_code(exc)
             reason = describe_error(exc)
@@ -55,6 +61,10 @@ class Checkup:
                 self.add(FAIL, what, reason, fix)
         except (BotoCoreError, SourceError) as exc:
             self.add(FAIL, what, describe_error(exc), fix)
+        else:
+            if ok is not None:
+                self.add(OK, what, ok(answer))
+            return answer
         return None
 
 
@@ -138,4 +148,3 @@ def _check_table(
             "codecdash doctor --rebuild-aggregate (once); the deployed stream "
             "function keeps it current",
         )
-

@@ -340,14 +340,13 @@ class CostsSource:
         checkup = Checkup()
         if bucket and self.bucket:
             site = self.bucket
-            found = checkup.call(
+            checkup.call(
                 f"site bucket {site}",
                 lambda: self.clients("s3").head_bucket(Bucket=site),
                 "check CODECDASH_AWS_SITE_BUCKET (the stack's SiteBucketName)",
                 missing=("404", "NoSuchBucket"),
+                ok=lambda _: "reachable",
             )
-            if found is not None:
-                checkup.add(OK, f"site bucket {site}", "reachable")
         if tag:
             self._check_tag(checkup)
         return checkup.findings

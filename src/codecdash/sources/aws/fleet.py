@@ -24,13 +24,13 @@ from codecdash.aws_clients import ClientFactory
 from codecdash.config import Settings
 from codecdash.sources.aws._common import (
     Part,
-    ServiceRow,
+    PartedSource,
     gather_values,
     iso,
 )
 from codecdash.sources.aws.checks import Checkup
 from codecdash.sources.aws.cloudwatch import metric_query, newest_points
-from codecdash.sources.base import Facts, FieldInfo, Source
+from codecdash.sources.base import Facts, FieldInfo
 from codecdash.sources.checks import FAIL, OK, WARN, Finding
 
 METRICS_WINDOW_S = 900  # the orchestrator is down when its CPU metric is older than this
@@ -62,7 +62,7 @@ def spot_from_policy(group: dict[str, Any], in_service: int) -> int | None:
     return max(0, in_service - on_demand)
 
 
-class FleetSource:
+class FleetSource(PartedSource):
     name = "aws.fleet"
     sections: tuple[str, ...] = ("orchestrator", "training_workers", "inference_workers")
     timeout_s = 6.0
@@ -101,9 +101,6 @@ class FleetSource:
             self.parts.append(Part("aws.fleet.sqs", self._queues, ttl_s=30))
         if s.aws_orchestrator_instance_id or s.aws_inference_asg:
             self.parts.append(Part("aws.fleet.cloudwatch", self._metrics, ttl_s=60))
-
-    def rows(self) -> list[Source]:
-        return [ServiceRow(p, self.timeout_s) for p in self.parts]
 
     async def collect(self, now: float) -> Facts:
         values = await gather_values(self.parts, now)
@@ -316,14 +313,13 @@ class FleetSource:
                         "check CODECDASH_AWS_TRAINING_ASG / _INFERENCE_ASG and the region",
                     )
         for role, url in self.queues.items():
-            depth = checkup.call(
+            checkup.call(
                 f"{role} queue",
                 partial(self._queue_depth, url),
                 f"check CODECDASH_AWS_{role.upper()}_QUEUE_URL",
                 missing=("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"),
+                ok=lambda depth: f"{depth} messages waiting",
             )
-            if depth is not None:
-                checkup.add(OK, f"{role} queue", f"{depth} messages waiting")
         specs = self._metric_specs()
         if specs:
             newest = checkup.call(

@@ -21,14 +21,14 @@ from codecdash.aws_clients import ClientFactory
 from codecdash.config import Settings
 from codecdash.sources.aws._common import (
     Part,
-    ServiceRow,
+    PartedSource,
     gather_values,
 )
 from codecdash.sources.aws.checks import Checkup
 from codecdash.sources.aws.cloudwatch import metric_query, newest_points
 from codecdash.sources.aws.dynamodb import SPECIAL_IDS
-from codecdash.sources.base import Facts, FieldInfo, Source
-from codecdash.sources.checks import OK, Finding
+from codecdash.sources.base import Facts, FieldInfo
+from codecdash.sources.checks import Finding
 
 # BucketSizeBytes is reported per storage class; these are the ones that hold data.
 STORAGE_CLASSES = (
@@ -48,7 +48,7 @@ MAX_LIST_PAGES = 10
 DAY = 86400
 
 
-class StorageSource:
+class StorageSource(PartedSource):
     name = "aws.storage"
     sections: tuple[str, ...] = ("storage",)
     timeout_s = 8.0
@@ -71,9 +71,6 @@ class StorageSource:
             self.parts.append(Part("aws.storage.efs", self._efs, ttl_s=300))
         if settings.aws_experiments_table:
             self.parts.append(Part("aws.storage.dynamodb", self._table, ttl_s=3600))
-
-    def rows(self) -> list[Source]:
-        return [ServiceRow(p, self.timeout_s) for p in self.parts]
 
     async def collect(self, now: float) -> Facts:
         values = await gather_values(self.parts, now)
@@ -193,22 +190,20 @@ class StorageSource:
         """Each bucket readable (a page of its listing) and the EFS file system's size."""
         checkup = Checkup()
         for bucket in self.buckets:
-            listed = checkup.call(
+            checkup.call(
                 f"bucket {bucket}",
                 partial(self._s3_listing, bucket, max_pages=1),
                 "check CODECDASH_AWS_BUCKETS",
                 missing=("NoSuchBucket",),
+                ok=lambda _: "readable",
             )
-            if listed is not None:
-                checkup.add(OK, f"bucket {bucket}", "readable")
         efs = self.settings.aws_efs_id
         if efs:
-            size = checkup.call(
+            checkup.call(
                 f"EFS {efs}",
                 partial(self._efs, time.time()),
                 "check CODECDASH_AWS_EFS_ID and the region",
                 missing=("FileSystemNotFound",),
+                ok=lambda size: f"{size} bytes",
             )
-            if size is not None:
-                checkup.add(OK, f"EFS {efs}", f"{size} bytes")
         return checkup.findings
