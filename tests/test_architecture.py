@@ -4,6 +4,8 @@ or from inside a function; the AWS helpers have one home."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "codecdash"
@@ -118,3 +120,11 @@ def test_one_home_for_aws_clients_and_one_event_loop_per_command() -> None:
         if "new_event_loop(" in path.read_text(encoding="utf-8")
     }
     assert loops <= {"codecdash.aws_lambda"}
+
+
+def test_the_command_line_starts_without_boto3() -> None:
+    """boto3 takes a tenth of a second to import: only the AWS commands load it, when run."""
+    code = "import sys, codecdash.cli; print(sorted({'boto3', 'botocore'} & set(sys.modules)))"
+    command = [sys.executable, "-c", code]
+    answer = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert answer.stdout.strip() == "[]"

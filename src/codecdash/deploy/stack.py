@@ -16,11 +16,10 @@ from typing import Any
 
 import click
 
-from codecdash.aws_clients import ACCESS_DENIED, PATIENT, ClientFactory, error_code
 from codecdash.config import Settings
 from codecdash.deploy.package import DeployError, Echo, build_lambda_zip
-from codecdash.sources.aws.checks import enable_stream, stream_arn
-from codecdash.sources.aws.fleet import stack_health
+
+# boto3 and the AWS sources load when a deployment runs, not when the CLI starts.
 
 TEMPLATE = Path("infrastructure") / "cloudformation" / "dashboard.yaml"
 STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,49}$")
@@ -35,6 +34,8 @@ def explain(exc: Exception, doing: str) -> DeployError:
         NoCredentialsError,
         NoRegionError,
     )
+
+    from codecdash.aws_clients import ACCESS_DENIED, error_code
 
     if isinstance(exc, NoCredentialsError):
         return DeployError(
@@ -166,6 +167,8 @@ class Deployer:
         self.options = options
         self.settings = settings
         self.echo = echo
+        from codecdash.aws_clients import PATIENT, ClientFactory
+
         self.clients = ClientFactory(
             options.region or settings.aws_region, session=session, config=PATIENT
         )
@@ -250,6 +253,8 @@ class Deployer:
             f"reading table {table}",
             lambda: self.clients("dynamodb").describe_table(TableName=table),
         )
+        from codecdash.sources.aws.checks import enable_stream, stream_arn
+
         arn = stream_arn(described["Table"])
         if not arn:
             notes.append(
@@ -269,6 +274,8 @@ class Deployer:
         bucket = opts.artifacts_bucket or f"codecdash-artifacts-{account}-{self.region}"
         s3 = self.clients("s3")
         from botocore.exceptions import ClientError
+
+        from codecdash.aws_clients import error_code
 
         try:
             s3.head_bucket(Bucket=bucket)
@@ -310,6 +317,8 @@ class Deployer:
     def _describe(self, stack: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
 
+        from codecdash.aws_clients import error_code
+
         try:
             answer = self.clients("cloudformation").describe_stacks(StackName=stack)
         except ClientError as exc:
@@ -349,6 +358,8 @@ class Deployer:
         self._wait(started)
 
     def _wait(self, started: float) -> None:
+        from codecdash.sources.aws.fleet import stack_health
+
         stack = self.options.stack
         while True:
             described = self._describe(stack)
@@ -386,6 +397,7 @@ class Deployer:
     def _upload_site(self, bucket: str) -> list[str]:
         from botocore.exceptions import ClientError
 
+        from codecdash.aws_clients import error_code
         from codecdash.export import SNAPSHOT_NAME, site_files, snapshot_file
 
         s3 = self.clients("s3")
