@@ -20,6 +20,7 @@ import click
 
 from codecdash.config import ConfigError, Settings
 from codecdash.serving import command_settings
+from codecdash.sources.base import Source
 from codecdash.sources.checks import FAIL, OK, WARN, Finding, Status
 
 MARKS = {OK: "✓", WARN: "!", FAIL: "✗"}
@@ -159,12 +160,10 @@ class Doctor:
             lambda: self.clients("sts").get_caller_identity(),
             "configure credentials: `aws configure`, `aws sso login`, "
             "AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+            ok=lambda answer: f"{answer.get('Arn')} in region {region}",
         )
         self.report(checkup.findings)
-        if identity is None:
-            return False
-        self.add(OK, "AWS credentials", f"{identity.get('Arn')} in region {region}")
-        return True
+        return identity is not None
 
     def aws_sources(self, skip_cost_explorer: bool, rebuild_aggregate: bool) -> None:
         """Each AWS source checks its resources; then one refresh of them all."""
@@ -202,7 +201,7 @@ class Doctor:
 
         self.report(CostsSource(self.settings, self.clients).check(bucket=False))
 
-    def refresh(self, sources: list[Any]) -> None:
+    def refresh(self, sources: list[Source]) -> None:
         """One snapshot from the AWS sources (Cost Explorer only from the shared cache)."""
         from codecdash.snapshot import SnapshotBuilder
 
