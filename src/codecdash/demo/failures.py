@@ -8,9 +8,8 @@ from collections.abc import Callable
 from typing import Final
 
 from codecdash.demo.fleet import Worker
-from codecdash.demo.runs import Run
+from codecdash.demo.runs import SEQUENCES, Run
 
-SEQUENCES: Final = 64_612  # Vimeo-90k septuplet training set
 WATCHDOG_S: Final = 45 * 60.0
 """How long the orchestrator waits for a silent worker's heartbeat before terminating it."""
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
+SEQUENCES: Final = 64_612  # Vimeo-90k septuplet training set: an epoch is SEQUENCES / batch steps
 RESULT_FIELDS: Final = ("bitrate_reduction_pct", "psnr_db", "ms_ssim", "bitrate_kbps", "rd_points")
 
 
