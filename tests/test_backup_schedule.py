@@ -163,7 +163,7 @@ async def test_a_failing_schedule_logs_and_tries_again(
 def doctor_says(settings: Settings, now: float | None = None) -> tuple[str, str]:
     lines: list[str] = []
     doctor = Doctor(settings, echo=lines.append)
-    check_backups(doctor, now=now)
+    doctor.report(check_backups(doctor.settings, now=now))
     return doctor.checks[-1].status, "\n".join(lines)
 
 
@@ -192,7 +192,7 @@ def test_doctor_reports_a_failed_backup(settings: Settings, tmp_path: Path) -> N
     )
     lines: list[str] = []
     doctor = Doctor(configured, echo=lines.append)
-    check_backups(doctor, now=T0 + HOUR)
+    doctor.report(check_backups(doctor.settings, now=T0 + HOUR))
     assert doctor.failed == 1
     assert "the last scheduled backup failed at" in "\n".join(lines)
     assert "no SQLite database" in "\n".join(lines)

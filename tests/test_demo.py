@@ -28,10 +28,11 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from codecdash.cli import main  # first: it registers (and imports) codecdash.demo.command
-from codecdash.demo.campaign import DAY, X264, Campaign, RDModel, frontier_scale
+from codecdash.cli import main
+from codecdash.demo.campaign import Campaign, frontier_scale
 from codecdash.demo.command import DEMO_TOKEN, open_demo_store
-from codecdash.demo.fleet import CostLedger, Fleet
+from codecdash.demo.fleet import DAY, CostLedger, Fleet
+from codecdash.demo.rd_model import X264, RDModel
 from codecdash.demo.workload import Clock, heartbeat_interval
 from codecdash.store import Store
 

@@ -30,10 +30,11 @@ from codecdash.api import (
     fleet,
     metrics_history,
 )
-from codecdash.api.auth import WriteLimits, install_log_redaction
+from codecdash.api.auth import install_log_redaction
 from codecdash.api.bodies import document_bodies
 from codecdash.api.cache import SnapshotCache
 from codecdash.api.guard import Guard, allowed_hosts
+from codecdash.api.ratelimit import WriteLimits
 from codecdash.api.state import AppState, ExperimentReader
 from codecdash.api.static import InlineSnapshot, StaticPage
 from codecdash.api.timeout import RequestTimeout

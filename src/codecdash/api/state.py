@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import Request
 
+from codecdash.api.ratelimit import WriteLimits
 from codecdash.config import Settings
 from codecdash.events import ChangeFeed
 from codecdash.snapshot import SnapshotBuilder
 from codecdash.store import ListQuery, Store
 
 if TYPE_CHECKING:
-    from codecdash.api.auth import WriteLimits
     from codecdash.api.cache import SnapshotCache
 
 

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from codecdash.client import Client
-from codecdash.demo.campaign import SEQUENCES, Campaign, Run
+from codecdash.demo.campaign import Campaign
 from codecdash.demo.fleet import HOUR
+from codecdash.demo.runs import SEQUENCES, Run
 
 LOG_EVERY: Final = 100
 MAX_LOGS_PER_TICK: Final = 25

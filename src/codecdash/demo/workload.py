@@ -23,16 +23,19 @@ from typing import Any, Final, TypeVar
 import httpx
 
 from codecdash.client import Client, ClientError
-from codecdash.demo.campaign import DAY, Campaign, Change, RDModel
+from codecdash.demo.campaign import Campaign
 from codecdash.demo.curves import CurveLogger
 from codecdash.demo.fleet import (
     COST_DESCRIPTIONS,
+    DAY,
     CostLedger,
     HeartbeatSender,
     ThrottledLog,
     Worker,
     heartbeat_fields,
 )
+from codecdash.demo.rd_model import RDModel
+from codecdash.demo.runs import Change
 
 log = logging.getLogger("codecdash.demo")
 

@@ -47,6 +47,14 @@ def database_url(path_or_url: str) -> str:
     return f"sqlite:///{Path(path_or_url).expanduser()}"
 
 
+def shown_url(url: str) -> str:
+    """The store's URL as it may be printed or logged: the password masked (`***`)."""
+    try:
+        return make_url(database_url(url)).render_as_string(hide_password=True)
+    except ValueError:
+        return "(not a database URL)"
+
+
 def make_engine(url: str, busy_timeout_ms: Callable[[], int] | None = None) -> Engine:
     url = database_url(url)
     if url.startswith("sqlite"):

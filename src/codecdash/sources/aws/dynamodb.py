@@ -38,9 +38,10 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
+from codecdash.aws_clients import ClientFactory
 from codecdash.config import Settings
 from codecdash.models import Experiment
-from codecdash.sources.aws._common import ClientFactory, Part, iso
+from codecdash.sources.aws._common import Part, iso
 from codecdash.sources.base import Facts, FieldInfo, SourceError
 
 log = logging.getLogger("codecdash.aws.dynamodb")

@@ -17,8 +17,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from codecdash.aws_clients import ClientFactory
 from codecdash.config import Settings
-from codecdash.sources.aws._common import ClientFactory
 from codecdash.sources.aws.dynamodb import (
     RECENT_KEPT,
     SPECIAL_IDS,
