@@ -312,7 +312,9 @@ class ExperimentFields(_Strict):
     bd_rate_pct: float | None = Field(None, description="Derived by the server; ignored.")
     bd_rate_anchor: Text | None = Field(None, description="Derived by the server; ignored.")
     updated_at: Timestamp | None = Field(None, description="Set by the server; ignored.")
-    training: Annotated[dict[str, JsonValue] | None, AfterValidator(_ignored)] = Field(
+    # Any values: the server drops them unread, so the document promises to refuse none
+    # (its JsonValue cannot say that a float such as 1e300 is accepted).
+    training: Annotated[dict[str, Any] | None, AfterValidator(_ignored)] = Field(
         None, description="Derived by the server; ignored."
     )
 
