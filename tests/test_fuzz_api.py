@@ -94,9 +94,12 @@ def beyond_the_schema() -> dict[str, set[int]]:
 SEMANTIC = beyond_the_schema()
 # Field rules that JSON Schema cannot state, said in the fields' descriptions instead: a
 # reported time at most `max_future_seconds` ahead of the server's clock (a schema has no
-# "now"), and JSON fields capped in bytes (a schema counts items, not bytes).
+# "now"), and JSON fields capped in bytes (a schema counts items, not bytes); and, said in
+# the document's description for every `date-time`, a time within the years 1-9999 once
+# converted to UTC (0001-01-01T00:01:00+00:11 is not) and without a leap second.
 WORDED_FIELD_RULE = re.compile(
     r"ahead of the server's clock; at most |(params is|tags are) limited to \d+ KiB"
+    r"|time is out of range once converted to UTC|second must be in 0\.\.59"
 )
 
 
