@@ -1,5 +1,5 @@
 """Real receivers for the alert tests: an HTTP webhook server, an SMTP server (aiosmtpd,
-plain or STARTTLS with a login), and snapshot makers.
+plain or STARTTLS with a login), snapshot makers, and training runs in a store.
 
 Use with ``from alert_fixtures import *``.
 """
@@ -20,12 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from codecdash.curve_models import MetricPoint
+from codecdash.curve_rules import encode_value
+from codecdash.models import ExperimentIn
+from codecdash.store import Store, schema
 from conftest import free_port
 
 __all__ = [
     "Receiver",
     "Smtp",
+    "age_steps",
+    "log_losses",
     "receiver",
     "smtp_server",
     "snapshot",
@@ -243,3 +250,28 @@ def snapshot(**changes: Any) -> dict[str, Any]:
         else:
             base[key] = value
     return base
+
+
+# -- training runs ----------------------------------------------------------------------------
+def log_losses(store: Store, experiment_id: str, losses: list[float], first: int = 0) -> None:
+    """Logs one step per loss (from step `first`) for `experiment_id`, created running if
+    it is new."""
+    if store.get_experiment(experiment_id) is None:
+        store.create_experiment(ExperimentIn(id=experiment_id, status="running"))
+    points = [
+        MetricPoint.model_validate({"step": first + i, "values": {"loss": encode_value(loss)}})
+        for i, loss in enumerate(losses)
+    ]
+    store.log_metrics([(experiment_id, points)])
+
+
+def age_steps(store: Store, experiment_id: str, seconds: float) -> None:
+    """As if the experiment's newest metrics write had reached the server `seconds` earlier
+    (the store dates each write by its own clock, which a test cannot set)."""
+    summary = schema.training_summary
+    with store.db.write() as conn:
+        conn.execute(
+            update(summary)
+            .where(summary.c.experiment_id == experiment_id)
+            .values(received_at=summary.c.received_at - seconds)
+        )

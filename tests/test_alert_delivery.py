@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -17,12 +18,12 @@ import pytest
 from pydantic import SecretStr
 
 from alert_fixtures import *  # noqa: F403
-from alert_fixtures import Receiver, snapshot
+from alert_fixtures import Receiver, age_steps, log_losses, snapshot
 from codecdash.alerts.channels import DeliveryError, build_channels
 from codecdash.alerts.delivery import backoff
 from codecdash.alerts.service import AlertService, send_test
 from codecdash.config import Settings
-from codecdash.models import ExperimentIn, Heartbeat
+from codecdash.models import ExperimentIn, ExperimentPatch, Heartbeat
 from codecdash.store import Store
 from codecdash.store.alerts import AlertStore
 
@@ -127,6 +128,13 @@ def fire(rule: str, store: Store, now: float) -> dict[str, Any]:
             ]
         )
         return snapshot(summary={"best_compression": {"value_pct": 50.0, "experiment_id": "b"}})
+    if rule == "non_finite_loss":
+        log_losses(store, "run-nan", [1.0] * 5 + [math.nan])
+    if rule == "loss_rising":
+        log_losses(store, "run-up", [1.0] * 10 + [10.0] * 10)
+    if rule == "stalled_run":
+        log_losses(store, "run-hung", [1.0] * 3)
+        age_steps(store, "run-hung", 1200)  # its last step reached the server 20 min ago
     return snapshot()
 
 
@@ -136,6 +144,12 @@ def resolve(rule: str, store: Store, now: float) -> float:
         store.heartbeat(Heartbeat(worker_id="train-07", role="training", at=at(now)))
     if rule in ("failure_rate", "experiment_failed", "new_best"):
         return now + 2 * HOUR  # out of the window
+    if rule == "non_finite_loss":
+        log_losses(store, "run-nan", [0.9], first=6)  # finite again
+    if rule == "loss_rising":
+        store.patch_experiment("run-up", ExperimentPatch(status="completed"))
+    if rule == "stalled_run":
+        log_losses(store, "run-hung", [0.9], first=3)  # steps resume
     return now
 
 
@@ -148,6 +162,9 @@ RULE_NAMES = [
     "experiment_failed",
     "target_reached",
     "new_best",
+    "non_finite_loss",
+    "loss_rising",
+    "stalled_run",
 ]
 
 

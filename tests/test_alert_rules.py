@@ -26,6 +26,7 @@ class StoreFacts:
         self.counts = answers.get("counts", (0, 0))
         self.failures = answers.get("failures", [])
         self.finished = answers.get("finished", {})
+        self.training_ = answers.get("training", [])
         self.asked: list[float] = []
 
     def workers(self) -> list[dict[str, Any]]:
@@ -40,6 +41,9 @@ class StoreFacts:
 
     def finished_at(self, experiment_id: str) -> float | None:
         return self.finished.get(experiment_id)
+
+    def training(self) -> list[dict[str, Any]]:
+        return self.training_
 
 
 def rule(name: str, **settings: Any) -> Rule:
@@ -205,6 +209,77 @@ def test_new_best_only_when_recent() -> None:
     assert labels(r.evaluate(Facts(recent), NOW)) == [{"metric": "compression", "experiment": "e1"}]
 
 
+def summary(experiment_id: str, **values: Any) -> dict[str, Any]:
+    """A running experiment's training summary, as the store answers (a healthy run)."""
+    row: dict[str, Any] = {
+        "experiment_id": experiment_id,
+        "name": None,
+        "status": "running",
+        "step": 4000,
+        "at": NOW - 30,
+        "received_at": NOW - 20,
+        "loss_metric": "loss",
+        "loss": 0.42,
+        "non_finite_step": None,
+        "alert": None,
+        "latest": {"loss": 0.42},
+    }
+    row.update(values)
+    return row
+
+
+def test_non_finite_loss_per_running_experiment() -> None:
+    bad = {"alert": "non_finite_loss"}
+    rows = [
+        summary("ok"),
+        summary("nan", name="ssf λ=0.013", loss="NaN", non_finite_step=3100, **bad),
+        summary("inf", loss_metric="train/loss", loss="Infinity", non_finite_step=7, **bad),
+        summary("up", alert="loss_rising"),
+    ]
+    r = rule("non_finite_loss")
+    assert (r.enabled, r.severity, r.pending_seconds) == (True, "critical", 0)
+    found = r.evaluate(Facts(snapshot(), store=StoreFacts(training=rows)), NOW)
+    assert labels(found) == [{"experiment": "nan"}, {"experiment": "inf"}]
+    assert found[0].summary == "Experiment ssf λ=0.013: loss is NaN (first non-finite at step 3100)"
+    assert found[1].summary == "Experiment inf: train/loss is Infinity (first non-finite at step 7)"
+    assert r.evaluate(Facts(snapshot()), NOW) == []  # no store (AWS source): nothing to say
+
+
+def test_loss_rising_is_opt_in() -> None:
+    rows = [summary("ok"), summary("up", loss=3.5, alert="loss_rising")]
+    facts = Facts(snapshot(), store=StoreFacts(training=rows))
+    assert rule("loss_rising").enabled is False and rule("loss_rising").pending_seconds == 600
+    found = rule("loss_rising", enabled=True).evaluate(facts, NOW)
+    assert labels(found) == [{"experiment": "up"}] and found[0].value == 3.5
+    assert found[0].summary == (
+        "Experiment up: loss is rising (its moving average is well above its lowest)"
+    )
+
+
+def test_stalled_run_by_the_servers_clock() -> None:
+    rows = [
+        summary("fresh", received_at=NOW - 60),
+        # its client's clock is far behind: only when the server received it counts
+        summary("skewed", at=NOW - 7200, received_at=NOW - 60),
+        summary("stalled", name="dcvc-b", step=1200, received_at=NOW - 1200),
+        summary("abandoned", received_at=NOW - 2 * 86400),
+    ]
+    facts = Facts(snapshot(), store=StoreFacts(training=rows))
+    r = rule("stalled_run")
+    assert (r.enabled, r.stalled_after_seconds) == (True, 900)  # type: ignore[attr-defined]
+    found = r.evaluate(facts, NOW)
+    assert labels(found) == [{"experiment": "stalled"}]
+    assert found[0].summary == "Experiment dcvc-b has logged no step for 20 min (last: step 1200)"
+    assert found[0].value == 1200
+    assert rule("stalled_run", stalled_after_seconds=1800).evaluate(facts, NOW) == []
+    forgetful = rule("stalled_run", stalled_after_seconds=30, forget_after_seconds=600)
+    assert labels(forgetful.evaluate(facts, NOW)) == [
+        {"experiment": "fresh"},
+        {"experiment": "skewed"},
+    ]
+    assert r.evaluate(Facts(snapshot()), NOW) == []
+
+
 # -- the state machine ------------------------------------------------------------------------
 def run(r: Rule, findings: list[Finding] | None, alerts: dict[str, Alert], now: float) -> list[Any]:
     changes = step(r, findings, alerts, now)
@@ -286,6 +361,7 @@ def test_rule_settings_from_toml_and_nested_environment(tmp_path: Path) -> None:
         "CODECDASH_ALERT_RULES__BUDGET__SEVERITY": "critical",
         "CODECDASH_ALERT_RULES__EXPERIMENT_FAILED__ENABLED": "true",
         "CODECDASH_ALERT_RULES__WORKER_STALE__ROLES": "training",
+        "CODECDASH_ALERT_RULES__STALLED_RUN__STALLED_AFTER_SECONDS": "1800",
     }
     settings = load_settings(config, env=env)
     rules = {r.name: r for r in build_rules(settings.alert_rules)}
@@ -294,6 +370,7 @@ def test_rule_settings_from_toml_and_nested_environment(tmp_path: Path) -> None:
     assert rules["pool_idle"].pending_seconds == 300
     assert rules["experiment_failed"].enabled is True
     assert rules["worker_stale"].roles == ["training"]  # type: ignore[attr-defined]
+    assert rules["stalled_run"].stalled_after_seconds == 1800  # type: ignore[attr-defined]
     assert [r.name for r in build_rules({})] == [r.name for r in RULES]
 
 

@@ -8,6 +8,7 @@ in Chromium.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -747,43 +748,86 @@ def test_serving_demand_varies_through_the_day() -> None:
     assert ServingLoad(SEED + 1, 48.0).demand(50_000) != load.demand(50_000)
 
 
+# Every rule the page's alert strip ever lists, recorded as its items are drawn: an alert
+# that fires for a few seconds is not missed between two looks.
+STRIP_RULES_SEEN = """
+window.stripRulesSeen = new Set();
+new MutationObserver(() => {
+  for (const li of document.querySelectorAll("#alert-list li.alert-firing[data-rule]")) {
+    window.stripRulesSeen.add(li.dataset.rule);
+  }
+}).observe(document, { subtree: true, childList: true });
+"""
+
+
 @pytest.mark.slow
-def test_demo_fires_a_budget_and_a_stale_worker_alert(tmp_path: Path) -> None:
-    """Within its first minutes (here, with a 6 s active window so that the live hang is
-    stale within seconds): the forecast passes the demo's budget, and a worker goes silent."""
+def test_demo_fires_budget_stale_worker_and_nan_loss_alerts(tmp_path: Path) -> None:
+    """Within its first minute (here at ×120, with a 6 s active window so that the live hang
+    is stale within seconds): the forecast passes the demo's budget, a worker goes silent,
+    and the live diverging run logs a NaN loss (for 5 s at this speed: then it fails) —
+    which the page's alert strip lists too (where Chromium is installed)."""
     env = _environment()
     env.update(CODECDASH_REFRESH_SECONDS="2", CODECDASH_ALERT_EVALUATE_SECONDS="1")
     command = [
         sys.executable, "-m", "codecdash.cli", "demo", "--port", "0",
-        "--db", str(tmp_path / "demo.db"), "--speed", "3600", "--history", "1",
-        "--seed", str(SEED), "--duration", "60",
+        "--db", str(tmp_path / "demo.db"), "--speed", "120", "--history", "1",
+        "--seed", str(SEED), "--duration", "90",
     ]  # fmt: skip
     log = tmp_path / "demo.log"
+    wanted = {"budget", "worker_stale", "non_finite_loss"}
     with log.open("wb") as out:
         proc = subprocess.Popen(
             command, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=env
         )
-    try:
-        firing: set[str] = set()
-        deadline = time.monotonic() + 50
+    with contextlib.ExitStack() as stack:
+        stack.callback(_stop, proc)
+        page = _watching_page(stack)
+        fired: set[str] = set()
+        shown: set[str] = set()
+        deadline = time.monotonic() + 75
         with httpx.Client(timeout=2.0) as http:
             while time.monotonic() < deadline and proc.poll() is None:
                 found = re.search(r"serving (http://\S+?)/ ", log.read_text(errors="replace"))
                 if found:
+                    url = found.group(1)
                     try:
-                        answer = http.get(f"{found.group(1)}/api/v1/alerts").json()
+                        answer = http.get(f"{url}/api/v1/alerts").json()
                     except (httpx.HTTPError, ValueError):
                         answer = {"alerts": []}
-                    firing = {a["rule"] for a in answer["alerts"] if a["state"] == "firing"}
-                    if {"budget", "worker_stale"} <= firing:
+                    fired |= {a["rule"] for a in answer["alerts"] if a["state"] == "firing"}
+                    if page is not None:
+                        if page.url == "about:blank":
+                            page.add_init_script(STRIP_RULES_SEEN)
+                            page.goto(f"{url}/")
+                        shown = set(page.evaluate("[...window.stripRulesSeen]"))
+                    if wanted <= fired and (page is None or "non_finite_loss" in shown):
                         break
                 time.sleep(0.2)  # polling interval
-        assert {"budget", "worker_stale"} <= firing, log.read_text(errors="replace")
+        assert wanted <= fired, log.read_text(errors="replace")
+        if page is not None:
+            assert "non_finite_loss" in shown, (shown, log.read_text(errors="replace"))
         assert "budget $4,000 a month" in log.read_text(errors="replace")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+
+
+def _watching_page(stack: contextlib.ExitStack) -> Any:
+    """A blank Chromium page, closed with `stack`; None without Playwright or Chromium."""
+    executable = _chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    if executable is None:
+        return None
+    p = stack.enter_context(sync_playwright())
+    browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
+    stack.callback(browser.close)
+    return browser.new_page()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -1,8 +1,8 @@
 """What the rules read: the dashboard's snapshot, and a few queries of the local store.
 
 Rules that need more than the snapshot (each worker's last heartbeat, failures over a
-window) ask ``facts.store``; it is None where the facts come from elsewhere (the AWS
-source), and those rules then find nothing rather than guess.
+window, running experiments' newest steps) ask ``facts.store``; it is None where the facts
+come from elsewhere (the AWS source), and those rules then find nothing rather than guess.
 """
 
 from __future__ import annotations
@@ -39,6 +39,12 @@ class StoreFacts(Protocol):
 
     def finished_at(self, experiment_id: str) -> float | None:
         """When an experiment finished (None: unknown, or not finished)."""
+        ...
+
+    def training(self) -> list[dict[str, Any]]:
+        """The training summary of each running experiment that logged steps:
+        experiment_id, name, step, received_at (the server's clock, epoch seconds),
+        loss_metric, loss, non_finite_step, alert (see store/training.py)."""
         ...
 
 
@@ -99,3 +105,6 @@ class LocalStoreFacts:
         with self.store.db.read() as conn:
             value = conn.execute(select(E.c.finished_at).where(E.c.id == experiment_id)).scalar()
         return float(value) if value is not None else None
+
+    def training(self) -> list[dict[str, Any]]:
+        return self.store.training_latest(running_only=True)

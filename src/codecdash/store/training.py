@@ -165,11 +165,11 @@ def attach(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
 def latest(
     conn: Connection, *, running_only: bool = False, alert_only: bool = False
 ) -> list[dict[str, Any]]:
-    """Every summary (for alert rules): the experiment's id and status, its newest step,
+    """Every summary (for alert rules): the experiment's id, name and status, its newest step,
     that step's time (`at`, the client's clock) and when it arrived (`received_at`, the
     server's), the loss and alert as in `training`, and the newest value of each metric
     (`latest`; NaN and infinities as their strings). Times as epoch seconds."""
-    stmt = select(T, E.c.status).join(E, E.c.id == T.c.experiment_id)
+    stmt = select(T, E.c.status, E.c.name).join(E, E.c.id == T.c.experiment_id)
     if running_only:
         stmt = stmt.where(E.c.status == "running")
     if alert_only:
@@ -179,6 +179,7 @@ def latest(
         item = public(row)
         item.update(
             experiment_id=row["experiment_id"],
+            name=row["name"],
             status=row["status"],
             at=float(row["at"]),
             received_at=float(row["received_at"]),

@@ -21,6 +21,7 @@ from codecdash.alerts.rules.experiments import (
     TargetReachedRule,
 )
 from codecdash.alerts.rules.fleet import OrchestratorDownRule, PoolIdleRule, WorkerStaleRule
+from codecdash.alerts.rules.training import LossRisingRule, NonFiniteLossRule, StalledRunRule
 
 RULES: tuple[type[Rule], ...] = (
     BudgetRule,
@@ -31,9 +32,9 @@ RULES: tuple[type[Rule], ...] = (
     ExperimentFailedRule,
     TargetReachedRule,
     NewBestRule,
-    # Training curves (per-step metrics): a non-finite loss, and a running experiment with
-    # no new step for N minutes, belong here as a `training.py` module once the store keeps
-    # steps; they read facts.store (the newest step and its values per running experiment).
+    NonFiniteLossRule,
+    LossRisingRule,
+    StalledRunRule,
 )
 BY_NAME: dict[str, type[Rule]] = {rule.name: rule for rule in RULES}
 
