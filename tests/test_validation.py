@@ -351,7 +351,12 @@ def as_utc(value: datetime) -> datetime:
 
 @pytest.mark.slow
 @PROPERTY
-@given(experiment=valid_experiments, experiment_id=st.from_regex(r"\A[A-Za-z0-9._:-]{1,40}\Z"))
+@given(
+    experiment=valid_experiments,
+    experiment_id=st.from_regex(r"\A[A-Za-z0-9._:-]{1,40}\Z").filter(
+        lambda s: s not in (".", "..")
+    ),
+)
 async def test_valid_experiments_round_trip(
     backend_client: tuple[FastAPI, httpx.AsyncClient, dict[str, str]],
     experiment: dict[str, Any],
@@ -385,3 +390,22 @@ async def test_valid_experiments_round_trip(
         start = datetime.fromisoformat(got["started_at"].replace("Z", "+00:00"))
         end = datetime.fromisoformat(got["finished_at"].replace("Z", "+00:00"))
         assert got["duration_s"] == pytest.approx(max(0.0, (end - start).total_seconds()), abs=2e-3)
+
+
+@pytest.mark.anyio
+async def test_ids_that_a_url_path_cannot_address_are_refused(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """`.` and `..` are dot segments: clients resolve /api/v1/experiments/.. to /api/v1, so
+    an experiment with such an id could never be read back. Other ids of dots are fine."""
+    for dots in (".", ".."):
+        r = await client.post("/api/v1/experiments", json={"id": dots}, headers=auth)
+        assert_error(r, 422)
+        r = await client.post(
+            "/api/v1/heartbeats", json={"worker_id": dots, "role": "training"}, headers=auth
+        )
+        assert_error(r, 422)
+    for fine in ("...", ".a", "..a", "a.."):
+        r = await client.post("/api/v1/experiments", json={"id": fine}, headers=auth)
+        assert r.status_code == 201, r.text
+        assert (await client.get(f"/api/v1/experiments/{fine}")).json()["id"] == fine

@@ -28,7 +28,14 @@ WorkerStatus = Literal["ok", "degraded", "down"]
 Component = Literal["training", "inference", "storage", "orchestrator", "other"]
 COMPONENTS: tuple[str, ...] = ("training", "inference", "storage", "orchestrator", "other")
 
-ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
+# 1-128 of A-Za-z0-9._:- but not "." or "..": those cannot be addressed in a URL's path
+# (clients resolve /experiments/.. to /api/v1). Written without lookahead, so that every
+# regex dialect (JSON Schema's, Python's, generators') reads it the same way.
+ID_PATTERN = (
+    r"^(?:[A-Za-z0-9_:\-][A-Za-z0-9._:\-]{0,127}"
+    r"|\.[A-Za-z0-9_:\-][A-Za-z0-9._:\-]{0,126}"
+    r"|\.\.[A-Za-z0-9._:\-]{1,126})$"
+)
 NO_NUL_PATTERN = r"^[^\u0000]*$"
 """Text without NUL, as ECMA and Python regular expressions write it."""
 MAX_BATCH = 1000
