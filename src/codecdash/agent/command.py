@@ -41,8 +41,8 @@ def default_worker_id(instance: InstanceInfo | None) -> str:
 
 
 def _check_worker_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and not WORKER_ID.match(value):
-        raise click.BadParameter("use 1-128 characters of A-Z a-z 0-9 . _ : -")
+    if value is not None and (not WORKER_ID.match(value) or value in (".", "..")):
+        raise click.BadParameter("use 1-128 characters of A-Z a-z 0-9 . _ : - (not . or ..)")
     return value
 
 
