@@ -7,6 +7,8 @@ import asyncio
 import calendar
 import contextlib
 import json
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -245,6 +247,20 @@ def test_item_conversion() -> None:
     assert out["duration_s"] == 60.0
     assert out["params"] == {"lr": 0.001, "n": 3}
     assert out["tags"] == ["a", "b"]
+
+
+def test_the_aws_sources_and_the_snapshot_load_without_the_store() -> None:
+    """What the snapshot and stream functions run (the AWS sources, the snapshot builder,
+    time formatting) imports neither the SQL store nor SQLAlchemy."""
+    code = (
+        "import sys\n"
+        "import codecdash.snapshot, codecdash.sources.aws, codecdash.sources.aws.dynamodb\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] == 'sqlalchemy'\n"
+        "          or m.startswith('codecdash.store')]\n"
+        "print(','.join(sorted(loaded)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
 
 
 # -- fleet ---------------------------------------------------------------------------------

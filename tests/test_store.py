@@ -20,6 +20,7 @@ from codecdash.sources.local import local_sources
 from codecdash.store import BadCursor, Conflict, ListQuery, Store, TokenExists, schema, tokens
 from codecdash.store import experiments as experiments_mod
 from codecdash.store.experiments import SORTABLE, from_row
+from codecdash.timefmt import iso
 from conftest import PgServer
 
 # A fixed "now" in the middle of a month, for the time-dependent figures.
@@ -92,7 +93,7 @@ def test_times_are_iso_to_the_millisecond_as_datetime_writes_them() -> None:
     edges = [0.0, 0.0005, 0.9995, 59.9996, 86399.9996, -0.25, -86400.5, 951782400.0]
     edges += [ts(datetime(y, 12, 31, 23, 59, 59, 999500, tzinfo=UTC)) for y in (1999, 2024)]
     for t in edges + [rng.uniform(-2e9, 4e9) for _ in range(20_000)]:
-        assert experiments_mod.iso(t) == reference(t), t
+        assert iso(t) == reference(t), t
 
 
 def test_create_generates_an_id_and_refuses_a_duplicate(store: Store) -> None:

@@ -16,6 +16,7 @@ from codecdash.config import Settings
 from codecdash.sources.base import Facts, FieldInfo
 from codecdash.store import Store, costs, experiments, fleet, progress, schema
 from codecdash.store.counters import read_counters
+from codecdash.timefmt import iso
 
 E = schema.experiments
 RECENT = 20
@@ -143,22 +144,22 @@ class ExperimentsSource(_LocalSource):
         bucket = 1 if span is None or span[1] - span[0] <= SHORT_HISTORY_HOURS else 24
         if self.settings.compression_metric == "bd_rate":
             compression = [
-                {"t": experiments.iso(t), "best_pct": -v}
+                {"t": iso(t), "best_pct": -v}
                 for t, v in progress.best_so_far(conn, "best_bd_rate_pct", bucket)
             ]
         else:
             compression = [
-                {"t": experiments.iso(t), "best_pct": v}
+                {"t": iso(t), "best_pct": v}
                 for t, v in progress.best_so_far(conn, "best_compression_pct", bucket)
             ]
         if self.settings.quality_metric == "ms_ssim":
             quality = [
-                {"t": experiments.iso(t), "best_ms_ssim": v}
+                {"t": iso(t), "best_ms_ssim": v}
                 for t, v in progress.best_so_far(conn, "best_ms_ssim", bucket)
             ]
         else:
             quality = [
-                {"t": experiments.iso(t), "best_psnr_db": v}
+                {"t": iso(t), "best_psnr_db": v}
                 for t, v in progress.best_so_far(conn, "best_psnr_db", bucket)
             ]
         return {
@@ -224,7 +225,7 @@ class FleetSource(_LocalSource):
             "status": newest["status"] if fresh else "down",
             "cpu_pct": newest["cpu_pct"],
             "mem_pct": newest["mem_pct"],
-            "last_seen": experiments.iso(newest["last_seen"]),
+            "last_seen": iso(newest["last_seen"]),
             "worker_id": newest["worker_id"],
         }
 
@@ -262,7 +263,7 @@ class CostsSource(_LocalSource):
                 "month_to_date_usd": round(mtd, 2),
                 "forecast_month_usd": round(forecast, 2),
                 "cost_breakdown": breakdown,
-                "as_of": experiments.iso(now),
+                "as_of": iso(now),
             }
         }
 

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 import orjson
@@ -33,6 +32,7 @@ from codecdash.models import STATUSES, ExperimentFields
 from codecdash.store import leaders, schema
 from codecdash.store.counters import bump_counters, data_version, read_counters
 from codecdash.store.progress import merge_progress, recompute_hours
+from codecdash.timefmt import iso
 
 T = schema.experiments
 FINISHED = frozenset({"completed", "failed", "cancelled"})
@@ -147,28 +147,6 @@ def from_row(row: Mapping[Any, Any], now: float | None = None) -> dict[str, Any]
         if (ts := out.get(name)) is not None:
             out[name] = iso(ts)
     return out
-
-
-_EPOCH_DAY = date(1970, 1, 1).toordinal()
-# Every response lists up to four times per experiment: the parts of the text are looked
-# up, not formatted (3.7 times faster than datetime's isoformat, the same text).
-_CLOCK = [f"T{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]
-_SECONDS = [f"{s:02d}." for s in range(60)]
-_MILLIS = [f"{ms:03d}Z" for ms in range(1000)]
-
-
-@functools.lru_cache(maxsize=4096)
-def _day(days: int) -> str:
-    return date.fromordinal(_EPOCH_DAY + days).isoformat()
-
-
-def iso(ts: float) -> str:
-    """``2026-01-01T00:00:00.123Z``: rounded to the millisecond in integers first (flooring
-    the fraction turned .123 into .122), then split into day, minute, second and millisecond."""
-    seconds, millis = divmod(round(ts * 1000), 1000)
-    days, of_day = divmod(seconds, 86400)
-    minute, second = divmod(of_day, 60)
-    return _day(days) + _CLOCK[minute] + _SECONDS[second] + _MILLIS[millis]
 
 
 @functools.cache

@@ -28,8 +28,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from codecdash import timefmt
 from codecdash.sources.base import Facts, FieldInfo, SourceError
-from codecdash.store.experiments import iso as store_iso
 
 CLIENT_CONFIG = Config(
     connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"}
@@ -220,5 +220,5 @@ async def gather_values(parts: list[Part], now: float) -> dict[str, Any]:
 
 
 def iso(ts: float | None) -> str | None:
-    """ISO 8601 UTC with milliseconds, exactly as the rest of codecdash writes times."""
-    return None if ts is None else store_iso(ts)
+    """ISO 8601 UTC with milliseconds (`codecdash.timefmt`), None for no time."""
+    return None if ts is None else timefmt.iso(ts)
