@@ -30,7 +30,8 @@ import orjson
 from codecdash.bdrate import AnchorBdRate, install_bd_rate
 from codecdash.codec_metrics import MIN_POINTS, bd_rate, bd_report
 from codecdash.config import Settings
-from codecdash.results import RateUnit, rd_pairs, rd_rate_unit
+from codecdash.experiments.vocabulary import RateUnit, rate_unit
+from codecdash.results import rd_pairs
 from codecdash.store import Store, StoreUnavailable
 from codecdash.store import anchors as anchor_rows
 from codecdash.store.store import Superseded
@@ -91,7 +92,7 @@ def deriver(store: Store, settings: Settings) -> AnchorBdRate:
 
 def check_curve(points: Sequence[Mapping[str, Any]], quality: Quality) -> RateUnit:
     """The curve's rate unit; ValueError unless it can be a BD-rate curve in `quality`."""
-    unit = rd_rate_unit(points)
+    unit = rate_unit(points)
     pairs = _pairs(points, quality, "the curve")
     bd_rate(pairs, pairs)  # validates: four distinct points, one rate per quality
     return unit
@@ -101,7 +102,7 @@ def anchor_view(anchor: Mapping[str, Any]) -> dict[str, Any]:
     """An anchor as the API answers it."""
     points = anchor["rd_points"]
     try:
-        unit: str | None = rd_rate_unit(points)
+        unit: str | None = rate_unit(points)
     except ValueError:
         unit = None
     return {
@@ -319,10 +320,10 @@ def bd_report_for(
     Raises ValueError for different rate units, unusable curves or no overlap.
     """
     name = anchor["name"]
-    anchor_unit = rd_rate_unit(anchor["rd_points"])
+    anchor_unit = rate_unit(anchor["rd_points"])
     if not rd_points:
         raise ValueError("the experiment has no rd_points")
-    unit = rd_rate_unit(rd_points)
+    unit = rate_unit(rd_points)
     if unit != anchor_unit:
         raise ValueError(
             f"the rates are in {unit} but anchor {name!r} is in {anchor_unit}: "

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from codecdash.codec_metrics import RateCurve, bd_rate, rate_curve
 from codecdash.config import Settings
+from codecdash.experiments.vocabulary import rate_unit
 from codecdash.results import rd_pairs
 from codecdash.store import Store
 
@@ -52,7 +53,7 @@ class AnchorBdRate:
             return None
         try:
             test_pairs = rd_pairs(rd_points, quality=quality)
-            if unit != _unit(rd_points):
+            if unit != rate_unit(rd_points):
                 return None
             return round(bd_rate(curve, test_pairs), 4), str(anchor["name"])
         except ValueError as exc:
@@ -67,17 +68,14 @@ class AnchorBdRate:
         if prepared is not None and prepared[0] is anchor and prepared[1] == quality:
             return prepared[2], prepared[3]
         curve: RateCurve | None = None
+        unit = ""
         try:
+            unit = rate_unit(anchor["rd_points"])
             curve = rate_curve(rd_pairs(anchor["rd_points"], quality=quality), "anchor")
         except ValueError as exc:
             log.debug("the anchor in force gives no BD-rates: %s", exc)
-        unit = _unit(anchor["rd_points"])
         self._prepared = (anchor, quality, unit, curve)
         return unit, curve
-
-
-def _unit(points: list[dict[str, Any]]) -> str:
-    return "kbps" if points and points[0].get("bitrate_kbps") is not None else "bpp"
 
 
 def install_bd_rate(store: Store, settings: Settings) -> AnchorBdRate:

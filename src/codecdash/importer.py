@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import click
 from click.core import ParameterSource
 
-from codecdash.models import STATUSES
+from codecdash.experiments.vocabulary import STATUSES
 
 if TYPE_CHECKING:
     from codecdash.anchors import Quality
@@ -293,9 +293,9 @@ def check_units(items: list[Item], anchor: dict[str, Any] | None) -> None:
     """Experiments must share the anchor's rate unit, or they could never get a BD-rate."""
     if anchor is None:
         return
-    from codecdash.results import rd_rate_unit
+    from codecdash.experiments.vocabulary import rate_unit
 
-    unit = rd_rate_unit(anchor["rd_points"])
+    unit = rate_unit(anchor["rd_points"])
     wrong = [
         f"{item.path}: rates in {item.curve.rate_unit} but the anchor in force "
         f"{anchor['name']!r} is in {unit}: no BD-rate could be derived (import a "

@@ -13,11 +13,11 @@ from codecdash.api.auth import require_read, require_write
 from codecdash.api.bodies import JsonBody
 from codecdash.api.errors import ApiError
 from codecdash.api.state import state
+from codecdash.experiments.vocabulary import STATUSES
 from codecdash.models import (
     ID_PATTERN,
     MAX_PARAMS_BYTES,
     MAX_TAGS_BYTES,
-    STATUSES,
     Accepted,
     ErrorResponse,
     Experiment,

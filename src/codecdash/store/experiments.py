@@ -27,15 +27,15 @@ from sqlalchemy import (
     true,
 )
 
+from codecdash.experiments.vocabulary import FINISHED, STATUSES
 from codecdash.ids import new_id
-from codecdash.models import STATUSES, ExperimentFields
+from codecdash.models import ExperimentFields
 from codecdash.store import leaders, schema
 from codecdash.store.counters import bump_counters, data_version, read_counters
 from codecdash.store.progress import merge_progress, recompute_hours
 from codecdash.timefmt import iso
 
 T = schema.experiments
-FINISHED = frozenset({"completed", "failed", "cancelled"})
 JSON_FIELDS = ("params", "tags", "rd_points")
 FILLED = "_server_filled"  # a row key (not a column): times to_row filled in
 TIME_FIELDS = ("created_at", "started_at", "finished_at", "updated_at")

@@ -48,18 +48,13 @@ from sqlalchemy import (
     tuple_,
 )
 
+from codecdash.experiments.vocabulary import LARGER_IS_BETTER
 from codecdash.store import schema
 
 E = schema.experiments
 L = schema.leaders
 B = schema.leader_bounds
-# metric -> True when larger is better
-METRICS: dict[str, bool] = {
-    "psnr_db": True,
-    "bitrate_reduction_pct": True,
-    "ms_ssim": True,
-    "bd_rate_pct": False,
-}
+METRICS = LARGER_IS_BETTER  # metric -> True when larger is better
 KEEP = 5000
 # The experiment's columns copied into its leaders rows, for filters.
 CARRIED = tuple(str(c.name) for c in L.columns if c.name not in ("metric", "value", "id"))

@@ -8,16 +8,17 @@ from typing import Any
 
 from sqlalchemy import Connection, Integer, cast, func, literal_column, select
 
+from codecdash.experiments.vocabulary import LARGER_IS_BETTER
 from codecdash.store import schema
 
 P = schema.progress_hourly
 E = schema.experiments
 # progress column -> (experiment column, True when larger is better)
 COLUMNS = {
-    "best_compression_pct": ("bitrate_reduction_pct", True),
-    "best_psnr_db": ("psnr_db", True),
-    "best_ms_ssim": ("ms_ssim", True),
-    "best_bd_rate_pct": ("bd_rate_pct", False),
+    "best_compression_pct": ("bitrate_reduction_pct", LARGER_IS_BETTER["bitrate_reduction_pct"]),
+    "best_psnr_db": ("psnr_db", LARGER_IS_BETTER["psnr_db"]),
+    "best_ms_ssim": ("ms_ssim", LARGER_IS_BETTER["ms_ssim"]),
+    "best_bd_rate_pct": ("bd_rate_pct", LARGER_IS_BETTER["bd_rate_pct"]),
 }
 
 

@@ -39,6 +39,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 
 from codecdash.config import Settings
+from codecdash.experiments.vocabulary import LARGER_IS_BETTER, STATUSES
 from codecdash.models import Experiment
 from codecdash.sources.aws._common import ClientFactory, Part, iso
 from codecdash.sources.base import Facts, FieldInfo, SourceError
@@ -48,8 +49,6 @@ log = logging.getLogger("codecdash.aws.dynamodb")
 AGGREGATE_ID = "__codecdash_aggregate__"
 PROGRESS_ID = "__codecdash_progress__"
 SPECIAL_IDS = frozenset({AGGREGATE_ID, PROGRESS_ID})
-STATUSES = ("queued", "running", "completed", "failed", "cancelled")
-FINISHED = frozenset({"completed", "failed", "cancelled"})
 RECENT = 20
 RECENT_KEPT = 25  # a few spare, so deleting one of the newest rarely needs a rebuild
 CREATED_BUCKET_S = 600
@@ -58,12 +57,7 @@ SHORT_HISTORY_HOURS = 72
 APPLIED_KEPT = 32
 TIME_FIELDS = ("created_at", "started_at", "finished_at", "updated_at")
 # metric -> True when larger is better; the order of the values in the progress lists.
-METRICS: dict[str, bool] = {
-    "bitrate_reduction_pct": True,
-    "psnr_db": True,
-    "ms_ssim": True,
-    "bd_rate_pct": False,
-}
+METRICS = LARGER_IS_BETTER
 PROJECTION = ("id", "status", *TIME_FIELDS, *METRICS, "bd_rate_anchor")
 
 EXPERIMENT_FIELDS = tuple(Experiment.model_fields)
