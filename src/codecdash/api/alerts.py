@@ -232,7 +232,7 @@ def deliveries(
 )
 def acknowledge(
     request: Request,
-    alert_id: Annotated[int, Path(ge=1, le=2**53)],
+    alert_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
     token: Annotated[str, Depends(require_write)],
 ) -> Response:
     try:
