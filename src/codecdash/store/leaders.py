@@ -62,12 +62,14 @@ def bounds(conn: Connection, *, lock: bool = False) -> dict[str, tuple[float | N
     previous writer committed (two replicas upserting the same new id at once otherwise
     both took it for new). SQLite has one writer at a time anyway.
     """
-    found: dict[str, tuple[float | None, int]] = {}
-    stmt = select(B.c.metric, B.c.bound, B.c.n)
-    if lock:
-        stmt = stmt.with_for_update()
-    for row in conn.execute(stmt):
-        found[str(row.metric)] = (row.bound, int(row.n))
+    # A constant statement: read twice by every write (a third of the cost of one that
+    # SQLAlchemy builds and compiles each time).
+    sql = "SELECT metric, bound, n FROM leader_bounds"
+    if lock and conn.dialect.name == "postgresql":
+        sql += " FOR UPDATE"
+    found: dict[str, tuple[float | None, int]] = {
+        str(row[0]): (row[1], int(row[2])) for row in conn.exec_driver_sql(sql).all()
+    }
     return {metric: found.get(metric, (None, 0)) for metric in METRICS}
 
 

@@ -60,10 +60,15 @@ def to_row(values: Mapping[str, Any], now: float) -> dict[str, Any]:
         filled = ("finished_at",)
     row[FILLED] = filled
     row["updated_at"] = now
-    row["duration_s"] = duration(started, finished)
-    for name in JSON_FIELDS:
-        if row[name] is not None:
-            row[name] = orjson.dumps(row[name]).decode()
+    # duration(), written out like the rest: this runs for every experiment written
+    row["duration_s"] = max(0.0, finished - started) if started and finished else None
+    # JSON_FIELDS, written out
+    if row["rd_points"] is not None:
+        row["rd_points"] = orjson.dumps(row["rd_points"]).decode()
+    if row["params"] is not None:
+        row["params"] = orjson.dumps(row["params"]).decode()
+    if row["tags"] is not None:
+        row["tags"] = orjson.dumps(row["tags"]).decode()
     return row
 
 
