@@ -17,10 +17,8 @@ import concurrent.futures
 import os
 import platform
 import random
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,17 +29,14 @@ import httpx
 import orjson
 import psutil
 
+from _serve import create_token, start
+from codecdash.net import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 STATUSES = (
     ["completed"] * 85 + ["failed"] * 8 + ["running"] * 3 + ["queued"] * 2 + ["cancelled"] * 2
 )
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_batch(
@@ -87,36 +82,6 @@ def make_batch(
     return orjson.dumps({"items": items})
 
 
-def start_server(db: str, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CODECDASH_LOG_LEVEL": "warning"}
-    exe = str(Path(sys.executable).with_name("codecdash"))
-    proc = subprocess.Popen(
-        [exe, "serve", "--db", db, "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit(
-        "server did not start: " + (proc.stderr.read().decode() if proc.stderr else "")
-    )
-
-
-def token_for(db: str) -> str:
-    exe = str(Path(sys.executable).with_name("codecdash"))
-    out = subprocess.run(
-        [exe, "token", "create", "bench", "--db", db], check=True, capture_output=True, text=True
-    ).stdout
-    return out.strip().splitlines()[-1]
-
-
 def median_ms(fn: object, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -138,9 +103,13 @@ def run(
         with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as c:
             c.execute(f"CREATE SCHEMA {schema}")
         db = f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    token = token_for(db)
+    token = create_token(db)
     port = free_port()
-    proc = start_server(db, port)
+    env = {**os.environ, "CODECDASH_LOG_LEVEL": "warning"}
+    try:
+        proc = start(db, port, log=workdir / "server.log", env=env)
+    except RuntimeError as exc:
+        raise SystemExit(f"server did not start: {exc}") from None
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     try:

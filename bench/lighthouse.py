@@ -17,24 +17,26 @@ reports stay in `<workdir>/reports/` for a closer look.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
 import random
-import socket
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from _serve import create_token, start
+from codecdash.net import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
-CODECDASH = Path(sys.executable).with_name("codecdash")
 LIGHTHOUSE_VERSION = "12.2.3"
 CHROME_FLAGS = (
     "--headless=new --no-sandbox --disable-gpu --disable-background-networking "
@@ -52,12 +54,6 @@ METRICS = [
     ("interactive", "Time to Interactive", "ms"),
 ]
 STATUSES = ["completed"] * 70 + ["failed"] * 12 + ["running"] * 10 + ["queued"] * 8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def iso(t: datetime) -> str:
@@ -146,46 +142,36 @@ def fill(url: str, token: str, n: int) -> None:
 
 
 def start_server(db: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    token = (
-        subprocess.run(
-            [str(CODECDASH), "token", "create", "lighthouse", "--db", str(db)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+    token = create_token(db, "lighthouse")
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [str(CODECDASH), "serve", "--db", str(db), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/api/v1/health", timeout=1).status_code == 200:
-                return proc, url, token
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            raise SystemExit(f"codecdash serve exited with {proc.returncode}")
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("codecdash serve did not become healthy in 30 s")
+    try:
+        proc = start(db, port, timeout=30)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
+    return proc, f"http://127.0.0.1:{port}", token
 
 
 def lighthouse_bin(workdir: Path) -> Path:
+    """Lighthouse LIGHTHOUSE_VERSION under ``workdir/node_modules``, installed with npm when it
+    is not there yet (one installer at a time: a lock in ``workdir``)."""
     binary = workdir / "node_modules" / ".bin" / "lighthouse"
     installed = workdir / "node_modules" / "lighthouse" / "package.json"
-    if not (binary.exists() and json.loads(installed.read_text())["version"] == LIGHTHOUSE_VERSION):
-        workdir.mkdir(parents=True, exist_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    with (workdir / ".lighthouse.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (
+            binary.exists()
+            and installed.exists()
+            and json.loads(installed.read_text()).get("version") == LIGHTHOUSE_VERSION
+        ):
+            return binary
+        npm = shutil.which("npm")
+        if npm is None:
+            raise LighthouseFailed("Lighthouse needs Node.js and npm on the PATH")
         print(f"installing lighthouse@{LIGHTHOUSE_VERSION} into {workdir} …", file=sys.stderr)
         subprocess.run(
             [
-                "npm",
+                npm,
                 "i",
                 "-E",
                 "--no-audit",
@@ -199,11 +185,17 @@ def lighthouse_bin(workdir: Path) -> Path:
     return binary
 
 
+class LighthouseFailed(RuntimeError):
+    """Lighthouse could not be installed, or failed every attempt on a page."""
+
+
 def run_lighthouse(
     binary: Path, url: str, out: Path, chrome: str, attempts: int = 3
 ) -> dict[str, Any]:
-    """One Lighthouse run; a run that Lighthouse itself reports as failed (NO_NAVSTART and
-    the like, which a loaded machine sometimes causes) is retried, up to `attempts` times."""
+    """One Lighthouse run (mobile defaults, CHROME_FLAGS); its JSON report. A run that
+    Lighthouse itself reports as failed (NO_NAVSTART and the like, which a loaded machine
+    sometimes causes), that leaves a category without a score (an audit it needs failed,
+    NO_LCP and the like) or that takes over 300 s is retried, up to `attempts` times."""
     env = {**os.environ, "CHROME_PATH": chrome}
     command = [
         str(binary),
@@ -215,16 +207,36 @@ def run_lighthouse(
     ]
     problem = ""
     for _ in range(attempts):
-        done = subprocess.run(command, env=env, timeout=300, check=False)
-        if done.returncode == 0 and out.exists():
-            report: dict[str, Any] = json.loads(out.read_text())
-            if not report.get("runtimeError"):
-                return report
-            problem = str(report["runtimeError"])
+        out.unlink(missing_ok=True)
+        try:
+            done = subprocess.run(command, env=env, timeout=300, check=False)
+        except subprocess.TimeoutExpired:
+            problem = "timed out after 300 s"
         else:
-            problem = f"exit status {done.returncode}"
+            if done.returncode == 0 and out.exists():
+                report: dict[str, Any] = json.loads(out.read_text())
+                problem = report_problem(report)
+                if not problem:
+                    return report
+            else:
+                problem = f"exit status {done.returncode}"
         print(f"lighthouse failed ({problem}); trying again", file=sys.stderr)
-    raise SystemExit(f"lighthouse failed {attempts} times: {problem}")
+    raise LighthouseFailed(f"lighthouse failed {attempts} times: {problem}")
+
+
+def report_problem(report: dict[str, Any]) -> str:
+    """Why a finished run's report cannot be used ("" when it can)."""
+    if report.get("runtimeError"):
+        return str(report["runtimeError"])
+    unscored = [c for c in CATEGORIES if report["categories"][c].get("score") is None]
+    if not unscored:
+        return ""
+    errors = [
+        f"{name}: {audit['errorMessage'][:80]}"
+        for name, audit in report["audits"].items()
+        if audit.get("errorMessage")
+    ]
+    return f"no score for {', '.join(unscored)} (audit errors: {'; '.join(errors[:3])})"
 
 
 def summarize(report: dict[str, Any]) -> dict[str, Any]:
@@ -361,7 +373,10 @@ def main() -> None:
     parser.add_argument("--chrome", default=os.environ.get("CHROME_PATH", "/usr/bin/chromium"))
     args = parser.parse_args()
 
-    binary = lighthouse_bin(args.workdir)
+    try:
+        binary = lighthouse_bin(args.workdir)
+    except LighthouseFailed as exc:
+        raise SystemExit(str(exc)) from None
     reports_dir = args.workdir / "reports"
     reports_dir.mkdir(parents=True, exist_ok=True)
     chrome_version = subprocess.run(
@@ -376,9 +391,12 @@ def main() -> None:
             load_before = loadavg()
             runs = []
             for i in range(args.runs):
-                report = run_lighthouse(
-                    binary, url + "/", reports_dir / f"run-{i + 1}.json", args.chrome
-                )
+                try:
+                    report = run_lighthouse(
+                        binary, url + "/", reports_dir / f"run-{i + 1}.json", args.chrome
+                    )
+                except LighthouseFailed as exc:
+                    raise SystemExit(str(exc)) from None
                 runs.append(summarize(report))
                 s = runs[-1]
                 print(

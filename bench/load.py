@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import re
 import shutil
 import statistics
@@ -39,7 +38,9 @@ from pathlib import Path
 import httpx
 import psutil
 
-CODECDASH = Path(sys.executable).with_name("codecdash")
+from _serve import clean_env, create_token, start
+from codecdash.net import free_port
+
 PATH = "/api/v1/dashboard"
 
 
@@ -66,39 +67,6 @@ class Reads:
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CODECDASH_")}
-    env["CODECDASH_RATE_LIMIT_PER_MINUTE"] = str(10**9)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [str(CODECDASH), "serve", "--db", str(db), "--port", str(port)],
-            cwd=db.parent,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    with httpx.Client(timeout=2) as http:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited ({proc.returncode}); see {log}")
-            with contextlib.suppress(httpx.TransportError):
-                if http.get(url + "/api/v1/health").status_code == 200:
-                    return proc
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("server did not become healthy")
 
 
 def items(prefix: str, n: int, start_at: int = 0) -> list[dict[str, object]]:
@@ -312,14 +280,11 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="codecdash-load-"))
     db = workdir / "load.db"
-    from codecdash.store import Store
-
-    store = Store(f"sqlite:///{db}")
-    token = store.create_token("load")
-    store.close()
+    env = clean_env(CODECDASH_RATE_LIMIT_PER_MINUTE=str(10**9))
+    token = create_token(db, "load", env=env)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = start(db, port, workdir / "server.log")
+    proc = start(db, port, timeout=60, log=workdir / "server.log", env=env, cwd=workdir)
     try:
         prefill(url, token, args.prefill)
         stop = threading.Event()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import httpx
 from playwright.sync_api import Page, expect, sync_playwright
+
+from codecdash.net import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CODECDASH = Path(sys.executable).with_name("codecdash")
@@ -42,12 +43,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--hide-scrollbars",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_demo(db: Path, port: int) -> subprocess.Popen[bytes]:
@@ -127,7 +122,8 @@ def main() -> None:
                     path = args.out / f"{name}.png"
                     page.screenshot(path=str(path))
                     size = path.stat().st_size
-                    print(f"{path.relative_to(ROOT)}: {size / 1024:.0f} KiB")
+                    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+                    print(f"{shown}: {size / 1024:.0f} KiB")
                     if size > MAX_BYTES:
                         raise SystemExit(f"{path} is {size / 1024:.0f} KiB, over 400 KiB")
                     context.close()

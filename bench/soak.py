@@ -20,12 +20,10 @@ tests/test_durability.py runs the same code with 5 kills.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -37,7 +35,8 @@ from pathlib import Path
 
 import httpx
 
-CODECDASH = Path(sys.executable).with_name("codecdash")
+from _serve import clean_env, create_token, serve
+from codecdash.net import free_port, wait_healthy
 
 
 @dataclass
@@ -55,46 +54,14 @@ class SoakResult:
         return sum(len(ids) for ids in self.acked.values())
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def make_token(db: Path) -> str:
-    from codecdash.store import Store
-
-    store = Store(f"sqlite:///{db}")
-    try:
-        return store.create_token(f"soak-{os.getpid()}-{time.time_ns()}")
-    finally:
-        store.close()
+    return create_token(db, f"soak-{os.getpid()}-{time.time_ns()}", env=clean_env())
 
 
 def start_server(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CODECDASH_")}
-    env["CODECDASH_RATE_LIMIT_PER_MINUTE"] = str(10**9)
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [str(CODECDASH), "serve", "--db", str(db), "--port", str(port)],
-            cwd=db.parent,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=2) as http:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode} before answering")
-            with contextlib.suppress(httpx.TransportError):
-                if http.get(url + "/api/v1/health").status_code == 200:
-                    return
-            time.sleep(0.05)
-    raise RuntimeError(f"server at {url} not healthy after {timeout} s")
+    """The server on ``db`` (not waited for: a round times its start-up)."""
+    env = clean_env(CODECDASH_RATE_LIMIT_PER_MINUTE=str(10**9))
+    return serve(db, port, log=log, env=env, cwd=db.parent)
 
 
 def check_file(db: Path) -> tuple[str, set[str]]:
@@ -165,9 +132,7 @@ def one_round(
     url = f"http://127.0.0.1:{port}"
     proc = start_server(result.db, port, result.db.with_suffix(".server.log"))
     try:
-        started = time.monotonic()
-        wait_healthy(url, proc, startup_timeout)
-        startup_s = time.monotonic() - started
+        startup_s = wait_healthy(url, startup_timeout, proc=proc)
         stop = threading.Event()
         lock = threading.Lock()
         tag = f"r{result.kills}"

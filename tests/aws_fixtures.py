@@ -21,9 +21,10 @@ import boto3
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 
+from codecdash import aws_clients
+from codecdash.aws_clients import ClientFactory
 from codecdash.config import Settings
-from codecdash.sources.aws import _common, costs
-from codecdash.sources.aws._common import ClientFactory
+from codecdash.sources.aws import costs
 
 REGION = "us-east-1"
 IMAGE: list[str] = []  # an AMI id moto knows (found once: listing them is slow)
@@ -170,10 +171,10 @@ def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
     _generous_timeouts(monkeypatch)
     env = AwsEnv(moto_server)
     env.moto_api("/moto-api/reset", {})
-    _common._DEFAULT.clear()
+    aws_clients._DEFAULT.clear()
     costs._STATES.clear()
     yield env
-    _common._DEFAULT.clear()
+    aws_clients._DEFAULT.clear()
     costs._STATES.clear()
 
 

@@ -38,6 +38,9 @@ The names below are stable: other test files (agent, codec metrics, browser) use
   a write token —, ``store``, ``settings``, ``app``), ready once ``/api/v1/health``
   answered 200 (polled, never a bare sleep); stopped at teardown.
 - ``live_server`` — ``make_live_server()`` on ``settings``.
+
+A free port and the health poll for servers a test starts itself: ``codecdash.net``
+(``free_port()``, ``wait_healthy(url, timeout, proc=…)``), which the benchmarks use too.
 """
 
 from __future__ import annotations
@@ -46,7 +49,6 @@ import asyncio
 import contextlib
 import os
 import secrets
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -63,6 +65,7 @@ from fastapi import FastAPI
 from codecdash.api.app import create_app
 from codecdash.config import Settings
 from codecdash.experiments.service import ExperimentService
+from codecdash.net import free_port, wait_healthy
 from codecdash.store import Store
 
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -393,30 +396,6 @@ class LiveServer:
     thread: threading.Thread
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_healthy(url: str, timeout: float = 15.0) -> None:
-    """Poll /api/v1/health until it answers 200 (never a bare sleep)."""
-    deadline = time.monotonic() + timeout
-    last: Exception | str | None = None
-    with httpx.Client(timeout=1.0) as http:
-        while time.monotonic() < deadline:
-            try:
-                response = http.get(url + "/api/v1/health")
-            except httpx.TransportError as exc:
-                last = exc
-            else:
-                if response.status_code == 200:
-                    return
-                last = f"{response.status_code} {response.text[:200]}"
-            time.sleep(0.02)
-    raise AssertionError(f"server at {url} not healthy after {timeout} s: {last}")
-
-
 @pytest.fixture
 def make_live_server(settings: Settings) -> Iterator[Callable[..., LiveServer]]:
     servers: list[LiveServer] = []
@@ -443,7 +422,7 @@ def make_live_server(settings: Settings) -> Iterator[Callable[..., LiveServer]]:
             f"http://127.0.0.1:{port}", token, store, app_settings, app, server, thread
         )
         servers.append(live)
-        wait_until_healthy(live.url)
+        wait_healthy(live.url, 15)
         return live
 
     try:

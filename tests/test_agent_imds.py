@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from codecdash.agent.imds import SpotNotice, fetch_instance_info
+from codecdash.net import free_port
 
 TOKEN = "AQAEAFake-token=="
 
@@ -130,12 +131,6 @@ def test_region_is_optional(imds: FakeImds) -> None:
     info = fetch_instance_info(imds.url)
     assert info is not None
     assert info.region is None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_closed_port_gives_none_at_once() -> None:

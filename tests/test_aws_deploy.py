@@ -9,7 +9,7 @@ import json
 import os
 import re
 import subprocess
-import sys
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,17 +19,12 @@ from click.testing import CliRunner
 
 from aws_fixtures import *  # noqa: F403
 from aws_fixtures import AWS_WARNINGS, REGION, AwsEnv, create_experiments_table, put_experiment
-from codecdash import deploy as deploy_module
 from codecdash.cli import main
 from codecdash.config import Settings
-from codecdash.deploy import (
-    Deployer,
-    DeployError,
-    DeployOptions,
-    _wheel_fits,
-    build_lambda_zip,
-    stack_parameters,
-)
+from codecdash.deploy import command as deploy_command
+from codecdash.deploy import package as deploy_package
+from codecdash.deploy.package import DeployError, _wheel_fits, build_lambda_zip
+from codecdash.deploy.stack import Deployer, DeployOptions, find_template, stack_parameters
 from codecdash.doctor import Doctor
 
 pytestmark = [pytest.mark.aws, *(pytest.mark.filterwarnings(w) for w in AWS_WARNINGS)]
@@ -198,7 +193,7 @@ def test_lambda_zip_with_pip_targets_lambdas_platform() -> None:
 
 
 def test_runtime_requirements_leave_out_the_server() -> None:
-    wanted = deploy_module.runtime_requirements()
+    wanted = deploy_package.runtime_requirements()
     names = {re.split(r"[<>=!~ ]", r)[0].lower() for r in wanted}
     assert {"fastapi", "sqlalchemy", "pydantic", "mangum", "boto3"} <= names
     assert "uvicorn" not in names and "nvidia-ml-py" not in names and "pytest" not in names
@@ -464,8 +459,8 @@ def test_deploy_permission_denied_names_the_doc(
         def __init__(self) -> None:
             self.real = boto3.session.Session(region_name=REGION)
 
-        def client(self, service: str) -> Any:
-            real = self.real.client(service)
+        def client(self, service: str, **kwargs: Any) -> Any:
+            real = self.real.client(service, **kwargs)
             if service != "cloudformation":
                 return real
 
@@ -503,6 +498,45 @@ def test_deploy_permission_denied_names_the_doc(
 def test_deploy_rejects_a_bad_stack_name(aws: AwsEnv) -> None:
     with pytest.raises(DeployError, match="--stack"):
         Deployer(DeployOptions(stack="bad_name!"), Settings(), echo=lambda _: None).run()
+
+
+@pytest.mark.parametrize(
+    ("statuses", "ends"),
+    [
+        (["CREATE_IN_PROGRESS", "CREATE_COMPLETE"], "Stack s: CREATE_COMPLETE"),
+        (["IMPORT_COMPLETE"], "Stack s: IMPORT_COMPLETE"),
+        (["UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE"], "ended in UPDATE_ROLLBACK"),
+        (["ROLLBACK_COMPLETE"], "ended in ROLLBACK_COMPLETE"),
+        ([None], "ended in DELETE_COMPLETE"),  # gone while we waited
+    ],
+)
+def test_deploy_waits_for_the_stack_to_settle(
+    aws: AwsEnv, monkeypatch: pytest.MonkeyPatch, statuses: list[str | None], ends: str
+) -> None:
+    lines: list[str] = []
+    options = DeployOptions(stack="s", region=REGION, poll_seconds=0, timeout_s=60)
+    deployer = Deployer(options, Settings(), echo=lines.append)
+    answers = iter(statuses)
+
+    def describe(stack: str) -> dict[str, Any] | None:
+        status = next(answers)
+        return None if status is None else {"StackStatus": status}
+
+    monkeypatch.setattr(deployer, "_describe", describe)
+    try:
+        deployer._wait(time.time())
+    except DeployError as exc:
+        assert ends in exc.message
+    else:
+        assert lines[-1] == ends
+    assert next(answers, "all read") == "all read"
+
+
+def test_the_template_is_found_from_any_directory_of_a_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert find_template() == TEMPLATE
 
 
 def test_deploy_script_calls_codecdash_deploy(tmp_path: Path) -> None:
@@ -549,7 +583,11 @@ def test_doctor_all_good(aws: AwsEnv, research: Settings) -> None:
 
 def test_doctor_says_what_is_wrong_and_how_to_fix_it(aws: AwsEnv, research: Settings) -> None:
     settings = research.model_copy(
-        update={"aws_training_asg": "missing-group", "aws_buckets": ["no-such-bucket"]}
+        update={
+            "aws_training_asg": "missing-group",
+            "aws_buckets": ["no-such-bucket"],
+            "aws_stack_name": "no-such-stack",
+        }
     )
     lines: list[str] = []
     status = Doctor(settings, echo=lines.append).run(skip_cost_explorer=True)
@@ -559,7 +597,30 @@ def test_doctor_says_what_is_wrong_and_how_to_fix_it(aws: AwsEnv, research: Sett
     assert "fix: codecdash doctor --rebuild-aggregate" in text
     assert "✗ Auto Scaling group missing-group: not found" in text
     assert "✗ bucket no-such-bucket" in text
+    assert "✗ stack no-such-stack: not found" in text
     assert "problems found" in text
+
+
+def test_doctor_checks_the_stack_and_the_metrics_with_one_client_each(
+    aws: AwsEnv, research: Settings
+) -> None:
+    template = {"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}}}
+    aws.client("cloudformation").create_stack(
+        StackName="research", TemplateBody=json.dumps(template)
+    )
+    settings = research.model_copy(
+        update={"aws_stack_name": "research", "aws_orchestrator_instance_id": "i-0abc"}
+    )
+    lines: list[str] = []
+    doctor = Doctor(settings, echo=lines.append)
+    doctor.run(skip_cost_explorer=True)
+    assert "✓ stack research: CREATE_COMPLETE" in lines
+    at = lines.index("! metric AWS/EC2/CPUUtilization: no data in the last hour")
+    assert lines[at + 1].startswith("    fix: is the instance running?")
+    assert "! metric CWAgent/mem_used_percent: no data in the last hour" in lines
+    # The checks and the refresh share one client per service (and region).
+    assert {"sts", "dynamodb", "cloudformation", "sqs", "s3"} <= set(doctor.clients.created)
+    assert set(doctor.clients.created.values()) == {1}
 
 
 def test_doctor_rebuilds_the_aggregate(aws: AwsEnv, research: Settings) -> None:
@@ -608,4 +669,4 @@ def test_doctor_local(tmp_path: Path) -> None:
 
 def test_cli_registers_the_commands() -> None:
     assert {"export", "deploy", "doctor"} <= set(main.commands)
-    assert sys.modules["codecdash.deploy"] is deploy_module
+    assert main.commands["deploy"] is deploy_command.deploy

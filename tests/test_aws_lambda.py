@@ -15,9 +15,8 @@ import pytest
 
 from aws_fixtures import *  # noqa: F403
 from aws_fixtures import AWS_WARNINGS, REGION, AwsEnv, create_experiments_table, put_experiment
-from codecdash import aws_lambda
+from codecdash import aws_clients, aws_lambda
 from codecdash.models import Snapshot
-from codecdash.sources.aws import _common
 from codecdash.sources.aws.costs import CACHE_KEY
 
 pytestmark = [pytest.mark.aws, *(pytest.mark.filterwarnings(w) for w in AWS_WARNINGS)]
@@ -98,7 +97,7 @@ def lambda_env(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
         "CODECDASH_AWS_BUCKETS": "",
     }.items():
         monkeypatch.setenv(name, value)
-    _common._DEFAULT[None] = aws.factory()  # count every call the functions make
+    aws_clients._DEFAULT[None] = aws.factory()  # count every call the functions make
     aws_lambda.reset()
     yield aws
     aws_lambda.reset()

@@ -19,12 +19,13 @@ import pytest
 
 from aws_fixtures import *  # noqa: F403
 from aws_fixtures import AWS_WARNINGS, AwsEnv, create_experiments_table, put_experiment, serialize
+from codecdash.aws_clients import ClientFactory
 from codecdash.config import Settings
 from codecdash.experiments.readmodel import experiment
 from codecdash.models import ExperimentIn
 from codecdash.snapshot import SnapshotBuilder
 from codecdash.sources.aws import CostState, aws_sources
-from codecdash.sources.aws._common import ClientFactory, Part
+from codecdash.sources.aws._common import Part
 from codecdash.sources.aws.costs import (
     CACHE_KEY,
     CostExplorerRow,

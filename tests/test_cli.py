@@ -182,3 +182,12 @@ def test_token_create_in_a_real_process(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert TOKEN_RE.match(done.stdout.splitlines()[-1])
     assert done.stdout.count("\n") == 1  # the token is all there is on stdout
+
+
+def test_doctor_never_prints_the_database_password() -> None:
+    """A PostgreSQL URL's password stays out of doctor's report, whether the store answers
+    or not."""
+    url = "postgresql+psycopg://codecdash:s3cret-pw@127.0.0.1:1/nowhere?connect_timeout=1"
+    result = CliRunner().invoke(main, ["doctor"], env={"CODECDASH_DATABASE_URL": url})
+    assert "s3cret-pw" not in result.output
+    assert "codecdash:***@127.0.0.1:1/nowhere" in result.output

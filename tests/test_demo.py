@@ -9,10 +9,12 @@ in Chromium.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import re
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -26,10 +28,11 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from codecdash.cli import main  # first: it registers (and imports) codecdash.demo.command
-from codecdash.demo.campaign import DAY, X264, Campaign, RDModel, frontier_scale
+from codecdash.cli import main
+from codecdash.demo.campaign import Campaign, frontier_scale
 from codecdash.demo.command import DEMO_TOKEN, open_demo_store
-from codecdash.demo.fleet import CostLedger, Fleet
+from codecdash.demo.fleet import DAY, CostLedger, Fleet
+from codecdash.demo.rd_model import X264, RDModel
 from codecdash.demo.workload import Clock, heartbeat_interval
 from codecdash.store import Store
 from conftest import writes
@@ -192,6 +195,7 @@ class FlakyServer:
         self.cost_usd = 0.0
         self._last: dict[str, tuple[float, float]] = {}
         self.anchors: list[str] = []
+        self.steps: dict[str, list[dict[str, Any]]] = {}
 
     def _hiccup(self) -> None:
         self.calls += 1
@@ -235,7 +239,11 @@ class FlakyServer:
         self._hiccup()
         self.cost_usd += sum(item["amount_usd"] for item in items)
 
-    def close(self) -> None:
+    def log_steps(self, experiment_id: str, points: Any) -> None:
+        """Buffered by the real SDK: never raises; noted here."""
+        self.steps.setdefault(experiment_id, []).extend(points)
+
+    def close(self, timeout: float | None = None) -> None:
         pass
 
 
@@ -274,6 +282,61 @@ def test_workload_survives_server_hiccups(rd: RDModel) -> None:
     owed = sum(workload.campaign.costs(0, workload.clock.campaign(start + 124 * 0.5)).values())
     assert server.beats > 0
     assert server.cost_usd == pytest.approx(owed, abs=0.1)
+
+
+def test_running_experiments_log_realistic_training_curves(rd: RDModel) -> None:
+    """Through the SDK: falling loss and bpp, rising PSNR, a learning-rate schedule, and
+    the live part's diverging run, whose loss blows up, then turns NaN, then it fails."""
+    from codecdash.demo.workload import Workload
+
+    server = FlakyServer()
+    server.healthy = True
+    start = 1.8e9
+    workload = Workload(
+        "http://127.0.0.1:9",
+        "token",
+        seed=4,
+        speed=600,
+        history_days=1,
+        start_wall=start,
+        client=server,
+        rd=rd,
+    )  # type: ignore[arg-type]
+    workload.backfill()
+    assert server.steps, "the experiments running at the end of the history log their curves"
+    for second in range(1, 6 * 60):  # an hour of campaign in ticks of a second
+        workload.tick(start + second)
+    runs = workload.campaign.runs
+    diverged = [
+        run
+        for run in runs.values()
+        if run.error
+        and run.error.startswith("FloatingPointError")
+        and run.finished_at is not None
+        and run.finished_at > workload.clock.history_s
+    ]
+    assert diverged, "the live part shows a diverging run"
+    for run_id, points in server.steps.items():
+        steps = [p["step"] for p in points]
+        assert steps == sorted(set(steps)), run_id
+        ats = [p["at"] for p in points]
+        assert ats == sorted(ats) and start - 86400 <= ats[0] and ats[-1] <= start + 6 * 60
+        losses = [p["values"]["loss"] for p in points]
+        run = runs[run_id]
+        if len(points) >= 20 and run.nan_at is None:
+            assert all(math.isfinite(v) for p in points for v in p["values"].values())
+            assert statistics.fmean(losses[-5:]) < statistics.fmean(losses[:5])
+            psnr = [p["values"]["psnr_db"] for p in points]
+            assert statistics.fmean(psnr[-5:]) > statistics.fmean(psnr[:5])
+            assert 0.01 < points[-1]["values"]["bpp"] < 1.0 < points[0]["values"]["bpp"] * 1.2
+    for run in diverged:
+        points = server.steps[run.id]
+        losses = [p["values"]["loss"] for p in points]
+        assert math.isnan(losses[-1]), run.id
+        finite = [v for v in losses if math.isfinite(v)]
+        assert max(finite[-3:]) > 3 * min(finite), "the loss blew up before it turned NaN"
+    schedules = [[p["values"]["lr"] for p in ps] for ps in server.steps.values() if len(ps) > 50]
+    assert any(len(set(lrs)) > 3 for lrs in schedules)  # warm-up and drops
 
 
 # -- the database: never a real one --------------------------------------------------------------

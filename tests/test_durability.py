@@ -34,6 +34,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from codecdash.config import Settings
+from codecdash.net import free_port, wait_healthy
 from codecdash.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,11 +42,17 @@ API = "/api/v1"
 
 
 def load_soak() -> Any:
+    """bench/soak.py as a module, importing its neighbours as when it runs as a script
+    (``bench/`` first on ``sys.path``, for the import only)."""
     spec = importlib.util.spec_from_file_location("codecdash_bench_soak", REPO / "bench/soak.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while defined
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO / "bench"))
     return module
 
 
@@ -93,10 +100,10 @@ def test_kill_9_during_batch_ingest_loses_nothing_acknowledged(tmp_path: Path) -
         present = sum(i in ids for i in items)
         assert present in (0, len(items)), f"batch {batch} half stored ({present})"
     # and the server starts on the file and serves it all
-    port = soak.free_port()
+    port = free_port()
     proc = soak.start_server(db, port, tmp_path / "final.log")
     try:
-        soak.wait_healthy(f"http://127.0.0.1:{port}", proc, 60)
+        wait_healthy(f"http://127.0.0.1:{port}", 60, proc=proc)
         r = httpx.get(f"http://127.0.0.1:{port}{API}/experiments", params={"limit": 1})
         assert r.status_code == 200 and r.json()["total"] == len(ids)
     finally:

@@ -92,11 +92,16 @@ def beyond_the_schema() -> dict[str, set[int]]:
 
 
 SEMANTIC = beyond_the_schema()
-# Field rules that JSON Schema cannot state, said in the fields' descriptions instead: a
-# reported time at most `max_future_seconds` ahead of the server's clock (a schema has no
-# "now"), and JSON fields capped in bytes (a schema counts items, not bytes).
+# Field rules that JSON Schema cannot state, said in words instead: a reported time at
+# most `max_future_seconds` ahead of the server's clock (a schema has no "now"), every
+# time within the years 1-9999 once in UTC and without a leap second (the document's
+# description: `format: date-time` allows both), and JSON fields capped in bytes (a
+# schema counts items, not bytes).
 WORDED_FIELD_RULE = re.compile(
-    r"ahead of the server's clock; at most |(params is|tags are) limited to \d+ KiB"
+    r"ahead of the server's clock; at most "
+    r"|time is out of range once converted to UTC"
+    r"|second must be in 0\.\.59"
+    r"|(params is|tags are) limited to \d+ KiB"
 )
 
 
@@ -182,6 +187,11 @@ def _schema(settings: Settings, seed: int, max_examples: int) -> tuple[Any, Any]
         modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
         database="none",
     )
+    # A schema-violating body can also be over the 4 MiB cap (1,001 training-curve items
+    # of many points each): refused with 413 before it is parsed, as every write documents.
+    rejection = schema.config.checks.negative_data_rejection
+    rejection.expected_statuses = [*rejection.expected_statuses, "413"]
+
     return app, schema
 
 
@@ -273,6 +283,8 @@ WRITES = {
     "POST /api/v1/heartbeats",
     "POST /api/v1/costs",
     "PUT /api/v1/anchors/{name}",
+    "POST /api/v1/experiments/{experiment_id}/metrics",
+    "POST /api/v1/metrics",
 }
 
 

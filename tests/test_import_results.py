@@ -17,6 +17,7 @@ from codecdash.cli import main
 from codecdash.codec_metrics import bd_report
 from codecdash.config import Settings
 from codecdash.experiments.readmodel import ExperimentsReadModel
+from codecdash.net import free_port
 from codecdash.results import rd_pairs, read_result_file
 from codecdash.store import ListQuery, Store
 from codecdash.store.reads import SqlExperiments
@@ -349,8 +350,6 @@ def test_a_wrong_token_or_no_server(live_server: Any) -> None:
     err = failed(run(X264, "--url", live_server.url, "--token", "wrong"))
     assert "401" in err and "0 of 1 files imported" in err
     assert experiments(live_server.store) == {}
-    from conftest import free_port
-
     err = failed(run(X264, "--url", f"http://127.0.0.1:{free_port()}", "--token", "t"))
     assert "unreachable" in err
 

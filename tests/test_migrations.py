@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import inspect
 
 from codecdash.config import Settings
+from codecdash.curve_models import MetricPoint
 from codecdash.models import ExperimentIn
 from codecdash.snapshot import SnapshotBuilder
 from codecdash.sources.local import local_sources
@@ -234,9 +235,13 @@ def test_v1_database_is_upgraded_in_place(v1_url: str) -> None:
     store = Store(v1_url)
     try:
         assert versions(store) == list(range(1, LATEST_VERSION + 1))
-        assert LATEST_VERSION == 5
+        assert LATEST_VERSION == 6
         inspector = inspect(store.db.engine)
         assert {"anchors", "leaders", "leader_bounds"} <= set(inspector.get_table_names())
+        # version 6: training curves
+        assert {"metric_series", "metric_chunks", "training_summary"} <= set(
+            inspector.get_table_names()
+        )
         columns = {c["name"] for c in inspector.get_columns("experiments")}
         assert {"bd_rate_pct", "bd_rate_anchor"} <= columns
         assert "best_bd_rate_pct" in {c["name"] for c in inspector.get_columns("progress_hourly")}
@@ -293,6 +298,12 @@ async def test_upgraded_database_serves_and_takes_writes(v1_url: str) -> None:
         writes(store).batch([ExperimentIn(id="v1-c", status="completed", psnr_db=31.0)])
         _, _, total = store.list_experiments(ListQuery(status=["completed"]))
         assert total == 3
+        # the version-5 features too: the running experiment logs a curve
+        point = MetricPoint.model_validate({"step": 3, "values": {"loss": "NaN", "lr": 0.1}})
+        assert store.log_metrics([("v1-a", [point])]) == 2
+        curves = store.metric_history("v1-a", None, 10)
+        assert curves is not None and curves["series"]["loss"]["value"] == ["NaN"]
+        assert store.get_experiment("v1-a")["training"]["non_finite_step"] == 3  # type: ignore[index]
     finally:
         store.close()
 
@@ -370,7 +381,7 @@ def test_v4_database_gains_the_alert_tables(fresh_url: str) -> None:
     store.close()
     store = Store(fresh_url)
     try:
-        assert versions(store) == [4, 5]
+        assert versions(store) == [4, 5, 6]
         tables = set(inspect(store.db.engine).get_table_names())
         assert {t.name for t in schema.ALERT_TABLES} <= tables
         assert store.get_experiment("kept") is not None
@@ -378,6 +389,35 @@ def test_v4_database_gains_the_alert_tables(fresh_url: str) -> None:
         down = {"infrastructure": {"orchestrator": {"status": "down", "last_seen": None}}}
         service.evaluate(down, NOW)
         assert [a.rule for a in service.alerts.current(["pending"])] == ["orchestrator_down"]
+    finally:
+        store.close()
+
+
+def test_v4_database_gains_the_training_curve_tables(tmp_path: Path) -> None:
+    """A version-4 database (before alerts and training curves) is upgraded, its data untouched,
+    and the new tables work at once."""
+    path = tmp_path / "v4.db"
+    store = Store(str(path))
+    writes(store).create(ExperimentIn(id="old", status="running", psnr_db=30.0))
+    store.close()
+    with sqlite3.connect(path) as conn:  # version 4 as that release left it
+        conn.executescript(
+            """
+            DROP TABLE metric_series; DROP TABLE metric_chunks; DROP TABLE training_summary;
+            DELETE FROM schema_version; INSERT INTO schema_version VALUES (4, 0);
+            """
+        )
+    conn.close()
+
+    store = Store(str(path))
+    try:
+        assert versions(store) == [4, 5, 6]
+        assert store.get_experiment("old")["psnr_db"] == 30.0  # type: ignore[index]
+        points = [
+            MetricPoint.model_validate({"step": s, "values": {"loss": 1.0}}) for s in range(3)
+        ]
+        assert store.log_metrics([("old", points)]) == 3
+        assert store.get_experiment("old")["training"]["step"] == 2  # type: ignore[index]
     finally:
         store.close()
 

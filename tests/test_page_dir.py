@@ -12,10 +12,11 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from codecdash.api.static import dashboard_dir
-from codecdash.cli import announce_page_dir, main
+from codecdash.api.static import dashboard_dir, page_files
+from codecdash.cli import main
 from codecdash.config import Settings, load_settings
-from codecdash.page import MARKER, PAGE_API, inspect, page_files
+from codecdash.page import MARKER, PAGE_API, inspect
+from codecdash.serving import announce_page_dir
 
 
 def eject(tmp_path: Path) -> Path:

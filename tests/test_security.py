@@ -59,6 +59,14 @@ WRITES: dict[tuple[str, str], tuple[str, Any]] = {
     ("PUT", "/api/v1/anchors/{name}"): ("/api/v1/anchors/a1", {"rd_points": ANCHOR_POINTS}),
     ("DELETE", "/api/v1/anchors/{name}"): ("/api/v1/anchors/a0", None),
     ("POST", "/api/v1/alerts/{alert_id}/ack"): ("/api/v1/alerts/1/ack", None),
+    ("POST", "/api/v1/experiments/{experiment_id}/metrics"): (
+        "/api/v1/experiments/sec-0/metrics",
+        {"points": [{"step": 1, "values": {"loss": 0.5}}]},
+    ),
+    ("POST", "/api/v1/metrics"): (
+        "/api/v1/metrics",
+        {"items": [{"experiment_id": "sec-0", "points": [{"step": 2, "values": {"loss": 0.4}}]}]},
+    ),
 }
 
 
@@ -167,6 +175,7 @@ async def test_every_write_route_refuses_every_bad_token(
     assert after == before
     assert (await client.get(f"{API}/anchors/a0")).status_code == 200
     assert (await client.get(f"{API}/anchors/a1")).status_code == 404
+    assert (await client.get(f"{API}/experiments/sec-0/metrics")).json()["total_points"] == 0
     # ...and the same requests pass with the real token: the matrix can fail.
     for (method, _template), (url, body) in WRITES.items():
         r = await client.request(method, url, headers=bearer(write_token), json=body)
@@ -747,7 +756,7 @@ def test_tokens_never_reach_the_logs(
     import uvicorn
 
     from codecdash.api.app import create_app
-    from conftest import free_port, wait_until_healthy
+    from codecdash.net import free_port, wait_healthy
 
     caplog.set_level(logging.DEBUG)
     app = create_app(settings.model_copy(update={"private": True}))
@@ -772,7 +781,7 @@ def test_tokens_never_reach_the_logs(
     thread.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_healthy(url)
+        wait_healthy(url, 15)
         with httpx.Client(base_url=url, timeout=10) as http:
             http.post(f"{API}/heartbeats", json=HEARTBEAT, headers=bearer(writer))
             http.post(f"{API}/heartbeats", json=HEARTBEAT, headers=bearer(revoked))

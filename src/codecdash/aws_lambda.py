@@ -65,8 +65,8 @@ def _api_handler() -> Any:
         from mangum import Mangum
 
         from codecdash.api.app import create_app
+        from codecdash.aws_clients import default_factory
         from codecdash.sources.aws import aws_sources
-        from codecdash.sources.aws._common import default_factory
         from codecdash.sources.aws.experiments import DynamoExperiments
 
         settings = lambda_settings()
@@ -127,7 +127,7 @@ def build_snapshot(settings: Settings) -> dict[str, Any]:
 
 def snapshot_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """EventBridge schedule → ``dashboard.json`` (and the API's fallback) in the site bucket."""
-    from codecdash.sources.aws._common import default_factory
+    from codecdash.aws_clients import default_factory
 
     settings = lambda_settings()
     if not settings.aws_site_bucket:
@@ -162,7 +162,7 @@ def _table_of(record: dict[str, Any]) -> str | None:
 
 def stream_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """DynamoDB Streams batch → the experiments aggregate (raises to have it retried)."""
-    from codecdash.sources.aws._common import default_factory
+    from codecdash.aws_clients import default_factory
     from codecdash.sources.aws.dynamodb import apply_stream_records, rebuild
 
     settings = lambda_settings()

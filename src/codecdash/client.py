@@ -3,8 +3,10 @@
 from codecdash import Client
 client = Client("http://127.0.0.1:8050", token)
 with client.experiment(name="ssf λ=0.013", params={"lambda": 0.013}) as exp:
-    psnr = train()
-    exp.log(psnr_db=psnr, bitrate_reduction_pct=41.0)
+    for step in range(steps):
+        loss, bpp = train_step()
+        exp.log_step(step, loss=loss, bpp=bpp)   # buffered, sent in the background
+    exp.log(psnr_db=evaluate(), bitrate_reduction_pct=41.0)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import httpx
 import orjson
 
 from codecdash.ids import new_id
+from codecdash.step_sender import StepSender
 
 RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 
@@ -71,7 +74,12 @@ class Client:
         retries: int = 3,
         backoff: float = 0.5,
         transport: httpx.BaseTransport | None = None,
+        metrics_interval: float = 1.0,
+        metrics_buffer: int = 100_000,
     ) -> None:
+        """`metrics_interval`: seconds between sends of logged steps (`log_step`);
+        `metrics_buffer`: steps kept while the server cannot be reached (then the oldest
+        are dropped)."""
         headers = {"User-Agent": "codecdash-client", "Content-Type": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -80,6 +88,9 @@ class Client:
         )
         self.retries = retries
         self.backoff = backoff
+        self._steps = StepSender(
+            self._http, interval=metrics_interval, max_buffered=metrics_buffer, backoff=backoff
+        )
 
     # -- plumbing ---------------------------------------------------------------------
     def _request(self, method: str, path: str, body: Any = None, *, idempotent: bool = True) -> Any:
@@ -135,6 +146,31 @@ class Client:
         result = self._request("POST", "/api/v1/experiments/batch", {"items": list(items)})
         return int(result["accepted"])
 
+    def log_step(self, experiment_id: str, step: int, **values: float) -> None:
+        """Record one training step's metrics (`loss=0.02, lr=1e-4, …`; NaN and infinities
+        allowed) for an experiment that exists. Buffered: sent in the background in
+        batches, in a few microseconds; never raises for network trouble."""
+        self._steps.add(experiment_id, step, values)
+
+    def log_steps(self, experiment_id: str, points: Iterable[Mapping[str, Any]]) -> None:
+        """Record steps logged earlier (a history being imported), each ``{"step": int,
+        "values": {name: float}, "at": datetime or seconds since 1970 (optional)}``;
+        buffered and sent as :meth:`log_step`'s are."""
+        for point in points:
+            at = point.get("at")
+            if isinstance(at, datetime):
+                at = at.timestamp()
+            self._steps.add(experiment_id, point["step"], point["values"], at)
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Wait until the logged steps are sent; False if `timeout` passed first."""
+        return self._steps.flush(timeout)
+
+    @property
+    def dropped_steps(self) -> int:
+        """Logged steps never stored: dropped from a full buffer, or refused by the server."""
+        return self._steps.dropped
+
     def experiment(self, name: str | None = None, **fields: Any) -> ExperimentRun:
         """A context manager: running on enter, completed (or failed) on exit."""
         return ExperimentRun(self, name=name, **fields)
@@ -175,7 +211,9 @@ class Client:
         return dict(self._request("GET", "/api/v1/dashboard"))
 
     # -- lifecycle --------------------------------------------------------------------
-    def close(self) -> None:
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Send the logged steps (waiting up to `timeout` seconds), then close."""
+        self._steps.close(timeout)
         self._http.close()
 
     def __enter__(self) -> Client:
@@ -207,6 +245,16 @@ class ExperimentRun:
         self.metrics.update(metrics)
         self.client.update_experiment(self.id, **metrics)
 
+    def log_step(self, step: int, **values: float) -> None:
+        """One training step's metrics, for its curves: `exp.log_step(1200, loss=0.0213,
+        bpp=0.41, psnr_db=33.2, lr=1e-4)`. Buffered and sent in the background (see
+        :meth:`Client.log_step`); the `with` block's end sends what is left."""
+        self.client._steps.add(self.id, step, values)
+
+    def close(self, timeout: float | None = 30.0) -> bool:
+        """Send this process' logged steps now; False if `timeout` passed first."""
+        return self.client.flush(timeout)
+
     def __enter__(self) -> ExperimentRun:
         now = datetime.now(UTC)
         self.client.put_experiment(
@@ -220,6 +268,7 @@ class ExperimentRun:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.close()  # the curves are complete before the run is marked finished
         finished = datetime.now(UTC)
         if exc is None:
             self.client.update_experiment(

@@ -57,6 +57,15 @@ class Settings(BaseModel):
     heartbeat_retention_days: float = Field(
         14.0, gt=0, description="Raw heartbeats older than this are pruned (days)."
     )
+    metrics_raw_retention_days: float = Field(
+        0.0,
+        ge=0,
+        description="Raw training-curve points of a metric that received nothing for this "
+        "many days are dropped (its downsampled curve stays); 0 keeps them.",
+    )
+    training_loss_rise_pct: float = Field(
+        50.0, gt=0, description="A run's smoothed loss this % above its lowest is 'rising'."
+    )
     demo: bool = Field(False, description="Mark the snapshot as demo data.")
     rate_limit_per_minute: int = Field(
         6000, ge=1, description="Write requests per minute per token and per client address."
@@ -91,6 +100,13 @@ class Settings(BaseModel):
     sqlite_busy_timeout_ms: int = Field(
         5000, ge=0, description="How long a SQLite write waits for a lock before 503, ms."
     )
+    backup_dir: str | None = Field(
+        None, description="Where `codecdash serve` puts scheduled backups (none: no schedule)."
+    )
+    backup_every_hours: float = Field(
+        24.0, gt=0, le=8760, description="Hours between scheduled backups."
+    )
+    backup_keep: int = Field(7, ge=1, description="Scheduled backups kept (the newest).")
     log_level: str = Field("info", description="Log level of the server.")
     pricing: dict[str, dict[str, float]] = Field(
         default_factory=dict,

@@ -9,6 +9,10 @@ Events are coalesced (at most one per `min_interval`), and each client has a sma
 bounded queue: a slow client misses intermediate versions, never grows memory. Streams are
 capped in all (`max_clients`, 503 past it) and per client address (`max_per_address`, 429),
 so that one client cannot hold every slot.
+
+Training-curve writes do not change the snapshot: they call :meth:`ChangeFeed.notify_metrics`
+with each experiment's newest step, and stream clients get a small ``metrics`` event
+(coalesced the same way) instead of a ``snapshot`` one.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Mapping
 
 log = logging.getLogger("codecdash.events")
 
 PG_CHANNEL = "codecdash_changes"
 CLIENT_QUEUE = 4
+METRICS = -2  # a client queue item: new training-curve steps (see metrics_since)
+MAX_STEPS_KEPT = 10_000  # experiments whose newest step the feed remembers
 
 
 class TooManyClients(Exception):
@@ -47,13 +54,58 @@ class ChangeFeed:
         self._pending = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[], None]] = []
+        # Snapshot events asked for (notify, announce) and sent: counters, not a flag that
+        # the broadcaster's reset could race with another thread's set.
+        self._snapshot_asked = 0
+        self._snapshot_sent = 0
+        self._steps: OrderedDict[str, tuple[int, int]] = OrderedDict()  # id → (seq, step)
+        self._steps_seq = 0
+        self._steps_lock = threading.Lock()
 
     # -- producers --------------------------------------------------------------------
     def notify(self) -> None:
         """Something changed. Safe to call from any thread."""
         self.generation += 1
+        self._snapshot_asked += 1
         for listener in self._listeners:
             listener()
+        self._wake()
+
+    def notify_metrics(self, newest: Mapping[str, int]) -> None:
+        """Experiments logged steps (`newest`: id → newest step). Safe from any thread;
+        a step already announced (this process' write, seen again by the poller) is not
+        announced twice."""
+        with self._steps_lock:
+            fresh = False
+            for experiment_id, step in newest.items():
+                known = self._steps.get(experiment_id)
+                if known is not None and known[1] == step:
+                    continue
+                self._steps_seq += 1
+                self._steps[experiment_id] = (self._steps_seq, step)
+                self._steps.move_to_end(experiment_id)
+                fresh = True
+            while len(self._steps) > MAX_STEPS_KEPT:
+                self._steps.popitem(last=False)
+        if fresh:
+            self._wake()
+
+    def metrics_since(self, cursor: int) -> tuple[int, dict[str, int]]:
+        """(new cursor, {experiment id: newest step}) of the steps announced after `cursor`
+        (0: from the start of the stream's subscription, see `metrics_cursor`)."""
+        found: dict[str, int] = {}
+        with self._steps_lock:
+            for experiment_id, (seq, step) in reversed(self._steps.items()):
+                if seq <= cursor:
+                    break
+                found[experiment_id] = step
+            return self._steps_seq, found
+
+    @property
+    def metrics_cursor(self) -> int:
+        return self._steps_seq
+
+    def _wake(self) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
@@ -74,6 +126,7 @@ class ChangeFeed:
         """Send stream clients an event without a change (the snapshot cache, when a build
         finishes that some readers did not wait for). Call from the event loop."""
         if self._loop is not None and not self._loop.is_closed():
+            self._snapshot_asked += 1
             self._pending.set()
 
     # -- lifecycle --------------------------------------------------------------------
@@ -95,10 +148,16 @@ class ChangeFeed:
         while True:
             await self._pending.wait()
             self._pending.clear()
+            asked = self._snapshot_asked
+            snapshot = asked != self._snapshot_sent
+            self._snapshot_sent = asked
             for queue in list(self._clients):
-                if queue.full():
-                    continue  # the client still has an unread "changed": that suffices
-                queue.put_nowait(self.generation)
+                if snapshot and not queue.full():
+                    queue.put_nowait(self.generation)
+                elif not snapshot and queue.empty():
+                    # Metrics only. Any unread item makes the client read metrics_since
+                    # anyway; a full queue always holds a snapshot event to answer.
+                    queue.put_nowait(METRICS)
             await asyncio.sleep(self.min_interval)
 
     # -- consumers --------------------------------------------------------------------

@@ -21,7 +21,8 @@ from typing import Any
 import click
 import orjson
 
-from codecdash.config import Settings, load_settings
+from codecdash.config import Settings
+from codecdash.serving import command_settings, page_dir_option
 
 SNAPSHOT_NAME = "dashboard.json"
 INDEX = "index.html"
@@ -101,11 +102,7 @@ def build_snapshot(settings: Settings) -> dict[str, Any]:
     store = Store(settings.database_url, active_window_s=settings.active_window_seconds)
     try:
         builder = SnapshotBuilder(settings, build_sources(settings, store))
-        loop = asyncio.new_event_loop()
-        try:
-            data: dict[str, Any] = loop.run_until_complete(builder.build())
-        finally:
-            loop.close()
+        data: dict[str, Any] = asyncio.run(builder.build())
         return data
     finally:
         store.close()
@@ -154,16 +151,10 @@ def write_export(out: Path, settings: Settings, api_base: str | None = None) -> 
     help="URL of an API on another origin, for the page to try before "
     "dashboard.json (written into index.html).",
 )
-@click.option(
-    "--page-dir",
-    "page_dir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Page files to use instead of the installed ones (see `codecdash page eject`).",
-)
-@click.pass_context
+@page_dir_option("Page files to use instead of the installed ones (see `codecdash page eject`).")
+@click.pass_obj
 def export(
-    ctx: click.Context,
+    obj: dict[str, Any] | None,
     out: Path,
     db: str | None,
     source: str | None,
@@ -174,9 +165,8 @@ def export(
     from codecdash.config import ConfigError
     from codecdash.store import StoreUnavailable
 
-    config = (ctx.obj or {}).get("config") if isinstance(ctx.obj, dict) else None
     try:
-        settings = load_settings(config, database_url=db, source=source, page_dir=page_dir)
+        settings = command_settings(obj, database_url=db, source=source, page_dir=page_dir)
         if settings.page_dir:
             warn_page_dir(settings.page_dir)
         written = write_export(out, settings, api_base)

@@ -260,6 +260,11 @@ Params = Annotated[
 ]
 
 
+def _ignored(_value: object) -> None:
+    """A derived field sent back as fetched: accepted, then dropped."""
+    return None
+
+
 class ExperimentFields(_Strict):
     """Fields a client may set; everything optional so PATCH can reuse it."""
 
@@ -307,6 +312,10 @@ class ExperimentFields(_Strict):
     bd_rate_pct: float | None = Field(None, description="Derived by the server; ignored.")
     bd_rate_anchor: Text | None = Field(None, description="Derived by the server; ignored.")
     updated_at: Timestamp | None = Field(None, description="Set by the server; ignored.")
+    # Any object: it is dropped unread, so nothing in it can be refused.
+    training: Annotated[dict[str, Any] | None, AfterValidator(_ignored)] = Field(
+        None, description="Derived by the server; ignored."
+    )
 
 
 class ExperimentIn(ExperimentFields):
@@ -348,6 +357,28 @@ class Experiment(BaseModel):
         None,
         description="In the snapshot only: the fields left out (or, for `error`, shortened) "
         "to keep it small; GET the experiment for all of them.",
+    )
+    training: TrainingSummary | None = None
+
+
+class TrainingSummary(BaseModel):
+    """The newest step an experiment logged (POST …/metrics), kept current on write."""
+
+    step: int = Field(description="The highest step logged.")
+    at: datetime = Field(description="Its wall time.")
+    loss_metric: str | None = Field(
+        None, description="The metric watched as the loss: loss, train/loss or train_loss."
+    )
+    loss: float | Literal["NaN", "Infinity", "-Infinity"] | None = Field(
+        None, description="The newest value of the loss."
+    )
+    non_finite_step: int | None = Field(
+        None, description="The first step whose loss was NaN or infinite, if any."
+    )
+    alert: Literal["non_finite_loss", "loss_rising"] | None = Field(
+        None,
+        description="non_finite_loss: the newest loss is NaN or infinite; loss_rising: the "
+        "smoothed loss is well above its lowest (training_loss_rise_pct).",
     )
 
 

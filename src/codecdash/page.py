@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 from codecdash import __version__
+from codecdash.api.static import dashboard_dir, page_files
 
 PAGE_API = 2
 """Bump when the page's files must change with the server (see the module docstring)."""
@@ -39,27 +40,12 @@ class PageDirReport:
     warning: str | None
 
 
-def installed_dir() -> Path:
-    from codecdash.api.static import dashboard_dir
-
-    return dashboard_dir()
-
-
-def page_files(root: Path) -> dict[str, Path]:
-    """relative name -> path of every file under root (dot-files left out)."""
-    return {
-        p.relative_to(root).as_posix(): p
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    }
-
-
 def eject(dest: Path, *, force: bool = False) -> list[Path]:
     """Copies the installed page files into `dest`, with the version marker."""
     if dest.exists() and not dest.is_dir():
         raise click.ClickException(f"{dest} exists and is not a directory")
     existing = page_files(dest) if dest.is_dir() else {}
-    source = page_files(installed_dir())
+    source = page_files(dashboard_dir())
     clash = sorted(set(existing) & set(source))
     if clash and not force:
         raise click.ClickException(
@@ -87,7 +73,7 @@ def inspect(root: Path) -> PageDirReport:
             f"page directory {root} does not exist (make one with `codecdash page eject {root}`)"
         )
     own = sorted(page_files(root))
-    fallback = sorted(set(page_files(installed_dir())) - set(own))
+    fallback = sorted(set(page_files(dashboard_dir())) - set(own))
     warning = None
     try:
         marker = json.loads((root / MARKER).read_text(encoding="utf-8"))

@@ -11,13 +11,12 @@ import orjson
 
 from codecdash.alerts.channels import NAMES, DeliveryError, build_channels, unconfigured
 from codecdash.alerts.rules import build_rules
+from codecdash.serving import command_settings, friendly_errors
 from codecdash.timefmt import iso
 
 
 def _settings(obj: dict[str, Any] | None, db: str | None) -> Any:
-    from codecdash.config import load_settings
-
-    return load_settings((obj or {}).get("config"), database_url=db)
+    return command_settings(obj, database_url=db)
 
 
 def _alert_store(obj: dict[str, Any] | None, db: str | None) -> Any:
@@ -44,7 +43,6 @@ def alerts() -> None:
 def list_alerts(obj: dict[str, Any], db: str | None, show_all: bool, as_json: bool) -> None:
     """Firing and pending alerts (firing first)."""
     from codecdash.api.alerts import alert_view
-    from codecdash.cli import friendly_errors
 
     def run() -> None:
         states = ["pending", "firing", "resolved"] if show_all else ["pending", "firing"]
@@ -73,7 +71,6 @@ def list_alerts(obj: dict[str, Any], db: str | None, show_all: bool, as_json: bo
 @click.pass_obj
 def history(obj: dict[str, Any], db: str | None, limit: int, as_json: bool) -> None:
     """What happened to alerts, newest first."""
-    from codecdash.cli import friendly_errors
 
     def run() -> None:
         rows, _ = _alert_store(obj, db).history(limit)
@@ -102,7 +99,6 @@ def history(obj: dict[str, Any], db: str | None, limit: int, as_json: bool) -> N
 @click.pass_obj
 def deliveries(obj: dict[str, Any], db: str | None, states: tuple[str, ...], limit: int) -> None:
     """Notification messages: channel, state, attempts, the last error."""
-    from codecdash.cli import friendly_errors
 
     def run() -> None:
         rows = _alert_store(obj, db).deliveries(states or ("pending", "sent", "failed"), limit)
@@ -125,7 +121,6 @@ def deliveries(obj: dict[str, Any], db: str | None, states: tuple[str, ...], lim
 def test(obj: dict[str, Any], channel: str) -> None:
     """Send a test notification through CHANNEL now; say whether it went, or why not."""
     from codecdash.alerts.service import send_test
-    from codecdash.cli import friendly_errors
 
     def run() -> None:
         settings = _settings(obj, None)
@@ -149,7 +144,6 @@ def test(obj: dict[str, Any], channel: str) -> None:
 @click.pass_obj
 def ack(obj: dict[str, Any], alert_id: int, db: str | None, by: str | None) -> None:
     """Acknowledge alert ALERT_ID (someone is on it)."""
-    from codecdash.cli import friendly_errors
     from codecdash.store.alerts import NotActive, NotFound
 
     def run() -> None:
@@ -166,7 +160,6 @@ def ack(obj: dict[str, Any], alert_id: int, db: str | None, by: str | None) -> N
 @click.pass_obj
 def rules(obj: dict[str, Any]) -> None:
     """Each rule with its settings in force (defaults and overrides)."""
-    from codecdash.cli import friendly_errors
 
     def run() -> None:
         for rule in build_rules(_settings(obj, None).alert_rules):

@@ -19,14 +19,26 @@ from starlette.types import Scope
 
 from codecdash import __version__
 from codecdash.alerts.service import AlertService
-from codecdash.api import alerts, anchors, dashboard, docs, document, errors, experiments, fleet
-from codecdash.api.auth import WriteLimits, install_log_redaction
+from codecdash.api import (
+    alerts,
+    anchors,
+    dashboard,
+    docs,
+    document,
+    errors,
+    experiments,
+    fleet,
+    metrics_history,
+)
+from codecdash.api.auth import install_log_redaction
 from codecdash.api.bodies import document_bodies
 from codecdash.api.cache import SnapshotCache
 from codecdash.api.guard import Guard, allowed_hosts
+from codecdash.api.ratelimit import WriteLimits
 from codecdash.api.state import AppState
 from codecdash.api.static import InlineSnapshot, StaticPage
 from codecdash.api.timeout import RequestTimeout
+from codecdash.backup.schedule import start_beside_server
 from codecdash.config import Settings
 from codecdash.events import ChangeFeed, listen_postgres, poll_version
 from codecdash.experiments.readmodel import ExperimentsBackend, ExperimentsReadModel
@@ -122,6 +134,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        backups = start_beside_server(settings, store, schedule=background)  # docs/backups.md
         await feed.start()
         tasks: list[asyncio.Task[None]] = []
         stop = threading.Event()
@@ -129,6 +142,7 @@ def create_app(
         if background:
             tasks.append(asyncio.create_task(_prune_heartbeats(store, settings)))
             tasks.append(asyncio.create_task(alert_service.run(cache.snapshot_data)))
+            tasks += [asyncio.create_task(c) for c in metrics_history.background(st)]
             if artifacts is not None:
                 artifacts.start()
             if store.db.is_sqlite:
@@ -153,6 +167,7 @@ def create_app(
             builder.close()
             if listener is not None:
                 listener.join(timeout=2)
+            await backups.stop()
 
     app = FastAPI(
         title="codecdash",
@@ -170,6 +185,7 @@ def create_app(
     app.include_router(fleet.router)
     app.include_router(anchors.router)
     app.include_router(alerts.router)
+    metrics_history.install(app, st)
     app.include_router(docs.router)
 
     @app.api_route("/{name:path}", methods=list(ANY_METHOD), include_in_schema=False)

@@ -15,6 +15,7 @@ from codecdash import __version__
 from codecdash.api.auth import require_read
 from codecdash.api.metrics import render_metrics
 from codecdash.api.state import AppState, state
+from codecdash.events import METRICS
 from codecdash.models import ErrorResponse, Snapshot
 
 router = APIRouter(tags=["dashboard"])
@@ -123,7 +124,8 @@ class SnapshotFastPath:
 @router.get(
     "/api/v1/events",
     dependencies=[Depends(require_read)],
-    summary="Server-sent events: one `snapshot` event each time the data changes",
+    summary="Server-sent events: a `snapshot` event each time the data changes, a `metrics` "
+    "event when experiments log training steps",
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}},
@@ -141,15 +143,22 @@ async def events(request: Request) -> Response:
             retry_ms = int(st.settings.refresh_seconds * 1000 / 10)
             yield f"retry: {max(1000, retry_ms)}\n: connected\n\n".encode()
             yield _event(st.feed.generation)
+            cursor = st.feed.metrics_cursor
             while True:
                 try:
                     generation = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
-                if generation < 0:
+                if generation == METRICS:
+                    pass  # training steps only: below
+                elif generation < 0:
                     return  # server shutting down
-                yield _event(generation)
+                else:
+                    yield _event(generation)
+                cursor, steps = st.feed.metrics_since(cursor)
+                if steps:
+                    yield b"event: metrics\ndata: %s\n\n" % orjson.dumps({"experiments": steps})
         finally:
             await subscription.__aexit__(None, None, None)
 

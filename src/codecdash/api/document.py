@@ -54,6 +54,7 @@ class Link:
 
 EXPERIMENT = "/api/v1/experiments/{experiment_id}"
 EXPERIMENT_BD_RATE = "/api/v1/experiments/{experiment_id}/bd-rate"
+EXPERIMENT_METRICS = "/api/v1/experiments/{experiment_id}/metrics"
 ANCHOR = "/api/v1/anchors/{name}"
 ANCHOR_BD_RATE = "/api/v1/anchors/{name}/bd-rate"
 _WRITTEN = ("200", "201")
@@ -102,6 +103,14 @@ def _experiment_links(source: tuple[str, str], statuses: tuple[str, ...], at: st
             ("get", ANCHOR_BD_RATE),
             {"path.name": f"$response.body#{at}/bd_rate_anchor", "query.experiment_id": exp_id},
             "Its BD-rate report against the anchor its stored bd_rate_pct was measured on",
+        ),
+        Link(
+            "TrainingCurves",
+            source,
+            statuses,
+            ("get", EXPERIMENT_METRICS),
+            {"path.experiment_id": exp_id},
+            "Its training curves",
         ),
     ]
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
+from codecdash.api.ratelimit import WriteLimits
 from codecdash.config import Settings
 from codecdash.events import ChangeFeed
 from codecdash.experiments.readmodel import ExperimentsReadModel
@@ -16,7 +17,6 @@ from codecdash.snapshot import SnapshotBuilder
 from codecdash.store import Store
 
 if TYPE_CHECKING:
-    from codecdash.api.auth import WriteLimits
     from codecdash.api.cache import SnapshotCache
 
 

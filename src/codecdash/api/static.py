@@ -62,10 +62,17 @@ def dashboard_dir() -> Path:
     return Path(str(resources.files(DASHBOARD_PACKAGE).joinpath("dashboard")))
 
 
+def page_files(root: Path) -> dict[str, Path]:
+    """relative name -> path of every file under root (dot-files left out)."""
+    return {
+        p.relative_to(root).as_posix(): p
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    }
+
+
 def read_files(root: Path) -> dict[str, bytes]:
     """relative name -> bytes of every file under root (dot-files left out)."""
-    from codecdash.page import page_files
-
     return {name: path.read_bytes() for name, path in page_files(root).items()}
 
 

@@ -18,6 +18,7 @@ import {
 import { initAlerts, refreshAlerts } from "./alerts.js";
 import { costsAsOf, qualityBar, storageView } from "./cards.js";
 import { renderDonut, renderProgressChart, rethemeCharts } from "./charts.js";
+import { initCurves, onMetricsEvent } from "./curves.js";
 import { closeDetails, initDetails, openId, showExperiment } from "./details.js";
 import { append, badge, h, missing, refreshTimes, renderInto, setChildren, setHidden, timeAgo } from "./dom.js";
 import {
@@ -31,7 +32,7 @@ import {
   isNum,
 } from "./format.js";
 import { followDetails, initRateDistortion, renderRateDistortion } from "./rd.js";
-import { initTable, refreshTable, urlFor, view, writeUrl } from "./table.js";
+import { initTable, refreshTable, shownExperiments, urlFor, view, writeUrl } from "./table.js";
 
 const DEFAULT_REFRESH_SECONDS = 30;
 const THEME_KEY = "codecdash-theme";
@@ -614,6 +615,7 @@ function openStream() {
   };
   stream.addEventListener("message", onChange);
   stream.addEventListener("snapshot", onChange);
+  stream.addEventListener("metrics", (e) => onMetricsEvent(e.data)); // training curves: curves.js
   stream.addEventListener("open", () => {
     state.streamOpened = true;
     heard = false;
@@ -786,6 +788,7 @@ async function boot() {
   });
   initRateDistortion({ isStatic: () => state.mode === "static" });
   initAlerts({ isStatic: () => state.mode === "static" });
+  initCurves({ isStatic: () => state.mode === "static", candidates: shownExperiments });
   initTable({
     isStatic: () => state.mode === "static",
     getSnapshot: () => state.snapshot,

@@ -3,6 +3,7 @@
 
 import { ApiError } from "./api.js";
 import { pruneCharts, renderRdChart } from "./charts.js";
+import { renderCurves, stopCurves } from "./curves.js";
 import { badge, h, missing, timeAgo } from "./dom.js";
 import {
   formatDb,
@@ -32,6 +33,7 @@ export function initDetails({ onClosed }) {
   });
   els.dialog.addEventListener("close", () => {
     current.controller?.abort();
+    stopCurves();
     const id = current.id;
     current.id = null;
     els.body.replaceChildren();
@@ -128,6 +130,8 @@ function renderExperiment(e) {
   );
   const note = omittedNote(e);
   if (note) parts.splice(1, 0, note);
+  const curves = h("section", { class: "curves" });
+  parts.push(curves);
   if (e.error) {
     parts.push(
       h("h3", {}, "Error"),
@@ -190,8 +194,10 @@ function renderExperiment(e) {
     );
     els.body.replaceChildren(...parts);
     renderRdChart(box, points, rateKey, rateLabel);
+    renderCurves(curves, e);
     return;
   }
   parts.push(h("p", { class: "muted" }, "No rate-distortion points recorded."));
   els.body.replaceChildren(...parts);
+  renderCurves(curves, e);
 }

@@ -4,6 +4,7 @@
 // the snapshot's recent_experiments itself.
 
 import { ApiError, fetchExperiments } from "./api.js";
+import { trainingFlag } from "./curves.js";
 import { badge, h, missing, setHidden, timeAgo } from "./dom.js";
 import { formatCount, formatDb, formatDuration, formatPct, formatSignedPct, formatUsd, isNum } from "./format.js";
 
@@ -199,6 +200,11 @@ function compare(field, desc) {
   };
 }
 
+/** The experiments the table shows (others to compare an experiment's curves with). */
+export function shownExperiments() {
+  return table.items;
+}
+
 /** Client-side filter and sort, for a static export (the snapshot's recent experiments). */
 export function filterSort(items, v) {
   const q = v.q.toLowerCase();
@@ -281,6 +287,8 @@ function cell(col, e) {
     );
   } else if (col.key === "status") {
     td.append(badge(e.status));
+    const flag = trainingFlag(e); // a running experiment's NaN or rising loss
+    if (flag) td.append(" ", flag);
   } else {
     td.append(isNum(e[col.key]) ? col.fmt(e[col.key]) : missing());
     const title = col.title && isNum(e[col.key]) ? col.title(e) : null;

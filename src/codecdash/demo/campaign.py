@@ -4,46 +4,39 @@ Everything here is a pure function of the seed: experiment ids, names, parameter
 results, the fleet's events. Times are seconds since the campaign started; the workload maps
 them to wall-clock times (:mod:`codecdash.demo.workload`).
 
-The rate-distortion model (numbers from the published UVG 1080p results bundled with codecdash):
-
-- every experiment is a variant of the learned codec ssf2020 (Agustsson et al. 2020, its
-  authors' curve) whose rates are all multiplied by a scale ``s``: the curve moves left, quality
-  unchanged. Its BD-rate against x264 is then ``(1 + B0)·s - 1``, with B0 = +36.7 % (ssf2020
-  needs more bits than x264 medium/zerolatency on UVG; VTM needs 73.7 % fewer);
-- the research frontier improves as ``s_f(t) = S_END + (1 - S_END)·exp(-t / TAU)``: from the
-  published ssf2020 (s = 1) towards s = 0.085, i.e. 88 % fewer bits than x264, near the 90 %
-  target; each experiment lands around the frontier (family, learning rate, crop and epochs
-  matter, plus noise), so best-so-far climbs in steps;
-- ``psnr_db`` and ``ms_ssim`` are read off the experiment's curve at 3 Mbit/s (VTM gives 35.0 dB
-  there, the 35 dB target); MS-SSIM comes from PSNR through the relation of the published
-  ssf2020-mse-ans-vimeo curve.
+Each experiment's results come from the rate-distortion model (:mod:`codecdash.demo.rd_model`):
+the learned codec's curve with its rates times a scale ``s``. The research frontier improves as
+``s_f(t) = S_END + (1 - S_END)·exp(-t / TAU)``: from the published ssf2020 (s = 1) towards
+s = 0.085, i.e. 88 % fewer bits than x264, near the 90 % target; each experiment lands around
+the frontier (family, learning rate, crop and epochs matter, plus noise), so best-so-far climbs
+in steps. Experiments fail as real ones do (:mod:`codecdash.demo.failures`).
 """
 
 from __future__ import annotations
 
 import bisect
-import functools
 import heapq
 import math
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
-from codecdash.codec_metrics import bd_rate, ms_ssim_db
-from codecdash.demo.fleet import HOUR, OTHER_USD_PER_HOUR, Fleet, Worker, storage_usd_per_hour
+from codecdash.demo import failures
+from codecdash.demo.failures import WATCHDOG_S
+from codecdash.demo.fleet import (
+    DAY,
+    HOUR,
+    OTHER_USD_PER_HOUR,
+    Fleet,
+    Worker,
+    storage_usd_per_hour,
+)
+from codecdash.demo.rd_model import RDModel
+from codecdash.demo.runs import RESULT_FIELDS, Change, Run
 from codecdash.demo.serving import ServingLoad, speed
-from codecdash.results import bundled_result_curves, rd_pairs
 
-DAY: Final = 86400.0
-X264: Final = "x264-medium-tune-zerolatency"
-ANCHORS: Final = (X264, "x265-medium-tune-zerolatency", "VTM-v15.0-lowdelay")
-"""Stored as anchors in the demo's database; x264 first: the baseline of `bd_rate_pct`."""
-LEARNED: Final = "ssf2020-from-authors"
-MS_SSIM_REFERENCE: Final = "ssf2020-mse-ans-vimeo"
-OPERATING_KBPS: Final = 3000.0
 S_END: Final = 0.085
 TAU_DAYS: Final = 9.0
 MIN_SCALE: Final = 0.04
@@ -63,183 +56,17 @@ BATCHES: Final = ((4, 0.2), (8, 0.6), (16, 0.2))
 CROPS: Final = ((256, 0.85), (384, 0.15))
 EPOCHS: Final = ((25, 0.3), (40, 0.5), (60, 0.2))
 HOURS_PER_EPOCH: Final = 0.085  # Vimeo-90k septuplets, 256² crops, batch 8, one A10G
-SEQUENCES: Final = 64_612  # Vimeo-90k septuplet training set
 EVAL_FRAMES: Final = 3_900 * 7  # UVG 1080p (7 sequences, 3,900 frames) at 7 rate points
 SPOT_MEAN_DAYS: Final = 10.0  # mean time between interruptions of one spot worker
 HANG_MEAN_DAYS: Final = 9.0  # mean time between hung training workers, fleet-wide
-WATCHDOG_S: Final = 45 * 60.0
+DIVERGE_AFTER_S: Final = 30 * 60.0  # the live demo's diverging run fails this much later
 SWEEP_WHEN_QUEUED: Final = 3  # the next sweep is prepared once the queue is this short…
 THINK_HOURS: Final = (0.25, 2.0)  # …and queued this many hours later
-RESULT_FIELDS: Final = ("bitrate_reduction_pct", "psnr_db", "ms_ssim", "bitrate_kbps", "rd_points")
 
 
 def frontier_scale(t: float) -> float:
     """The rate scale the campaign's best ideas reach at campaign time `t` (seconds)."""
     return S_END + (1.0 - S_END) * math.exp(-t / DAY / TAU_DAYS)
-
-
-# -- rate-distortion -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RDModel:
-    """The published curves the demo is built on."""
-
-    anchors: tuple[tuple[str, str, list[dict[str, Any]]], ...]
-    """(name, description, rd_points) of x264, x265 and VTM."""
-    base: tuple[tuple[float, float], ...]
-    """The learned codec's (kbps, psnr_db), by rate."""
-    ssim_ref: tuple[tuple[float, float], ...]
-    """(psnr_db, ms_ssim in dB) of the reference learned codec, by PSNR."""
-    base_bd_rate_pct: float
-    """BD-rate of the learned codec against x264 (+36.7 %)."""
-
-    @classmethod
-    def load(cls) -> RDModel:
-        curves = {c.name: c for c in bundled_result_curves()}
-        missing = [n for n in (*ANCHORS, LEARNED, MS_SSIM_REFERENCE) if n not in curves]
-        if missing:
-            raise RuntimeError(f"bundled rate-distortion results missing: {', '.join(missing)}")
-        anchors = tuple(
-            (name, curves[name].description, [dict(p) for p in curves[name].points])
-            for name in ANCHORS
-        )
-        base = sorted(rd_pairs(curves[LEARNED].points))
-        ref = curves[MS_SSIM_REFERENCE].points
-        ssim = sorted(
-            (float(p["psnr_db"]), ms_ssim_db(float(p["ms_ssim"])))
-            for p in ref
-            if p["psnr_db"] is not None and p["ms_ssim"] is not None
-        )
-        b0 = bd_rate(rd_pairs(anchors[0][2]), base)
-        return cls(anchors, tuple(base), tuple(ssim), b0)
-
-    @functools.cached_property
-    def _slopes(self) -> tuple[float, ...]:
-        """d ln(rate) / d PSNR of the learned codec at each of its points."""
-        base, last = self.base, len(self.base) - 1
-        return tuple(
-            (math.log(base[min(i + 1, last)][0]) - math.log(base[max(i - 1, 0)][0]))
-            / (base[min(i + 1, last)][1] - base[max(i - 1, 0)][1])
-            for i in range(len(base))
-        )
-
-    def x264_pairs(self) -> list[tuple[float, float]]:
-        """The x264 anchor's (kbps, psnr_db): the baseline of `bitrate_reduction_pct`."""
-        return rd_pairs(self.anchors[0][2])
-
-    def ms_ssim(self, psnr: float) -> float:
-        """MS-SSIM at this PSNR, along the reference learned codec's relation."""
-        db = _interpolate(self.ssim_ref, psnr)
-        return min(0.9999, 1.0 - math.pow(10.0, -db / 10.0))
-
-    def saving_pct(self, scale: float) -> float:
-        """% bitrate saved against x264 by the learned codec with rates times `scale`.
-
-        Exact for a uniform rate scale: log-rate moves by log(scale) over the same qualities,
-        so the BD-rate is (1 + B0)·scale - 1.
-        """
-        return -((1.0 + self.base_bd_rate_pct / 100.0) * scale - 1.0) * 100.0
-
-    def result(self, scale: float, rng: random.Random) -> dict[str, Any]:
-        """An experiment's results: its curve (the learned codec's, rates times `scale`, with
-        measurement noise), the saving against x264, and quality at 3 Mbit/s.
-
-        The saving is computed for the curve's mean rate scale: the geometric mean of the
-        per-point scales, each PSNR deviation turned into a rate factor by the curve's local
-        slope (first order). Not with PCHIP from the noisy points: it agrees with the server's
-        `bd_rate_pct` to about 0.3 points and costs microseconds instead of milliseconds, which
-        keeps a 30-day history fast.
-        """
-        points = []
-        log_scales = []
-        for (kbps, psnr), slope in zip(self.base, self._slopes, strict=True):
-            point_scale = scale * (1.0 + rng.gauss(0.0, 0.005))
-            q = psnr + rng.gauss(0.0, 0.02)
-            log_scales.append(math.log(point_scale) - slope * (q - psnr))
-            points.append(
-                {
-                    "bitrate_kbps": round(kbps * point_scale, 1),
-                    "psnr_db": round(q, 3),
-                    "ms_ssim": round(self.ms_ssim(q), 5),
-                }
-            )
-        mean_scale = math.exp(sum(log_scales) / len(log_scales))
-        pairs = sorted((math.log10(p["bitrate_kbps"]), p["psnr_db"]) for p in points)
-        psnr = _interpolate(pairs, math.log10(OPERATING_KBPS))
-        return {
-            "bitrate_reduction_pct": round(self.saving_pct(mean_scale), 2),
-            "psnr_db": round(psnr, 3),
-            "ms_ssim": round(self.ms_ssim(psnr), 5),
-            "bitrate_kbps": OPERATING_KBPS,
-            "rd_points": points,
-        }
-
-
-def _interpolate(xy: Sequence[tuple[float, float]], x: float) -> float:
-    """Piecewise-linear y(x), extended linearly past both ends; `xy` sorted by x."""
-    xs = [p[0] for p in xy]
-    i = min(max(bisect.bisect_left(xs, x), 1), len(xy) - 1)
-    (x0, y0), (x1, y1) = xy[i - 1], xy[i]
-    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-
-
-# -- experiments -----------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    """One experiment, in campaign time."""
-
-    id: str
-    name: str
-    params: dict[str, Any]
-    tags: list[str]
-    scale: float
-    train_hours: float
-    """Training time on a g5.xlarge; faster instances take less."""
-    mem_gib: float
-    """GPU memory training needs."""
-    mem_estimate_gib: float
-    """What the orchestrator thinks it needs (placement); an underestimate ends in OOM."""
-    nan_at: float | None
-    """Share of training after which the loss turns NaN, or None."""
-    created_at: float
-    status: str = "queued"
-    started_at: float | None = None
-    finished_at: float | None = None
-    worker_id: str | None = None
-    error: str | None = None
-    cost_usd: float | None = None
-    results: dict[str, Any] | None = None
-    train_usd: float = 0.0
-    train_end: float | None = None
-
-    def document(self, wall: Callable[[float], datetime]) -> dict[str, Any]:
-        """The Experiment as the API takes it, times mapped to wall-clock by `wall`."""
-        doc: dict[str, Any] = {
-            "id": self.id,
-            "name": self.name,
-            "status": self.status,
-            "created_at": wall(self.created_at),
-            "started_at": None if self.started_at is None else wall(self.started_at),
-            "finished_at": None if self.finished_at is None else wall(self.finished_at),
-            "worker_id": self.worker_id,
-            "params": dict(self.params),
-            "tags": list(self.tags),
-            "error": self.error,
-            "cost_usd": self.cost_usd,
-        }
-        for name in RESULT_FIELDS:
-            doc[name] = None if self.results is None else self.results[name]
-        return doc
-
-
-class Change(NamedTuple):
-    """An experiment to send: `fields` changed, or None for the whole (new) experiment."""
-
-    run_id: str
-    fields: tuple[str, ...] | None
 
 
 def _weighted(rng: random.Random, options: Sequence[tuple[Any, float]]) -> Any:
@@ -263,9 +90,10 @@ class Campaign:
     """A discrete-event simulation of the campaign: sweeps, queues, workers, failures.
 
     `advance(t)` runs every event up to campaign time `t` and returns the experiments that
-    changed. `live_from` (seconds) is where the live part begins: one worker hangs one hour
-    into it and one spot worker is interrupted two hours into it, so a live demo always shows
-    both, whatever the seed.
+    changed. `live_from` (seconds) is where the live part begins: a running experiment starts
+    diverging 20 minutes into it (its loss NaN, it fails 30 minutes later), one worker hangs one
+    hour into it and one spot worker is interrupted two hours into it, so a live demo always
+    shows all three, whatever the seed.
     """
 
     def __init__(self, seed: int, *, live_from: float = 0.0, rd: RDModel | None = None) -> None:
@@ -292,12 +120,14 @@ class Campaign:
             "hang": self._on_hang,
             "watchdog": self._on_watchdog,
             "replace": self._on_replace,
+            "diverge": self._on_diverge,
         }
         self._schedule(0.0, "sweep", "baseline")
         self._sweep_pending = True
         for worker in self.fleet.workers:
             self._schedule_spot(worker)
         self._schedule(self.rng.expovariate(1.0 / (HANG_MEAN_DAYS * DAY)), "hang", "random")
+        self._schedule(live_from + HOUR / 3, "diverge", "live")
         self._schedule(live_from + HOUR, "hang", "live")
         self._schedule(live_from + 2 * HOUR, "spot", "", "live")
 
@@ -499,9 +329,9 @@ class Campaign:
         self._bill(run, worker)
         worker.job = None
         if event.b == "oom":
-            self._finish(run, "failed", _oom_error(run, worker, self.rng))
+            self._finish(run, "failed", failures.oom_error(run, worker, self.rng))
         elif event.b == "nan":
-            self._finish(run, "failed", _nan_error(run, self.now, self.rng))
+            self._finish(run, "failed", failures.nan_error(run, self.now, self.rng))
         else:
             self.eval_queue.append(run.id)
             self._dispatch_eval()
@@ -545,15 +375,8 @@ class Campaign:
             worker = self.fleet.by_id(event.a)
             if not worker.reporting:
                 return
-        worker.left_at = worker.silent_since = self.now
-        if worker.job is not None:
-            run = self.runs[worker.job]
-            worker.job = None
-            self._bill(run, worker)
-            retry = self._retry(run)
-            self._finish(run, "failed", _spot_error(run, worker, retry.id, self.now, self.rng))
-        self._schedule(self.now + self.rng.uniform(3, 8) * 60, "replace", worker.worker_id)
-        self._dispatch()
+        worker.silent_since = self.now
+        self._lose(worker, failures.spot_error, replace_in_min=(3, 8))
 
     def _on_hang(self, event: _Event) -> None:
         if event.a == "random":
@@ -572,83 +395,46 @@ class Campaign:
         self._schedule(self.now + WATCHDOG_S, "watchdog", worker.worker_id)
 
     def _on_watchdog(self, event: _Event) -> None:
-        worker = self.fleet.by_id(event.a)
+        self._lose(self.fleet.by_id(event.a), failures.hang_error, replace_in_min=(4, 8))
+
+    def _lose(
+        self, worker: Worker, error: failures.LostWorker, replace_in_min: tuple[float, float]
+    ) -> None:
+        """`worker` is gone: its experiment fails (with `error`'s text) and is retried, and a
+        new worker replaces it a few minutes later."""
         worker.left_at = self.now
         if worker.job is not None:
             run = self.runs[worker.job]
             worker.job = None
             self._bill(run, worker)
             retry = self._retry(run)
-            self._finish(run, "failed", _hang_error(run, worker, retry.id, self.now, self.rng))
-        self._schedule(self.now + self.rng.uniform(4, 8) * 60, "replace", worker.worker_id)
+            self._finish(run, "failed", error(run, worker, retry.id, self.now, self.rng))
+        delay = self.rng.uniform(*replace_in_min) * 60
+        self._schedule(self.now + delay, "replace", worker.worker_id)
         self._dispatch()
+
+    def _on_diverge(self, _event: _Event) -> None:
+        """The live demo's diverging run: a running one fails with a NaN loss DIVERGE_AFTER_S
+        from now (demo/curves.py draws its loss climbing, then NaN, before that)."""
+        candidates = []
+        for worker in self.fleet.alive("training"):
+            run = self.runs.get(worker.job or "")
+            if run is None or not worker.reporting or run.nan_at is not None:
+                continue
+            assert run.started_at is not None and run.train_end is not None
+            seconds = run.train_hours * HOUR / worker.spec.train_speed
+            share = (self.now + DIVERGE_AFTER_S - run.started_at) / seconds
+            if run.train_end - run.started_at >= 0.5 * seconds and share < 0.9:  # not OOM
+                candidates.append((run, share))
+        if not candidates:
+            self._schedule(self.now + 900, "diverge", "live")
+            return
+        run, share = self.rng.choice(candidates)
+        run.nan_at = share
+        run.train_end = self.now + DIVERGE_AFTER_S
+        self._schedule(run.train_end, "train_end", run.id, "nan")
 
     def _on_replace(self, event: _Event) -> None:
         new = self.fleet.replace(self.fleet.by_id(event.a), self.now)
         self._schedule_spot(new)
         self._dispatch()
-
-
-# -- realistic error texts -------------------------------------------------------------------
-
-
-def _progress(run: Run, now: float, rng: random.Random) -> tuple[int, int, int]:
-    """(epoch, epochs, step) a run had reached when it stopped at `now`."""
-    epochs = int(run.params["epochs"])
-    share = rng.uniform(0.05, 0.95)
-    if run.started_at is not None and run.train_end is not None and run.train_end > run.started_at:
-        planned = (run.train_end - run.started_at) / (run.nan_at or 1.0)
-        share = min(1.0, (now - run.started_at) / planned)
-    epoch = max(1, min(epochs, int(epochs * share) + 1))
-    steps = SEQUENCES // int(run.params["batch_size"])
-    return epoch, epochs, (epoch - 1) * steps + rng.randrange(steps)
-
-
-def _oom_error(run: Run, worker: Worker, rng: random.Random) -> str:
-    cap = worker.spec.gpu_mem_gib
-    in_use = cap - rng.uniform(0.3, 0.9)
-    allocated = in_use - rng.uniform(0.4, 1.2)
-    return (
-        f"torch.OutOfMemoryError: CUDA out of memory. Tried to allocate "
-        f"{run.mem_gib - allocated:.2f} GiB. GPU 0 has a total capacity of {cap:.2f} GiB of which "
-        f"{(cap - in_use) * 1024:.2f} MiB is free. Including non-PyTorch memory, this process has "
-        f"{in_use:.2f} GiB memory in use. Of the allocated memory {allocated:.2f} GiB is allocated "
-        f"by PyTorch, and {rng.uniform(20, 400):.2f} MiB is reserved by PyTorch but unallocated. "
-        "If reserved but unallocated memory is large try setting "
-        "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid fragmentation. "
-        f"(batch_size={run.params['batch_size']}, crop={run.params['crop']}, "
-        f"{worker.instance_type} {worker.spec.gpu})"
-    )
-
-
-def _nan_error(run: Run, now: float, rng: random.Random) -> str:
-    epoch, epochs, step = _progress(run, now, rng)
-    last_good = max(0, (epoch - 1) // 5 * 5)
-    return (
-        f"FloatingPointError: loss is nan at epoch {epoch}/{epochs}, step {step} "
-        f"(bpp_loss=nan, mse_loss={rng.uniform(0.0008, 0.004):.5f}, "
-        f"aux_loss={rng.uniform(20, 900):.1f}, lr={run.params['lr']:.0e}); training stopped, "
-        f"last good checkpoint: epoch {last_good}"
-    )
-
-
-def _spot_error(run: Run, worker: Worker, retry_id: str, now: float, rng: random.Random) -> str:
-    epoch, epochs, _ = _progress(run, now, rng)
-    return (
-        f"SpotInterruption: EC2 reclaimed {worker.instance_id} ({worker.instance_type} spot, "
-        f"{worker.zone}) after a 2-minute interruption notice, at epoch {epoch}/{epochs}; "
-        f"worker {worker.worker_id} was lost without a clean shutdown. "
-        f"Re-queued as {retry_id}."
-    )
-
-
-def _hang_error(run: Run, worker: Worker, retry_id: str, now: float, rng: random.Random) -> str:
-    epoch, epochs, step = _progress(
-        run, now if worker.silent_since is None else worker.silent_since, rng
-    )
-    return (
-        f"WorkerLost: no heartbeat from {worker.worker_id} for {WATCHDOG_S / 60:.0f} min "
-        f"(last log line: 'epoch {epoch}/{epochs} step {step}'; NCCL/DataLoader hang "
-        f"suspected); the orchestrator's watchdog terminated {worker.instance_id}. "
-        f"Re-queued as {retry_id}."
-    )

@@ -1,8 +1,7 @@
 """`codecdash demo`: the dashboard on its own database, with a live campaign written through the
 real HTTP API by the SDK.
 
-The CLI (:mod:`codecdash.cli`) registers this command while it is itself being imported, so
-serve's options are taken from it only once `demo` exists (see the end of this module).
+It takes `codecdash serve`'s options and uvicorn's settings from :mod:`codecdash.serving`.
 """
 
 from __future__ import annotations
@@ -17,12 +16,17 @@ from typing import Any, Final
 
 import click
 import httpx
-from sqlalchemy import func, inspect, select
 
 from codecdash import __version__
-from codecdash.config import load_settings
-from codecdash.store import Store, schema
-from codecdash.store.counters import DATA_VERSION
+from codecdash.serving import (
+    ServerOptions,
+    command_settings,
+    configure_logging,
+    friendly_errors,
+    server_options,
+    uvicorn_options,
+)
+from codecdash.store import Store, maintenance
 from codecdash.store.db import database_url
 
 log = logging.getLogger("codecdash.demo")
@@ -30,8 +34,8 @@ log = logging.getLogger("codecdash.demo")
 DEFAULT_DB: Final = "codecdash-demo.db"
 DEMO_TOKEN: Final = "codecdash-demo"  # noqa: S105 - a token's name, not its value
 """The write token the demo makes; its presence marks a database as a demo database."""
-DEFAULT_ANCHOR: Final = "x264-medium-tune-zerolatency"  # = campaign.X264 (no SciPy import here)
-DATA_TABLES: Final = ("experiments", "heartbeats", "workers", "cost_records", "tokens", "anchors")
+DEFAULT_ANCHOR: Final = "x264-medium-tune-zerolatency"  # = rd_model.X264 (no SciPy import here)
+DB_HELP: Final = f"SQLite file or SQLAlchemy URL (default ./{DEFAULT_DB}; never a real one)."
 DEMO_BUDGET_USD: Final = 4000.0
 """The demo's monthly budget unless one is set: the fleet's forecast (~$4,700) passes it, so
 the budget alert fires in the first minute, as the live hang makes a stale-worker alert."""
@@ -50,43 +54,20 @@ def open_demo_store(url: str, active_window_s: float = 90.0) -> Store:
     where = url.removeprefix("sqlite:///")
     store = Store(url, active_window_s=active_window_s, migrate=False)
     try:
-        with store.db.read() as conn:
-            tables = set(inspect(conn).get_table_names())
-            if tables and "schema_version" not in tables:
-                raise NotADemoStore(
-                    f"{where} is not a codecdash database; codecdash demo only uses a new "
-                    "database or one it made. Choose another --db."
-                )
-            marked = (
-                "tokens" in tables
-                and conn.execute(
-                    select(schema.tokens.c.name).where(schema.tokens.c.name == DEMO_TOKEN)
-                ).first()
-                is not None
-            )
-            used = [
-                name
-                for name in DATA_TABLES
-                if name in tables
-                and conn.execute(
-                    select(func.count()).select_from(schema.metadata.tables[name])
-                ).scalar_one()
-            ]
-        if used and not marked:
+        found = maintenance.survey(store.db, DEMO_TOKEN)
+        if found.foreign:
             raise NotADemoStore(
-                f"{where} holds real data ({', '.join(used)}) that codecdash demo did not "
+                f"{where} is not a codecdash database; codecdash demo only uses a new "
+                "database or one it made. Choose another --db."
+            )
+        if found.used and not found.has_token:
+            raise NotADemoStore(
+                f"{where} holds real data ({', '.join(found.used)}) that codecdash demo did not "
                 "write; the demo never touches it. Use the default ./codecdash-demo.db or a "
                 "new --db."
             )
         store.db.migrate()
-        with store.db.write() as conn:
-            for table in reversed(schema.metadata.sorted_tables):
-                if table is schema.schema_version:
-                    continue
-                if table is schema.counters:  # keep the data version: ETags stay unique
-                    conn.execute(table.delete().where(table.c.name != DATA_VERSION))
-                else:
-                    conn.execute(table.delete())
+        maintenance.empty(store.db)
     except BaseException:
         store.close()
         raise
@@ -165,6 +146,7 @@ def _local_url(host: str, port: int) -> str:
 
 
 @click.command("demo")
+@server_options(db_help=DB_HELP)
 @click.option(
     "--seed",
     type=int,
@@ -194,7 +176,15 @@ def _local_url(host: str, port: int) -> str:
     help="Stop after this many seconds (default: run until Ctrl-C).",
 )
 @click.pass_obj
-def demo(obj: dict[str, Any], /, **options: Any) -> None:
+@friendly_errors
+def demo(
+    obj: dict[str, Any],
+    server: ServerOptions,
+    seed: int | None,
+    speed: float,
+    history_days: float,
+    duration: float | None,
+) -> None:
     """Serve the dashboard with a live demo campaign (demo data, on its own database).
 
     The workload writes through the real HTTP API with the Python SDK, as training workers
@@ -202,72 +192,37 @@ def demo(obj: dict[str, Any], /, **options: Any) -> None:
     and a fleet of GPU workers, costs by component. --db defaults to ./codecdash-demo.db, never
     the database of `codecdash serve`; the demo refuses any database holding real data.
     """
-    from codecdash.cli import friendly_errors
-
-    friendly_errors(serve_demo)(obj, **options)
-
-
-def serve_demo(
-    obj: dict[str, Any],
-    host: str,
-    port: int,
-    db: str | None,
-    source: str | None,
-    private: bool | None,
-    allowed_hosts: str | None,
-    forwarded_allow_ips: str | None,
-    access_log: bool,
-    seed: int | None,
-    speed: float,
-    history_days: float,
-    duration: float | None,
-) -> None:
-    """Run `codecdash demo` with its options (see :func:`demo`)."""
     import uvicorn
 
     from codecdash.api.app import create_app
-    from codecdash.cli import UVICORN_OPTIONS
 
     began = time.monotonic()
-    if source == "aws":
+    if server.source == "aws":
         raise click.UsageError("the demo writes its own local store; --source aws cannot be used")
-    path = db or DEFAULT_DB
+    path = server.db or DEFAULT_DB
     url = database_url(path)
     if url.startswith("sqlite") and url.split("///", 1)[-1] in ("", ":memory:"):
         raise click.UsageError("the demo needs a database file or server, not :memory:")
-    settings = load_settings(
-        obj.get("config"),
-        database_url=path,
-        source="local",
+    settings = command_settings(
+        obj,
+        **{**server.overrides(), "database_url": path, "source": "local"},
         demo=True,
-        private=private,
-        allowed_hosts=allowed_hosts,
-        forwarded_allow_ips=forwarded_allow_ips,
         default_anchor=DEFAULT_ANCHOR,
     )
     if "monthly_budget_usd" not in settings.model_fields_set:
         settings = settings.model_copy(update={"monthly_budget_usd": DEMO_BUDGET_USD})
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the workload's requests
     seed = random.SystemRandom().randrange(1, 100_000) if seed is None else seed
     store = open_demo_store(settings.database_url, settings.active_window_seconds)
     token = store.create_token(DEMO_TOKEN, "write")
+    host = server.host
     app = create_app(settings, store=store, bind_host=host)
-    sock = _listen(host, port)
+    sock = _listen(host, server.port)
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=settings.log_level.lower(),
-        access_log=access_log,
-        server_header=False,
-        timeout_graceful_shutdown=3,
-        **UVICORN_OPTIONS,
+    uvicorn_server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, **uvicorn_options(settings, server.access_log))
     )
-    server = uvicorn.Server(config)
     stop = threading.Event()
     worker = threading.Thread(
         target=drive,
@@ -286,7 +241,7 @@ def serve_demo(
     timer: threading.Timer | None = None
     if duration is not None:
         timer = threading.Timer(
-            duration - (time.monotonic() - began), _exit, (server, stop, worker)
+            duration - (time.monotonic() - began), _exit, (uvicorn_server, stop, worker)
         )
         timer.daemon = True
         timer.start()
@@ -304,7 +259,7 @@ def serve_demo(
     )
     click.echo(f"  write token for trying the API on this demo: {token}")
     try:
-        server.run(sockets=[sock])
+        uvicorn_server.run(sockets=[sock])
     finally:
         stop.set()
         if timer is not None:
@@ -319,16 +274,3 @@ def _exit(server: Any, stop: threading.Event, worker: threading.Thread) -> None:
     stop.set()
     worker.join(timeout=5)
     server.should_exit = True
-
-
-# serve's options (--host, --port, --db, ...), first in --help. Taken from codecdash.cli only now
-# that `demo` exists: the CLI imports this module while it is being imported itself (twice over
-# with `python -m codecdash.cli`), and finds `demo` here before this line runs.
-from codecdash.cli import server_options  # noqa: E402
-
-_own = list(demo.params)
-server_options(demo)
-demo.params[:] = list(reversed(demo.params[len(_own) :])) + _own
-for _param in demo.params:
-    if _param.name == "db" and isinstance(_param, click.Option):
-        _param.help = f"SQLite file or SQLAlchemy URL (default ./{DEFAULT_DB}; never a real one)."

@@ -23,6 +23,7 @@ log = logging.getLogger("codecdash.demo")
 
 Role = Literal["orchestrator", "training", "inference"]
 HOUR: Final = 3600.0
+DAY: Final = 86400.0
 
 # -- instances -------------------------------------------------------------------------------
 

@@ -22,9 +22,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Final
 
-from codecdash.demo.fleet import Worker
+from codecdash.demo.fleet import DAY, Worker
 
-DAY: Final = 86400.0
 STEP_S: Final = 60.0  # integration step, campaign seconds
 SEGMENT_FRAMES: Final = 60  # a queued job: 2 s of 30 fps video
 NIGHT_SHARE: Final = 0.12

@@ -23,15 +23,19 @@ from typing import Any, Final, TypeVar
 import httpx
 
 from codecdash.client import Client, ClientError
-from codecdash.demo.campaign import DAY, Campaign, Change, RDModel
+from codecdash.demo.campaign import Campaign
+from codecdash.demo.curves import CurveLogger
 from codecdash.demo.fleet import (
     COST_DESCRIPTIONS,
+    DAY,
     CostLedger,
     HeartbeatSender,
     ThrottledLog,
     Worker,
     heartbeat_fields,
 )
+from codecdash.demo.rd_model import RDModel
+from codecdash.demo.runs import Change
 
 log = logging.getLogger("codecdash.demo")
 
@@ -133,6 +137,8 @@ class Workload:
             problems=self.problems,
         )
         self.ledger = CostLedger()
+        # Running experiments' training steps, through the SDK's buffered log_step.
+        self.curves = CurveLogger(self.campaign, self.client, self.clock.wall)
         # Its own generator: heartbeats depend on real time, the campaign must not.
         self.beat_rng = random.Random(f"{seed}:heartbeats")  # noqa: S311 - not a secret
         self._pending: dict[str, set[str] | None] = {}
@@ -161,7 +167,7 @@ class Workload:
         except Exception:  # the workload must never take the server down with it
             log.exception("demo: the workload stopped")
         finally:
-            self.client.close()
+            self.client.close(timeout=5.0)  # the server may be gone already (Ctrl-C)
 
     def wait_ready(self, timeout_s: float = 30.0) -> bool:
         """Poll /api/v1/health until it answers 200; False if stopped or timed out."""
@@ -223,6 +229,7 @@ class Workload:
         # fleet and the costs (a page or a test that waits for the count sees it whole).
         for chunk in chunks(docs, CHUNK):
             self._persist(functools.partial(self.client.batch, chunk), "history experiments")
+        self.curves.log_until(history)  # the running experiments' curves so far
         self.backfill_report = BackfillReport(
             len(docs), len(records), beats, time.perf_counter() - started
         )
@@ -256,6 +263,7 @@ class Workload:
         t = self.clock.campaign(wall)
         self._queue(self.campaign.advance(t))
         self._send_experiments()
+        self.curves.log_until(t, skip=lambda run_id: run_id in self._pending)
         for component, usd in self.campaign.costs(self._t, t).items():
             self.ledger.add(component, usd)
         self._t = t

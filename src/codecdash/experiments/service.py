@@ -29,7 +29,7 @@ log = logging.getLogger("codecdash.bdrate")
 Derived = tuple[float | None, str | None]
 """(bd_rate_pct, bd_rate_anchor) of one experiment; (None, None) when there is none."""
 NONE: Derived = (None, None)
-IGNORED = ("duration_s", "updated_at", "bd_rate_pct", "bd_rate_anchor")
+IGNORED = ("duration_s", "updated_at", "bd_rate_pct", "bd_rate_anchor", "training")
 """Fields a client may send back as it got them: the server derives or sets them."""
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.pool import NullPool
 from codecdash.experiments.query import Unavailable
 from codecdash.store import leaders, schema
 
-LATEST_VERSION = 5
+LATEST_VERSION = 6
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
@@ -46,6 +46,14 @@ def database_url(path_or_url: str) -> str:
             raise ValueError(f"not a database URL: {path_or_url!r} ({exc})") from None
         return path_or_url
     return f"sqlite:///{Path(path_or_url).expanduser()}"
+
+
+def shown_url(url: str) -> str:
+    """The store's URL as it may be printed or logged: the password masked (`***`)."""
+    try:
+        return make_url(database_url(url)).render_as_string(hide_password=True)
+    except ValueError:
+        return "(not a database URL)"
 
 
 def make_engine(url: str, busy_timeout_ms: Callable[[], int] | None = None) -> Engine:
@@ -266,4 +274,18 @@ def _v5_alerts(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
-MIGRATIONS = {2: _v2_bd_rate, 3: _v3_leaders, 4: _v4_leaders_carry_filters, 5: _v5_alerts}
+def _v6_training_curves(conn: Connection) -> None:
+    """Version 6: training curves (per-step metrics, their tiers, the newest-step summary)."""
+    for table in (schema.metric_series, schema.metric_chunks, schema.training_summary):
+        table.create(conn, checkfirst=True)
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
+
+
+MIGRATIONS = {
+    2: _v2_bd_rate,
+    3: _v3_leaders,
+    4: _v4_leaders_carry_filters,
+    5: _v5_alerts,
+    6: _v6_training_curves,
+}

@@ -2,22 +2,25 @@
 
 Every answer comes from a summary kept on write or an index: counts from the counters,
 best results from the leaderboards, the newest and the last day's from the creation-time
-index, progress from the per-hour bests. One read transaction per reading.
+index, progress from the per-hour bests. One read transaction per reading. Every record
+handed out carries its `training` (the newest step and loss state, store/training.py;
+None for an experiment that logged no metrics): the store's own reads (`Store.get_experiment`,
+`Store.list_experiments`) go through :class:`SqlRows` too.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, func, select
 
 from codecdash.experiments.query import Best, ListQuery, RowPage
 from codecdash.experiments.vocabulary import LARGER_IS_BETTER
-from codecdash.store import experiments, progress, rows, schema
+from codecdash.store import experiments, progress, rows, schema, training
+from codecdash.store.db import Database
 from codecdash.store.ranking import ranked_page
-from codecdash.store.store import Store
 
 E = schema.experiments
 
@@ -48,8 +51,7 @@ class SqlRows:
             .limit(limit)
         )
         found = [dict(zip(rows.FIELDS, r, strict=True)) for r in self.conn.execute(stmt)]
-        rows.decode_in_place(found)
-        return found
+        return _records(self.conn, found)
 
     def created_since(self, since: float) -> int:
         stmt = select(func.count()).select_from(E).where(E.c.created_at >= since)
@@ -67,22 +69,43 @@ class SqlRows:
 
     def list(self, query: ListQuery) -> RowPage:
         found, next_cursor, total = experiments.list_page(self.conn, query, self.totals)
-        rows.decode_in_place(found)
-        return RowPage(found, next_cursor, total)
+        return RowPage(_records(self.conn, found), next_cursor, total)
 
     def get(self, experiment_id: str) -> dict[str, Any] | None:
         row = rows.get(self.conn, experiment_id)
-        return None if row is None else rows.decode(row)
+        if row is None:
+            return None
+        record = rows.decode(row)
+        training.attach(self.conn, [record])
+        return record
+
+
+def _records(conn: Connection, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Freshly read rows (dicts of the columns) as records: JSON decoded in place,
+    `training` attached."""
+    rows.decode_in_place(found)
+    training.attach(conn, found)
+    return found
 
 
 def _best_first(metric: str) -> str:
     return ("-" if LARGER_IS_BETTER[metric] else "") + metric
 
 
+class _Store(Protocol):
+    """What a reading needs of codecdash.store.Store (which reads through SqlRows itself)."""
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def totals(self) -> experiments.TotalCache: ...
+
+
 class SqlExperiments:
     """The store's experiments (readmodel.ExperimentsBackend)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: _Store) -> None:
         self.store = store
 
     @contextlib.contextmanager

@@ -15,17 +15,21 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    DDL,
     BigInteger,
     Boolean,
     Column,
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
     UniqueConstraint,
+    event,
     text,
 )
 
@@ -271,6 +275,75 @@ alert_lease = Table(
 )
 ALERT_TABLES = (alerts, alert_history, alert_outbox, alert_lease)
 
+# Training curves (store/curves.py). One row per metric of an experiment; `points`
+# counts its raw points (distinct steps), kept when retention drops the raw points.
+metric_series = Table(
+    "metric_series",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("experiment_id", String(128), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("first_step", BigInteger, nullable=False),
+    Column("last_step", BigInteger, nullable=False),
+    Column("last_at", Float, nullable=False),
+    # Raw points up to this step were dropped by retention (the tiers keep their buckets).
+    Column("raw_pruned_through", BigInteger),
+)
+Index(
+    "ux_metric_series_experiment_name",
+    metric_series.c.experiment_id,
+    metric_series.c.name,
+    unique=True,
+)
+
+# The points themselves, as packed little-endian arrays: tier 0 holds raw points (step,
+# time, value) by chunks of steps; tier t >= 1 holds buckets of 8**t steps (last step,
+# its time, last value, min, max) by chunks of 256 buckets. A write rewrites the few
+# chunks its steps fall in, at every tier; a chart reads a few chunks of one tier.
+metric_chunks = Table(
+    "metric_chunks",
+    metadata,
+    Column("series_id", Integer, primary_key=True, autoincrement=False),
+    Column("tier", SmallInteger, primary_key=True, autoincrement=False),
+    Column("chunk", BigInteger, primary_key=True, autoincrement=False),
+    Column("n", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+# Packed floats do not compress: PostgreSQL should not try (TOAST's default) on each write.
+event.listen(
+    metric_chunks,
+    "after_create",
+    DDL("ALTER TABLE metric_chunks ALTER COLUMN data SET STORAGE EXTERNAL").execute_if(  # type: ignore[no-untyped-call]
+        dialect="postgresql"
+    ),
+)
+
+# The newest step of each experiment that logged metrics and the state of its loss, kept
+# current on write: the experiments table marks diverging runs from it, alert rules read
+# it. `seq` orders the writes (the event stream follows other processes' writes by it).
+training_summary = Table(
+    "training_summary",
+    metadata,
+    Column("experiment_id", String(128), primary_key=True),
+    Column("step", BigInteger, nullable=False),
+    Column("at", Float, nullable=False),  # the newest step's wall time (the client's)
+    Column("received_at", Float, nullable=False),  # the newest write's (the server's)
+    Column("seq", BigInteger, nullable=False),
+    Column("loss_metric", String(100)),
+    Column("loss_step", BigInteger),
+    Column("loss", Float),  # the newest loss when finite
+    Column("loss_state", String(9)),  # "NaN", "Infinity", "-Infinity"; NULL when finite
+    Column("loss_ema", Float),  # smoothed (finite) loss, and its lowest after warm-up
+    Column("loss_best", Float),
+    Column("loss_n", Integer, nullable=False, server_default=text("0")),
+    Column("non_finite_step", BigInteger),
+    Column("alert", String(20)),
+    Column("latest", Text, nullable=False),  # {metric: newest value} as JSON
+)
+Index("ix_training_summary_seq", training_summary.c.seq)
+
 schema_version = Table(
     "schema_version",
     metadata,
@@ -294,8 +367,11 @@ __all__ = [
     "leader_bounds",
     "leaders",
     "metadata",
+    "metric_chunks",
+    "metric_series",
     "progress_hourly",
     "schema_version",
     "tokens",
+    "training_summary",
     "workers",
 ]

@@ -5,15 +5,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from codecdash.experiments.query import ListQuery
-from codecdash.store import anchors, costs, experiments, fleet, rows, tokens
+from codecdash.store import (
+    anchors,
+    costs,
+    curve_reads,
+    curves,
+    experiments,
+    fleet,
+    rows,
+    tokens,
+    training,
+)
 from codecdash.store.anchors import Derived
-from codecdash.store.counters import bump_data_version, data_version
+from codecdash.store.counters import bump_data_version, data_version, read_counters
 from codecdash.store.db import Database
+from codecdash.store.reads import SqlRows
 
 TOKEN_CACHE_SECONDS = 2.0
 ANALYZE_AFTER_ROWS = 10_000
@@ -35,6 +46,8 @@ class Store:
         self.db = Database(url)
         self.active_window_s = active_window_s
         self._listeners: list[Callable[[], None]] = []
+        self._metric_listeners: list[Callable[[Mapping[str, int]], None]] = []
+        self.loss_rise = 0.5  # training_loss_rise_pct / 100 (see store/training.py)
         self._tokens: dict[str, tuple[str, str]] = {}
         self._tokens_at = 0.0
         self._tokens_lock = threading.Lock()
@@ -78,17 +91,17 @@ class Store:
     def put_experiment(
         self, experiment_id: str, values: Mapping[str, Any]
     ) -> tuple[dict[str, Any], bool]:
-        """Create or replace; returns the row and whether it was created."""
+        """Create or replace; returns the record and whether it was created."""
         row = rows.to_row(values, time.time())
         row["id"] = experiment_id
         with self.db.write() as conn:
             created = not rows.exists(conn, experiment_id)
             experiments.upsert(conn, [row])
             bump_data_version(conn)
-            stored = rows.get(conn, experiment_id)
+            stored = SqlRows(conn).get(experiment_id)
         self.changed()
         assert stored is not None
-        return rows.decode(stored), created
+        return stored, created
 
     def patch_experiment(
         self, experiment_id: str, changes: Mapping[str, Any]
@@ -101,8 +114,10 @@ class Store:
             row = rows.merged(current, changes, time.time())
             experiments.upsert(conn, [row])
             bump_data_version(conn)
+            stored = rows.decode(row)
+            training.attach(conn, [stored])
         self.changed()
-        return rows.decode(row)
+        return stored
 
     def batch(self, items: Sequence[Mapping[str, Any]]) -> int:
         """Upsert all items in one transaction: all or nothing."""
@@ -140,12 +155,77 @@ class Store:
     def get_experiment(self, experiment_id: str) -> dict[str, Any] | None:
         """The experiment as a record (JSON fields decoded, times in seconds), or None."""
         with self.db.read() as conn:
-            row = rows.get(conn, experiment_id)
-        return None if row is None else rows.decode(row)
+            return SqlRows(conn).get(experiment_id)
 
     def list_experiments(self, query: ListQuery) -> tuple[list[dict[str, Any]], str | None, int]:
         with self.db.read() as conn:
-            return experiments.list_page(conn, query, self.totals)
+            page = SqlRows(conn, self.totals).list(query)
+        return page.records, page.next_cursor, page.total
+
+    # -- training curves (store/curves.py, curve_reads.py, training.py) ---------------
+    def on_metrics(self, listener: Callable[[Mapping[str, int]], None]) -> None:
+        """`listener({experiment id: newest step})` after each metrics write."""
+        self._metric_listeners.append(listener)
+
+    def log_metrics(self, items: Sequence[tuple[str, Sequence[curves.Point]]]) -> int:
+        """Store each (experiment id, points) in one transaction; returns the points
+        (step, metric, value) received (a step logged twice keeps the last value).
+
+        A metrics write leaves the data version alone (the snapshot does not change)
+        unless a running experiment's training alert did."""
+        now = time.time()
+        prepared = [(experiment_id, curves.columns(points, now)) for experiment_id, points in items]
+        with self.db.write() as conn:
+            written = curves.append(conn, prepared, now, self.loss_rise)
+            if written.alerts_changed:
+                bump_data_version(conn)
+        if written.alerts_changed:
+            self.changed()
+        if written.newest:
+            for listener in self._metric_listeners:
+                listener(written.newest)
+        return sum(len(point.values) for _, points in items for point in points)
+
+    def metric_history(
+        self,
+        experiment_id: str,
+        names: Sequence[str] | None,
+        max_points: int,
+        after_step: int | None = None,
+    ) -> dict[str, Any] | None:
+        with self.db.read() as conn:
+            return curve_reads.history(conn, experiment_id, names, max_points, after_step)
+
+    def metric_csv(self, experiment_id: str, names: Sequence[str] | None) -> Iterator[bytes] | None:
+        """The raw points as CSV pieces, or None when there is no such experiment."""
+        with self.db.read() as conn:
+            if not rows.exists(conn, experiment_id):
+                return None
+            series = curve_reads.series_of(conn, experiment_id)
+        if names is not None:
+            series = [s for s in series if s.name in set(names)]
+        return curve_reads.export_csv(self.db.read, series)
+
+    def training_latest(
+        self, *, running_only: bool = False, alert_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """Each experiment's newest step and loss state (store/training.py's `latest`)."""
+        with self.db.read() as conn:
+            return training.latest(conn, running_only=running_only, alert_only=alert_only)
+
+    def metrics_seq(self) -> int:
+        """The newest metrics write's sequence number (see metrics_written_since)."""
+        with self.db.read() as conn:
+            return read_counters(conn, curves.SEQ).get(curves.SEQ, 0)
+
+    def metrics_written_since(self, seq: int) -> list[tuple[str, int, int]]:
+        """(experiment id, newest step, seq) written after `seq`: other processes' writes."""
+        with self.db.read() as conn:
+            return training.changed_since(conn, seq)
+
+    def prune_metrics(self, before: float) -> int:
+        with self.db.write() as conn:
+            return curve_reads.prune_raw(conn, before)
 
     # -- fleet and costs --------------------------------------------------------------
     def heartbeat(self, values: Mapping[str, Any]) -> None:

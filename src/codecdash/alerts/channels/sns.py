@@ -48,23 +48,22 @@ class SnsChannel:
 
     def client(self) -> Any:
         if self._client is None:
-            import boto3
             from botocore.config import Config
+
+            from codecdash.aws_clients import ClientFactory
 
             config = Config(
                 connect_timeout=self.timeout,
                 read_timeout=self.timeout,
                 retries={"max_attempts": 1, "mode": "standard"},
             )
-            self._client = boto3.session.Session().client(
-                "sns", region_name=self.region, config=config
-            )
+            self._client = ClientFactory(self.region, config=config)("sns")
         return self._client
 
     def send(self, notification: Notification) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from codecdash.sources.aws._common import describe_error
+        from codecdash.aws_clients import describe_error
 
         severity = max(
             (str(a.get("severity")) for a in notification.alerts),

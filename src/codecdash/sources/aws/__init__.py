@@ -9,8 +9,8 @@ page says which service is failing while the others keep their figures.
 
 from __future__ import annotations
 
+from codecdash.aws_clients import ClientFactory, default_factory
 from codecdash.config import Settings
-from codecdash.sources.aws._common import ClientFactory, default_factory
 from codecdash.sources.aws.costs import CostExplorerRow, CostsSource, CostState
 from codecdash.sources.aws.experiments import ExperimentsSource
 from codecdash.sources.aws.fleet import FleetSource

@@ -1,8 +1,4 @@
-"""What the AWS sources share: one client factory, and `Part`, one service's share of a source.
-
-Every boto3 client is made by a :class:`ClientFactory`, so tests can count (or wrap) every
-client and every call. Clients use short timeouts and at most two attempts: a slow service
-must not hold a refresh for long.
+"""What the AWS sources share besides their clients (:mod:`codecdash.aws_clients`): `Part`.
 
 A :class:`Part` is one service call (or a few calls to one service) behind a source:
 
@@ -19,100 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
 from codecdash import timefmt
-from codecdash.sources.base import Facts, FieldInfo, SourceError
-
-CLIENT_CONFIG = Config(
-    connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"}
-)
-# Cost Explorer bills every request, retries included: one attempt only.
-SINGLE_ATTEMPT = Config(
-    connect_timeout=2, read_timeout=10, retries={"max_attempts": 1, "mode": "standard"}
-)
-
-Wrap = Callable[[str, Any], Any]
-
-
-class ClientFactory:
-    """Makes (once) and hands out the boto3 client of each service.
-
-    ``wrap(service, client)`` may replace a client (tests count calls with it). ``created``
-    counts the clients made per service. boto3's own configuration applies unchanged:
-    credentials chain, ``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION``.
-    """
-
-    def __init__(self, region: str | None = None, wrap: Wrap | None = None) -> None:
-        self.region = region
-        self.wrap = wrap
-        self.created: Counter[str] = Counter()
-        self._clients: dict[tuple[str, str | None], Any] = {}
-        self._lock = threading.Lock()
-        self._session: boto3.session.Session | None = None
-
-    def __call__(
-        self, service: str, *, region: str | None = None, config: Config | None = None
-    ) -> Any:
-        key = (service, region)
-        with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                if self._session is None:
-                    self._session = boto3.session.Session()
-                client = self._session.client(
-                    service,  # type: ignore[call-overload]
-                    region_name=region or self.region,
-                    config=config or CLIENT_CONFIG,
-                )
-                if self.wrap is not None:
-                    client = self.wrap(service, client)
-                self.created[service] += 1
-                self._clients[key] = client
-            return client
-
-
-_DEFAULT: dict[str | None, ClientFactory] = {}
-
-
-def default_factory(region: str | None) -> ClientFactory:
-    """One factory per region for the life of the process (a warm Lambda reuses its clients)."""
-    factory = _DEFAULT.get(region)
-    if factory is None:
-        factory = _DEFAULT[region] = ClientFactory(region)
-    return factory
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line that says what went wrong, with a hint for the usual causes."""
-    if isinstance(exc, NoCredentialsError):
-        return "no AWS credentials (set AWS_PROFILE or AWS_ACCESS_KEY_ID, or run on a role)"
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", "Error"))
-        message = (
-            str(error.get("Message", "")).splitlines()[0][:200] if error.get("Message") else ""
-        )
-        operation = exc.operation_name
-        if code in (
-            "AccessDenied",
-            "AccessDeniedException",
-            "UnauthorizedOperation",
-            "AuthorizationError",
-        ):
-            return f"{operation}: permission denied ({code}): {message}"
-        return f"{operation}: {code}: {message}".rstrip(": ")
-    if isinstance(exc, BotoCoreError):
-        return str(exc).splitlines()[0][:300]
-    text = str(exc).splitlines()[0][:300] if str(exc) else ""
-    return text or type(exc).__name__
+from codecdash.aws_clients import describe_error
+from codecdash.sources.base import Facts, FieldInfo, Source, SourceError
 
 
 @dataclass(frozen=True)
@@ -205,6 +114,16 @@ class ServiceRow:
         if outcome.error:
             raise SourceError(outcome.error)
         return {}
+
+
+class PartedSource:
+    """A source that merges several parts: each part also has its own row in `sources`."""
+
+    timeout_s: float
+    parts: list[Part]
+
+    def rows(self) -> list[Source]:
+        return [ServiceRow(p, self.timeout_s) for p in self.parts]
 
 
 async def gather_values(parts: list[Part], now: float) -> dict[str, Any]:

@@ -32,9 +32,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from codecdash.aws_clients import SINGLE_ATTEMPT, ClientFactory, describe_error
 from codecdash.config import Settings
-from codecdash.sources.aws._common import SINGLE_ATTEMPT, ClientFactory, describe_error, iso
+from codecdash.sources.aws._common import iso
+from codecdash.sources.aws.checks import Checkup
 from codecdash.sources.base import Facts, FieldInfo, SourceError
+from codecdash.sources.checks import FAIL, OK, Finding
 
 log = logging.getLogger("codecdash.aws.costs")
 
@@ -329,6 +332,51 @@ class CostsSource:
                 if v > 0
             ],
         }
+
+    # -- the check (`codecdash doctor`) ------------------------------------------------------
+    def check(self, *, bucket: bool = True, tag: bool = True) -> list[Finding]:
+        """The site bucket (the figures' shared cache) answers; the cost-allocation tag is
+        active (`tag`: one Cost Explorer request, $0.01)."""
+        checkup = Checkup()
+        if bucket and self.bucket:
+            site = self.bucket
+            checkup.call(
+                f"site bucket {site}",
+                lambda: self.clients("s3").head_bucket(Bucket=site),
+                "check CODECDASH_AWS_SITE_BUCKET (the stack's SiteBucketName)",
+                missing=("404", "NoSuchBucket"),
+                ok=lambda _: "reachable",
+            )
+        if tag:
+            self._check_tag(checkup)
+        return checkup.findings
+
+    def _check_tag(self, checkup: Checkup) -> None:
+        ce = self.clients("ce", region="us-east-1", config=SINGLE_ATTEMPT)
+        what = f"Cost Explorer tag {self.tag}"
+        answer = checkup.call(
+            what,
+            lambda: ce.list_cost_allocation_tags(TagKeys=[self.tag], Type="UserDefined"),
+            "enable Cost Explorer for the account (Billing console) and allow "
+            "ce:ListCostAllocationTags, ce:GetCostAndUsage, ce:GetCostForecast",
+        )
+        if answer is None:
+            return
+        tags = {t["TagKey"]: t.get("Status") for t in answer.get("CostAllocationTags", [])}
+        if tags.get(self.tag) == "Active":
+            checkup.add(OK, what, "active")
+        else:
+            checkup.add(
+                FAIL,
+                what,
+                "not activated as a cost-allocation tag"
+                if self.tag in tags
+                else "unknown to Billing (no resource carries it yet?)",
+                f"tag the resources with {self.tag}=training|inference|storage|orchestrator, "
+                "then activate it: aws ce update-cost-allocation-tags-status "
+                f"--cost-allocation-tags-status TagKey={self.tag},Status=Active "
+                "(figures appear within 24 hours)",
+            )
 
 
 class CostExplorerRow:

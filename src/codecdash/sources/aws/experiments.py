@@ -19,12 +19,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from codecdash.aws_clients import ClientFactory
 from codecdash.config import Settings
 from codecdash.experiments.query import Best, ListQuery, QueryNotSupported, RowPage, Unavailable
 from codecdash.experiments.readmodel import RECENT, SUMMARY_FIELDS, ExperimentsReadModel
 from codecdash.experiments.vocabulary import STATUSES
 from codecdash.models import Experiment
-from codecdash.sources.aws._common import ClientFactory, Part
+from codecdash.sources.aws._common import Part
 from codecdash.sources.aws.dynamodb import (
     RECENT_KEPT,
     SPECIAL_IDS,

@@ -16,17 +16,22 @@ has ever answered.
 from __future__ import annotations
 
 import math
-from typing import Any
+import time
+from functools import partial
+from typing import Any, NamedTuple
 
+from codecdash.aws_clients import ClientFactory
 from codecdash.config import Settings
 from codecdash.sources.aws._common import (
-    ClientFactory,
     Part,
-    ServiceRow,
+    PartedSource,
     gather_values,
     iso,
 )
-from codecdash.sources.base import Facts, FieldInfo, Source
+from codecdash.sources.aws.checks import Checkup
+from codecdash.sources.aws.cloudwatch import metric_query, newest_points
+from codecdash.sources.base import Facts, FieldInfo
+from codecdash.sources.checks import FAIL, OK, WARN, Finding
 
 METRICS_WINDOW_S = 900  # the orchestrator is down when its CPU metric is older than this
 OK_STACK = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE")
@@ -34,6 +39,8 @@ DEGRADED_STACK = ("UPDATE_ROLLBACK_COMPLETE",)
 
 
 def stack_health(status: str | None) -> str:
+    """ "ok" (created or updated), "degraded" (in progress, or rolled back to its previous
+    state), "down" (failed, or gone), "unknown" (no status)."""
     if status is None:
         return "unknown"
     if status in OK_STACK:
@@ -55,7 +62,7 @@ def spot_from_policy(group: dict[str, Any], in_service: int) -> int | None:
     return max(0, in_service - on_demand)
 
 
-class FleetSource:
+class FleetSource(PartedSource):
     name = "aws.fleet"
     sections: tuple[str, ...] = ("orchestrator", "training_workers", "inference_workers")
     timeout_s = 6.0
@@ -94,9 +101,6 @@ class FleetSource:
             self.parts.append(Part("aws.fleet.sqs", self._queues, ttl_s=30))
         if s.aws_orchestrator_instance_id or s.aws_inference_asg:
             self.parts.append(Part("aws.fleet.cloudwatch", self._metrics, ttl_s=60))
-
-    def rows(self) -> list[Source]:
-        return [ServiceRow(p, self.timeout_s) for p in self.parts]
 
     async def collect(self, now: float) -> Facts:
         values = await gather_values(self.parts, now)
@@ -156,11 +160,15 @@ class FleetSource:
         stack = answer["Stacks"][0]
         return {"status": stack["StackStatus"], "reason": stack.get("StackStatusReason")}
 
-    def _groups(self, now: float) -> dict[str, dict[str, Any]]:
+    def _describe_groups(self) -> dict[str, dict[str, Any]]:
+        """The configured Auto Scaling groups that exist, by name."""
         answer = self.clients("autoscaling").describe_auto_scaling_groups(
             AutoScalingGroupNames=sorted(set(self.groups.values()))
         )
-        by_name = {g["AutoScalingGroupName"]: g for g in answer["AutoScalingGroups"]}
+        return {g["AutoScalingGroupName"]: g for g in answer["AutoScalingGroups"]}
+
+    def _groups(self, now: float) -> dict[str, dict[str, Any]]:
+        by_name = self._describe_groups()
         missing = sorted(set(self.groups.values()) - set(by_name))
         if missing:
             raise LookupError(f"Auto Scaling group not found: {', '.join(missing)}")
@@ -168,11 +176,7 @@ class FleetSource:
         lookup: dict[str, list[str]] = {}
         for role, name in self.groups.items():
             group = by_name[name]
-            ids = [
-                i["InstanceId"]
-                for i in group.get("Instances", [])
-                if i.get("LifecycleState") == "InService"
-            ]
+            ids = _in_service(group)
             spot = spot_from_policy(group, len(ids))
             out[role] = {
                 "in_service": len(ids),
@@ -203,60 +207,17 @@ class FleetSource:
         return found
 
     def _queues(self, now: float) -> dict[str, int]:
-        sqs = self.clients("sqs")
-        depths: dict[str, int] = {}
-        for role, url in self.queues.items():
-            answer = sqs.get_queue_attributes(
-                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
-            )
-            depths[role] = int(answer["Attributes"]["ApproximateNumberOfMessages"])
-        return depths
+        return {role: self._queue_depth(url) for role, url in self.queues.items()}
+
+    def _queue_depth(self, url: str) -> int:
+        answer = self.clients("sqs").get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        return int(answer["Attributes"]["ApproximateNumberOfMessages"])
 
     def _metrics(self, now: float) -> dict[str, Any]:
         s = self.settings
-        queries: list[dict[str, Any]] = []
-
-        def stat(
-            qid: str, namespace: str, metric: str, dims: list[dict[str, str]], statistic: str
-        ) -> None:
-            queries.append(
-                {
-                    "Id": qid,
-                    "ReturnData": True,
-                    "MetricStat": {
-                        "Metric": {
-                            "Namespace": namespace,
-                            "MetricName": metric,
-                            "Dimensions": dims,
-                        },
-                        "Period": 60,
-                        "Stat": statistic,
-                    },
-                }
-            )
-
-        if s.aws_orchestrator_instance_id:
-            dims = [{"Name": "InstanceId", "Value": s.aws_orchestrator_instance_id}]
-            stat("cpu", "AWS/EC2", "CPUUtilization", dims, "Average")
-            stat("mem", "CWAgent", "mem_used_percent", dims, "Average")
-        if s.aws_inference_asg:
-            stat("fps", s.aws_metrics_namespace or "AIVideoCodec", "InferenceFPS", [], "Sum")
-        end = math.ceil(now / 60) * 60
-        answer = self.clients("cloudwatch").get_metric_data(
-            MetricDataQueries=queries,
-            StartTime=end - METRICS_WINDOW_S,
-            EndTime=end,
-            ScanBy="TimestampDescending",
-        )
-        newest: dict[str, tuple[float, float]] = {}
-        for result in answer.get("MetricDataResults", []):
-            points = sorted(
-                zip(result.get("Timestamps", []), result.get("Values", []), strict=False),
-                key=lambda p: p[0],
-                reverse=True,
-            )
-            if points:
-                newest[result["Id"]] = (points[0][0].timestamp(), float(points[0][1]))
+        newest = self._newest_metrics(now, METRICS_WINDOW_S)
         out: dict[str, Any] = {}
         if s.aws_orchestrator_instance_id:
             out["cpu_pct"] = round(newest["cpu"][1], 2) if "cpu" in newest else None
@@ -265,3 +226,127 @@ class FleetSource:
         if s.aws_inference_asg:
             out["fps"] = round(newest["fps"][1], 2) if "fps" in newest else None
         return out
+
+    def _newest_metrics(self, now: float, window_s: float) -> dict[str, tuple[float, float]]:
+        """The newest point of each metric within `window_s`, by its id in :meth:`_metric_specs`."""
+        queries = [
+            metric_query(m.qid, m.namespace, m.metric, m.dims, 60, m.stat)
+            for m in self._metric_specs()
+        ]
+        end = math.ceil(now / 60) * 60
+        answer = self.clients("cloudwatch").get_metric_data(
+            MetricDataQueries=queries,
+            StartTime=end - window_s,
+            EndTime=end,
+            ScanBy="TimestampDescending",
+        )
+        return newest_points(answer.get("MetricDataResults", []))
+
+    def _metric_specs(self) -> list[_Metric]:
+        s = self.settings
+        specs: list[_Metric] = []
+        if s.aws_orchestrator_instance_id:
+            dims = [{"Name": "InstanceId", "Value": s.aws_orchestrator_instance_id}]
+            specs += [
+                _Metric(
+                    "cpu",
+                    "AWS/EC2",
+                    "CPUUtilization",
+                    dims,
+                    "Average",
+                    "is the instance running? check CODECDASH_AWS_ORCHESTRATOR_INSTANCE_ID",
+                ),
+                _Metric(
+                    "mem",
+                    "CWAgent",
+                    "mem_used_percent",
+                    dims,
+                    "Average",
+                    "install the CloudWatch agent on the orchestrator with mem_used_percent "
+                    "and the InstanceId dimension",
+                ),
+            ]
+        if s.aws_inference_asg:
+            namespace = s.aws_metrics_namespace or "AIVideoCodec"
+            specs.append(
+                _Metric(
+                    "fps",
+                    namespace,
+                    "InferenceFPS",
+                    [],
+                    "Sum",
+                    f"publish InferenceFPS (no dimensions) to namespace {namespace} "
+                    "from the inference workers",
+                )
+            )
+        return specs
+
+    # -- the check (`codecdash doctor`) ------------------------------------------------------
+    def check(self) -> list[Finding]:
+        """The stack, the groups, the queues and the metrics, as this source reads them."""
+        checkup = Checkup()
+        stack_name = self.settings.aws_stack_name
+        if stack_name:
+            stack = checkup.call(
+                f"stack {stack_name}",
+                partial(self._stack, time.time()),
+                "check CODECDASH_AWS_STACK_NAME and the region",
+            )
+            if stack is not None:
+                checkup.add(
+                    OK if stack_health(stack["status"]) == "ok" else WARN,
+                    f"stack {stack_name}",
+                    stack["status"],
+                    "see the stack's events in the CloudFormation console",
+                )
+        if self.groups:
+            found = checkup.call("Auto Scaling groups", self._describe_groups, "")
+            for group in dict.fromkeys(self.groups.values()) if found is not None else ():
+                if group in found:
+                    in_service = len(_in_service(found[group]))
+                    checkup.add(OK, f"Auto Scaling group {group}", f"{in_service} InService")
+                else:
+                    checkup.add(
+                        FAIL,
+                        f"Auto Scaling group {group}",
+                        "not found",
+                        "check CODECDASH_AWS_TRAINING_ASG / _INFERENCE_ASG and the region",
+                    )
+        for role, url in self.queues.items():
+            checkup.call(
+                f"{role} queue",
+                partial(self._queue_depth, url),
+                f"check CODECDASH_AWS_{role.upper()}_QUEUE_URL",
+                missing=("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"),
+                ok=lambda depth: f"{depth} messages waiting",
+            )
+        specs = self._metric_specs()
+        if specs:
+            newest = checkup.call(
+                "CloudWatch metrics", partial(self._newest_metrics, time.time(), 3600), ""
+            )
+            for spec in specs if newest is not None else ():
+                what = f"metric {spec.namespace}/{spec.metric}"
+                if spec.qid in newest:
+                    checkup.add(OK, what, "has data in the last hour")
+                else:
+                    checkup.add(WARN, what, "no data in the last hour", spec.fix)
+        return checkup.findings
+
+
+class _Metric(NamedTuple):
+    qid: str
+    namespace: str
+    metric: str
+    dims: list[dict[str, str]]
+    stat: str
+    fix: str  # what to do when it has no data
+
+
+def _in_service(group: dict[str, Any]) -> list[str]:
+    """The ids of a group's InService instances."""
+    return [
+        i["InstanceId"]
+        for i in group.get("Instances", [])
+        if i.get("LifecycleState") == "InService"
+    ]

@@ -13,17 +13,22 @@ Per refresh, at most (each part only when its settings are given):
 
 from __future__ import annotations
 
+import time
+from functools import partial
 from typing import Any
 
+from codecdash.aws_clients import ClientFactory
 from codecdash.config import Settings
 from codecdash.sources.aws._common import (
-    ClientFactory,
     Part,
-    ServiceRow,
+    PartedSource,
     gather_values,
 )
+from codecdash.sources.aws.checks import Checkup
+from codecdash.sources.aws.cloudwatch import metric_query, newest_points
 from codecdash.sources.aws.dynamodb import SPECIAL_IDS
-from codecdash.sources.base import Facts, FieldInfo, Source
+from codecdash.sources.base import Facts, FieldInfo
+from codecdash.sources.checks import Finding
 
 # BucketSizeBytes is reported per storage class; these are the ones that hold data.
 STORAGE_CLASSES = (
@@ -43,7 +48,7 @@ MAX_LIST_PAGES = 10
 DAY = 86400
 
 
-class StorageSource:
+class StorageSource(PartedSource):
     name = "aws.storage"
     sections: tuple[str, ...] = ("storage",)
     timeout_s = 8.0
@@ -66,9 +71,6 @@ class StorageSource:
             self.parts.append(Part("aws.storage.efs", self._efs, ttl_s=300))
         if settings.aws_experiments_table:
             self.parts.append(Part("aws.storage.dynamodb", self._table, ttl_s=3600))
-
-    def rows(self) -> list[Source]:
-        return [ServiceRow(p, self.timeout_s) for p in self.parts]
 
     async def collect(self, now: float) -> Facts:
         values = await gather_values(self.parts, now)
@@ -116,26 +118,13 @@ class StorageSource:
                 [("NumberOfObjects", "AllStorageTypes")]
                 + [("BucketSizeBytes", c) for c in STORAGE_CLASSES]
             ):
-                queries.append(
-                    {
-                        "Id": f"b{i}m{j}",
-                        "ReturnData": True,
-                        "MetricStat": {
-                            "Metric": {
-                                "Namespace": "AWS/S3",
-                                "MetricName": metric,
-                                "Dimensions": [
-                                    {"Name": "BucketName", "Value": bucket},
-                                    {"Name": "StorageType", "Value": storage},
-                                ],
-                            },
-                            "Period": DAY,
-                            "Stat": "Average",
-                        },
-                    }
-                )
+                dims = [
+                    {"Name": "BucketName", "Value": bucket},
+                    {"Name": "StorageType", "Value": storage},
+                ]
+                queries.append(metric_query(f"b{i}m{j}", "AWS/S3", metric, dims, DAY, "Average"))
         cloudwatch = self.clients("cloudwatch")
-        newest: dict[str, float] = {}
+        newest: dict[str, tuple[float, float]] = {}
         end = (int(now) // 3600 + 1) * 3600
         for start in range(0, len(queries), QUERIES_PER_CALL):
             kwargs: dict[str, Any] = {
@@ -146,32 +135,29 @@ class StorageSource:
             }
             while True:
                 answer = cloudwatch.get_metric_data(**kwargs)
-                for result in answer.get("MetricDataResults", []):
-                    points = sorted(
-                        zip(result.get("Timestamps", []), result.get("Values", []), strict=False),
-                        key=lambda p: p[0],
-                        reverse=True,
-                    )
-                    if points and result["Id"] not in newest:
-                        newest[result["Id"]] = float(points[0][1])
+                newest_points(answer.get("MetricDataResults", []), into=newest)
                 if not answer.get("NextToken"):
                     break
                 kwargs["NextToken"] = answer["NextToken"]
         measured: dict[str, tuple[int, int]] = {}
         for i, bucket in enumerate(self.buckets):
-            objects = newest.get(f"b{i}m0")
-            if objects is None:
+            if f"b{i}m0" not in newest:
                 continue
-            size = sum(newest.get(f"b{i}m{j}", 0.0) for j in range(1, len(STORAGE_CLASSES) + 1))
+            objects = newest[f"b{i}m0"][1]
+            size = sum(
+                newest[f"b{i}m{j}"][1]
+                for j in range(1, len(STORAGE_CLASSES) + 1)
+                if f"b{i}m{j}" in newest
+            )
             measured[bucket] = (int(objects), int(size))
         return measured
 
-    def _s3_listing(self, bucket: str) -> dict[str, Any]:
+    def _s3_listing(self, bucket: str, max_pages: int = MAX_LIST_PAGES) -> dict[str, Any]:
         s3 = self.clients("s3")
         objects = size = 0
         kwargs: dict[str, Any] = {"Bucket": bucket, "MaxKeys": 1000}
-        partial = False
-        for page_number in range(MAX_LIST_PAGES):
+        cut = False
+        for page_number in range(max_pages):
             page = s3.list_objects_v2(**kwargs)
             for item in page.get("Contents", []):
                 objects += 1
@@ -179,13 +165,13 @@ class StorageSource:
             if not page.get("IsTruncated"):
                 break
             kwargs["ContinuationToken"] = page["NextContinuationToken"]
-            partial = page_number == MAX_LIST_PAGES - 1
+            cut = page_number == max_pages - 1
         return {
             "name": bucket,
             "objects": objects,
             "bytes": size,
             "basis": "listing",
-            "partial": partial,
+            "partial": cut,
         }
 
     def _efs(self, now: float) -> int:
@@ -198,3 +184,26 @@ class StorageSource:
         )
         count = int(answer["Table"].get("ItemCount", 0))
         return max(0, count - len(SPECIAL_IDS)) if count >= len(SPECIAL_IDS) else count
+
+    # -- the check (`codecdash doctor`) ------------------------------------------------------
+    def check(self) -> list[Finding]:
+        """Each bucket readable (a page of its listing) and the EFS file system's size."""
+        checkup = Checkup()
+        for bucket in self.buckets:
+            checkup.call(
+                f"bucket {bucket}",
+                partial(self._s3_listing, bucket, max_pages=1),
+                "check CODECDASH_AWS_BUCKETS",
+                missing=("NoSuchBucket",),
+                ok=lambda _: "readable",
+            )
+        efs = self.settings.aws_efs_id
+        if efs:
+            checkup.call(
+                f"EFS {efs}",
+                partial(self._efs, time.time()),
+                "check CODECDASH_AWS_EFS_ID and the region",
+                missing=("FileSystemNotFound",),
+                ok=lambda size: f"{size} bytes",
+            )
+        return checkup.findings

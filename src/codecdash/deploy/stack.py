@@ -1,300 +1,29 @@
-"""`codecdash deploy --stack NAME`: the dashboard on AWS, from the CloudFormation template.
-
-1. checks the credentials (STS) and reads the configured resources (the same settings as
-   ``codecdash serve --source aws``), finding the experiments table's stream;
-2. packages the Lambda functions: a zip of the installed codecdash and its runtime
-   dependencies, built for Lambda's Python 3.11 (Amazon Linux 2, glibc 2.26) with
-   ``pip install --platform``, or copied from this environment when its wheels fit;
-3. uploads the zip, content-addressed, to an artifacts bucket (made if missing);
-4. creates or updates the stack (``infrastructure/cloudformation/dashboard.yaml``) and
-   waits; a first deployment updates once more to allow the new CloudFront origin in the
-   API's CORS;
-5. uploads the static site with its content types and cache headers (index.html last),
-   starts the aggregate's rebuild when the table has none, invalidates CloudFront,
-   and prints ``Dashboard URL: https://…``.
-"""
+"""The AWS steps of a deployment (:class:`Deployer`): credentials, the Lambda package's upload,
+the CloudFormation stack, the static site, the aggregate, CloudFront."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import io
 import json
 import re
-import subprocess
-import sys
-import tempfile
 import time
-import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import click
 
-from codecdash.config import ConfigError, Settings, load_settings
+from codecdash.config import Settings
+from codecdash.deploy.package import DeployError, Echo, build_lambda_zip
+
+# boto3 and the AWS sources load when a deployment runs, not when the CLI starts.
 
 TEMPLATE = Path("infrastructure") / "cloudformation" / "dashboard.yaml"
 STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,49}$")
-PYTHON = "3.11"
-GLIBC = (2, 26)  # the python3.11 runtime runs on Amazon Linux 2
-# Runtime dependencies that Lambda does not need: the local server and the agent's GPU probe.
-NOT_IN_LAMBDA = frozenset(
-    {
-        "uvicorn",
-        "uvloop",
-        "httptools",
-        "watchfiles",
-        "websockets",
-        "python-dotenv",
-        "pyyaml",
-        "nvidia-ml-py",
-    }
-)
-SKIP_PARTS = frozenset({"__pycache__", "tests", "test"})
-DENIED = (
-    "AccessDenied",
-    "AccessDeniedException",
-    "UnauthorizedOperation",
-    "AuthorizationError",
-    "InvalidClientTokenId",
-    "UnrecognizedClientException",
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "SignatureDoesNotMatch",
-)
 PERMISSIONS_DOC = "docs/aws.md (section 'What the deployer needs')"
-
-Echo = Callable[[str], None]
-
-
-class DeployError(click.ClickException):
-    """A deployment problem, said in one clear message (exit code 1)."""
-
-
-# -- the Lambda package --------------------------------------------------------------------
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def runtime_requirements() -> list[str]:
-    """codecdash's own requirements plus the `aws` extra, less what Lambda does not need."""
-    dist = metadata.distribution("codecdash")
-    wanted: list[str] = []
-    for req in dist.requires or []:
-        spec, _, marker = req.partition(";")
-        if marker and "extra" in marker and '"aws"' not in marker and "'aws'" not in marker:
-            continue
-        name = re.split(r"[\s\[<>=!~;]", spec.strip(), maxsplit=1)[0]
-        if _canonical(name) in NOT_IN_LAMBDA:
-            continue
-        wanted.append(re.sub(r"\[[^\]]*\]", "", spec.strip()))
-    return wanted
-
-
-def _closure(requirements: Iterable[str]) -> list[metadata.Distribution]:
-    """The installed distributions needed by `requirements`, recursively (extras ignored)."""
-    seen: dict[str, metadata.Distribution] = {}
-    todo = [re.split(r"[\s\[<>=!~;]", r.strip(), maxsplit=1)[0] for r in requirements]
-    while todo:
-        name = _canonical(todo.pop())
-        if name in seen or name in NOT_IN_LAMBDA:
-            continue
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            raise DeployError(
-                f"{name} is not installed here; install codecdash[aws] first, "
-                "or let deploy build the package with pip"
-            ) from None
-        seen[name] = dist
-        for req in dist.requires or []:
-            spec, _, marker = req.partition(";")
-            if "extra" in marker:
-                continue
-            if marker.strip() and not _marker_holds(marker):
-                continue
-            todo.append(re.split(r"[\s\[<>=!~;]", spec.strip(), maxsplit=1)[0])
-    return list(seen.values())
-
-
-def _marker_holds(marker: str) -> bool:
-    """Whether an environment marker holds on Lambda (True when it cannot be evaluated)."""
-    try:
-        from packaging.markers import Marker
-    except ImportError:  # pragma: no cover - pip and setuptools bring packaging
-        return True
-    environment = {
-        "python_version": PYTHON,
-        "sys_platform": "linux",
-        "platform_system": "Linux",
-        "platform_machine": "x86_64",
-        "implementation_name": "cpython",
-        "platform_python_implementation": "CPython",
-        "os_name": "posix",
-    }
-    try:
-        return bool(Marker(marker).evaluate(environment))
-    except Exception:
-        return True
-
-
-def _wheel_fits(dist: metadata.Distribution, arch: str) -> bool:
-    """Whether the installed wheel runs on Lambda (pure, or manylinux ≤ glibc 2.26, cp311)."""
-    tags = [
-        line.split(":", 1)[1].strip()
-        for line in (dist.read_text("WHEEL") or "").splitlines()
-        if line.startswith("Tag:")
-    ]
-    for tag in tags:
-        python, abi, platform = tag.split("-", 2)
-        if platform == "any":
-            return True
-        if (
-            python not in ("cp311", "cp36", "cp37", "cp38", "cp39", "cp310", "py3")
-            and abi != "abi3"
-        ):
-            continue
-        for plat in platform.split("."):
-            if not plat.endswith(arch):
-                continue
-            legacy = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
-            prefix = plat[: -len(arch) - 1]
-            if prefix in legacy and legacy[prefix] <= GLIBC:
-                return True
-            found = re.match(r"manylinux_(\d+)_(\d+)$", prefix)
-            if found and (int(found[1]), int(found[2])) <= GLIBC:
-                return True
-    return False
-
-
-def _skip(path: str) -> bool:
-    parts = path.split("/")
-    return (
-        bool(SKIP_PARTS.intersection(parts[:-1]))
-        or path.endswith((".pyc", ".pyi"))
-        or parts[0] in ("..", "bin")
-    )
-
-
-def _add_tree(zf: zipfile.ZipFile, root: Path, prefix: str = "") -> None:
-    for path in sorted(root.rglob("*")):
-        rel = prefix + path.relative_to(root).as_posix()
-        if path.is_file() and not _skip(rel) and ".dist-info/" not in rel:
-            _write(zf, rel, path.read_bytes())
-
-
-def _write(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
-    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-    info.external_attr = 0o644 << 16
-    info.compress_type = zipfile.ZIP_DEFLATED
-    zf.writestr(info, data)
-
-
-def _add_codecdash(zf: zipfile.ZipFile) -> None:
-    import codecdash
-
-    _add_tree(zf, Path(codecdash.__file__).parent, "codecdash/")
-
-
-def build_lambda_zip(
-    arch: str = "x86_64",
-    *,
-    mode: str = "auto",
-    requirements: Sequence[str] | None = None,
-    run: Callable[[list[str]], None] | None = None,
-    echo: Echo = click.echo,
-) -> bytes:
-    """The zip for the functions: codecdash plus its runtime dependencies.
-
-    `mode`: "env" copies the installed wheels (they must fit Lambda unless `requirements`
-    is given explicitly), "pip" installs them for Lambda's platform with pip, "auto" picks
-    "env" when every wheel fits and pip otherwise.
-    """
-    requirements = list(requirements) if requirements is not None else runtime_requirements()
-    machine = {"x86_64": "x86_64", "arm64": "aarch64"}[arch]
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        _add_codecdash(zf)
-        if mode in ("env", "auto"):
-            dists = _closure(requirements)
-            misfits = [d.metadata["Name"] for d in dists if not _wheel_fits(d, machine)]
-            local = sys.platform == "linux" and sys.version_info[:2] == (3, 11)
-            if mode == "env" or (not misfits and local):
-                if misfits and mode == "auto":
-                    raise DeployError(f"wheels not built for Lambda: {', '.join(misfits)}")
-                for dist in sorted(dists, key=lambda d: _canonical(d.metadata["Name"])):
-                    base = Path(str(dist.locate_file("")))
-                    for file in sorted(dist.files or [], key=str):
-                        rel = file.as_posix()
-                        if _skip(rel) or ".dist-info/" in rel:
-                            continue
-                        source = base / rel
-                        if source.is_file():
-                            _write(zf, rel, source.read_bytes())
-                return _finish(zf, buffer, echo, "copied from this environment")
-            echo(
-                f"building the Lambda package with pip for {machine} "
-                f"({', '.join(misfits) or 'this is not a Linux Python 3.11'} "
-                "must be fetched for Lambda's platform)"
-            )
-        with tempfile.TemporaryDirectory(prefix="codecdash-lambda-") as target:
-            platforms = [
-                f"manylinux2014_{machine}",
-                f"manylinux_2_17_{machine}",
-                f"manylinux_2_24_{machine}",
-                f"manylinux_2_26_{machine}",
-            ]
-            command = [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--target",
-                target,
-                "--implementation",
-                "cp",
-                "--python-version",
-                PYTHON,
-                "--only-binary=:all:",
-                "--upgrade",
-            ]
-            for platform in platforms:
-                command += ["--platform", platform]
-            command += requirements
-            (run or _run_pip)(command)
-            _add_tree(zf, Path(target))
-        return _finish(zf, buffer, echo, "built with pip")
-
-
-def _run_pip(command: list[str]) -> None:
-    try:
-        subprocess.run(command, check=True)  # noqa: S603 - our own argument list
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise DeployError(
-            f"pip could not build the Lambda package ({exc}); check the network, "
-            "or pass --lambda-zip with a package you built"
-        ) from None
-
-
-def _finish(zf: zipfile.ZipFile, buffer: io.BytesIO, echo: Echo, how: str) -> bytes:
-    count = len(zf.infolist())
-    zf.close()
-    data = buffer.getvalue()
-    echo(f"Lambda package: {count} files, {len(data) / 1e6:.1f} MB ({how})")
-    return data
-
-
-# -- AWS helpers -------------------------------------------------------------------------------
-def _code(exc: Exception) -> str:
-    from botocore.exceptions import ClientError
-
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return ""
 
 
 def explain(exc: Exception, doing: str) -> DeployError:
@@ -305,6 +34,8 @@ def explain(exc: Exception, doing: str) -> DeployError:
         NoCredentialsError,
         NoRegionError,
     )
+
+    from codecdash.aws_clients import ACCESS_DENIED, error_code
 
     if isinstance(exc, NoCredentialsError):
         return DeployError(
@@ -318,7 +49,7 @@ def explain(exc: Exception, doing: str) -> DeployError:
     if isinstance(exc, EndpointConnectionError):
         return DeployError(f"{doing}: cannot reach AWS ({exc}). Check the network and region.")
     if isinstance(exc, ClientError):
-        code = _code(exc)
+        code = error_code(exc)
         message = str(exc.response.get("Error", {}).get("Message", ""))
         if code in ("ExpiredToken", "ExpiredTokenException"):
             return DeployError(
@@ -330,7 +61,7 @@ def explain(exc: Exception, doing: str) -> DeployError:
                 f"the AWS credentials were rejected ({code}): check "
                 "AWS_PROFILE / AWS_ACCESS_KEY_ID and the secret key."
             )
-        if code in DENIED:
+        if code in ACCESS_DENIED:
             return DeployError(
                 f"{doing}: permission denied ({exc.operation_name}: {message}). "
                 f"The deploying identity needs the permissions listed in {PERMISSIONS_DOC}."
@@ -370,7 +101,7 @@ def find_template(given: Path | None = None) -> Path:
         if given
         else [
             Path.cwd() / TEMPLATE,
-            Path(__file__).resolve().parents[2] / TEMPLATE,  # a source checkout (src layout)
+            Path(__file__).resolve().parents[3] / TEMPLATE,  # a source checkout (src layout)
         ]
     )
     for path in candidates:
@@ -433,25 +164,20 @@ class Deployer:
         echo: Echo = click.echo,
         session: Any = None,
     ) -> None:
-        import boto3
-
         self.options = options
         self.settings = settings
         self.echo = echo
-        self.session = session or boto3.session.Session(
-            region_name=options.region or settings.aws_region
+        from codecdash.aws_clients import PATIENT, ClientFactory
+
+        self.clients = ClientFactory(
+            options.region or settings.aws_region, session=session, config=PATIENT
         )
-        self.region = self.session.region_name
-        if not self.region:
+        region = self.clients.region_name
+        if not region:
             raise DeployError(
                 "no AWS region: pass --region, or set AWS_REGION or CODECDASH_AWS_REGION."
             )
-        self._clients: dict[str, Any] = {}
-
-    def client(self, service: str) -> Any:
-        if service not in self._clients:
-            self._clients[service] = self.session.client(service)  # type: ignore[call-overload]
-        return self._clients[service]
+        self.region: str = region
 
     def step(self, doing: str, call: Callable[[], Any]) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -471,7 +197,7 @@ class Deployer:
             )
         template = find_template(opts.template).read_text()
         identity = self.step(
-            "checking the credentials", lambda: self.client("sts").get_caller_identity()
+            "checking the credentials", lambda: self.clients("sts").get_caller_identity()
         )
         account = identity["Account"]
         self.echo(
@@ -525,19 +251,17 @@ class Deployer:
             return ""
         described = self.step(
             f"reading table {table}",
-            lambda: self.client("dynamodb").describe_table(TableName=table),
+            lambda: self.clients("dynamodb").describe_table(TableName=table),
         )
-        spec = described["Table"].get("StreamSpecification") or {}
-        arn = described["Table"].get("LatestStreamArn", "")
-        if not spec.get("StreamEnabled") or spec.get("StreamViewType") != "NEW_AND_OLD_IMAGES":
+        from codecdash.sources.aws.checks import enable_stream, stream_arn
+
+        arn = stream_arn(described["Table"])
+        if not arn:
             notes.append(
                 f"table {table} has no stream with old and new images, so the experiments "
-                "aggregate cannot be kept; enable it and deploy again: aws dynamodb "
-                f"update-table --table-name {table} --stream-specification "
-                "StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES"
+                f"aggregate cannot be kept; enable it and deploy again: {enable_stream(table)}"
             )
-            return ""
-        return str(arn)
+        return arn
 
     def _upload_code(self, account: str) -> tuple[str, str]:
         opts = self.options
@@ -548,13 +272,15 @@ class Deployer:
         )
         key = f"codecdash/lambda-{hashlib.sha256(data).hexdigest()[:20]}.zip"
         bucket = opts.artifacts_bucket or f"codecdash-artifacts-{account}-{self.region}"
-        s3 = self.client("s3")
+        s3 = self.clients("s3")
         from botocore.exceptions import ClientError
+
+        from codecdash.aws_clients import error_code
 
         try:
             s3.head_bucket(Bucket=bucket)
         except ClientError as exc:
-            if _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+            if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
                 raise explain(exc, f"checking the artifacts bucket {bucket}") from None
             self.echo(f"Creating the artifacts bucket {bucket}")
             kwargs: dict[str, Any] = {"Bucket": bucket}
@@ -577,7 +303,7 @@ class Deployer:
             s3.head_object(Bucket=bucket, Key=key)
             self.echo(f"Lambda package already uploaded: s3://{bucket}/{key}")
         except ClientError as exc:
-            if _code(exc) not in ("404", "NoSuchKey", "NotFound"):
+            if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
                 raise explain(exc, f"checking s3://{bucket}/{key}") from None
             self.echo(f"Uploading the Lambda package to s3://{bucket}/{key}")
             self.step(
@@ -591,10 +317,12 @@ class Deployer:
     def _describe(self, stack: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
 
+        from codecdash.aws_clients import error_code
+
         try:
-            answer = self.client("cloudformation").describe_stacks(StackName=stack)
+            answer = self.clients("cloudformation").describe_stacks(StackName=stack)
         except ClientError as exc:
-            if _code(exc) == "ValidationError" and "does not exist" in str(exc):
+            if error_code(exc) == "ValidationError" and "does not exist" in str(exc):
                 return None
             raise explain(exc, f"reading stack {stack}") from None
         stacks: list[dict[str, Any]] = answer["Stacks"]
@@ -603,7 +331,7 @@ class Deployer:
     def _apply(self, template: str, params: list[dict[str, str]], create: bool) -> None:
         from botocore.exceptions import ClientError
 
-        cfn = self.client("cloudformation")
+        cfn = self.clients("cloudformation")
         stack = self.options.stack
         kwargs: dict[str, Any] = {
             "StackName": stack,
@@ -630,14 +358,16 @@ class Deployer:
         self._wait(started)
 
     def _wait(self, started: float) -> None:
+        from codecdash.sources.aws.fleet import stack_health
+
         stack = self.options.stack
         while True:
             described = self._describe(stack)
             status = described["StackStatus"] if described else "DELETE_COMPLETE"
-            if status.endswith("_COMPLETE") and "ROLLBACK" not in status:
+            if stack_health(status) == "ok":
                 self.echo(f"Stack {stack}: {status}")
                 return
-            if status.endswith(("_FAILED", "ROLLBACK_COMPLETE")) or status == "DELETE_COMPLETE":
+            if not status.endswith("_IN_PROGRESS"):  # failed, rolled back or gone
                 raise DeployError(
                     f"stack {stack} ended in {status}: " + "; ".join(self._failures(started))
                 )
@@ -651,7 +381,7 @@ class Deployer:
 
     def _failures(self, since: float) -> list[str]:
         try:
-            events = self.client("cloudformation").describe_stack_events(
+            events = self.clients("cloudformation").describe_stack_events(
                 StackName=self.options.stack
             )["StackEvents"]
         except Exception:
@@ -667,16 +397,17 @@ class Deployer:
     def _upload_site(self, bucket: str) -> list[str]:
         from botocore.exceptions import ClientError
 
+        from codecdash.aws_clients import error_code
         from codecdash.export import SNAPSHOT_NAME, site_files, snapshot_file
 
-        s3 = self.client("s3")
+        s3 = self.clients("s3")
         page_dir = Path(self.settings.page_dir) if self.settings.page_dir else None
         files = site_files("", page_dir=page_dir)
         files.sort(key=lambda f: f.name == "index.html")  # the page last, when all it needs is up
         try:
             s3.head_object(Bucket=bucket, Key=SNAPSHOT_NAME)
         except ClientError as exc:
-            if _code(exc) not in ("404", "NoSuchKey", "NotFound"):
+            if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
                 raise explain(exc, f"checking s3://{bucket}/{SNAPSHOT_NAME}") from None
             files.insert(0, snapshot_file(_placeholder_snapshot(self.settings)))
         uploaded = []
@@ -702,7 +433,7 @@ class Deployer:
         table = self.settings.aws_experiments_table
         item = self.step(
             f"reading the aggregate of {table}",
-            lambda: self.client("dynamodb").get_item(
+            lambda: self.clients("dynamodb").get_item(
                 TableName=table, Key={"id": {"S": AGGREGATE_ID}}
             ),
         )
@@ -710,7 +441,7 @@ class Deployer:
             return
         self.echo(f"Building the experiments aggregate of {table} (one scan)…")
         try:
-            answer = self.client("lambda").invoke(
+            answer = self.clients("lambda").invoke(
                 FunctionName=function, Payload=json.dumps({"rebuild": True}).encode()
             )
             if answer.get("FunctionError"):
@@ -724,7 +455,7 @@ class Deployer:
     def _invalidate(self, distribution: str) -> None:
         self.step(
             "invalidating CloudFront",
-            lambda: self.client("cloudfront").create_invalidation(
+            lambda: self.clients("cloudfront").create_invalidation(
                 DistributionId=distribution,
                 InvalidationBatch={
                     "Paths": {"Quantity": 1, "Items": ["/*"]},
@@ -743,92 +474,7 @@ def _outputs(stack: dict[str, Any] | None) -> dict[str, str]:
 
 def _placeholder_snapshot(settings: Settings) -> dict[str, Any]:
     """A valid empty snapshot, until the schedule writes the first real one (a minute)."""
-    import asyncio
-
     from codecdash.snapshot import SnapshotBuilder
 
-    loop = asyncio.new_event_loop()
-    try:
-        data: dict[str, Any] = loop.run_until_complete(SnapshotBuilder(settings, []).build())
-    finally:
-        loop.close()
+    data: dict[str, Any] = asyncio.run(SnapshotBuilder(settings, []).build())
     return data
-
-
-@click.command("deploy")
-@click.option("--stack", required=True, help="CloudFormation stack name (created or updated).")
-@click.option("--region", default=None, help="AWS region (default: the configured one).")
-@click.option(
-    "--template",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help=f"Template (default: ./{TEMPLATE}).",
-)
-@click.option(
-    "--artifacts-bucket",
-    default=None,
-    help="Bucket for the Lambda package (default: codecdash-artifacts-ACCOUNT-REGION, "
-    "created if missing).",
-)
-@click.option(
-    "--arch",
-    type=click.Choice(["x86_64", "arm64"]),
-    default="x86_64",
-    show_default=True,
-    help="Lambda architecture.",
-)
-@click.option(
-    "--lambda-zip",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="Use this Lambda package instead of building one.",
-)
-@click.option(
-    "--package-from",
-    "package_mode",
-    type=click.Choice(["auto", "env", "pip"]),
-    default="auto",
-    show_default=True,
-    help="Where the package's dependencies come from.",
-)
-@click.option(
-    "--page-dir",
-    "page_dir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Page files to upload instead of the installed ones (see `codecdash page eject`).",
-)
-@click.pass_context
-def deploy(
-    ctx: click.Context,
-    stack: str,
-    region: str | None,
-    template: Path | None,
-    artifacts_bucket: str | None,
-    arch: str,
-    lambda_zip: Path | None,
-    package_mode: str,
-    page_dir: str | None,
-) -> None:
-    """Deploy the dashboard to AWS (S3 + CloudFront, API Gateway + Lambda)."""
-    from codecdash.export import warn_page_dir
-
-    config = (ctx.obj or {}).get("config") if isinstance(ctx.obj, dict) else None
-    try:
-        settings = load_settings(config, page_dir=page_dir)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    if settings.page_dir:
-        warn_page_dir(settings.page_dir)
-    options = DeployOptions(
-        stack=stack,
-        region=region,
-        template=template,
-        artifacts_bucket=artifacts_bucket,
-        arch=arch,
-        lambda_zip=lambda_zip.read_bytes() if lambda_zip else None,
-        package_mode=package_mode,
-    )
-    result = Deployer(options, settings).run()
-    click.echo(f"API URL: {result.api_url}")
-    click.echo(f"Dashboard URL: {result.dashboard_url}")

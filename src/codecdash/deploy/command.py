@@ -1,0 +1,84 @@
+"""The `codecdash deploy` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from codecdash.config import ConfigError
+from codecdash.deploy.stack import TEMPLATE, Deployer, DeployOptions
+from codecdash.serving import command_settings, page_dir_option
+
+
+@click.command("deploy")
+@click.option("--stack", required=True, help="CloudFormation stack name (created or updated).")
+@click.option("--region", default=None, help="AWS region (default: the configured one).")
+@click.option(
+    "--template",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"Template (default: ./{TEMPLATE}).",
+)
+@click.option(
+    "--artifacts-bucket",
+    default=None,
+    help="Bucket for the Lambda package (default: codecdash-artifacts-ACCOUNT-REGION, "
+    "created if missing).",
+)
+@click.option(
+    "--arch",
+    type=click.Choice(["x86_64", "arm64"]),
+    default="x86_64",
+    show_default=True,
+    help="Lambda architecture.",
+)
+@click.option(
+    "--lambda-zip",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Use this Lambda package instead of building one.",
+)
+@click.option(
+    "--package-from",
+    "package_mode",
+    type=click.Choice(["auto", "env", "pip"]),
+    default="auto",
+    show_default=True,
+    help="Where the package's dependencies come from.",
+)
+@page_dir_option("Page files to upload instead of the installed ones (see `codecdash page eject`).")
+@click.pass_obj
+def deploy(
+    obj: dict[str, Any] | None,
+    stack: str,
+    region: str | None,
+    template: Path | None,
+    artifacts_bucket: str | None,
+    arch: str,
+    lambda_zip: Path | None,
+    package_mode: str,
+    page_dir: str | None,
+) -> None:
+    """Deploy the dashboard to AWS (S3 + CloudFront, API Gateway + Lambda)."""
+    from codecdash.export import warn_page_dir
+
+    try:
+        settings = command_settings(obj, page_dir=page_dir)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if settings.page_dir:
+        warn_page_dir(settings.page_dir)
+    options = DeployOptions(
+        stack=stack,
+        region=region,
+        template=template,
+        artifacts_bucket=artifacts_bucket,
+        arch=arch,
+        lambda_zip=lambda_zip.read_bytes() if lambda_zip else None,
+        package_mode=package_mode,
+    )
+    result = Deployer(options, settings).run()
+    click.echo(f"API URL: {result.api_url}")
+    click.echo(f"Dashboard URL: {result.dashboard_url}")

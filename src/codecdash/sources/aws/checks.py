@@ -1,0 +1,150 @@
+"""Checking the AWS resources as the sources need them (for `codecdash doctor`).
+
+:class:`Checkup` makes the findings: it runs a source's own call and, when AWS refuses it,
+says why and how to fix it. The experiments table's check is here (its key, its stream, its
+aggregate); the fleet, storage and costs sources check theirs in their ``check`` methods.
+The stream rule (:func:`stream_arn`) is also the one `codecdash deploy` applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+from codecdash.aws_clients import ACCESS_DENIED, describe_error, error_code
+from codecdash.sources.aws.dynamodb import read_aggregate, rebuild
+from codecdash.sources.base import SourceError
+from codecdash.sources.checks import FAIL, OK, Finding, Status
+
+STREAM_VIEW: Final = "NEW_AND_OLD_IMAGES"
+
+
+class Checkup:
+    """The findings of a check, in order."""
+
+    def __init__(self) -> None:
+        self.findings: list[Finding] = []
+
+    def add(self, status: Status, what: str, detail: str = "", fix: str = "") -> None:
+        self.findings.append(Finding(status, what, detail, fix))
+
+    def call(
+        self,
+        what: str,
+        call: Callable[[], Any],
+        fix: str,
+        missing: tuple[str, ...] = (),
+        ok: Callable[[Any], str] | None = None,
+    ) -> Any:
+        """Runs `call`; None when it failed, and why is a finding, with the fix (or the
+        permission to grant, when AWS refused it to this identity). `missing`: the error
+        codes that mean the resource does not exist. `ok(answer)`: the detail of the finding
+        that it worked, when that is all there is to say."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            answer = call()
+        except ClientError as exc:
+            code = error_code(exc)
+            reason = describe_error(exc)
+            if "denied" in reason or code in ACCESS_DENIED:
+                self.add(
+                    FAIL,
+                    what,
+                    reason,
+                    f"allow {exc.operation_name} on this resource to this identity "
+                    "(docs/aws.md lists the permissions of each source)",
+                )
+            elif code in missing or "does not exist" in reason or "not found" in reason.lower():
+                self.add(FAIL, what, f"not found ({reason})", fix)
+            else:
+                self.add(FAIL, what, reason, fix)
+        except (BotoCoreError, SourceError) as exc:
+            self.add(FAIL, what, describe_error(exc), fix)
+        else:
+            if ok is not None:
+                self.add(OK, what, ok(answer))
+            return answer
+        return None
+
+
+def stream_arn(table: dict[str, Any]) -> str:
+    """The stream of a ``DescribeTable`` answer's ``Table`` that keeps the experiments
+    aggregate (new and old images); "" when the table has none."""
+    spec = table.get("StreamSpecification") or {}
+    if spec.get("StreamEnabled") and spec.get("StreamViewType") == STREAM_VIEW:
+        return str(table.get("LatestStreamArn", ""))
+    return ""
+
+
+def enable_stream(table: str) -> str:
+    """The command that gives `table` the stream the aggregate needs."""
+    return (
+        f"aws dynamodb update-table --table-name {table} --stream-specification "
+        f"StreamEnabled=true,StreamViewType={STREAM_VIEW}"
+    )
+
+
+def check_table(
+    client: Any, name: str, region: str | None, rebuild_aggregate: bool
+) -> list[Finding]:
+    """The experiments table: its key, its stream, and its aggregate (rebuilt, if asked)."""
+    checkup = Checkup()
+    _check_table(checkup, client, name, region, rebuild_aggregate)
+    return checkup.findings
+
+
+def _check_table(
+    checkup: Checkup, client: Any, name: str, region: str | None, rebuild_aggregate: bool
+) -> None:
+    what = f"experiments table {name}"
+    described = checkup.call(
+        what,
+        lambda: client.describe_table(TableName=name),
+        f"check the name and the region ({region})",
+        missing=("ResourceNotFoundException",),
+    )
+    if described is None:
+        return
+    table = described["Table"]
+    keys = {k["AttributeName"]: k["KeyType"] for k in table.get("KeySchema", [])}
+    if keys != {"id": "HASH"}:
+        checkup.add(
+            FAIL,
+            what,
+            f"key schema is {keys}, not a partition key `id`",
+            "the experiments table needs partition key id (string) and no sort key",
+        )
+        return
+    checkup.add(OK, what, f"about {table.get('ItemCount', 0)} items")
+    if stream_arn(table):
+        checkup.add(OK, f"{what} stream", STREAM_VIEW)
+    else:
+        checkup.add(
+            FAIL,
+            f"{what} stream",
+            "no stream with old and new images",
+            f"{enable_stream(name)}, then deploy again",
+        )
+    if rebuild_aggregate:
+        agg = checkup.call(
+            f"{what} aggregate rebuild",
+            lambda: rebuild(client, name),
+            "the identity needs dynamodb:Scan and dynamodb:PutItem on the table",
+        )
+        if agg is not None:
+            checkup.add(OK, f"{what} aggregate", f"rebuilt: {agg.total} experiments")
+        return
+    found = checkup.call(f"{what} aggregate", lambda: read_aggregate(client, name), "")
+    if found is None:
+        return
+    if found[1]:
+        checkup.add(OK, f"{what} aggregate", "present")
+    else:
+        checkup.add(
+            FAIL,
+            f"{what} aggregate",
+            "missing (the experiments card stays empty)",
+            "codecdash doctor --rebuild-aggregate (once); the deployed stream "
+            "function keeps it current",
+        )

@@ -1,0 +1,130 @@
+"""The shape of the code: no two modules of codecdash import each other, even through others
+or from inside a function; the AWS helpers have one home."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "codecdash"
+
+
+def module_names(root: Path = PACKAGE) -> dict[str, Path]:
+    """codecdash.x.y -> its file (a package is its __init__.py)."""
+    names: dict[str, Path] = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        names[".".join(parts)] = path
+    return names
+
+
+def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """The codecdash modules `name` imports, anywhere in it (functions and TYPE_CHECKING
+    blocks too). `from pkg import mod` imports pkg.mod when mod is a module; else pkg."""
+    found: set[str] = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name in known)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*parts, *([base] if base else [])])
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                if full in known:
+                    found.add(full)
+                elif base in known:
+                    found.add(base)
+    found.discard(name)
+    return found
+
+
+def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
+    known = module_names(root)
+    return {name: imports(name, path, known) for name, path in known.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The groups of modules that import one another (strongly connected, Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in sorted(graph[node]):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycles() -> None:
+    graph = import_graph()
+    assert "codecdash.cli" in graph and "codecdash.deploy.stack" in graph
+    assert cycles(graph) == []
+
+
+def test_the_cycle_check_finds_cycles(tmp_path: Path) -> None:
+    root = tmp_path / "codecdash"
+    (root / "pkg").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "a.py").write_text("def f():\n    from codecdash.pkg import b\n")
+    (root / "pkg" / "b.py").write_text("from .c import x\n")
+    (root / "pkg" / "c.py").write_text("import codecdash.a\nx = 1\n")
+    (root / "d.py").write_text("from codecdash import a\n")
+    graph = import_graph(root)
+    assert graph["codecdash.d"] == {"codecdash.a"}
+    assert cycles(graph) == [["codecdash.a", "codecdash.pkg.b", "codecdash.pkg.c"]]
+
+
+def test_one_home_for_aws_clients_and_one_event_loop_per_command() -> None:
+    """boto3 sessions are made in aws_clients.py only; no module runs a throwaway event loop
+    but the Lambda's, which keeps one per container."""
+    sessions = {
+        name
+        for name, path in module_names().items()
+        if "boto3.session.Session(" in path.read_text(encoding="utf-8")
+    }
+    assert sessions == {"codecdash.aws_clients"}
+    loops = {
+        name
+        for name, path in module_names().items()
+        if "new_event_loop(" in path.read_text(encoding="utf-8")
+    }
+    assert loops <= {"codecdash.aws_lambda"}
+
+
+def test_the_command_line_starts_without_boto3() -> None:
+    """boto3 takes a tenth of a second to import: only the AWS commands load it, when run."""
+    code = "import sys, codecdash.cli; print(sorted({'boto3', 'botocore'} & set(sys.modules)))"
+    command = [sys.executable, "-c", code]
+    answer = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert answer.stdout.strip() == "[]"
