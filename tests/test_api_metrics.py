@@ -210,6 +210,8 @@ async def test_the_experiment_answer_carries_its_training_summary(
     fetched = (await client.get("/api/v1/experiments/run")).json()
     r = await client.put("/api/v1/experiments/run", json=fetched, headers=auth)
     assert r.status_code == 200 and r.json()["training"] == training
+    r = await client.patch("/api/v1/experiments/run", json={"name": "renamed"}, headers=auth)
+    assert r.status_code == 200 and r.json()["training"] == training
 
 
 async def test_metrics_events_and_an_untouched_snapshot(
