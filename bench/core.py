@@ -46,13 +46,16 @@ def make_batch(
     the order the experiments arrive (as when they are logged, or imported oldest first),
     with up to an hour of jitter; "random" draws them anywhere in the year (worst case)."""
     items = []
+    # The timeline ends early enough that no start or finish lies ahead of the server's
+    # clock (the API refuses times beyond its allowed skew).
+    end = now - 60 - 7200
     for i in range(start, start + size):
         status = rng.choice(STATUSES)
         if created == "random" or n <= 0:
-            created_at = now - rng.uniform(0, 365 * 86400)
+            created_at = end - rng.uniform(0, 365 * 86400)
         else:
-            created_at = now - 365 * 86400 * (1 - i / n) - rng.uniform(0, 3600)
-        created_at = min(created_at, now)
+            created_at = end - 365 * 86400 * (1 - i / n) - rng.uniform(0, 3600)
+        created_at = min(created_at, end)
         item: dict[str, object] = {
             "id": f"exp-{i:08d}",
             "name": f"ssf-variant-{i % 977} lambda={rng.choice([0.0018, 0.0035, 0.0067, 0.013])}",

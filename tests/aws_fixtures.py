@@ -183,7 +183,7 @@ def _generous_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     that wants a timeout sets a part's `timeout_s` itself."""
     from codecdash.sources.aws import _common as common
     from codecdash.sources.aws.costs import CostsSource
-    from codecdash.sources.aws.dynamodb import ExperimentsSource
+    from codecdash.sources.aws.experiments import ExperimentsSource
     from codecdash.sources.aws.fleet import FleetSource
     from codecdash.sources.aws.storage import StorageSource
 

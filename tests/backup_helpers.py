@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 
 from codecdash.cli import main
 from codecdash.store import Store
+from conftest import writes
 from test_leaders import random_item
 
 Cli = Callable[..., Result]
@@ -36,7 +37,7 @@ def filled_store(path: Path, n: int = 300, seed: int = 3) -> Path:
     """A store file with n random experiments (tests/test_leaders.py's) and one token."""
     store = Store(str(path))
     rng = random.Random(seed)
-    store.batch([random_item(rng, i) for i in range(n)])
+    writes(store).batch([random_item(rng, i) for i in range(n)])
     store.create_token("ci")
     store.close()
     return path

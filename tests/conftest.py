@@ -15,6 +15,9 @@ The names below are stable: other test files (agent, codec metrics, browser) use
   (a new SQLite file; the session's PostgreSQL schema, emptied).
 - ``store`` — a :class:`Store` on ``store_url`` (so every test using it runs on both
   backends), closed afterwards.
+- ``writes(store, settings=None)`` (a function, not a fixture) — the store's
+  :class:`ExperimentService`, the write path the API uses: ``writes(store).batch([...])``
+  takes ``ExperimentIn`` models (the store itself takes plain values).
 - ``make_app`` — ``await make_app(settings=None, **create_app_kwargs)``: a FastAPI app with
   its lifespan entered (left at teardown), ``background=False`` unless given (no
   cross-process change watcher); ``app.state.codecdash`` holds its state.
@@ -61,6 +64,7 @@ from fastapi import FastAPI
 
 from codecdash.api.app import create_app
 from codecdash.config import Settings
+from codecdash.experiments.service import ExperimentService
 from codecdash.net import free_port, wait_healthy
 from codecdash.store import Store
 
@@ -208,6 +212,11 @@ def store(store_url: str) -> Iterator[Store]:
         yield s
     finally:
         s.close()
+
+
+def writes(store: Store, settings: Settings | None = None) -> ExperimentService:
+    """The experiments' write path over `store` (default settings: no default_anchor)."""
+    return ExperimentService(store, settings or Settings(database_url=store.db.url))
 
 
 # -- the app in-process -----------------------------------------------------------------

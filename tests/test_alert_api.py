@@ -41,7 +41,9 @@ def fire_two(app: FastAPI, now: float) -> AlertService:
     from datetime import UTC, datetime
 
     store.heartbeat(
-        Heartbeat(worker_id="train-03", role="training", at=datetime.fromtimestamp(now - 900, UTC))
+        Heartbeat(
+            worker_id="train-03", role="training", at=datetime.fromtimestamp(now - 900, UTC)
+        ).model_dump()
     )
     svc.evaluate(DOWN, now)
     svc.evaluate(DOWN, now + 61)

@@ -26,6 +26,7 @@ from codecdash.config import Settings
 from codecdash.models import ExperimentIn, ExperimentPatch, Heartbeat
 from codecdash.store import Store
 from codecdash.store.alerts import AlertStore
+from conftest import writes
 
 SECRET = "whsec-0123456789abcdef"
 
@@ -98,7 +99,9 @@ def fire(rule: str, store: Store, now: float) -> dict[str, Any]:
     if rule == "orchestrator_down":
         return snapshot(infrastructure={"orchestrator": {"status": "down"}})
     if rule == "worker_stale":
-        store.heartbeat(Heartbeat(worker_id="train-07", role="training", at=at(now - 600)))
+        store.heartbeat(
+            Heartbeat(worker_id="train-07", role="training", at=at(now - 600)).model_dump()
+        )
     if rule == "pool_idle":
         return snapshot(infrastructure={"training_workers": {"active": 0, "queue_depth": 4}})
     if rule in ("failure_rate", "experiment_failed"):
@@ -112,11 +115,11 @@ def fire(rule: str, store: Store, now: float) -> dict[str, Any]:
             )
             for i in range(5)
         ]
-        store.batch(items)
+        writes(store).batch(items)
     if rule == "target_reached":
         return snapshot(summary={"best_compression": {"value_pct": 92.0, "experiment_id": "b"}})
     if rule == "new_best":
-        store.batch(
+        writes(store).batch(
             [
                 ExperimentIn(
                     id="b",
@@ -141,7 +144,7 @@ def fire(rule: str, store: Store, now: float) -> dict[str, Any]:
 def resolve(rule: str, store: Store, now: float) -> float:
     """Make `rule` find nothing; returns the time to evaluate at."""
     if rule == "worker_stale":
-        store.heartbeat(Heartbeat(worker_id="train-07", role="training", at=at(now)))
+        store.heartbeat(Heartbeat(worker_id="train-07", role="training", at=at(now)).model_dump())
     if rule in ("failure_rate", "experiment_failed", "new_best"):
         return now + 2 * HOUR  # out of the window
     if rule == "non_finite_loss":
@@ -371,14 +374,14 @@ def test_a_storm_is_grouped_and_rate_limited(settings: Settings, receiver: Recei
     sent = []
     for i in range(6):  # six workers go silent, one a minute
         t = now + 60 * i
-        store.heartbeat(Heartbeat(worker_id=f"w{i}", role="training", at=at(t - 600)))
+        store.heartbeat(Heartbeat(worker_id=f"w{i}", role="training", at=at(t - 600)).model_dump())
         svc.evaluate(snapshot(), t)
         sent.append(svc.deliver(t))
     assert sent == [1, 1, 0, 0, 0, 0]  # two an hour; the rest wait as ONE message
     (waiting,) = svc.alerts.deliveries(["pending"], 10)
     assert waiting["alerts"] == 4 and waiting["attempts"] == 0
     # w5 comes back before the message leaves: its newest state replaces the older one
-    store.heartbeat(Heartbeat(worker_id="w5", role="training", at=at(now + 400)))
+    store.heartbeat(Heartbeat(worker_id="w5", role="training", at=at(now + 400)).model_dump())
     svc.evaluate(snapshot(), now + 400)
     assert svc.deliver(now + 3000) == 0
     assert svc.deliver(now + HOUR) == 1  # the first of the hour left the window
@@ -435,7 +438,7 @@ def test_a_rule_whose_facts_fail_changes_nothing(settings: Settings) -> None:
     store = Store(settings.database_url)
     svc = service(settings, store)
     now = time.time()
-    store.heartbeat(Heartbeat(worker_id="w", role="training", at=at(now - 600)))
+    store.heartbeat(Heartbeat(worker_id="w", role="training", at=at(now - 600)).model_dump())
     (stale,) = svc.evaluate(snapshot(), now)
     assert stale.alert.state == "firing"
     svc.facts_store = Broken()  # type: ignore[assignment]

@@ -102,7 +102,7 @@ async def test_the_loop_in_two_live_replicas(
     a = await make_app(shared, background=True)
     b = await make_app(shared, background=True)
     a.state.codecdash.store.heartbeat(
-        Heartbeat(worker_id="orch", role="orchestrator", status="down")
+        Heartbeat(worker_id="orch", role="orchestrator", status="down").model_dump()
     )
     clients = [
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost")

@@ -15,10 +15,12 @@ from fastapi import FastAPI
 from api_helpers import assert_error
 from codecdash.codec_metrics import bd_report
 from codecdash.config import Settings
+from codecdash.experiments.rederive import rederive, sync_bd_rates
+from codecdash.experiments.service import bd_rates_for
 from codecdash.models import ExperimentIn
 from codecdash.results import bundled_result_curves, rd_pairs
 from codecdash.store import Store, schema
-from codecdash.store.experiments import from_row
+from conftest import writes
 
 pytestmark = pytest.mark.anyio
 ANCHORS = "/api/v1/anchors"
@@ -305,6 +307,27 @@ async def test_the_server_ignores_bd_rates_sent_by_clients(
     assert sent["bd_rate_anchor"] == X264
 
 
+async def test_a_patch_derives_the_bd_rate_from_the_curve_it_sends(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """A patched curve gets its BD-rate at once; a patch without one keeps the stored
+    figure, whatever BD-rate the client sends; a cleared curve clears it."""
+    await put_anchor(client, auth, X264)
+    await put_experiment(client, auth, X265)
+    url = f"{EXPERIMENTS}/{X265}"
+    r = await client.patch(url, json={"rd_points": curve(VTM)}, headers=auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["bd_rate_pct"] == pytest.approx(VS_X264[VTM], abs=0.005)
+    r = await client.patch(
+        url, json={"name": "n", "bd_rate_pct": 5.0, "bd_rate_anchor": "mine"}, headers=auth
+    )
+    assert (r.json()["name"], r.json()["bd_rate_anchor"]) == ("n", X264)
+    assert r.json()["bd_rate_pct"] == pytest.approx(VS_X264[VTM], abs=0.005)
+    assert await bd_of(client, X265) == (r.json()["bd_rate_pct"], X264)
+    r = await client.patch(url, json={"rd_points": None}, headers=auth)
+    assert (r.json()["bd_rate_pct"], r.json()["bd_rate_anchor"]) == (None, None)
+
+
 async def test_sort_and_filter_by_bd_rate(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
     await put_anchor(client, auth, X264)
     for name in (SSF, X265, VTM, X264):
@@ -532,15 +555,15 @@ async def test_openapi_documents_the_routes(client: httpx.AsyncClient) -> None:
 
 # -- the store: recomputing in batches (both backends) ------------------------------------------
 def test_recompute_in_batches_keeps_the_hourly_bests(store: Store) -> None:
-    from codecdash.anchors import save_anchor
+    from codecdash.experiments.anchors import save_anchor
 
     settings = Settings(database_url="unused.db")
     finished = "2025-03-14T10:30:00Z"
     for name in (X265, VTM, SSF):
-        store.put_experiment(
+        writes(store, settings).put(
             name, ExperimentIn.model_validate(experiment_body(name, finished_at=finished))
         )
-    store.put_experiment("queued", ExperimentIn.model_validate({"rd_points": curve(X265)}))
+    writes(store, settings).put("queued", ExperimentIn.model_validate({"rd_points": curve(X265)}))
     version = store.version()
 
     def hourly_best() -> float | None:
@@ -562,16 +585,45 @@ def test_recompute_in_batches_keeps_the_hourly_bests(store: Store) -> None:
 
     store.put_anchor(X264, None, curve(VTM))  # behind the deriver's back: nothing follows
     assert hourly_best() == pytest.approx(VS_X264[VTM], abs=0.005)
-    assert store.bd_rate is not None
-    store.bd_rate.reload()  # type: ignore[attr-defined]
-    assert store.recompute_bd_rates(batch_size=1) == 4
+    bd_rates_for(store, settings).reload()
+    assert rederive(store, settings, batch_size=1) == 4
     assert hourly_best() == pytest.approx(0.0, abs=1e-6)  # VTM against itself; the rest worse
-    assert store.recompute_bd_rates(batch_size=3) == 0  # nothing left to change
+    assert rederive(store, settings, batch_size=3) == 0  # nothing left to change
 
-    rows = {r: from_row(store.get_experiment(r) or {}) for r in (X265, VTM, SSF, "queued")}
+    rows = {r: store.get_experiment(r) or {} for r in (X265, VTM, SSF, "queued")}
     assert all(row["bd_rate_anchor"] == X264 for row in rows.values())
     assert rows[VTM]["bd_rate_pct"] == pytest.approx(0.0, abs=1e-6)
     assert rows[X265]["updated_at"] == rows[X265]["created_at"]  # not an update by its worker
+
+
+def test_a_curve_rewritten_during_a_rederivation_is_derived_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The figures are derived outside the write transaction: a curve rewritten between the
+    read and the write is not given figures derived from its old points."""
+    settings = Settings(database_url="unused.db")
+    writes(store, settings).put(X265, ExperimentIn.model_validate(experiment_body(X265)))
+    store.put_anchor(X264, None, curve(X264))  # behind the deriver's back
+    bd_rates_for(store, settings).reload()
+    read = store.curves_after
+
+    def then_rewritten(after: str | None, limit: int) -> list[tuple[str, str]]:
+        found = read(after, limit)
+        if found:  # the experiment's worker sends VTM's curve meanwhile (no anchor yet)
+            with monkeypatch.context() as m:
+                m.setattr(store, "anchors", list)
+                writes(store, settings).bd_rates.reload()
+                body = experiment_body(X265, rd_points=curve(VTM))
+                writes(store, settings).put(X265, ExperimentIn.model_validate(body))
+            bd_rates_for(store, settings).reload()
+        return found
+
+    monkeypatch.setattr(store, "curves_after", then_rewritten)
+    assert rederive(store, settings) == 1
+    stored = store.get_experiment(X265) or {}
+    assert stored["rd_points"] == curve(VTM)
+    assert stored["bd_rate_pct"] == pytest.approx(VS_X264[VTM], abs=0.005)
+    assert stored["bd_rate_anchor"] == X264
 
 
 # -- on start: a changed default_anchor or quality_metric -----------------------------------------
@@ -609,22 +661,22 @@ async def test_a_restart_with_another_default_anchor_or_quality(
 def test_an_interrupted_rederivation_is_finished_by_the_next_sync(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from codecdash.anchors import save_anchor, sync_bd_rates
+    from codecdash.experiments import rederive as module
+    from codecdash.experiments.anchors import save_anchor
     from codecdash.store import StoreUnavailable
 
     settings = Settings(database_url="unused.db")
-    store.put_experiment(X265, ExperimentIn.model_validate(experiment_body(X265)))
-    original = Store.recompute_bd_rates
+    writes(store, settings).put(X265, ExperimentIn.model_validate(experiment_body(X265)))
 
-    def interrupted(self: Store, batch_size: int = 500, stop: Any = None) -> int:
+    def interrupted(*_args: Any, **_kwargs: Any) -> int:
         raise StoreUnavailable("the database is locked by another writer")
 
-    monkeypatch.setattr(Store, "recompute_bd_rates", interrupted)
-    with pytest.raises(StoreUnavailable):
-        save_anchor(store, settings, X264, None, curve(X264))
-    assert from_row(store.get_experiment(X265) or {})["bd_rate_pct"] is None
-    monkeypatch.setattr(Store, "recompute_bd_rates", original)
+    with monkeypatch.context() as patched:
+        patched.setattr(module, "rederive", interrupted)
+        with pytest.raises(StoreUnavailable):
+            save_anchor(store, settings, X264, None, curve(X264))
+    assert (store.get_experiment(X265) or {})["bd_rate_pct"] is None
     assert sync_bd_rates(store, settings) == 1
-    pct = from_row(store.get_experiment(X265) or {})["bd_rate_pct"]
+    pct = (store.get_experiment(X265) or {})["bd_rate_pct"]
     assert pct == pytest.approx(VS_X264[X265], abs=0.005)
     assert sync_bd_rates(store, settings) == 0  # done: nothing left to do

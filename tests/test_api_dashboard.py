@@ -23,6 +23,7 @@ from codecdash.models import ExperimentIn, Snapshot
 from codecdash.sources.base import FieldInfo
 from codecdash.sources.local import local_sources
 from codecdash.store import Store
+from conftest import writes
 
 pytestmark = pytest.mark.anyio
 
@@ -337,7 +338,7 @@ async def test_writes_by_another_process_reach_the_stream(
     try:
         async with event_stream(app) as events:
             await events.next_event(1.0)
-            await asyncio.to_thread(other.create_experiment, ExperimentIn(id="o1"))
+            await asyncio.to_thread(writes(other).create, ExperimentIn(id="o1"))
             await events.next_event(2.0)  # polled twice a second
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from api_helpers import assert_error
-from codecdash.store.experiments import SORTABLE
+from codecdash.experiments.query import SORTABLE
 
 pytestmark = pytest.mark.anyio
 API = "/api/v1/experiments"

@@ -15,6 +15,7 @@ from api_helpers import assert_error
 from codecdash.config import Settings
 from codecdash.curve_rules import MAX_POINTS_PER_REQUEST, MAX_STEP
 from codecdash.store import Store
+from conftest import writes
 
 pytestmark = pytest.mark.anyio
 URL = "/api/v1/experiments/run/metrics"
@@ -209,6 +210,8 @@ async def test_the_experiment_answer_carries_its_training_summary(
     fetched = (await client.get("/api/v1/experiments/run")).json()
     r = await client.put("/api/v1/experiments/run", json=fetched, headers=auth)
     assert r.status_code == 200 and r.json()["training"] == training
+    r = await client.patch("/api/v1/experiments/run", json={"name": "renamed"}, headers=auth)
+    assert r.status_code == 200 and r.json()["training"] == training
 
 
 async def test_metrics_events_and_an_untouched_snapshot(
@@ -246,7 +249,7 @@ async def test_writes_by_another_process_reach_the_stream_as_metrics_events(
         from codecdash.curve_models import MetricPoint
         from codecdash.models import ExperimentIn
 
-        other.create_experiment(ExperimentIn(id="elsewhere", status="running"))
+        writes(other).create(ExperimentIn(id="elsewhere", status="running"))
         async with event_stream(app) as events:
             assert (await events.next_event(2.0)).event == "snapshot"
             # The poller starts from the newest write it finds: write until it reports one.

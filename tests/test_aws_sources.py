@@ -7,6 +7,8 @@ import asyncio
 import calendar
 import contextlib
 import json
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -19,6 +21,7 @@ from aws_fixtures import *  # noqa: F403
 from aws_fixtures import AWS_WARNINGS, AwsEnv, create_experiments_table, put_experiment, serialize
 from codecdash.aws_clients import ClientFactory
 from codecdash.config import Settings
+from codecdash.experiments.readmodel import experiment
 from codecdash.models import ExperimentIn
 from codecdash.snapshot import SnapshotBuilder
 from codecdash.sources.aws import CostState, aws_sources
@@ -32,17 +35,17 @@ from codecdash.sources.aws.costs import (
 from codecdash.sources.aws.dynamodb import (
     AGGREGATE_ID,
     Aggregate,
-    ExperimentsSource,
     apply_stream_records,
-    experiment_from_item,
     rebuild,
     to_epoch,
 )
+from codecdash.sources.aws.experiments import ExperimentsSource, record_of
 from codecdash.sources.aws.fleet import FleetSource, spot_from_policy, stack_health
 from codecdash.sources.aws.storage import StorageSource
 from codecdash.sources.base import SourceError
 from codecdash.sources.local import ExperimentsSource as LocalExperiments
 from codecdash.store import Store
+from conftest import writes
 
 pytestmark = [pytest.mark.aws, *(pytest.mark.filterwarnings(w) for w in AWS_WARNINGS)]
 
@@ -114,7 +117,9 @@ def test_experiments_match_the_local_source(aws: AwsEnv, tmp_path: Path) -> None
 
     settings = Settings(database_url=str(tmp_path / "local.db"), aws_experiments_table=TABLE)
     store = Store(settings.database_url)
-    store.batch([ExperimentIn(**{k: v for k, v in i.items() if k != "duration_s"}) for i in items])
+    writes(store).batch(
+        [ExperimentIn(**{k: v for k, v in i.items() if k != "duration_s"}) for i in items]
+    )
     local = run(LocalExperiments(store, settings).collect(now))["experiments"]
     remote = run(ExperimentsSource(settings, aws.factory()).collect(now))["experiments"]
     store.close()
@@ -232,20 +237,36 @@ def test_item_conversion() -> None:
     assert to_epoch("not a time") is None
     from decimal import Decimal
 
-    out = experiment_from_item(
-        {
-            "id": "x",
-            "status": "running",
-            "started_at": Decimal(100),
-            "params": {"lr": Decimal("0.001"), "n": Decimal(3)},
-            "tags": {"b", "a"},
-        },
+    out = experiment(
+        record_of(
+            {
+                "id": "x",
+                "status": "running",
+                "started_at": Decimal(100),
+                "params": {"lr": Decimal("0.001"), "n": Decimal(3)},
+                "tags": {"b", "a"},
+            }
+        ),
         now=160.0,
     )
     assert out["started_at"] == "1970-01-01T00:01:40.000Z"
     assert out["duration_s"] == 60.0
     assert out["params"] == {"lr": 0.001, "n": 3}
     assert out["tags"] == ["a", "b"]
+
+
+def test_the_aws_sources_and_the_snapshot_load_without_the_store() -> None:
+    """What the snapshot and stream functions run (the AWS sources, the snapshot builder,
+    time formatting) imports neither the SQL store nor SQLAlchemy."""
+    code = (
+        "import sys\n"
+        "import codecdash.snapshot, codecdash.sources.aws, codecdash.sources.aws.dynamodb\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] == 'sqlalchemy'\n"
+        "          or m.startswith('codecdash.store')]\n"
+        "print(','.join(sorted(loaded)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
 
 
 # -- fleet ---------------------------------------------------------------------------------

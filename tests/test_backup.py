@@ -28,7 +28,7 @@ from codecdash.models import ExperimentIn
 from codecdash.store import ListQuery, Store
 from codecdash.store.db import LATEST_VERSION
 from codecdash.store.integrity import verify
-from conftest import LiveServer, PgServer
+from conftest import LiveServer, PgServer, writes
 from test_leaders import check_invariant, random_item
 
 BATCH = 40
@@ -131,7 +131,7 @@ def test_a_backup_during_heavy_ingest_restores_every_acknowledged_write(
     db = Path(live.settings.database_url)
     rng = random.Random(5)
     for start in range(0, 12_000, 1000):  # leaderboards past their trim size
-        live.store.batch([random_item(rng, i) for i in range(start, start + 1000)])
+        writes(live.store).batch([random_item(rng, i) for i in range(start, start + 1000)])
     out = tmp_path / "backup.db"
     during: list[int] = []
 
@@ -357,7 +357,9 @@ def test_the_pg_dump_recipe_round_trips(cli: Cli, pg_server: PgServer, tmp_path:
     restored over later writes, gives back the store of the dump's moment."""
     url = pg_server.new_schema()
     store = Store(url)
-    store.batch([ExperimentIn(id=f"p{i}", status="completed", psnr_db=30.0 + i) for i in range(50)])
+    writes(store).batch(
+        [ExperimentIn(id=f"p{i}", status="completed", psnr_db=30.0 + i) for i in range(50)]
+    )
     store.close()
     recipe = cli("backup", tmp_path / "unused", "--db", url).output
     dump, put_back = (
@@ -368,7 +370,7 @@ def test_the_pg_dump_recipe_round_trips(cli: Cli, pg_server: PgServer, tmp_path:
     env = {**os.environ, "PGCONNECT_TIMEOUT": "5"}
     subprocess.run(dump, shell=True, check=True, cwd=tmp_path, env=env, timeout=60)
     store = Store(url)
-    store.batch([ExperimentIn(id="later", status="failed")])
+    writes(store).batch([ExperimentIn(id="later", status="failed")])
     store.close()
     subprocess.run(put_back, shell=True, check=True, cwd=tmp_path, env=env, timeout=60)
     store = Store(url)

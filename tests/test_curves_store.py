@@ -16,6 +16,7 @@ from codecdash.curve_rules import encode_value
 from codecdash.models import ExperimentIn
 from codecdash.store import Store
 from codecdash.store.curves import MAX_METRICS, TooManyMetrics, UnknownExperiments
+from conftest import writes
 
 History = dict[int, tuple[float, float]]  # step -> (at, value)
 
@@ -35,7 +36,7 @@ def points(
 
 
 def _iso(ts: float) -> str:
-    from codecdash.store.experiments import iso
+    from codecdash.timefmt import iso
 
     return iso(ts)
 
@@ -116,7 +117,7 @@ def check_all(store: Store, history: History, name: str = "loss") -> None:
 
 @pytest.fixture
 def run(store: Store) -> Store:
-    store.create_experiment(ExperimentIn(id="run", status="running"))
+    writes(store).create(ExperimentIn(id="run", status="running"))
     return store
 
 
@@ -162,7 +163,7 @@ def test_nan_and_infinities_round_trip(run: Store) -> None:
 
 def test_several_metrics_and_experiments_in_one_write(store: Store) -> None:
     for i in ("a", "b"):
-        store.create_experiment(ExperimentIn(id=i, status="running"))
+        writes(store).create(ExperimentIn(id=i, status="running"))
     both = [
         MetricPoint.model_validate(
             {"step": s, "values": {"loss": 1.0 / (s + 1), "lr": 1e-4, "val/psnr_db": 30.0 + s}}

@@ -36,6 +36,7 @@ from codecdash.demo.fleet import DAY, CostLedger, Fleet
 from codecdash.demo.rd_model import X264, RDModel
 from codecdash.demo.workload import Clock, heartbeat_interval
 from codecdash.store import Store
+from conftest import writes
 
 SEED = 1
 HISTORY_DAYS = 3
@@ -373,7 +374,7 @@ def test_empties_its_own_database(tmp_path: Path) -> None:
     store.create_token(DEMO_TOKEN)
     from codecdash.models import ExperimentIn
 
-    store.create_experiment(ExperimentIn(id="old", status="queued"))
+    writes(store).create(ExperimentIn(id="old", status="queued"))
     store.close()
     store = open_demo_store(url)  # the demo's own: emptied
     assert store.get_experiment("old") is None

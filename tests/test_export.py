@@ -19,6 +19,7 @@ from codecdash.cli import main
 from codecdash.export import IMMUTABLE, REVALIDATE, site_files
 from codecdash.models import ExperimentIn, Snapshot
 from codecdash.store import Store
+from conftest import writes
 
 FIXTURE = Path(__file__).parent / "fixtures" / "experiments.json"
 
@@ -28,7 +29,9 @@ def filled_db(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'export.db'}"
     store = Store(url)
     items = json.loads(FIXTURE.read_text())["items"]
-    store.batch([ExperimentIn(**{k: v for k, v in i.items() if k != "duration_s"}) for i in items])
+    writes(store).batch(
+        [ExperimentIn(**{k: v for k, v in i.items() if k != "duration_s"}) for i in items]
+    )
     store.close()
     return url
 

@@ -36,10 +36,10 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import Status, events, from_schema
 from schemathesis.python import asgi
 
-from codecdash.anchors import save_anchor
 from codecdash.api.app import create_app
 from codecdash.api.guard import CSP
 from codecdash.config import Settings
+from codecdash.experiments.anchors import save_anchor
 from codecdash.models import ExperimentIn
 
 CONFIG = Path(__file__).resolve().parents[1] / "schemathesis.toml"
@@ -158,7 +158,7 @@ def _seed(app: Any) -> None:
             for r, q in ((1000, 30), (2000, 33), (4000, 36), (8000, 39))
         ],
     )
-    st.store.put_experiment(
+    st.writes.put(
         "ssf-lambda-0.0130-r3",
         ExperimentIn.model_validate(
             {

@@ -7,7 +7,7 @@ import uuid
 
 from codecdash.ids import new_id
 from codecdash.models import ExperimentIn
-from codecdash.store.experiments import FIELDS
+from codecdash.store.rows import FIELDS
 
 
 def test_ids_are_uuid7_hex_that_sort_by_time() -> None:

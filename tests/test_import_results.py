@@ -15,10 +15,12 @@ from click.testing import CliRunner, Result
 import codecdash
 from codecdash.cli import main
 from codecdash.codec_metrics import bd_report
+from codecdash.config import Settings
+from codecdash.experiments.readmodel import ExperimentsReadModel
 from codecdash.net import free_port
 from codecdash.results import rd_pairs, read_result_file
 from codecdash.store import ListQuery, Store
-from codecdash.store.experiments import from_row
+from codecdash.store.reads import SqlExperiments
 
 UVG = Path(codecdash.__file__).parent / "data" / "rd-results" / "UVG-1080p"
 FILES = sorted(UVG.glob("*.json"))
@@ -91,8 +93,9 @@ def line_of(output: str, name: str) -> str:
 
 
 def experiments(store: Store) -> dict[str, dict[str, Any]]:
-    rows, _, _ = store.list_experiments(ListQuery(limit=1000))
-    return {r["id"]: from_row(r) for r in rows}
+    """The stored experiments as the API answers them."""
+    model = ExperimentsReadModel(SqlExperiments(store), Settings(database_url=store.db.url))
+    return {e["id"]: e for e in model.list(ListQuery(limit=1000)).items}
 
 
 def check_experiment(row: dict[str, Any], path: Path) -> None:

@@ -1,5 +1,6 @@
-"""Leaderboards (store/leaders.py): after any mix of writes, "best first" pages served from
-`leaders` equal the same pages computed by brute force, on both databases.
+"""Leaderboards (store/leaders.py, read by store/ranking.py): after any mix of writes, "best
+first" pages served from `leaders` equal the same pages computed by brute force, on both
+databases.
 
 KEEP is made tiny so a few hundred writes move the bound up (trim) and, when results are
 withdrawn, rebuild it from the experiments table.
@@ -15,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from codecdash.experiments.query import SORTABLE
 from codecdash.models import ExperimentIn
 from codecdash.store import ListQuery, Store, leaders
-from codecdash.store.experiments import SORTABLE
-from conftest import PgServer
+from conftest import PgServer, writes
 
 STATUSES = ["completed"] * 6 + ["failed", "running", "queued"]
 
@@ -144,7 +145,7 @@ def test_pages_match_brute_force_through_trims_and_rebuilds(
                 for r in rows.values()
                 if r["psnr_db"] is not None and rng.random() < 0.8
             ]
-        store.batch(batch)
+        writes(store).batch(batch)
         check_invariant(store)
         rows = stored_rows(store)
         for field in ("psnr_db", "bitrate_reduction_pct", "ms_ssim"):
@@ -155,7 +156,7 @@ def test_pages_match_brute_force_through_trims_and_rebuilds(
 
 
 def test_lower_is_better_metric_is_served_ascending(store: Store) -> None:
-    store.batch(
+    writes(store).batch(
         [
             ExperimentIn(id=f"b{i:02d}", status="completed", bitrate_reduction_pct=float(i))
             for i in range(30)
@@ -188,9 +189,9 @@ def test_replicas_writing_at_once_keep_the_leaderboards_exact(pg_server: PgServe
         rng = random.Random(k)
         try:
             for step in range(25):
-                stores[k].batch([random_item(rng, rng.randrange(200)) for _ in range(20)])
+                writes(stores[k]).batch([random_item(rng, rng.randrange(200)) for _ in range(20)])
                 if step % 5 == 4:  # withdraw some results too: the bound moves both ways
-                    stores[k].batch(
+                    writes(stores[k]).batch(
                         [ExperimentIn(id=f"e{rng.randrange(200):04d}") for _ in range(20)]
                     )
         except BaseException as exc:

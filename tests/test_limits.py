@@ -27,6 +27,7 @@ from api_helpers import assert_error
 from codecdash.config import Settings
 from codecdash.models import ExperimentIn
 from codecdash.store import Store
+from conftest import writes
 from test_security import bearer, client_for
 
 pytestmark = pytest.mark.anyio
@@ -166,9 +167,7 @@ async def test_the_snapshot_stays_small_whatever_is_written(
     # an experiment dated far ahead, stored before such times were refused, does not
     # hold the top of the recent list
     store: Store = app.state.codecdash.store
-    store.put_experiment(
-        "ghost", ExperimentIn.model_validate({"created_at": "9999-01-01T00:00:00Z"})
-    )
+    writes(store).put("ghost", ExperimentIn.model_validate({"created_at": "9999-01-01T00:00:00Z"}))
 
     r = await client.get(f"{API}/dashboard")
     size = len(r.content)

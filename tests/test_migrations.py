@@ -20,8 +20,9 @@ from codecdash.snapshot import SnapshotBuilder
 from codecdash.sources.local import local_sources
 from codecdash.store import ListQuery, Store
 from codecdash.store.db import LATEST_VERSION
+from codecdash.store.rows import get as stored_row
 from codecdash.store.tokens import hash_token
-from conftest import PgServer, _libpq
+from conftest import PgServer, _libpq, writes
 
 DATA = Path(__file__).parent / "data"
 NOW = float(calendar.timegm((2025, 3, 14, 12, 0, 0)))
@@ -260,9 +261,10 @@ def test_v1_database_is_upgraded_in_place(v1_url: str) -> None:
             if row.get(metric) is not None
         }
 
-        # nothing lost
+        # nothing lost: every stored value as it was
         for before in EXPERIMENTS:
-            after = store.get_experiment(before["id"])
+            with store.db.read() as conn:
+                after = stored_row(conn, before["id"])
             assert after is not None
             assert {k: after[k] for k in before} == before
             assert after["bd_rate_pct"] is None and after["bd_rate_anchor"] is None
@@ -292,8 +294,8 @@ async def test_upgraded_database_serves_and_takes_writes(v1_url: str) -> None:
         # the version-2 features work on the upgraded database
         store.put_anchor("hm-16.20", "HEVC anchor", [{"bitrate_kbps": 100.0, "psnr_db": 30.0}])
         assert [a["name"] for a in store.anchors()] == ["hm-16.20"]
-        store.create_experiment(ExperimentIn(id="v2-new", status="completed", psnr_db=36.0))
-        store.batch([ExperimentIn(id="v1-c", status="completed", psnr_db=31.0)])
+        writes(store).create(ExperimentIn(id="v2-new", status="completed", psnr_db=36.0))
+        writes(store).batch([ExperimentIn(id="v1-c", status="completed", psnr_db=31.0)])
         _, _, total = store.list_experiments(ListQuery(status=["completed"]))
         assert total == 3
         # the version-5 features too: the running experiment logs a curve
@@ -321,7 +323,7 @@ def test_v3_leaderboards_gain_the_carried_columns(tmp_path: Path) -> None:
     the columns that filtered pages read, and those pages answer from them."""
     path = tmp_path / "v3.db"
     store = Store(str(path))
-    store.batch(
+    writes(store).batch(
         [
             ExperimentIn(id="a", status="completed", psnr_db=36.0, bitrate_reduction_pct=85.0),
             ExperimentIn(id="b", status="completed", psnr_db=38.0, bitrate_reduction_pct=20.0),
@@ -370,7 +372,7 @@ def test_v4_database_gains_the_alert_tables(fresh_url: str) -> None:
     from codecdash.store import schema
 
     store = Store(fresh_url)
-    store.create_experiment(ExperimentIn(id="kept", status="completed", psnr_db=35.5))
+    writes(store).create(ExperimentIn(id="kept", status="completed", psnr_db=35.5))
     with store.db.write() as conn:  # as version 4 left it
         for table in reversed(schema.ALERT_TABLES):
             table.drop(conn)
@@ -396,7 +398,7 @@ def test_v4_database_gains_the_training_curve_tables(tmp_path: Path) -> None:
     and the new tables work at once."""
     path = tmp_path / "v4.db"
     store = Store(str(path))
-    store.create_experiment(ExperimentIn(id="old", status="running", psnr_db=30.0))
+    writes(store).create(ExperimentIn(id="old", status="running", psnr_db=30.0))
     store.close()
     with sqlite3.connect(path) as conn:  # version 4 as that release left it
         conn.executescript(

@@ -19,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 
 from codecdash.config import Settings
+from codecdash.experiments import rederive
 from codecdash.store import Store
 from test_anchors_api import VS_X264, X264, X265, curve, experiment_body, settled
 from test_security import bearer, client_for
@@ -32,14 +33,14 @@ def held(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Ev
     """Every re-derivation of BD-rates hangs (in its first batch) until `release` is set;
     `started` is set once one is under way."""
     started, release = threading.Event(), threading.Event()
-    original = Store.recompute_bd_rates
+    original = rederive.rederive
 
-    def hanging(self: Store, batch_size: int = 500, stop: Any = None) -> int:
+    def hanging(*args: Any, **kwargs: Any) -> int:
         started.set()
         release.wait(30)
-        return original(self, batch_size, stop)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(Store, "recompute_bd_rates", hanging)
+    monkeypatch.setattr(rederive, "rederive", hanging)
     yield started, release  # type: ignore[misc]
     release.set()
 
@@ -97,15 +98,13 @@ async def test_a_burst_of_anchor_writes_costs_one_more_run(
     """Requests made during a run are coalesced: the hung run, then one run for them all."""
     started, release = held
     runs: list[int] = []
-    import codecdash.anchors as anchors
-
-    original = anchors.sync_bd_rates
+    original = rederive.sync_bd_rates
 
     def counted(*args: Any, **kwargs: Any) -> int:
         runs.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(anchors, "sync_bd_rates", counted)
+    monkeypatch.setattr(rederive, "sync_bd_rates", counted)
     app: FastAPI = await make_app(Settings(database_url=str(tmp_path / "b.db")))
     auth = bearer(app.state.codecdash.store.create_token("burst"))
     async with client_for(app) as client:

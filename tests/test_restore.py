@@ -21,7 +21,7 @@ from codecdash.config import Settings
 from codecdash.models import ExperimentIn
 from codecdash.store import ListQuery, Store
 from codecdash.store.db import LATEST_VERSION
-from conftest import LiveServer, MakeApp
+from conftest import LiveServer, MakeApp, writes
 from test_migrations import make_v1_sqlite
 
 
@@ -45,9 +45,9 @@ def test_restore_refuses_while_a_server_runs_and_works_after_it_stops(
 ) -> None:
     live = make_live_server()
     db = Path(live.settings.database_url)
-    live.store.batch([ExperimentIn(id=f"old{i}", status="completed") for i in range(3)])
+    writes(live.store).batch([ExperimentIn(id=f"old{i}", status="completed") for i in range(3)])
     out = backup_of(db, tmp_path / "b.db")
-    live.store.batch([ExperimentIn(id="newer", status="running")])
+    writes(live.store).batch([ExperimentIn(id="newer", status="running")])
 
     refused = cli("restore", out, "--db", db)
     assert refused.exit_code == 1, refused.output
@@ -102,7 +102,7 @@ def test_restore_refuses_while_another_program_has_the_store_open(cli: Cli, tmp_
     out = backup_of(db, tmp_path / "b.db")
     script = Store(str(db))  # a script or an import, not a server: no lease
     try:
-        script.batch([ExperimentIn(id="by-script", status="queued")])
+        writes(script).batch([ExperimentIn(id="by-script", status="queued")])
         refused = cli("restore", out, "--db", db)
         assert refused.exit_code == 1, refused.output
         assert f"another program has {db} open" in refused.output
@@ -217,7 +217,7 @@ def test_restore_reads_a_backup_through_its_wal(cli: Cli, tmp_path: Path) -> Non
     the WAL are restored too."""
     live = Store(str(tmp_path / "live.db"))
     try:
-        live.batch([ExperimentIn(id=f"w{i}", status="completed") for i in range(5)])
+        writes(live).batch([ExperimentIn(id=f"w{i}", status="completed") for i in range(5)])
         assert (tmp_path / "live.db-wal").stat().st_size > 0
         for suffix in ("", "-wal"):
             (tmp_path / f"raw.db{suffix}").write_bytes((tmp_path / f"live.db{suffix}").read_bytes())

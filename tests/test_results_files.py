@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from codecdash.experiments.vocabulary import rate_unit
 from codecdash.results import (
     bundled_result_curves,
     parse_results,
     rd_pairs,
-    rd_rate_unit,
     read_result_file,
 )
 
@@ -358,7 +358,7 @@ def test_rd_pairs_for_psnr_and_ms_ssim() -> None:
     pairs = rd_pairs(curve.points, quality="ms_ssim")
     assert [r for r, _ in pairs] == [0.1, 0.2, 0.4, 0.8]
     assert [q for _, q in pairs] == pytest.approx([10.0, 13.0103, 15.2288, 20.0], abs=1e-4)
-    assert rd_rate_unit(curve.points) == "bpp"
+    assert rate_unit(curve.points) == "bpp"
 
 
 def test_rd_pairs_leave_out_points_without_that_quality() -> None:
@@ -371,7 +371,7 @@ def test_rd_pairs_leave_out_points_without_that_quality() -> None:
     [(rate, db)] = rd_pairs(points, quality="ms_ssim")
     assert rate == 200.0
     assert db == pytest.approx(10.0)
-    assert rd_rate_unit(points) == "kbps"
+    assert rate_unit(points) == "kbps"
     assert rd_pairs([]) == []
 
 
@@ -399,4 +399,4 @@ def test_rd_pairs_rejects_unknown_quality() -> None:
     with pytest.raises(ValueError, match="quality must be"):
         rd_pairs([], quality="vmaf")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="empty"):
-        rd_rate_unit([])
+        rate_unit([])

@@ -455,14 +455,13 @@ async def test_a_request_that_runs_too_long_answers_503(
         assert elapsed < 3, elapsed
         assert (await client.get(f"{API}/health")).status_code == 200
         # a request stuck in a worker thread (a lock, a hung database) is answered on time too
-        store: Store = app.state.codecdash.store
         stuck = threading.Event()
 
         def hang(*_a: Any) -> Any:
             stuck.wait(10)
             return None
 
-        store.get_experiment = hang  # type: ignore[method-assign]
+        app.state.codecdash.experiments.get = hang
         try:
             started = time.monotonic()
             r = await client.get(f"{API}/experiments/x")
@@ -715,7 +714,7 @@ async def test_security_headers_on_every_kind_of_answer(
         def explode(*_a: Any) -> Any:
             raise RuntimeError("boom")
 
-        monkeypatch.setattr(store, "get_experiment", explode)
+        monkeypatch.setattr(app.state.codecdash.experiments, "get", explode)
         r = await check(await c.get(f"{API}/experiments/x"))
         assert_error(r, 500, "internal")
         assert "boom" not in r.text  # no internals in the answer

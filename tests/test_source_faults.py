@@ -345,7 +345,7 @@ class Costs:
     async def collect(self, now: float) -> dict[str, Any]:
         if self.age_s is None:
             raise SourceError("Cost Explorer: throttled")
-        from codecdash.store.experiments import iso
+        from codecdash.timefmt import iso
 
         return {"costs": {"month_to_date_usd": 10.0, "as_of": iso(now - self.age_s)}}
 

@@ -14,13 +14,25 @@ from typing import Any
 import pytest
 
 from codecdash.config import Settings
+from codecdash.experiments.query import SORTABLE
+from codecdash.experiments.readmodel import experiment
 from codecdash.models import CostRecord, ExperimentIn, ExperimentPatch, Heartbeat
 from codecdash.snapshot import SnapshotBuilder
 from codecdash.sources.local import local_sources
-from codecdash.store import BadCursor, Conflict, ListQuery, Store, TokenExists, schema, tokens
+from codecdash.store import (
+    BadCursor,
+    Conflict,
+    ListQuery,
+    Store,
+    TokenExists,
+    progress,
+    schema,
+    summaries,
+    tokens,
+)
 from codecdash.store import experiments as experiments_mod
-from codecdash.store.experiments import SORTABLE, from_row
-from conftest import PgServer
+from codecdash.timefmt import iso
+from conftest import PgServer, writes
 
 # A fixed "now" in the middle of a month, for the time-dependent figures.
 NOW = float(calendar.timegm((2025, 3, 14, 12, 0, 0)))
@@ -42,7 +54,7 @@ async def snapshot(store: Store, now: float = NOW, **settings: Any) -> dict[str,
 
 # -- experiments: create, get, put, patch ---------------------------------------------
 def test_create_and_get_round_trip(store: Store) -> None:
-    row = store.create_experiment(
+    row = writes(store).create(
         exp(
             id="e-1",
             name="ssf λ=0.013",
@@ -65,7 +77,7 @@ def test_create_and_get_round_trip(store: Store) -> None:
     assert row["id"] == "e-1"
     got = store.get_experiment("e-1")
     assert got is not None
-    out = from_row(got)
+    out = experiment(got)
     assert out["name"] == "ssf λ=0.013"
     assert out["status"] == "completed"
     assert out["created_at"] == "2025-03-14T10:00:00.000Z"
@@ -92,27 +104,27 @@ def test_times_are_iso_to_the_millisecond_as_datetime_writes_them() -> None:
     edges = [0.0, 0.0005, 0.9995, 59.9996, 86399.9996, -0.25, -86400.5, 951782400.0]
     edges += [ts(datetime(y, 12, 31, 23, 59, 59, 999500, tzinfo=UTC)) for y in (1999, 2024)]
     for t in edges + [rng.uniform(-2e9, 4e9) for _ in range(20_000)]:
-        assert experiments_mod.iso(t) == reference(t), t
+        assert iso(t) == reference(t), t
 
 
 def test_create_generates_an_id_and_refuses_a_duplicate(store: Store) -> None:
-    first = store.create_experiment(exp(name="a"))
-    second = store.create_experiment(exp(name="b"))
+    first = writes(store).create(exp(name="a"))
+    second = writes(store).create(exp(name="b"))
     assert first["id"] and second["id"] and first["id"] != second["id"]
     version = store.version()
     with pytest.raises(Conflict):
-        store.create_experiment(exp(id=first["id"], name="again"))
+        writes(store).create(exp(id=first["id"], name="again"))
     assert store.version() == version
     got = store.get_experiment(first["id"])
     assert got is not None and got["name"] == "a"
 
 
 def test_server_sets_times_by_status(store: Store) -> None:
-    running = store.create_experiment(exp(id="r", status="running"))
+    running = writes(store).create(exp(id="r", status="running"))
     assert running["started_at"] is not None and running["finished_at"] is None
-    done = store.create_experiment(exp(id="d", status="failed", error="CUDA OOM"))
+    done = writes(store).create(exp(id="d", status="failed", error="CUDA OOM"))
     assert done["finished_at"] is not None
-    queued = store.create_experiment(exp(id="q"))
+    queued = writes(store).create(exp(id="q"))
     assert queued["status"] == "queued"
     assert queued["started_at"] is None and queued["finished_at"] is None
     assert queued["created_at"] is not None
@@ -120,9 +132,9 @@ def test_server_sets_times_by_status(store: Store) -> None:
 
 def test_put_creates_then_replaces_and_keeps_created_at(store: Store) -> None:
     body = exp(name="x", status="running", psnr_db=30.0, created_at="2025-03-01T00:00:00Z")
-    row, created = store.put_experiment("p-1", body)
+    row, created = writes(store).put("p-1", body)
     assert created and row["name"] == "x"
-    row, created = store.put_experiment("p-1", exp(name="y", status="completed"))
+    row, created = writes(store).put("p-1", exp(name="y", status="completed"))
     assert not created
     got = store.get_experiment("p-1")
     assert got is not None
@@ -139,11 +151,11 @@ def test_put_twice_is_idempotent(store: Store) -> None:
     body = exp(
         name="retry", status="completed", psnr_db=31.0, bitrate_reduction_pct=20.0, tags=["a"]
     )
-    first, _ = store.put_experiment("idem", body)
+    first, _ = writes(store).put("idem", body)
     version = store.version()
-    second, created = store.put_experiment("idem", body)
+    second, created = writes(store).put("idem", body)
     assert not created
-    a, b = from_row(first), from_row(second)
+    a, b = dict(first), dict(second)
     a.pop("updated_at"), b.pop("updated_at")
     assert a == b
     assert store.version() == version + 1  # a write, but nothing else changed
@@ -152,36 +164,58 @@ def test_put_twice_is_idempotent(store: Store) -> None:
 
 
 def test_patch_changes_only_the_given_fields(store: Store) -> None:
-    store.create_experiment(exp(id="m", name="n", status="running", psnr_db=30.0, tags=["t"]))
-    row = store.patch_experiment("m", ExperimentPatch.model_validate({"psnr_db": 31.5}))
+    writes(store).create(exp(id="m", name="n", status="running", psnr_db=30.0, tags=["t"]))
+    row = writes(store).patch("m", ExperimentPatch.model_validate({"psnr_db": 31.5}))
     assert row is not None
     got = store.get_experiment("m")
     assert got is not None
     assert got["psnr_db"] == 31.5 and got["name"] == "n" and got["status"] == "running"
     # null clears a field; status cannot be cleared
-    store.patch_experiment("m", ExperimentPatch.model_validate({"name": None, "status": None}))
+    writes(store).patch("m", ExperimentPatch.model_validate({"name": None, "status": None}))
     got = store.get_experiment("m")
     assert got is not None and got["name"] is None and got["status"] == "running"
-    store.patch_experiment("m", ExperimentPatch.model_validate({"status": "completed"}))
+    writes(store).patch("m", ExperimentPatch.model_validate({"status": "completed"}))
     got = store.get_experiment("m")
     assert got is not None and got["status"] == "completed" and got["finished_at"] is not None
     assert got["duration_s"] is not None and got["duration_s"] >= 0
-    assert store.patch_experiment("nope", ExperimentPatch()) is None
+    assert writes(store).patch("nope", ExperimentPatch()) is None
 
 
 def test_the_same_patch_twice_gives_the_same_result(store: Store) -> None:
-    store.create_experiment(exp(id="pp", status="running"))
+    writes(store).create(exp(id="pp", status="running"))
     patch = ExperimentPatch.model_validate({"status": "completed", "psnr_db": 33.0})
-    first = from_row(store.patch_experiment("pp", patch) or {})
-    second = from_row(store.patch_experiment("pp", patch) or {})
+    first = writes(store).patch("pp", patch) or {}
+    second = writes(store).patch("pp", patch) or {}
     first.pop("updated_at"), second.pop("updated_at")
     assert first == second
 
 
+def test_a_new_summary_is_one_entry(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every write hands each summary of SUMMARIES the rows it stores and, by id, the rows
+    they replace with the columns the summary needs, inside the write's transaction."""
+    seen: list[tuple[list[str], dict[str, dict[str, Any]]]] = []
+
+    class CostSeen:
+        needs = ("cost_usd",)
+
+        def apply(self, conn: Any, rows: Any, old: Any) -> None:
+            seen.append(([r["id"] for r in rows], {i: dict(o) for i, o in old.items()}))
+            conn.exec_driver_sql("SELECT 1")  # the write's own connection
+
+    monkeypatch.setattr(summaries, "SUMMARIES", (*summaries.SUMMARIES, CostSeen()))
+    writes(store).batch([exp(id="s1", cost_usd=1.5), exp(id="s2")])
+    writes(store).put("s1", exp(cost_usd=2.0))
+    assert seen[0] == (["s1", "s2"], {})
+    assert seen[1][0] == ["s1"] and seen[1][1]["s1"]["cost_usd"] == 1.5
+    assert writes(store).create(exp(id="s3"))["id"] == "s3"  # the others still kept
+    _, _, total = store.list_experiments(ListQuery(status=["queued"]))
+    assert total == 3
+
+
 # -- batch ---------------------------------------------------------------------------
 def test_batch_upserts_and_the_last_duplicate_wins(store: Store) -> None:
-    store.create_experiment(exp(id="b-0", name="old"))
-    n = store.batch(
+    writes(store).create(exp(id="b-0", name="old"))
+    n = writes(store).batch(
         [
             exp(id="b-0", name="new"),
             exp(id="b-1", name="one"),
@@ -199,16 +233,16 @@ def test_batch_upserts_and_the_last_duplicate_wins(store: Store) -> None:
 
 
 def test_batch_is_all_or_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    store.create_experiment(exp(id="keep", name="before", status="running"))
+    writes(store).create(exp(id="keep", name="before", status="running"))
     version = store.version()
 
     def boom(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError("disk on fire")
 
     # Fail after the rows were written, inside the same transaction.
-    monkeypatch.setattr(experiments_mod, "recompute_hours", boom)
+    monkeypatch.setattr(progress, "recompute_hours", boom)
     with pytest.raises(RuntimeError):
-        store.batch(
+        writes(store).batch(
             [
                 exp(id="keep", name="after", status="completed", psnr_db=40.0),
                 exp(id="new-1", status="completed"),
@@ -228,12 +262,12 @@ def test_every_write_bumps_the_data_version_and_tells_listeners(store: Store) ->
     calls: list[int] = []
     store.on_change(lambda: calls.append(1))
     v0 = store.version()
-    store.create_experiment(exp(id="v"))
-    store.put_experiment("v", exp(name="x"))
-    store.patch_experiment("v", ExperimentPatch.model_validate({"name": "y"}))
-    store.batch([exp(id="v2")])
-    store.heartbeat(Heartbeat(worker_id="w", role="training"))
-    store.add_costs([CostRecord(component="other", amount_usd=1.0)])
+    writes(store).create(exp(id="v"))
+    writes(store).put("v", exp(name="x"))
+    writes(store).patch("v", ExperimentPatch.model_validate({"name": "y"}))
+    writes(store).batch([exp(id="v2")])
+    store.heartbeat(Heartbeat(worker_id="w", role="training").model_dump())
+    store.add_costs([CostRecord(component="other", amount_usd=1.0).model_dump()])
     assert store.version() == v0 + 6
     assert len(calls) == 6
 
@@ -266,7 +300,7 @@ def _fill_for_listing(store: Store) -> list[dict[str, Any]]:
         if fields["status"] in ("completed", "failed", "cancelled"):
             fields["finished_at"] = (T0 - timedelta(hours=i // 2, minutes=-5 - i)).isoformat()
         items.append(fields)
-    store.batch([exp(**f) for f in items])
+    writes(store).batch([exp(**f) for f in items])
     rows = []
     for f in items:
         got = store.get_experiment(f["id"])
@@ -350,7 +384,7 @@ def test_filters_and_total(store: Store) -> None:
 
 
 def test_q_treats_wildcards_as_text(store: Store) -> None:
-    store.batch(
+    writes(store).batch(
         [
             exp(id="a", name="100% done"),
             exp(id="b", name="1000 done"),
@@ -365,7 +399,7 @@ def test_q_treats_wildcards_as_text(store: Store) -> None:
 
 
 def test_a_foreign_cursor_is_refused(store: Store) -> None:
-    store.batch([exp(id=f"c{i}") for i in range(3)])
+    writes(store).batch([exp(id=f"c{i}") for i in range(3)])
     for bad in ("not-a-cursor!", "e30", "WzEsMl0"):  # garbage, {}, [1,2]
         with pytest.raises(BadCursor):
             store.list_experiments(ListQuery(cursor=bad))
@@ -374,13 +408,13 @@ def test_a_foreign_cursor_is_refused(store: Store) -> None:
 
 
 def test_pagination_is_stable_while_rows_are_added(store: Store) -> None:
-    store.batch(
+    writes(store).batch(
         [exp(id=f"s{i:02d}", created_at=(T0 - timedelta(minutes=i)).isoformat()) for i in range(10)]
     )
     items, cursor, _ = store.list_experiments(ListQuery(limit=4))
     seen = [r["id"] for r in items]
     # a newer row arrives between pages: keyset pages neither repeat nor skip rows
-    store.create_experiment(exp(id="s-new", created_at=(T0 + timedelta(minutes=1)).isoformat()))
+    writes(store).create(exp(id="s-new", created_at=(T0 + timedelta(minutes=1)).isoformat()))
     while cursor:
         items, cursor, _ = store.list_experiments(ListQuery(limit=4, cursor=cursor))
         seen += [r["id"] for r in items]
@@ -394,7 +428,7 @@ async def test_summary_counts_and_bests_count_completed_only(store: Store) -> No
     assert snap["summary"]["success_rate"] is None
     assert snap["summary"]["best_compression"] is None
     assert snap["summary"]["best_quality"] is None
-    store.batch(
+    writes(store).batch(
         [
             exp(
                 id="c1",
@@ -438,7 +472,7 @@ async def test_summary_counts_and_bests_count_completed_only(store: Store) -> No
 
 @pytest.mark.anyio
 async def test_recent_experiments_are_the_newest_twenty(store: Store) -> None:
-    store.batch(
+    writes(store).batch(
         [exp(id=f"n{i:02d}", created_at=(T0 - timedelta(minutes=i)).isoformat()) for i in range(25)]
     )
     recent = (await snapshot(store))["recent_experiments"]
@@ -448,7 +482,7 @@ async def test_recent_experiments_are_the_newest_twenty(store: Store) -> None:
 @pytest.mark.anyio
 async def test_progress_is_best_so_far_and_never_decreases(store: Store) -> None:
     values = [(40.0, 31.0), (35.0, 33.0), (55.0, 30.0), (50.0, 34.0), (20.0, 29.0)]
-    store.batch(
+    writes(store).batch(
         [
             exp(
                 id=f"g{i}",
@@ -470,7 +504,7 @@ async def test_progress_is_best_so_far_and_never_decreases(store: Store) -> None
     times = [p["t"] for p in progress["compression"]]
     assert times == sorted(times)
     # a completed result replaced by a worse one: the series follows, still never decreasing
-    store.put_experiment(
+    writes(store).put(
         "g2",
         exp(
             status="completed",
@@ -486,7 +520,8 @@ async def test_progress_is_best_so_far_and_never_decreases(store: Store) -> None
 
 
 # -- heartbeats -----------------------------------------------------------------------
-def beat(worker: str, role: str, seconds_ago: float, **fields: Any) -> Heartbeat:
+def beat(worker: str, role: str, seconds_ago: float, **fields: Any) -> dict[str, Any]:
+    """A validated heartbeat as the store takes it (plain values)."""
     return Heartbeat.model_validate(
         {
             "worker_id": worker,
@@ -494,7 +529,7 @@ def beat(worker: str, role: str, seconds_ago: float, **fields: Any) -> Heartbeat
             "at": datetime.fromtimestamp(NOW - seconds_ago, UTC).isoformat(),
             **fields,
         }
-    )
+    ).model_dump()
 
 
 @pytest.mark.anyio
@@ -556,8 +591,9 @@ async def test_no_workers_means_zero_active_and_no_spot_share(store: Store) -> N
 
 
 # -- costs ------------------------------------------------------------------------------
-def cost(component: str, usd: float, at: datetime) -> CostRecord:
-    return CostRecord(component=component, amount_usd=usd, at=at)  # type: ignore[arg-type]
+def cost(component: str, usd: float, at: datetime) -> dict[str, Any]:
+    """A validated cost record as the store takes it (plain values)."""
+    return CostRecord(component=component, amount_usd=usd, at=at).model_dump()  # type: ignore[arg-type]
 
 
 @pytest.mark.anyio
@@ -691,7 +727,9 @@ def test_postgres_statistics_follow_a_bulk_load(
     s = Store(url)
     try:
         assert last_analyze() is None
-        s.batch([ExperimentIn(id=f"a{i}", status="completed", psnr_db=30.0) for i in range(60)])
+        writes(s).batch(
+            [ExperimentIn(id=f"a{i}", status="completed", psnr_db=30.0) for i in range(60)]
+        )
         deadline = time.monotonic() + 10
         while last_analyze() is None and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -703,7 +741,7 @@ def test_postgres_statistics_follow_a_bulk_load(
 def test_filtered_totals_are_reused_until_the_next_write(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store.batch([exp(id=f"t{i}", status="completed", psnr_db=30.0 + i) for i in range(10)])
+    writes(store).batch([exp(id=f"t{i}", status="completed", psnr_db=30.0 + i) for i in range(10)])
     query = ListQuery(min_psnr_db=35.0, limit=2)
     counted: list[int] = []
     real_count = experiments_mod.TotalCache.put
@@ -718,7 +756,7 @@ def test_filtered_totals_are_reused_until_the_next_write(
     second = store.list_experiments(ListQuery(min_psnr_db=35.0, limit=2, cursor=cursor))
     assert first[2] == second[2] == 5
     assert counted == [5]  # the second page reused the count
-    store.batch([exp(id="t-new", status="failed", psnr_db=99.0)])
+    writes(store).batch([exp(id="t-new", status="failed", psnr_db=99.0)])
     assert store.list_experiments(query)[2] == 6  # a write invalidates it
     assert counted == [5, 6]
 
@@ -726,7 +764,7 @@ def test_filtered_totals_are_reused_until_the_next_write(
 def test_q_matches_a_tag_too(store: Store) -> None:
     """The search box's "Name, id or tag": `q` is text in the id, the name or any one tag
     (case-insensitive as the name match), never in the JSON around the tags."""
-    store.batch(
+    writes(store).batch(
         [
             exp(id="a", name="first", tags=["UVG-1080p", "mse"], status="completed", psnr_db=33),
             exp(id="b", name="second", tags=["kodak"], status="completed", psnr_db=34),

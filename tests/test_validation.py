@@ -28,7 +28,7 @@ from codecdash.models import (
     Heartbeat,
 )
 from codecdash.store import Store
-from codecdash.store.experiments import iso
+from codecdash.timefmt import iso
 
 pytestmark = pytest.mark.anyio
 

@@ -67,10 +67,10 @@ def _api_handler() -> Any:
         from codecdash.api.app import create_app
         from codecdash.aws_clients import default_factory
         from codecdash.sources.aws import aws_sources
-        from codecdash.sources.aws.experiments_api import DynamoExperiments
+        from codecdash.sources.aws.experiments import DynamoExperiments
 
         settings = lambda_settings()
-        reader = (
+        table = (
             DynamoExperiments(settings, default_factory(settings.aws_region))
             if settings.aws_experiments_table
             else None
@@ -79,7 +79,7 @@ def _api_handler() -> Any:
             settings,
             sources=aws_sources(settings, cost_explorer=False),
             background=False,
-            experiments_reader=reader,
+            experiments_backend=table,
         )
         _api = Mangum(app, lifespan="off")
     return _api

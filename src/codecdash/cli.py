@@ -92,7 +92,7 @@ def token_create(obj: dict[str, Any], name: str, db: str | None, scope: str) -> 
 @friendly_errors
 def token_list(obj: dict[str, Any], db: str | None) -> None:
     """List tokens (names and dates, never the tokens)."""
-    from codecdash.store.experiments import iso
+    from codecdash.timefmt import iso
 
     rows = _store(obj, db).list_tokens()
     if not rows:

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from codecdash.experiments.vocabulary import CompressionMetric, QualityMetric
+
 ENV_PREFIX = "CODECDASH_"
 DEFAULT_CONFIG_FILE = "codecdash.toml"
 
@@ -33,8 +35,8 @@ class Settings(BaseModel):
     target_compression_pct: float = Field(90.0, description="Target bitrate reduction, %.")
     target_psnr_db: float = Field(35.0, description="Target PSNR in dB.")
     target_ms_ssim: float = Field(0.95, gt=0, lt=1, description="Target MS-SSIM (0-1).")
-    quality_metric: Literal["psnr", "ms_ssim"] = Field("psnr", description="Quality headline.")
-    compression_metric: Literal["reported", "bd_rate"] = Field(
+    quality_metric: QualityMetric = Field("psnr", description="Quality headline.")
+    compression_metric: CompressionMetric = Field(
         "reported",
         description="Best Compression from reported bitrate_reduction_pct or from BD-rate.",
     )

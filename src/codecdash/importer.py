@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import click
 from click.core import ParameterSource
 
-from codecdash.models import STATUSES
+from codecdash.experiments.vocabulary import STATUSES, QualityMetric
 
 if TYPE_CHECKING:
-    from codecdash.anchors import Quality
     from codecdash.client import Client
     from codecdash.config import Settings
     from codecdash.results import ResultCurve
@@ -71,7 +70,7 @@ class Target(Protocol):
 
     def anchor_in_force(self) -> dict[str, Any] | None: ...
 
-    def quality(self) -> Quality: ...
+    def quality(self) -> QualityMetric: ...
 
     def put_anchor(self, item: Item) -> AnchorWrite: ...
 
@@ -83,15 +82,17 @@ class Target(Protocol):
 
 
 class StoreTarget:
+    """Writes through the same service as the API (BD-rates derived, anchors followed)."""
+
     def __init__(self, store: Store, settings: Settings) -> None:
-        from codecdash.anchors import deriver
+        from codecdash.experiments.service import ExperimentService
 
         self.store = store
         self.settings = settings
-        self.derive = deriver(store, settings)
+        self.writes = ExperimentService(store, settings)
 
     def anchor_in_force(self) -> dict[str, Any] | None:
-        from codecdash.anchors import sync_bd_rates
+        from codecdash.experiments.rederive import sync_bd_rates
 
         # As a server does on start: the settings or another process may have changed the
         # anchor in force since the stored figures were derived.
@@ -101,15 +102,13 @@ class StoreTarget:
                 f"BD-rate of {changed} stored experiments derived again first "
                 f"(the anchor in force changed since they were)"
             )
-        return self.derive.anchor()
+        return self.writes.bd_rates.anchor()
 
-    def quality(self) -> Quality:
-        from codecdash.anchors import quality_of
-
-        return quality_of(self.settings)
+    def quality(self) -> QualityMetric:
+        return self.settings.quality_metric
 
     def put_anchor(self, item: Item) -> AnchorWrite:
-        from codecdash.anchors import save_anchor
+        from codecdash.experiments.anchors import save_anchor
 
         change = save_anchor(
             self.store, self.settings, item.key, item.body["description"], item.points
@@ -118,15 +117,14 @@ class StoreTarget:
 
     def put_experiment(self, item: Item) -> dict[str, Any]:
         from codecdash.models import ExperimentIn
-        from codecdash.store.experiments import from_row
 
-        row, _created = self.store.put_experiment(item.key, ExperimentIn.model_validate(item.body))
-        return from_row(row)
+        stored, _created = self.writes.put(item.key, ExperimentIn.model_validate(item.body))
+        return stored
 
     def report(self, experiment_id: str, points: list[dict[str, Any]]) -> dict[str, Any]:
-        from codecdash.anchors import bd_report_for
+        from codecdash.experiments.anchors import bd_report_for
 
-        anchor = self.derive.anchor()
+        anchor = self.writes.bd_rates.anchor()
         if anchor is None:
             raise ValueError("no anchor yet")
         return bd_report_for(anchor, points, self.quality())
@@ -138,7 +136,7 @@ class StoreTarget:
 class ApiTarget:
     def __init__(self, client: Client) -> None:
         self.client = client
-        self._quality: Quality = "psnr"
+        self._quality: QualityMetric = "psnr"
 
     def anchor_in_force(self) -> dict[str, Any] | None:
         listing = self.client.anchors()
@@ -146,7 +144,7 @@ class ApiTarget:
         name = listing.get("default")
         return next((a for a in listing.get("items", []) if a["name"] == name), None)
 
-    def quality(self) -> Quality:
+    def quality(self) -> QualityMetric:
         return self._quality
 
     def put_anchor(self, item: Item) -> AnchorWrite:
@@ -206,7 +204,7 @@ def read_items(
     """Read every file and build what will be written; ImportProblem lists every problem."""
     from pydantic import ValidationError
 
-    from codecdash.anchors import check_anchor_name, check_curve
+    from codecdash.experiments.anchors import check_anchor_name, check_curve
     from codecdash.models import ExperimentIn
     from codecdash.results import read_result_file
 
@@ -293,9 +291,9 @@ def check_units(items: list[Item], anchor: dict[str, Any] | None) -> None:
     """Experiments must share the anchor's rate unit, or they could never get a BD-rate."""
     if anchor is None:
         return
-    from codecdash.results import rd_rate_unit
+    from codecdash.experiments.vocabulary import rate_unit
 
-    unit = rd_rate_unit(anchor["rd_points"])
+    unit = rate_unit(anchor["rd_points"])
     wrong = [
         f"{item.path}: rates in {item.curve.rate_unit} but the anchor in force "
         f"{anchor['name']!r} is in {unit}: no BD-rate could be derived (import a "
@@ -307,9 +305,9 @@ def check_units(items: list[Item], anchor: dict[str, Any] | None) -> None:
         raise ImportProblem("\n".join(wrong))
 
 
-def check_anchor_curves(items: list[Item], quality: Quality) -> None:
+def check_anchor_curves(items: list[Item], quality: QualityMetric) -> None:
     """Anchors must be usable on the quality axis the BD-rates are derived on."""
-    from codecdash.anchors import check_curve
+    from codecdash.experiments.anchors import check_curve
 
     problems = []
     for item in items:

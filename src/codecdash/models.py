@@ -21,8 +21,8 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-ExperimentStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
-STATUSES: tuple[str, ...] = ("queued", "running", "completed", "failed", "cancelled")
+from codecdash.experiments.vocabulary import ExperimentStatus
+
 Role = Literal["orchestrator", "training", "inference"]
 WorkerStatus = Literal["ok", "degraded", "down"]
 Component = Literal["training", "inference", "storage", "orchestrator", "other"]

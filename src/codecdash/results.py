@@ -15,17 +15,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from codecdash.codec_metrics import ms_ssim_db
+from codecdash.experiments import vocabulary
+from codecdash.experiments.vocabulary import RATE_FIELDS, QualityMetric, RateUnit
 
-RateUnit = Literal["kbps", "bpp"]
 RDPoint = dict[str, float | None]
 """One entry of an Experiment's `rd_points`: bitrate_kbps or bpp, psnr_db, ms_ssim."""
 
 RATE_KEYS: Final[tuple[tuple[str, str, RateUnit], ...]] = (
-    ("bitrate", "bitrate_kbps", "kbps"),
-    ("bpp", "bpp", "bpp"),
+    ("bitrate", *RATE_FIELDS[0]),
+    ("bpp", *RATE_FIELDS[1]),
 )
 """(file key, rd_points key, unit), in order of preference."""
 PSNR_KEYS: Final = ("psnr-rgb", "psnr", "psnr-yuv")
@@ -130,18 +131,8 @@ def bundled_result_curves(dataset: str = BUNDLED_DATASET) -> list[ResultCurve]:
     ]
 
 
-def rd_rate_unit(points: Sequence[Mapping[str, Any]]) -> RateUnit:
-    """The rate unit of `rd_points`; ValueError if it is missing or mixed."""
-    units = {_point_rate(point, index)[1] for index, point in enumerate(points)}
-    if len(units) != 1:
-        raise ValueError(
-            "rd_points mix 'bitrate_kbps' and 'bpp'" if units else "rd_points are empty"
-        )
-    return units.pop()
-
-
 def rd_pairs(
-    points: Sequence[Mapping[str, Any]], quality: Literal["psnr", "ms_ssim"] = "psnr"
+    points: Sequence[Mapping[str, Any]], quality: QualityMetric = "psnr"
 ) -> list[tuple[float, float]]:
     """`rd_points` as (rate, quality_db) pairs for `bd_rate`, MS-SSIM converted to dB.
 
@@ -152,10 +143,10 @@ def rd_pairs(
     if quality not in ("psnr", "ms_ssim"):
         raise ValueError(f"quality must be 'psnr' or 'ms_ssim', got {quality!r}")
     if points:
-        rd_rate_unit(points)  # rejects mixed units
+        vocabulary.rate_unit(points)  # rejects mixed units
     pairs: list[tuple[float, float]] = []
     for index, point in enumerate(points):
-        rate, _ = _point_rate(point, index)
+        rate, _ = vocabulary.point_rate(point, index)
         if quality == "psnr":
             value = point.get("psnr_db")
             if value is not None:
@@ -177,14 +168,6 @@ def _parse_text(text: str, *, default_name: str, source: str) -> ResultCurve:
             f"{source}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})"
         ) from None
     return parse_results(obj, default_name, source=source)
-
-
-def _point_rate(point: Mapping[str, Any], index: int) -> tuple[float, RateUnit]:
-    for _, key, unit in RATE_KEYS:
-        value = point.get(key)
-        if value is not None:
-            return value, unit
-    raise ValueError(f"rd_points[{index}] has neither 'bitrate_kbps' nor 'bpp'")
 
 
 def _text_field(obj: Mapping[str, Any], key: str, where: str) -> str:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from codecdash import models
 from codecdash.config import Settings
 from codecdash.sources.base import SECTIONS, Facts, Source
-from codecdash.store.experiments import iso
+from codecdash.timefmt import iso
 
 log = logging.getLogger("codecdash.snapshot")
 

@@ -370,16 +370,16 @@ def test_the_section_says_while_stored_bd_rates_are_recomputed(
     background, made to hang here), the section says "recomputing…"; then it stops."""
     import threading
 
-    from codecdash.store import Store
+    from codecdash.experiments import rederive
 
     release = threading.Event()
-    original = Store.recompute_bd_rates
+    original = rederive.rederive
 
-    def hanging(self: Store, batch_size: int = 500, stop: Any = None) -> int:
+    def hanging(*args: Any, **kwargs: Any) -> int:
         release.wait(30)
-        return original(self, batch_size, stop)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(Store, "recompute_bd_rates", hanging)
+    monkeypatch.setattr(rederive, "rederive", hanging)
     dash = make_dashboard(filled=False)
     post_experiments(dash)
     try:

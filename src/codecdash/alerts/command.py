@@ -12,7 +12,7 @@ import orjson
 from codecdash.alerts.channels import NAMES, DeliveryError, build_channels, unconfigured
 from codecdash.alerts.rules import build_rules
 from codecdash.serving import command_settings, friendly_errors
-from codecdash.store.experiments import iso
+from codecdash.timefmt import iso
 
 
 def _settings(obj: dict[str, Any] | None, db: str | None) -> Any:

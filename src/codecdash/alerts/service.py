@@ -26,7 +26,7 @@ from codecdash.alerts.rules import Rule, build_rules
 from codecdash.config import Settings
 from codecdash.store import Store
 from codecdash.store.alerts import AlertStore
-from codecdash.store.experiments import iso
+from codecdash.timefmt import iso
 
 log = logging.getLogger("codecdash.alerts")
 

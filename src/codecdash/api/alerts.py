@@ -18,7 +18,7 @@ from codecdash.api.experiments import WRITE_ERRORS, json_response
 from codecdash.api.state import AppState, state
 from codecdash.models import ErrorResponse
 from codecdash.store.alerts import AlertStore, NotActive, NotFound
-from codecdash.store.experiments import iso
+from codecdash.timefmt import iso
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 _ONE_STATE = "(?:" + "|".join(SHOWN_STATES) + ")"

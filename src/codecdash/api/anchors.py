@@ -8,29 +8,32 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from codecdash.anchors import (
-    ANCHOR_NAME_PATTERN,
-    anchor_view,
-    background_sync,
-    bd_report_for,
-    check_curve,
-    in_force,
-    quality_of,
-    recomputing,
-    remove_anchor,
-    save_anchor,
-)
 from codecdash.api.auth import require_read, require_write
 from codecdash.api.bodies import JsonBody
 from codecdash.api.errors import ApiError
-from codecdash.api.experiments import WRITE_ERRORS, IdPath, json_response
+from codecdash.api.experiments import (
+    WRITE_ERRORS,
+    IdPath,
+    json_response,
+    put_responses,
+    same_as_path,
+)
 from codecdash.api.state import AppState, state
 from codecdash.codec_metrics import MIN_POINTS
+from codecdash.experiments.anchors import (
+    ANCHOR_NAME_PATTERN,
+    anchor_view,
+    bd_report_for,
+    check_curve,
+    in_force,
+    remove_anchor,
+    save_anchor,
+)
+from codecdash.experiments.rederive import background_sync, recomputing
 from codecdash.models import ID_PATTERN, ErrorResponse, RDPoint, Text
 
 log = logging.getLogger("codecdash.anchors")
@@ -176,7 +179,7 @@ def list_anchors(request: Request) -> Response:
             "items": [anchor_view(a) for a in st.store.anchors()],
             "default": current["name"] if current else None,
             "configured_default": st.settings.default_anchor,
-            "quality_metric": quality_of(st.settings),
+            "quality_metric": st.settings.quality_metric,
             "recomputing": recomputing(st.store),
         }
     )
@@ -209,14 +212,9 @@ def get_anchor(request: Request, name: NamePath) -> Response:
         "its `bpp`: one rate unit per curve);\n"
         "- a `rate_unit` other than the points' unit."
     ),
-    responses={
-        201: {"model": AnchorWritten, "description": "Created"},
-        **WRITE_ERRORS,
-        422: {
-            "model": ErrorResponse,
-            "description": "Invalid fields, or points that cannot form the anchor's curve",
-        },
-    },
+    responses=put_responses(
+        AnchorWritten, "Invalid fields, or points that cannot form the anchor's curve"
+    ),
     openapi_extra=ANCHOR_IN.openapi,
 )
 def put_anchor(
@@ -225,11 +223,10 @@ def put_anchor(
     body: Annotated[AnchorIn, Depends(ANCHOR_IN)],
     _token: Annotated[str, Depends(require_write)],
 ) -> Response:
-    if body.name is not None and body.name != name:
-        raise ApiError(422, f"body name {body.name!r} differs from the path's {name!r}")
+    same_as_path("name", body.name, name)
     st = state(request)
     points = [p.model_dump(exclude_none=True) for p in body.rd_points]
-    quality = quality_of(st.settings)
+    quality = st.settings.quality_metric
     try:
         unit = check_curve(points, quality)
     except ValueError as exc:
@@ -273,13 +270,19 @@ def delete_anchor(
     )
 
 
+# The two BD-rate reports (by anchor, by experiment) answer alike.
+BD_RATE_REPORT: dict[str, Any] = {
+    "response_model": BdRateReport,
+    "dependencies": [Depends(require_read)],
+    "description": BD_RATE_REFUSALS,
+    "responses": READ_ERRORS,
+}
+
+
 @router.get(
     "/anchors/{name}/bd-rate",
-    response_model=BdRateReport,
-    dependencies=[Depends(require_read)],
     summary="BD-rate, BD-PSNR and curve overlap of an experiment against this anchor",
-    description=BD_RATE_REFUSALS,
-    responses=READ_ERRORS,
+    **BD_RATE_REPORT,
 )
 def anchor_bd_rate(
     request: Request,
@@ -292,12 +295,9 @@ def anchor_bd_rate(
 
 @router.get(
     "/experiments/{experiment_id}/bd-rate",
-    response_model=BdRateReport,
-    dependencies=[Depends(require_read)],
     summary="BD-rate report of an experiment against an anchor (default: the one in force)",
-    description=BD_RATE_REFUSALS,
-    responses=READ_ERRORS,
     tags=["experiments"],
+    **BD_RATE_REPORT,
 )
 def experiment_bd_rate(
     request: Request,
@@ -324,10 +324,10 @@ def _report(
     row = st.store.get_experiment(experiment_id)
     if row is None:
         raise ApiError(404, f"no experiment {experiment_id!r}")
-    points = orjson.loads(row["rd_points"]) if row["rd_points"] else []
+    points = row["rd_points"] or []
     if not points:
         raise ApiError(422, f"experiment {experiment_id!r} has no rd_points")
-    axis = "ms_ssim" if quality == "ms_ssim" else "psnr" if quality else quality_of(st.settings)
+    axis = "ms_ssim" if quality == "ms_ssim" else "psnr" if quality else st.settings.quality_metric
     try:
         report = bd_report_for(chosen, points, axis)
     except ValueError as exc:

@@ -35,16 +35,20 @@ from codecdash.api.bodies import document_bodies
 from codecdash.api.cache import SnapshotCache
 from codecdash.api.guard import Guard, allowed_hosts
 from codecdash.api.ratelimit import WriteLimits
-from codecdash.api.state import AppState, ExperimentReader
+from codecdash.api.state import AppState
 from codecdash.api.static import InlineSnapshot, StaticPage
 from codecdash.api.timeout import RequestTimeout
 from codecdash.backup.schedule import start_beside_server
 from codecdash.config import Settings
 from codecdash.events import ChangeFeed, listen_postgres, poll_version
+from codecdash.experiments.readmodel import ExperimentsBackend, ExperimentsReadModel
+from codecdash.experiments.rederive import recomputing
+from codecdash.experiments.service import ExperimentService
 from codecdash.snapshot import SnapshotBuilder
 from codecdash.sources.artifacts import ArtifactsScanner
 from codecdash.sources.base import Source
 from codecdash.store import Store
+from codecdash.store.reads import SqlExperiments
 
 log = logging.getLogger("codecdash")
 
@@ -86,15 +90,14 @@ def create_app(
     bind_host: str = "127.0.0.1",
     static_root: Path | None = None,
     background: bool = True,
-    experiments_reader: ExperimentReader | None = None,
+    experiments_backend: ExperimentsBackend | None = None,
 ) -> FastAPI:
-    """The app. `background=False` skips the cross-process change watcher (tests, Lambda)."""
+    """The app. `background=False` skips the cross-process change watcher (tests, Lambda);
+    `experiments_backend`: where the experiments routes read (default: the store; on AWS the
+    DynamoDB table)."""
     store = store or Store(settings.database_url, active_window_s=settings.active_window_seconds)
     if store.db.is_sqlite and store.db.busy_timeout_ms != settings.sqlite_busy_timeout_ms:
         store.db.busy_timeout_ms = settings.sqlite_busy_timeout_ms
-    from codecdash.bdrate import install_bd_rate
-
-    install_bd_rate(store, settings)
     feed = ChangeFeed(
         max_clients=settings.max_event_clients,
         max_per_address=settings.max_event_clients_per_address,
@@ -117,8 +120,13 @@ def create_app(
         feed,
         WriteLimits.per_minute(settings.rate_limit_per_minute),
         cache,
+        experiments=ExperimentsReadModel(
+            experiments_backend or SqlExperiments(store),
+            settings,
+            recomputing=lambda: recomputing(store),
+        ),
+        writes=ExperimentService(store, settings),
     )
-    st.experiments = experiments_reader
     if static_root is None and settings.page_dir:
         static_root = Path(settings.page_dir)
     st.extras["alerts"] = alert_service = AlertService(settings, store)

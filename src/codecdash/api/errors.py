@@ -15,7 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from codecdash.events import TooManyClients
-from codecdash.store import BadCursor, Conflict, InvalidData, StoreUnavailable
+from codecdash.experiments.query import BadCursor, QueryNotSupported, Unavailable
+from codecdash.store import Conflict, InvalidData
 
 log = logging.getLogger("codecdash.api")
 
@@ -122,8 +123,8 @@ def install(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else CODES.get(exc.status_code, "")
         return error_response(exc.status_code, message, headers=dict(exc.headers or {}))
 
-    @app.exception_handler(StoreUnavailable)
-    async def _unavailable(_request: Request, exc: StoreUnavailable) -> Response:
+    @app.exception_handler(Unavailable)  # the store's StoreUnavailable, or DynamoDB's
+    async def _unavailable(_request: Request, exc: Unavailable) -> Response:
         log.warning("store unavailable: %s", exc)
         return error_response(503, str(exc), headers={"Retry-After": "2"})
 
@@ -138,6 +139,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(BadCursor)
     async def _cursor(_request: Request, exc: BadCursor) -> Response:
         return error_response(400, str(exc), code="bad_cursor")
+
+    @app.exception_handler(QueryNotSupported)
+    async def _not_here(_request: Request, exc: QueryNotSupported) -> Response:
+        return error_response(400, str(exc))
 
     @app.exception_handler(TooManyClients)
     async def _busy(_request: Request, exc: TooManyClients) -> Response:

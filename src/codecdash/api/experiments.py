@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -13,11 +14,12 @@ from codecdash.api.auth import require_read, require_write
 from codecdash.api.bodies import JsonBody
 from codecdash.api.errors import ApiError
 from codecdash.api.state import state
+from codecdash.experiments.query import CURSOR_PATTERN, SORTABLE, ListQuery
+from codecdash.experiments.vocabulary import STATUSES
 from codecdash.models import (
     ID_PATTERN,
     MAX_PARAMS_BYTES,
     MAX_TAGS_BYTES,
-    STATUSES,
     Accepted,
     ErrorResponse,
     Experiment,
@@ -28,8 +30,6 @@ from codecdash.models import (
     Text,
     Timestamp,
 )
-from codecdash.store import ListQuery
-from codecdash.store.experiments import CURSOR_PATTERN, SORTABLE, encode_cursor, from_row
 
 router = APIRouter(prefix="/api/v1", tags=["experiments"])
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -55,6 +55,22 @@ SIZE_RULE = (
     f"`params` over {MAX_PARAMS_BYTES // 1024} KiB or `tags` over "
     f"{MAX_TAGS_BYTES // 1024} KiB of JSON"
 )
+
+
+def put_responses(model: type[BaseModel], invalid: str) -> dict[int | str, dict[str, Any]]:
+    """A create-or-replace PUT's answers: 200 or 201 with `model`, the write errors, and
+    422 for `invalid` (what is refused)."""
+    return {
+        201: {"model": model, "description": "Created"},
+        **WRITE_ERRORS,
+        422: {"model": ErrorResponse, "description": invalid},
+    }
+
+
+def same_as_path(what: str, sent: str | None, path: str) -> None:
+    """A PUT body may repeat its path's key (as GET gave it), not name another (422)."""
+    if sent is not None and sent != path:
+        raise ApiError(422, f"body {what} {sent!r} differs from the path's {path!r}")
 
 
 def beyond_the_schema(*rules: str) -> str:
@@ -175,15 +191,8 @@ def list_experiments(
         min_bitrate_reduction_pct=min_bitrate_reduction_pct,
         max_bd_rate_pct=max_bd_rate_pct,
     )
-    reader = state(request).experiments
-    if reader is not None:
-        try:
-            items, next_cursor, total = reader.list(query)
-        except ValueError as exc:  # a listing this reader cannot answer cheaply
-            raise ApiError(400, str(exc)) from None
-        return json_response({"items": items, "next_cursor": next_cursor, "total": total})
-    rows, next_cursor, total = state(request).store.list_experiments(query)
-    items = [from_row(r) for r in rows]
+    page = state(request).experiments.list(query)  # QueryNotSupported: 400 (errors.py)
+    items, next_cursor, total = page.items, page.next_cursor, page.total
     body = orjson.dumps({"items": items, "next_cursor": next_cursor, "total": total})
     if len(body) > PAGE_BYTES and len(items) > 1:
         # Fewer rows than asked for, and the cursor continues after the last one sent.
@@ -193,8 +202,7 @@ def list_experiments(
             if kept and size > PAGE_BYTES:
                 break
             kept += 1
-        last = rows[kept - 1]
-        items, next_cursor = items[:kept], encode_cursor(last[field], last["id"])
+        items, next_cursor = items[:kept], page.cursor_after(kept - 1)
         body = orjson.dumps({"items": items, "next_cursor": next_cursor, "total": total})
     return Response(body, media_type="application/json")
 
@@ -207,12 +215,7 @@ def list_experiments(
     responses={404: {"model": ErrorResponse}},
 )
 def get_experiment(request: Request, experiment_id: IdPath) -> Response:
-    reader = state(request).experiments
-    if reader is not None:
-        found = reader.get(experiment_id)
-    else:
-        row = state(request).store.get_experiment(experiment_id)
-        found = from_row(row) if row is not None else None
+    found = state(request).experiments.get(experiment_id)
     if found is None:
         raise ApiError(404, f"no experiment {experiment_id!r}")
     return json_response(found)
@@ -232,8 +235,8 @@ def create_experiment(
     item: Annotated[ExperimentIn, Depends(EXPERIMENT_IN)],
     _token: Annotated[str, Depends(require_write)],
 ) -> Response:
-    row = state(request).store.create_experiment(item)
-    return json_response(from_row(row), 201, {"Location": f"/api/v1/experiments/{row['id']}"})
+    created = state(request).writes.create(item)
+    return json_response(created, 201, {"Location": f"/api/v1/experiments/{created['id']}"})
 
 
 @router.put(
@@ -245,14 +248,7 @@ def create_experiment(
         CLOCK_RULE,
         SIZE_RULE,
     ),
-    responses={
-        201: {"model": Experiment, "description": "Created"},
-        **WRITE_ERRORS,
-        422: {
-            "model": ErrorResponse,
-            "description": "Invalid fields, or a body `id` other than the path's",
-        },
-    },
+    responses=put_responses(Experiment, "Invalid fields, or a body `id` other than the path's"),
     openapi_extra=EXPERIMENT_IN.openapi,
 )
 def put_experiment(
@@ -261,10 +257,9 @@ def put_experiment(
     item: Annotated[ExperimentIn, Depends(EXPERIMENT_IN)],
     _token: Annotated[str, Depends(require_write)],
 ) -> Response:
-    if item.id is not None and item.id != experiment_id:
-        raise ApiError(422, f"body id {item.id!r} differs from the path's {experiment_id!r}")
-    row, created = state(request).store.put_experiment(experiment_id, item)
-    return json_response(from_row(row), 201 if created else 200)
+    same_as_path("id", item.id, experiment_id)
+    stored, created = state(request).writes.put(experiment_id, item)
+    return json_response(stored, 201 if created else 200)
 
 
 @router.patch(
@@ -281,10 +276,10 @@ def patch_experiment(
     patch: Annotated[ExperimentPatch, Depends(EXPERIMENT_PATCH)],
     _token: Annotated[str, Depends(require_write)],
 ) -> Response:
-    row = state(request).store.patch_experiment(experiment_id, patch)
-    if row is None:
+    stored = state(request).writes.patch(experiment_id, patch)
+    if stored is None:
         raise ApiError(404, f"no experiment {experiment_id!r}")
-    return json_response(from_row(row))
+    return json_response(stored)
 
 
 @router.post(
@@ -300,5 +295,5 @@ async def batch(
     parsed: Annotated[ExperimentBatch, Depends(EXPERIMENT_BATCH)],
     _token: Annotated[str, Depends(require_write)],
 ) -> Response:
-    accepted = await run_in_threadpool(state(request).store.batch, parsed.items)
+    accepted = await run_in_threadpool(state(request).writes.batch, parsed.items)
     return json_response({"accepted": accepted})

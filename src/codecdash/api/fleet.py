@@ -52,7 +52,7 @@ def heartbeat(
     beat: Annotated[Heartbeat, Depends(HEARTBEAT)],
     _token: Annotated[str, Depends(require_write)],
 ) -> Response:
-    state(request).store.heartbeat(beat)
+    state(request).store.heartbeat(beat.model_dump())
     return json_response({"accepted": 1}, 202)
 
 
@@ -71,5 +71,5 @@ def costs(
     _token: Annotated[str, Depends(require_write)],
 ) -> Response:
     records = body.items if isinstance(body, CostBatch) else [body]
-    accepted = state(request).store.add_costs(records)
+    accepted = state(request).store.add_costs([r.model_dump() for r in records])
     return json_response({"accepted": accepted}, 201)

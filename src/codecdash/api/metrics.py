@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from codecdash import __version__
-from codecdash.models import STATUSES
+from codecdash.experiments.vocabulary import STATUSES
 
 Labels = Mapping[str, str]
 

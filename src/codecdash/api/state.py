@@ -1,17 +1,20 @@
-"""What the routes share: settings, store, snapshot cache, change feed, write limits."""
+"""What the routes share: settings, store, the experiments' read model and writes, snapshot
+cache, change feed, write limits."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
 from codecdash.api.ratelimit import WriteLimits
 from codecdash.config import Settings
 from codecdash.events import ChangeFeed
+from codecdash.experiments.readmodel import ExperimentsReadModel
+from codecdash.experiments.service import ExperimentService
 from codecdash.snapshot import SnapshotBuilder
-from codecdash.store import ListQuery, Store
+from codecdash.store import Store
 
 if TYPE_CHECKING:
     from codecdash.api.cache import SnapshotCache
@@ -25,16 +28,10 @@ class AppState:
     feed: ChangeFeed
     limits: WriteLimits
     cache: SnapshotCache
+    # What GET /api/v1/experiments[/{id}] reads: the store, or on AWS the DynamoDB table.
+    experiments: ExperimentsReadModel
+    writes: ExperimentService
     extras: dict[str, Any] = field(default_factory=dict)
-    # Where GET /api/v1/experiments reads when not the store (on AWS: DynamoDB); it
-    # answers Experiments as the API shows them (see sources/aws/experiments_api.py).
-    experiments: ExperimentReader | None = None
-
-
-class ExperimentReader(Protocol):
-    def get(self, experiment_id: str) -> dict[str, Any] | None: ...
-
-    def list(self, query: ListQuery) -> tuple[list[dict[str, Any]], str | None, int]: ...
 
 
 def state(request: Request) -> AppState:

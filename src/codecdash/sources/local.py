@@ -9,17 +9,16 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, text
 
-from codecdash.anchors import recomputing
 from codecdash.config import Settings
+from codecdash.experiments.readmodel import SUMMARY_FIELDS, ExperimentsReadModel
+from codecdash.experiments.rederive import recomputing
 from codecdash.sources.base import Facts, FieldInfo
-from codecdash.store import Store, costs, experiments, fleet, progress, schema, training
+from codecdash.store import Store, costs, fleet, schema
 from codecdash.store.counters import read_counters
-
-E = schema.experiments
-RECENT = 20
-SHORT_HISTORY_HOURS = 72
+from codecdash.store.reads import SqlExperiments, SqlRows
+from codecdash.timefmt import iso
 
 
 class _LocalSource:
@@ -43,133 +42,25 @@ class _LocalSource:
 
 
 class ExperimentsSource(_LocalSource):
+    """The experiments section, from the store through the read model."""
+
     name = "local.experiments"
     sections = ("experiments",)
     fields = {  # noqa: RUF012
         "total_experiments": FieldInfo("experiments ever reported"),
         "experiments_24h": FieldInfo("experiments created in the last 24 hours"),
-        "success_rate": FieldInfo("completed ÷ (completed + failed)", "ratio"),
-        "best_compression": FieldInfo("best bitrate saving of a completed experiment", "%"),
-        "best_quality": FieldInfo("best PSNR of a completed experiment", "dB"),
+        **{name: FieldInfo(*info) for name, info in SUMMARY_FIELDS.items()},
     }
 
-    def read(self, conn: Connection, now: float) -> Facts:
-        counts = experiments.status_counts(conn)
-        finished = counts["completed"] + counts["failed"]
-        summary: dict[str, Any] = {
-            "total_experiments": sum(counts.values()),
-            "queued": counts["queued"],
-            "running": counts["running"],
-            "completed": counts["completed"],
-            "failed": counts["failed"],
-            "cancelled": counts["cancelled"],
-            "success_rate": counts["completed"] / finished if finished else None,
-            "experiments_24h": int(
-                conn.execute(
-                    select(func.count()).select_from(E).where(E.c.created_at >= now - 86400)
-                ).scalar_one()
-            ),
-            "best_compression": self._best_compression(conn),
-            "best_quality": self._best_quality(conn),
-        }
-        if recomputing(self.store):  # this server's own work: said only while it lasts
-            summary["bd_rate_recomputing"] = True
-        # Times ahead of the allowed clock skew are refused; one stored before that was
-        # checked must not hold the top of the list for ever.
-        not_after = now + self.settings.max_future_seconds
-        recent = [
-            dict(r)
-            for r in conn.execute(
-                select(E)
-                .where(E.c.created_at <= not_after)
-                .order_by(E.c.created_at.desc(), E.c.id.desc())
-                .limit(RECENT)
-            ).mappings()
-        ]
-        training.attach(conn, recent)
-        return {
-            "experiments": {
-                "summary": summary,
-                "recent_experiments": [experiments.from_row(r, now) for r in recent],
-                "progress": self._progress(conn),
-            }
-        }
-
-    def _best(self, conn: Connection, column: str, descending: bool = True) -> Any:
-        """The best completed experiment by ``column`` (from the leaderboard), or None."""
-        sort = ("-" if descending else "") + column
-        query = experiments.ListQuery(status=["completed"], sort=sort, limit=1)
-        rows = experiments.ranked(conn, query, values_only=True)
-        return rows[0] if rows else None
-
-    def _best_compression(self, conn: Connection) -> dict[str, Any] | None:
-        if self.settings.compression_metric == "bd_rate":
-            row = self._best(conn, "bd_rate_pct", descending=False)
-            if row is None:
-                return None
-            return {
-                "value_pct": -row["bd_rate_pct"],
-                "experiment_id": row["id"],
-                "metric": "bd_rate",
-                "anchor": row["bd_rate_anchor"],
-            }
-        best = self._best(conn, "bitrate_reduction_pct")
-        if best is None:
-            return None
-        return {
-            "value_pct": best["bitrate_reduction_pct"],
-            "experiment_id": best["id"],
-            "metric": "reported",
-        }
-
-    def _best_quality(self, conn: Connection) -> dict[str, Any] | None:
-        if self.settings.quality_metric == "ms_ssim":
-            best = self._best(conn, "ms_ssim")
-            return (
-                None
-                if best is None
-                else {
-                    "ms_ssim": best["ms_ssim"],
-                    "psnr_db": None,
-                    "experiment_id": best["id"],
-                    "metric": "ms_ssim",
-                }
-            )
-        best = self._best(conn, "psnr_db")
-        return (
-            None
-            if best is None
-            else {"psnr_db": best["psnr_db"], "experiment_id": best["id"], "metric": "psnr"}
+    def __init__(self, store: Store, settings: Settings) -> None:
+        super().__init__(store, settings)
+        # BD-rates derived again by this server: said only while it lasts.
+        self.model = ExperimentsReadModel(
+            SqlExperiments(store), settings, recomputing=lambda: recomputing(store)
         )
 
-    def _progress(self, conn: Connection) -> dict[str, Any]:
-        span = progress.hour_span(conn)
-        bucket = 1 if span is None or span[1] - span[0] <= SHORT_HISTORY_HOURS else 24
-        if self.settings.compression_metric == "bd_rate":
-            compression = [
-                {"t": experiments.iso(t), "best_pct": -v}
-                for t, v in progress.best_so_far(conn, "best_bd_rate_pct", bucket)
-            ]
-        else:
-            compression = [
-                {"t": experiments.iso(t), "best_pct": v}
-                for t, v in progress.best_so_far(conn, "best_compression_pct", bucket)
-            ]
-        if self.settings.quality_metric == "ms_ssim":
-            quality = [
-                {"t": experiments.iso(t), "best_ms_ssim": v}
-                for t, v in progress.best_so_far(conn, "best_ms_ssim", bucket)
-            ]
-        else:
-            quality = [
-                {"t": experiments.iso(t), "best_psnr_db": v}
-                for t, v in progress.best_so_far(conn, "best_psnr_db", bucket)
-            ]
-        return {
-            "compression": compression,
-            "quality": quality,
-            "bucket": "hour" if bucket == 1 else "day",
-        }
+    def read(self, conn: Connection, now: float) -> Facts:
+        return {"experiments": self.model.facts_from(SqlRows(conn), now)}
 
 
 class FleetSource(_LocalSource):
@@ -228,7 +119,7 @@ class FleetSource(_LocalSource):
             "status": newest["status"] if fresh else "down",
             "cpu_pct": newest["cpu_pct"],
             "mem_pct": newest["mem_pct"],
-            "last_seen": experiments.iso(newest["last_seen"]),
+            "last_seen": iso(newest["last_seen"]),
             "worker_id": newest["worker_id"],
         }
 
@@ -266,7 +157,7 @@ class CostsSource(_LocalSource):
                 "month_to_date_usd": round(mtd, 2),
                 "forecast_month_usd": round(forecast, 2),
                 "cost_breakdown": breakdown,
-                "as_of": experiments.iso(now),
+                "as_of": iso(now),
             }
         }
 

@@ -16,9 +16,9 @@ from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, or
 from sqlalchemy.dialects import postgresql, sqlite
 
 from codecdash.alerts.model import Alert, Change
+from codecdash.experiments.query import BadCursor
 from codecdash.store import schema
 from codecdash.store.counters import bump_data_version
-from codecdash.store.experiments import BadCursor
 from codecdash.store.store import Store
 
 A = schema.alerts

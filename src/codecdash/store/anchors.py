@@ -1,7 +1,9 @@
-"""Anchors (reference rate-distortion curves) and re-deriving BD-rates when they change."""
+"""Anchors (reference rate-distortion curves), and the primitives that re-derive BD-rates:
+read the curves in batches, write the derived figures (the deriving is done above)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -59,14 +61,14 @@ def list_all(conn: Connection) -> list[dict[str, Any]]:
 
 
 def read_basis(conn: Connection) -> int | None:
-    """What the stored BD-rates were last derived on (see `codecdash.anchors.basis`)."""
+    """What the stored BD-rates were last derived on (`codecdash.experiments.rederive.basis`)."""
     value = conn.execute(select(C.c.n).where(C.c.name == BASIS)).scalar()
     return None if value is None else int(value)
 
 
 UNDER_WAY = -1
-"""The basis while a re-derivation is under way (codecdash.anchors.basis never gives it):
-an interrupted one is then redone by the next."""
+"""The basis while a re-derivation is under way (`rederive.basis` never gives it): an
+interrupted one is then redone by the next."""
 
 
 def write_basis(conn: Connection, value: int) -> None:
@@ -78,10 +80,6 @@ def write_basis(conn: Connection, value: int) -> None:
     )
 
 
-Derived = tuple[float | None, str | None]
-"""(bd_rate_pct, bd_rate_anchor) of one experiment."""
-
-
 def curves_after(conn: Connection, after_id: str | None, limit: int) -> list[tuple[str, str]]:
     """(id, rd_points as stored) of the next `limit` experiments with rd_points, by id."""
     stmt = select(E.c.id, E.c.rd_points).where(E.c.rd_points.is_not(None))
@@ -90,29 +88,27 @@ def curves_after(conn: Connection, after_id: str | None, limit: int) -> list[tup
     return [(str(i), str(p)) for i, p in conn.execute(stmt.order_by(E.c.id).limit(limit))]
 
 
-def derive(points_json: str | None, bd_rate: experiments.BdRateFn | None) -> Derived:
-    points = orjson.loads(points_json) if points_json else None
-    derived = bd_rate(points) if bd_rate is not None and points else None
-    return derived if derived is not None else (None, None)
+Derived = tuple[str | None, float | None, str | None]
+"""(rd_points as stored, bd_rate_pct, bd_rate_anchor): figures derived from those points."""
 
 
-def apply_derived(
-    conn: Connection, derived: dict[str, tuple[str, Derived]], bd_rate: experiments.BdRateFn | None
-) -> int:
-    """Store figures derived outside the transaction; returns how many rows changed.
+def write_derived(
+    conn: Connection, derived: Mapping[str, Derived]
+) -> tuple[int, dict[str, str | None]]:
+    """Store BD-rates derived outside the transaction, by experiment id.
 
-    `derived` maps id -> (rd_points the figures were derived from, figures). A row whose
-    rd_points were rewritten meanwhile is derived again here. Changed rows go through
-    `experiments.upsert`, so counters stay and the per-hour bests
-    (progress_hourly.best_bd_rate_pct) follow, whether a value got better or worse.
-    `updated_at` is left alone: the experiment did not report anything new.
+    Returns how many rows changed, and the rows whose rd_points were rewritten since the
+    figures were derived (id -> rd_points as stored now), which are left as they are: the
+    caller derives those again. Changed rows go through `experiments.upsert`, so the
+    summaries follow (the leaderboards, the per-hour bests), whether a value got better or
+    worse. `updated_at` is left alone: the experiment did not report anything new.
     """
-    changed = []
+    changed, moved = [], {}
     for row in conn.execute(select(E).where(E.c.id.in_(list(derived)))).mappings():
-        points_json, figures = derived[row["id"]]
-        if row["rd_points"] != points_json:
-            figures = derive(row["rd_points"], bd_rate)
-        if figures != (row["bd_rate_pct"], row["bd_rate_anchor"]):
-            changed.append({**row, "bd_rate_pct": figures[0], "bd_rate_anchor": figures[1]})
+        points, pct, anchor = derived[row["id"]]
+        if row["rd_points"] != points:
+            moved[str(row["id"])] = row["rd_points"]
+        elif (pct, anchor) != (row["bd_rate_pct"], row["bd_rate_anchor"]):
+            changed.append({**row, "bd_rate_pct": pct, "bd_rate_anchor": anchor})
     experiments.upsert(conn, changed)
-    return len(changed)
+    return len(changed), moved

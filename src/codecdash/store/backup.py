@@ -30,7 +30,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from codecdash.models import STATUSES
+from codecdash.experiments.vocabulary import STATUSES
 from codecdash.store.db import SQLITE_BUSY_TIMEOUT_MS, database_url
 
 # Counters kept current on write (store/counters.py) and the table each one counts.

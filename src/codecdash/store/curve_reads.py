@@ -12,8 +12,10 @@ import numpy as np
 from sqlalchemy import Connection
 
 from codecdash.curve_rules import MAX_NAMES_PER_QUERY, encode_value
-from codecdash.store import chunks, experiments, schema
+from codecdash.store import chunks, schema
+from codecdash.store.rows import exists as experiment_exists
 from codecdash.store.training import LOSS_NAMES
+from codecdash.timefmt import iso
 
 EXPORT_CHUNKS = 64  # raw chunks per read transaction of an export (up to 32,768 points)
 
@@ -55,7 +57,7 @@ def history(
     buckets (1: the raw points). With `after_step`, a bucket that starts at or before it
     is left out (it would mix in older points): ask again without `after_step` then.
     """
-    if not experiments.exists(conn, experiment_id):
+    if not experiment_exists(conn, experiment_id):
         return None
     every = series_of(conn, experiment_id)
     if names is None:
@@ -153,9 +155,9 @@ def _csv_lines(name: str, records: chunks.Records) -> bytes:
     # Metric names are letters, digits and _ . - / only: nothing to quote.
     values = _json_floats(records["value"])
     lines = [
-        f"{name},{step},{experiments.iso(at)},{value!r}\n"
+        f"{name},{step},{iso(at)},{value!r}\n"
         if isinstance(value, float)
-        else f"{name},{step},{experiments.iso(at)},{value}\n"
+        else f"{name},{step},{iso(at)},{value}\n"
         for step, at, value in zip(
             records["step"].tolist(), records["at"].tolist(), values, strict=True
         )

@@ -13,16 +13,16 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import Connection
 
-from codecdash.curve_models import MetricPoint
 from codecdash.curve_rules import NON_FINITE
+from codecdash.experiments.vocabulary import FINISHED
 from codecdash.store import chunks, schema, training
 from codecdash.store.counters import bump_counters
-from codecdash.store.experiments import FINISHED
 
 MAX_METRICS = 1000  # per experiment
 MAX_PARAMS = 500  # bound parameters per statement (SQLite allows 32,766; plenty of margin)
@@ -31,6 +31,21 @@ SEQ = "metrics_version"
 
 Columns = dict[str, chunks.Records]
 """Metric name → its raw records of one write, sorted by step, one per step."""
+
+
+class Point(Protocol):
+    """One training step as the store takes it (a validated curve_models.MetricPoint, or
+    anything with these fields): its number, its wall time (None: when received), and
+    its metrics' values (NaN and infinities as curve_rules' strings)."""
+
+    @property
+    def step(self) -> int: ...
+
+    @property
+    def at(self) -> datetime | None: ...
+
+    @property
+    def values(self) -> Mapping[str, float | str]: ...
 
 
 class UnknownExperiments(LookupError):
@@ -61,7 +76,7 @@ class _Series:
     raw_pruned_through: int | None
 
 
-def columns(points: Iterable[MetricPoint], now: float) -> Columns:
+def columns(points: Iterable[Point], now: float) -> Columns:
     """Validated points as one array of raw records per metric (the CPU-heavy part of a
     write, done before the write transaction)."""
     steps: dict[str, list[int]] = {}

@@ -21,13 +21,14 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
 
+from codecdash.experiments.query import Unavailable
 from codecdash.store import leaders, schema
 
 LATEST_VERSION = 6
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(Unavailable):
     """The database cannot be used right now (locked, full, unreachable). Retry later."""
 
 

@@ -1,24 +1,27 @@
-"""Best results per hour of completion, kept current on write; best-so-far series in SQL."""
+"""Best results per hour of completion, kept current on write; read per hour or per day."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Integer, cast, func, literal_column, select
 
+from codecdash.experiments.vocabulary import LARGER_IS_BETTER
 from codecdash.store import schema
 
 P = schema.progress_hourly
 E = schema.experiments
 # progress column -> (experiment column, True when larger is better)
 COLUMNS = {
-    "best_compression_pct": ("bitrate_reduction_pct", True),
-    "best_psnr_db": ("psnr_db", True),
-    "best_ms_ssim": ("ms_ssim", True),
-    "best_bd_rate_pct": ("bd_rate_pct", False),
+    "best_compression_pct": ("bitrate_reduction_pct", LARGER_IS_BETTER["bitrate_reduction_pct"]),
+    "best_psnr_db": ("psnr_db", LARGER_IS_BETTER["psnr_db"]),
+    "best_ms_ssim": ("ms_ssim", LARGER_IS_BETTER["ms_ssim"]),
+    "best_bd_rate_pct": ("bd_rate_pct", LARGER_IS_BETTER["bd_rate_pct"]),
 }
+COLUMN_OF = {source: column for column, (source, _larger) in COLUMNS.items()}
+"""The progress column of each ranked metric."""
 
 
 @functools.cache
@@ -69,6 +72,31 @@ def merge_progress(conn: Connection, completed_rows: Iterable[Mapping[str, Any]]
     )
 
 
+def hours_to_recompute(
+    rows: Iterable[Mapping[str, Any]], old: Mapping[str, Mapping[str, Any]]
+) -> set[int]:
+    """Hours whose best values may have dropped because a completed row changed."""
+    hours: set[int] = set()
+    for row in rows:
+        previous = old.get(row["id"])
+        if previous is None or previous["status"] != "completed":
+            continue
+        if previous["finished_at"] is None:
+            continue
+        hour = int(previous["finished_at"] // 3600)
+        same_hour = row["finished_at"] is not None and int(row["finished_at"] // 3600) == hour
+        if row["status"] != "completed" or not same_hour:
+            hours.add(hour)
+            continue
+        for source, larger in COLUMNS.values():
+            before, after = previous[source], row[source]
+            if before is not None and (
+                after is None or (after < before if larger else after > before)
+            ):
+                hours.add(hour)
+    return hours
+
+
 def recompute_hours(conn: Connection, hours: Iterable[int]) -> None:
     """Recompute hours whose best values may have dropped (rare: a result was replaced).
 
@@ -105,24 +133,24 @@ def recompute_hours(conn: Connection, hours: Iterable[int]) -> None:
         conn.execute(P.insert(), rows)
 
 
-def best_so_far(conn: Connection, column: str, bucket_hours: int) -> list[tuple[float, float]]:
-    """(bucket start, best value up to and including that bucket), oldest first."""
-    larger = COLUMNS[column][1]
-    bucket = P.c.hour // bucket_hours
-    per_bucket = (
-        select(
-            bucket.label("b"),
-            (func.max if larger else func.min)(P.c[column]).label("v"),
-        )
-        .where(P.c[column].is_not(None))
-        .group_by(literal_column("b"))
-        .subquery()
-    )
-    running = (func.max if larger else func.min)(per_bucket.c.v).over(
-        order_by=per_bucket.c.b, rows=(None, 0)
-    )
-    stmt = select(per_bucket.c.b, running).order_by(per_bucket.c.b)
-    return [(float(row[0]) * bucket_hours * 3600, float(row[1])) for row in conn.execute(stmt)]
+def best_per_bucket(
+    conn: Connection, columns: Sequence[str], bucket_hours: int
+) -> dict[str, list[tuple[float, float]]]:
+    """Each column's (bucket start, best value in that bucket), oldest first: one grouped
+    read of the hourly table (a few thousand rows a year) for all of them."""
+    bucket = (P.c.hour // bucket_hours).label("b")
+    best = [
+        (func.max if COLUMNS[column][1] else func.min)(P.c[column]).label(column)
+        for column in columns
+    ]
+    stmt = select(bucket, *best).group_by(literal_column("b")).order_by(literal_column("b"))
+    found: dict[str, list[tuple[float, float]]] = {column: [] for column in columns}
+    for row in conn.execute(stmt):
+        start = float(row[0]) * bucket_hours * 3600
+        for column, value in zip(columns, row[1:], strict=True):
+            if value is not None:
+                found[column].append((start, float(value)))
+    return found
 
 
 def hour_span(conn: Connection) -> tuple[int, int] | None:

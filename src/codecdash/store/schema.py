@@ -12,6 +12,8 @@ aggregates the big tables.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     DDL,
     BigInteger,
@@ -121,6 +123,23 @@ progress_hourly = Table(
     Column("best_bd_rate_pct", Float),
 )
 
+
+def _reported() -> list[Column[Any]]:
+    """What a heartbeat reports besides who, what and when: stored with every heartbeat,
+    and the newest with its worker (fresh Column objects for each table)."""
+    return [
+        Column("instance_type", String(64)),
+        Column("spot", Boolean),
+        Column("hourly_cost_usd", Float),
+        Column("cpu_pct", Float),
+        Column("mem_pct", Float),
+        Column("gpu_util_pct", Float),
+        Column("gpu_mem_pct", Float),
+        Column("fps", Float),
+        Column("queue_depth", BigInteger),
+    ]
+
+
 heartbeats = Table(
     "heartbeats",
     metadata,
@@ -129,15 +148,7 @@ heartbeats = Table(
     Column("role", String(16), nullable=False),
     Column("status", String(16), nullable=False),
     Column("at", Float, nullable=False),
-    Column("instance_type", String(64)),
-    Column("spot", Boolean),
-    Column("hourly_cost_usd", Float),
-    Column("cpu_pct", Float),
-    Column("mem_pct", Float),
-    Column("gpu_util_pct", Float),
-    Column("gpu_mem_pct", Float),
-    Column("fps", Float),
-    Column("queue_depth", BigInteger),
+    *_reported(),
     Column("extra", Text),
 )
 Index("ix_heartbeats_role_at", heartbeats.c.role, heartbeats.c.at)
@@ -152,15 +163,7 @@ workers = Table(
     Column("status", String(16), nullable=False),
     Column("first_seen", Float, nullable=False),
     Column("last_seen", Float, nullable=False),
-    Column("instance_type", String(64)),
-    Column("spot", Boolean),
-    Column("hourly_cost_usd", Float),
-    Column("cpu_pct", Float),
-    Column("mem_pct", Float),
-    Column("gpu_util_pct", Float),
-    Column("gpu_mem_pct", Float),
-    Column("fps", Float),
-    Column("queue_depth", BigInteger),
+    *_reported(),
     Column("clean_shutdown", Boolean, nullable=False, server_default=text("false")),
     Column("extra", Text),
 )

@@ -6,10 +6,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from codecdash.curve_models import MetricPoint
-from codecdash.models import CostRecord, ExperimentIn, ExperimentPatch, Heartbeat
+from codecdash.experiments.query import ListQuery
 from codecdash.store import (
     anchors,
     costs,
@@ -17,35 +17,26 @@ from codecdash.store import (
     curves,
     experiments,
     fleet,
+    rows,
     tokens,
     training,
 )
+from codecdash.store.anchors import Derived
 from codecdash.store.counters import bump_data_version, data_version, read_counters
 from codecdash.store.db import Database
+from codecdash.store.reads import SqlRows
 
 TOKEN_CACHE_SECONDS = 2.0
 ANALYZE_AFTER_ROWS = 10_000
 log = logging.getLogger(__name__)
 
 
-def _values(item: ExperimentIn) -> dict[str, Any]:
-    """The item's fields as a mapping; cheaper than model_dump on the ingest hot path.
-
-    Read-only: the model's own ``__dict__`` unless there are rate-distortion points to
-    turn into plain dicts (``to_row`` copies what it changes)."""
-    if item.rd_points is None:
-        return item.__dict__
-    values = dict(item.__dict__)
-    values["rd_points"] = [p.model_dump(exclude_none=True) for p in item.rd_points]
-    return values
+def _seconds(at: datetime | float) -> float:
+    return at if isinstance(at, float | int) else at.timestamp()
 
 
 class Conflict(Exception):
     """The experiment id already exists (POST)."""
-
-
-class Superseded(Exception):
-    """A re-derivation of BD-rates stopped because a newer one was asked for."""
 
 
 class Store:
@@ -54,7 +45,6 @@ class Store:
     def __init__(self, url: str, *, active_window_s: float = 90.0, migrate: bool = True) -> None:
         self.db = Database(url)
         self.active_window_s = active_window_s
-        self.bd_rate: experiments.BdRateFn | None = None
         self._listeners: list[Callable[[], None]] = []
         self._metric_listeners: list[Callable[[Mapping[str, int]], None]] = []
         self.loss_rise = 0.5  # training_loss_rise_pct / 100 (see store/training.py)
@@ -67,7 +57,7 @@ class Store:
         self._written_since_analyze = 0
         self._rows_at_analyze = 0
         self._analyzing = threading.Lock()
-        self._totals = experiments.TotalCache()
+        self.totals = experiments.TotalCache()  # of filtered listings, until a write
         if migrate:
             self.db.migrate()
 
@@ -84,55 +74,61 @@ class Store:
             return data_version(conn)
 
     # -- experiments ------------------------------------------------------------------
-    def create_experiment(self, item: ExperimentIn) -> dict[str, Any]:
-        now = time.time()
-        row = experiments.to_row(_values(item), now, self.bd_rate)
+    # Writes take plain values: the Experiment's fields (times as datetimes or seconds,
+    # params, tags and rd_points as JSON-ready objects) with `bd_rate_pct` and
+    # `bd_rate_anchor` derived by the caller (codecdash.experiments.service). They answer
+    # the experiment as stored, as a record: JSON fields decoded, times in seconds.
+    def create_experiment(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        row = rows.to_row(values, time.time())
         with self.db.write() as conn:
-            if experiments.exists(conn, row["id"]):
+            if rows.exists(conn, row["id"]):
                 raise Conflict(f"experiment {row['id']!r} already exists; use PUT to replace it")
             experiments.upsert(conn, [row])
             bump_data_version(conn)
         self.changed()
-        return row
+        return rows.decode(row)
 
-    def put_experiment(self, experiment_id: str, item: ExperimentIn) -> tuple[dict[str, Any], bool]:
-        """Create or replace; returns the row and whether it was created."""
-        values = _values(item)
-        values["id"] = experiment_id
-        row = experiments.to_row(values, time.time(), self.bd_rate)
+    def put_experiment(
+        self, experiment_id: str, values: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """Create or replace; returns the record and whether it was created."""
+        row = rows.to_row(values, time.time())
+        row["id"] = experiment_id
         with self.db.write() as conn:
-            created = not experiments.exists(conn, experiment_id)
+            created = not rows.exists(conn, experiment_id)
             experiments.upsert(conn, [row])
             bump_data_version(conn)
-            stored = experiments.get(conn, experiment_id)
-            if stored is not None:
-                training.attach(conn, [stored])
+            stored = SqlRows(conn).get(experiment_id)
         self.changed()
         assert stored is not None
         return stored, created
 
-    def patch_experiment(self, experiment_id: str, patch: ExperimentPatch) -> dict[str, Any] | None:
+    def patch_experiment(
+        self, experiment_id: str, changes: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """Change some fields of a stored experiment (None when there is none)."""
         with self.db.write() as conn:
-            current = experiments.get(conn, experiment_id)
+            current = rows.get(conn, experiment_id)
             if current is None:
                 return None
-            row = experiments.merge_patch(current, patch, time.time(), self.bd_rate)
+            row = rows.merged(current, changes, time.time())
             experiments.upsert(conn, [row])
             bump_data_version(conn)
-            training.attach(conn, [row])
+            stored = rows.decode(row)
+            training.attach(conn, [stored])
         self.changed()
-        return row
+        return stored
 
-    def batch(self, items: Sequence[ExperimentIn]) -> int:
+    def batch(self, items: Sequence[Mapping[str, Any]]) -> int:
         """Upsert all items in one transaction: all or nothing."""
         now = time.time()
-        rows = [experiments.to_row(_values(item), now, self.bd_rate) for item in items]
+        written = [rows.to_row(values, now) for values in items]
         with self.db.write() as conn:
-            experiments.upsert(conn, rows)
+            experiments.upsert(conn, written)
             bump_data_version(conn)
         self.changed()
-        self._after_bulk_write(len(rows))
-        return len(rows)
+        self._after_bulk_write(len(written))
+        return len(written)
 
     def _after_bulk_write(self, n: int) -> None:
         if self.db.dialect != "postgresql":
@@ -157,26 +153,21 @@ class Store:
         threading.Thread(target=run, name="codecdash-analyze", daemon=True).start()
 
     def get_experiment(self, experiment_id: str) -> dict[str, Any] | None:
+        """The experiment as a record (JSON fields decoded, times in seconds), or None."""
         with self.db.read() as conn:
-            row = experiments.get(conn, experiment_id)
-            if row is not None:
-                training.attach(conn, [row])
-            return row
+            return SqlRows(conn).get(experiment_id)
 
-    def list_experiments(
-        self, query: experiments.ListQuery
-    ) -> tuple[list[dict[str, Any]], str | None, int]:
+    def list_experiments(self, query: ListQuery) -> tuple[list[dict[str, Any]], str | None, int]:
         with self.db.read() as conn:
-            rows, cursor, total = experiments.list_page(conn, query, self._totals)
-            training.attach(conn, rows)
-            return rows, cursor, total
+            page = SqlRows(conn, self.totals).list(query)
+        return page.records, page.next_cursor, page.total
 
     # -- training curves (store/curves.py, curve_reads.py, training.py) ---------------
     def on_metrics(self, listener: Callable[[Mapping[str, int]], None]) -> None:
         """`listener({experiment id: newest step})` after each metrics write."""
         self._metric_listeners.append(listener)
 
-    def log_metrics(self, items: Sequence[tuple[str, Sequence[MetricPoint]]]) -> int:
+    def log_metrics(self, items: Sequence[tuple[str, Sequence[curves.Point]]]) -> int:
         """Store each (experiment id, points) in one transaction; returns the points
         (step, metric, value) received (a step logged twice keeps the last value).
 
@@ -208,7 +199,7 @@ class Store:
     def metric_csv(self, experiment_id: str, names: Sequence[str] | None) -> Iterator[bytes] | None:
         """The raw points as CSV pieces, or None when there is no such experiment."""
         with self.db.read() as conn:
-            if not experiments.exists(conn, experiment_id):
+            if not rows.exists(conn, experiment_id):
                 return None
             series = curve_reads.series_of(conn, experiment_id)
         if names is not None:
@@ -237,29 +228,30 @@ class Store:
             return curve_reads.prune_raw(conn, before)
 
     # -- fleet and costs --------------------------------------------------------------
-    def heartbeat(self, beat: Heartbeat) -> None:
-        """Record a heartbeat, dated its `at` but never later than now: one from a clock
-        ahead (within the API's allowed skew) counts as received now."""
-        values = beat.model_dump()
+    def heartbeat(self, values: Mapping[str, Any]) -> None:
+        """Record a heartbeat (a Heartbeat's fields as plain values), dated its `at` but
+        never later than now: one from a clock ahead (within the API's allowed skew)
+        counts as received now."""
         now = time.time()
-        values["at"] = min(beat.at.timestamp(), now) if beat.at else now
+        at = values.get("at")
+        row = {**values, "at": now if at is None else min(_seconds(at), now)}
         with self.db.write() as conn:
-            fleet.record_heartbeat(conn, values, self.active_window_s, now)
+            fleet.record_heartbeat(conn, row, self.active_window_s, now)
             bump_data_version(conn)
         self.changed()
 
-    def add_costs(self, records: Sequence[CostRecord]) -> int:
+    def add_costs(self, records: Sequence[Mapping[str, Any]]) -> int:
+        """Record costs (CostRecords' fields as plain values), dated now when `at` is absent."""
         now = time.time()
-        rows = []
-        for record in records:
-            row = record.model_dump()
-            row["at"] = record.at.timestamp() if record.at else now
-            rows.append(row)
+        dated = [
+            {**record, "at": now if record.get("at") is None else _seconds(record["at"])}
+            for record in records
+        ]
         with self.db.write() as conn:
-            costs.record_costs(conn, rows)
+            costs.record_costs(conn, dated)
             bump_data_version(conn)
         self.changed()
-        return len(rows)
+        return len(dated)
 
     def prune_heartbeats(self, before: float) -> int:
         with self.db.write() as conn:
@@ -293,33 +285,32 @@ class Store:
         with self.db.read() as conn:
             return anchors.list_all(conn)
 
-    def recompute_bd_rates(
-        self, batch_size: int = 500, stop: Callable[[], bool] | None = None
-    ) -> int:
-        """Derive every stored BD-rate again (the anchor in force changed).
+    def curves_after(self, after_id: str | None, limit: int) -> list[tuple[str, str]]:
+        """(id, rd_points as stored) of the next `limit` experiments with rd_points, by id:
+        what a re-derivation of BD-rates reads, batch after batch."""
+        with self.db.read() as conn:
+            return anchors.curves_after(conn, after_id, limit)
 
-        In batches of `batch_size` experiments: the figures are derived outside any
-        transaction (BD-rates cost CPU), then written in one short transaction per batch.
-        Returns how many experiments got a different value. `stop()` is asked between
-        batches; when true, the run ends there (Superseded): a newer run will do it all.
-        """
-        changed_total, after = 0, None
-        while True:
-            if stop is not None and stop():
-                raise Superseded("a newer re-derivation replaces this one")
-            with self.db.read() as conn:
-                curves = anchors.curves_after(conn, after, batch_size)
-            if not curves:
-                return changed_total
-            after = curves[-1][0]
-            derived = {i: (p, anchors.derive(p, self.bd_rate)) for i, p in curves}
-            with self.db.write() as conn:
-                changed = anchors.apply_derived(conn, derived, self.bd_rate)
-                if changed:
-                    bump_data_version(conn)
+    def write_derived(self, derived: Mapping[str, Derived]) -> tuple[int, dict[str, str | None]]:
+        """Store BD-rates derived from the curves `curves_after` gave, in one short
+        transaction (see `anchors.write_derived`): (rows changed, rows whose curve was
+        rewritten meanwhile, with their curve now)."""
+        with self.db.write() as conn:
+            changed, moved = anchors.write_derived(conn, derived)
             if changed:
-                changed_total += changed
-                self.changed()
+                bump_data_version(conn)
+        if changed:
+            self.changed()
+        return changed, moved
+
+    def read_basis(self) -> int | None:
+        """What the stored BD-rates were last derived on (anchors.read_basis)."""
+        with self.db.read() as conn:
+            return anchors.read_basis(conn)
+
+    def write_basis(self, value: int) -> None:
+        with self.db.write() as conn:
+            anchors.write_basis(conn, value)
 
     # -- tokens -----------------------------------------------------------------------
     def create_token(self, name: str, scope: tokens.Scope = "write") -> str:

@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from codecdash.curve_rules import encode_value
 from codecdash.store import chunks, schema
-from codecdash.store.experiments import iso
+from codecdash.timefmt import iso
 
 T = schema.training_summary
 E = schema.experiments

@@ -18,7 +18,7 @@ from codecdash.alerts import message
 from codecdash.alerts.channels.http import DELIVERY_HEADER, post_json
 from codecdash.alerts.model import Notification
 from codecdash.alerts.redact import redact_url
-from codecdash.store.experiments import iso
+from codecdash.timefmt import iso
 
 
 def document(notification: Notification, now: float | None = None) -> dict[str, Any]:

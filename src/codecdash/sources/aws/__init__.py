@@ -12,7 +12,7 @@ from __future__ import annotations
 from codecdash.aws_clients import ClientFactory, default_factory
 from codecdash.config import Settings
 from codecdash.sources.aws.costs import CostExplorerRow, CostsSource, CostState
-from codecdash.sources.aws.dynamodb import ExperimentsSource
+from codecdash.sources.aws.experiments import ExperimentsSource
 from codecdash.sources.aws.fleet import FleetSource
 from codecdash.sources.aws.storage import StorageSource
 from codecdash.sources.base import Source

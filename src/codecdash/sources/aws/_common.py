@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from codecdash import timefmt
 from codecdash.aws_clients import describe_error
 from codecdash.sources.base import Facts, FieldInfo, Source, SourceError
-from codecdash.store.experiments import iso as store_iso
 
 
 @dataclass(frozen=True)
@@ -139,5 +139,5 @@ async def gather_values(parts: list[Part], now: float) -> dict[str, Any]:
 
 
 def iso(ts: float | None) -> str | None:
-    """ISO 8601 UTC with milliseconds, exactly as the rest of codecdash writes times."""
-    return None if ts is None else store_iso(ts)
+    """ISO 8601 UTC with milliseconds (`codecdash.timefmt`), None for no time."""
+    return None if ts is None else timefmt.iso(ts)

@@ -1,4 +1,4 @@
-"""Experiments from a DynamoDB table, without a table scan per refresh.
+"""The experiments table on DynamoDB: its running aggregate, kept without a table scan.
 
 The table (``CODECDASH_AWS_EXPERIMENTS_TABLE``) has partition key ``id`` and attributes named
 as the Experiment fields: numbers as N, ``params`` a map, ``tags`` a list; times as N (Unix
@@ -22,6 +22,8 @@ rebuild runs once after deployment and on demand (``codecdash doctor --rebuild-a
 A refresh then costs two requests, whatever the table's size: one ``BatchGetItem`` for the
 two aggregate items, and one ``BatchGetItem`` for the 20 newest experiments (skipped when
 the aggregate has not changed since the last refresh). ``docs/aws.md`` has the prices.
+The read model's backend over the table, and the experiments source, are
+``codecdash.sources.aws.experiments``.
 """
 
 from __future__ import annotations
@@ -38,36 +40,23 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from codecdash.aws_clients import ClientFactory
-from codecdash.config import Settings
-from codecdash.models import Experiment
-from codecdash.sources.aws._common import Part, iso
-from codecdash.sources.base import Facts, FieldInfo, SourceError
+from codecdash.experiments.readmodel import RECENT
+from codecdash.experiments.vocabulary import LARGER_IS_BETTER, STATUSES
+from codecdash.sources.base import SourceError
 
 log = logging.getLogger("codecdash.aws.dynamodb")
 
 AGGREGATE_ID = "__codecdash_aggregate__"
 PROGRESS_ID = "__codecdash_progress__"
 SPECIAL_IDS = frozenset({AGGREGATE_ID, PROGRESS_ID})
-STATUSES = ("queued", "running", "completed", "failed", "cancelled")
-FINISHED = frozenset({"completed", "failed", "cancelled"})
-RECENT = 20
 RECENT_KEPT = 25  # a few spare, so deleting one of the newest rarely needs a rebuild
 CREATED_BUCKET_S = 600
 HOURLY_KEPT = 96
-SHORT_HISTORY_HOURS = 72
 APPLIED_KEPT = 32
 TIME_FIELDS = ("created_at", "started_at", "finished_at", "updated_at")
 # metric -> True when larger is better; the order of the values in the progress lists.
-METRICS: dict[str, bool] = {
-    "bitrate_reduction_pct": True,
-    "psnr_db": True,
-    "ms_ssim": True,
-    "bd_rate_pct": False,
-}
+METRICS = LARGER_IS_BETTER
 PROJECTION = ("id", "status", *TIME_FIELDS, *METRICS, "bd_rate_anchor")
-
-EXPERIMENT_FIELDS = tuple(Experiment.model_fields)
 
 _deserializer = TypeDeserializer()
 
@@ -131,24 +120,6 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if number == number and abs(number) != float("inf") else None
-
-
-def experiment_from_item(item: Mapping[str, Any], now: float) -> dict[str, Any]:
-    """A deserialized item as the API's Experiment (JSON-ready, ISO times)."""
-    out: dict[str, Any] = dict.fromkeys(EXPERIMENT_FIELDS)
-    out.update({str(k): plain(v) for k, v in item.items()})
-    times = {name: to_epoch(item.get(name)) for name in TIME_FIELDS}
-    for name, ts in times.items():
-        out[name] = iso(ts)
-    started, finished = times["started_at"], times["finished_at"]
-    if out.get("duration_s") is None:
-        if started is not None and finished is not None:
-            out["duration_s"] = max(0.0, finished - started)
-        elif started is not None and out.get("status") == "running":
-            out["duration_s"] = max(0.0, now - started)
-    if isinstance(out.get("tags"), str):
-        out["tags"] = [out["tags"]]
-    return out
 
 
 def _facts_of(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -314,29 +285,24 @@ class Aggregate:
         self.hourly = {h: v for h, v in self.hourly.items() if int(h) > newest - HOURLY_KEPT}
 
     # -- reads
-    def experiments_24h(self, now: float) -> int:
-        first = (now - 86400) // CREATED_BUCKET_S
+    def created_since(self, since: float) -> int:
+        """Experiments created since `since` (to the 10 minutes; the last day or so)."""
+        first = since // CREATED_BUCKET_S
         return sum(n for k, n in self.created.items() if int(k) >= first)
 
-    def progress_series(self, metric: str) -> tuple[list[tuple[float, float]], str]:
+    def hour_span(self) -> tuple[int, int] | None:
+        if self.first_hour is None or self.last_hour is None:
+            return None
+        return self.first_hour, self.last_hour
+
+    def best_per_bucket(self, metric: str, bucket_hours: int) -> list[tuple[float, float]]:
+        """(bucket start, best value), oldest first: per hour (the last HOURLY_KEPT hours)
+        or per day."""
         index = list(METRICS).index(metric)
-        larger = METRICS[metric]
-        short = (
-            self.first_hour is None
-            or self.last_hour is None
-            or self.last_hour - self.first_hour <= SHORT_HISTORY_HOURS
-        )
-        table, width = (self.hourly, 3600) if short else (self.daily, 86400)
-        series: list[tuple[float, float]] = []
-        best: float | None = None
-        for key in sorted(table, key=int):
-            value = table[key][index]
-            if value is None:
-                continue
-            if best is None or (value > best if larger else value < best):
-                best = value
-            series.append((int(key) * float(width), best))
-        return series, "hour" if short else "day"
+        table = self.hourly if bucket_hours == 1 else self.daily
+        width = 3600.0 * (1 if bucket_hours == 1 else 24)
+        found = [(int(key) * width, table[key][index]) for key in sorted(table, key=int)]
+        return [(t, value) for t, value in found if value is not None]
 
 
 def _hour(facts: Mapping[str, Any]) -> int | None:
@@ -375,12 +341,12 @@ def build_aggregate(items: Iterable[Mapping[str, Any]], now: float) -> Aggregate
 def read_aggregate(client: Any, table: str) -> tuple[Aggregate, bool]:
     """The aggregate (and whether it exists) with one BatchGetItem."""
     keys = [{"id": {"S": AGGREGATE_ID}}, {"id": {"S": PROGRESS_ID}}]
-    found = _batch_get(client, table, keys)
+    found = batch_get(client, table, keys)
     agg = found.get(AGGREGATE_ID)
     return Aggregate.from_items(agg, found.get(PROGRESS_ID)), agg is not None
 
 
-def _batch_get(client: Any, table: str, keys: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def batch_get(client: Any, table: str, keys: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     request: dict[str, Any] = {table: {"Keys": keys}}
     for _attempt in range(3):
@@ -512,120 +478,3 @@ def apply_stream_records(
             continue  # another shard's batch wrote first: read again and reapply
         return {"applied": len(changes), "rebuilt": False, "skipped": False, "total": agg.total}
     raise SourceError("the aggregate kept changing; the batch will be retried")
-
-
-# -- the source --------------------------------------------------------------------------------
-class ExperimentsSource:
-    name = "aws.experiments"
-    sections: tuple[str, ...] = ("experiments",)
-    timeout_s = 6.0
-    fields = {  # noqa: RUF012
-        "total_experiments": FieldInfo("experiments in the table (running aggregate)"),
-        "experiments_24h": FieldInfo("experiments created in the last 24 hours (10-min buckets)"),
-        "success_rate": FieldInfo("completed ÷ (completed + failed)", "ratio"),
-        "best_compression": FieldInfo("best bitrate saving of a completed experiment", "%"),
-        "best_quality": FieldInfo("best PSNR of a completed experiment", "dB"),
-    }
-
-    def __init__(self, settings: Settings, clients: ClientFactory, ttl_s: float = 10.0) -> None:
-        assert settings.aws_experiments_table
-        self.settings = settings
-        self.table = settings.aws_experiments_table
-        self.clients = clients
-        self.part = Part(self.name, self._fetch, ttl_s=ttl_s, timeout_s=5.0)
-        self._recent: tuple[int, list[str], list[dict[str, Any]]] | None = None
-
-    async def collect(self, now: float) -> Facts:
-        outcome = await self.part.get(now)
-        if outcome.error:
-            raise SourceError(outcome.error)
-        agg, recent_items = outcome.value
-        return {"experiments": self._facts(agg, recent_items, now)}
-
-    def _fetch(self, now: float) -> tuple[Aggregate, list[dict[str, Any]]]:
-        client = self.clients("dynamodb")
-        agg, exists = read_aggregate(client, self.table)
-        if not exists:
-            raise SourceError(
-                f"table {self.table} has no aggregate item yet: deploy the stack (its stream "
-                "handler keeps it) or run `codecdash doctor --rebuild-aggregate`"
-            )
-        ids = [str(r[1]) for r in agg.recent[:RECENT]]
-        cached = self._recent
-        if cached is not None and cached[0] == agg.version and cached[1] == ids:
-            return agg, cached[2]
-        found = _batch_get(client, self.table, [{"id": {"S": i}} for i in ids]) if ids else {}
-        items = [found[i] for i in ids if i in found]
-        self._recent = (agg.version, ids, items)
-        return agg, items
-
-    def _facts(self, agg: Aggregate, items: list[dict[str, Any]], now: float) -> dict[str, Any]:
-        counts = {s: max(0, n) for s, n in agg.counts.items()}
-        finished = counts["completed"] + counts["failed"]
-        summary: dict[str, Any] = {
-            "total_experiments": sum(counts.values()),
-            **counts,
-            "success_rate": counts["completed"] / finished if finished else None,
-            "experiments_24h": agg.experiments_24h(now),
-            "best_compression": self._best_compression(agg),
-            "best_quality": self._best_quality(agg),
-        }
-        return {
-            "summary": summary,
-            "recent_experiments": [experiment_from_item(i, now) for i in items],
-            "progress": self._progress(agg),
-            "aggregate_version": agg.version,
-        }
-
-    def _best_compression(self, agg: Aggregate) -> dict[str, Any] | None:
-        if self.settings.compression_metric == "bd_rate":
-            best = agg.best["bd_rate_pct"]
-            if best is None:
-                return None
-            return {
-                "value_pct": -best[1],
-                "experiment_id": best[0],
-                "metric": "bd_rate",
-                "anchor": best[2] if len(best) > 2 else None,
-            }
-        best = agg.best["bitrate_reduction_pct"]
-        return (
-            None
-            if best is None
-            else {"value_pct": best[1], "experiment_id": best[0], "metric": "reported"}
-        )
-
-    def _best_quality(self, agg: Aggregate) -> dict[str, Any] | None:
-        if self.settings.quality_metric == "ms_ssim":
-            best = agg.best["ms_ssim"]
-            return (
-                None
-                if best is None
-                else {
-                    "ms_ssim": best[1],
-                    "psnr_db": None,
-                    "experiment_id": best[0],
-                    "metric": "ms_ssim",
-                }
-            )
-        best = agg.best["psnr_db"]
-        return (
-            None
-            if best is None
-            else {"psnr_db": best[1], "experiment_id": best[0], "metric": "psnr"}
-        )
-
-    def _progress(self, agg: Aggregate) -> dict[str, Any]:
-        if self.settings.compression_metric == "bd_rate":
-            series, bucket = agg.progress_series("bd_rate_pct")
-            compression = [{"t": iso(t), "best_pct": -v} for t, v in series]
-        else:
-            series, bucket = agg.progress_series("bitrate_reduction_pct")
-            compression = [{"t": iso(t), "best_pct": v} for t, v in series]
-        if self.settings.quality_metric == "ms_ssim":
-            series, _ = agg.progress_series("ms_ssim")
-            quality = [{"t": iso(t), "best_ms_ssim": v} for t, v in series]
-        else:
-            series, _ = agg.progress_series("psnr_db")
-            quality = [{"t": iso(t), "best_psnr_db": v} for t, v in series]
-        return {"compression": compression, "quality": quality, "bucket": bucket}

@@ -1,0 +1,14 @@
+"""Experiments: what they are called, how their facts are read, and how they are written.
+
+- `vocabulary`: statuses, ranked metrics, rate units, the BD-rate sign, the metric switches
+  (pure; anything may import it).
+- `query`: what a read asks (`ListQuery`, cursors) and the errors of a read (pure).
+- `readmodel`: the facts the dashboard shows (summary, recent experiments, progress) and
+  the experiment list, shaped once over any backend (the SQL store, the DynamoDB aggregate).
+- `service`: the writes: request models in, plain rows to the store, BD-rates derived on
+  the way.
+- `anchors`: the anchor in force, BD-rates against it, and their re-derivation.
+
+This module imports nothing, so the store can import `vocabulary` and `query` without
+loading the layers above it.
+"""
