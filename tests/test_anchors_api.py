@@ -680,3 +680,21 @@ def test_an_interrupted_rederivation_is_finished_by_the_next_sync(
     pct = (store.get_experiment(X265) or {})["bd_rate_pct"]
     assert pct == pytest.approx(VS_X264[X265], abs=0.005)
     assert sync_bd_rates(store, settings) == 0  # done: nothing left to do
+
+
+@pytest.mark.anyio
+async def test_anchor_names_a_url_path_cannot_address_are_refused(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """An anchor named `.` or `..` could never be read back (clients resolve dot segments);
+    the CLI's import refuses it as the API does."""
+    from codecdash.experiments.anchors import check_anchor_name
+
+    for dots in (".", ".."):
+        with pytest.raises(ValueError, match=r"not '\.' or '\.\.'"):
+            check_anchor_name(dots)
+    for fine in ("...", ".x264", "x264.."):
+        assert check_anchor_name(fine) == fine
+    r = await client.put("/api/v1/anchors/...", json={"rd_points": _points(4)}, headers=auth)
+    assert r.status_code == 201, r.text
+    assert (await client.get("/api/v1/anchors/...")).json()["name"] == "..."

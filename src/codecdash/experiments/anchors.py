@@ -26,8 +26,15 @@ from codecdash.store import Store
 # document's dialect: no U+0085) than in Python and pydantic's Rust regex (U+0085).
 _SPACE = r"\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 _END = rf"[^/\x00-\x20\x7f{_SPACE}]"
-ANCHOR_NAME_PATTERN: Final = rf"^{_END}(?:[^/\x00-\x1f\x7f]{{0,198}}{_END})?$"
-"""1-200 characters, no slash or control character, no space at either end."""
+_END_NOT_DOT = rf"[^/.\x00-\x20\x7f{_SPACE}]"
+# Not "." or "..": clients resolve those path segments (/anchors/.. is /api/v1), so such
+# an anchor could never be read back. Without lookahead, for every regex dialect: one
+# character, two, or three and more.
+ANCHOR_NAME_PATTERN: Final = (
+    rf"^(?:{_END_NOT_DOT}|{_END_NOT_DOT}{_END}|\.{_END_NOT_DOT}"
+    rf"|{_END}[^/\x00-\x1f\x7f]{{1,198}}{_END})$"
+)
+"""1-200 characters, no slash or control character, no space at either end, not "." or ".."."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,7 @@ def check_anchor_name(name: str) -> str:
     if not re.fullmatch(ANCHOR_NAME_PATTERN, name):
         raise ValueError(
             f"anchor name {name!r} is not usable: 1-200 characters, no '/' or control "
-            "characters, no space at either end"
+            "characters, no space at either end, not '.' or '..'"
         )
     return name
 
