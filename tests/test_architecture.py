@@ -4,6 +4,7 @@ or from inside a function; the AWS helpers have one home."""
 from __future__ import annotations
 
 import ast
+import fnmatch
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,132 @@ def test_the_command_line_starts_without_boto3() -> None:
     command = [sys.executable, "-c", code]
     answer = subprocess.run(command, capture_output=True, text=True, check=True)
     assert answer.stdout.strip() == "[]"
+
+
+# The layers, lowest first (docs/architecture.md draws the same map). A module may import
+# its own layer and those below it, never one above. The first pattern that matches a
+# module names its layer; `*.command` modules (click commands) are entry points.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("entry points", ("codecdash.*.command", "codecdash.cli", "codecdash.__main__")),
+    (
+        "foundation",
+        (
+            "codecdash",
+            "codecdash.client",
+            "codecdash.step_sender",
+            "codecdash.ids",
+            "codecdash.timefmt",
+            "codecdash.net",
+            "codecdash.models",
+            "codecdash.config",
+            "codecdash.codec_metrics",
+            "codecdash.curve_rules",
+            "codecdash.curve_models",
+            "codecdash.results",
+            "codecdash.events",
+            "codecdash.aws_clients",
+            "codecdash.experiments.vocabulary",
+            "codecdash.experiments.query",
+            "codecdash.alerts.model",
+            "codecdash.alerts.facts",
+            "codecdash.alerts.rules",
+            "codecdash.alerts.rules.*",
+            "codecdash.alerts.message",
+            "codecdash.alerts.redact",
+            "codecdash.sources.checks",
+        ),
+    ),
+    ("store", ("codecdash.store", "codecdash.store.*")),
+    (
+        "services",
+        (
+            "codecdash.experiments",
+            "codecdash.experiments.*",
+            "codecdash.alerts",
+            "codecdash.alerts.*",
+            "codecdash.backup",
+            "codecdash.backup.*",
+        ),
+    ),
+    ("sources", ("codecdash.sources", "codecdash.sources.*")),
+    ("snapshot", ("codecdash.snapshot",)),
+    ("api", ("codecdash.api", "codecdash.api.*")),
+    ("applications", ("*",)),
+)
+RANK = {
+    "foundation": 0,
+    "store": 1,
+    "services": 2,
+    "sources": 3,
+    "snapshot": 4,
+    "api": 5,
+    "applications": 6,
+    "entry points": 7,
+}
+
+
+def layer_of(module: str) -> str:
+    for name, patterns in LAYERS:
+        if any(fnmatch.fnmatchcase(module, pattern) for pattern in patterns):
+            return name
+    raise AssertionError(module)  # "*" matches every module
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{module} ({layer_of(module)}) imports {other} ({layer_of(other)})"
+        for module, others in graph.items()
+        for other in others
+        if RANK[layer_of(other)] > RANK[layer_of(module)]
+    )
+
+
+def test_imports_point_down_the_layers() -> None:
+    """sources → snapshot → API → page: nothing imports a layer above its own."""
+    graph = import_graph()
+    assert {layer_of(name) for name in graph} == set(RANK)
+    assert upward_imports(graph) == []
+
+
+def test_the_layer_check_finds_an_upward_import(tmp_path: Path) -> None:
+    root = tmp_path / "codecdash"
+    (root / "store").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "store" / "__init__.py").write_text("")
+    (root / "store" / "rows.py").write_text("def f():\n    from codecdash.api import app\n")
+    (root / "api").mkdir()
+    (root / "api" / "__init__.py").write_text("")
+    (root / "api" / "app.py").write_text("from codecdash.store import rows\n")
+    assert upward_imports(import_graph(root)) == [
+        "codecdash.store.rows (store) imports codecdash.api.app (api)"
+    ]
+
+
+def third_party(path: Path) -> dict[str, set[str]]:
+    """The top-level packages a module imports from, each with the names it takes."""
+    found: dict[str, set[str]] = {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                found.setdefault(alias.name.split(".")[0], set()).add("*")
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            top = node.module.split(".")[0]
+            found.setdefault(top, set()).update(alias.name for alias in node.names)
+    return found
+
+
+def test_each_library_stays_in_its_layer() -> None:
+    """SQL is written in store/ only (elsewhere a Connection may be named in a type); the web
+    framework lives in api/ (and the server module); sources know nothing of HTTP; the API
+    knows nothing of boto3."""
+    wrong: list[str] = []
+    for name, path in module_names().items():
+        layer = layer_of(name)
+        for library, names in third_party(path).items():
+            if library == "sqlalchemy" and layer != "store" and not names <= {"Connection"}:
+                wrong.append(f"{name} builds SQL ({sorted(names)})")
+            if library in {"fastapi", "starlette"} and layer != "api":
+                wrong.append(f"{name} imports {library}")
+            if library in {"boto3", "botocore"} and layer == "api":
+                wrong.append(f"{name} imports {library}")
+    assert wrong == []

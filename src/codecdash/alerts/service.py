@@ -19,12 +19,13 @@ from typing import Any
 from codecdash.alerts.channels import Channel, DeliveryError, build_channels, secrets, unconfigured
 from codecdash.alerts.delivery import Sender
 from codecdash.alerts.engine import step
-from codecdash.alerts.facts import Facts, LocalStoreFacts, StoreFacts
+from codecdash.alerts.facts import Facts, StoreFacts
 from codecdash.alerts.model import Alert, Change, Notification
 from codecdash.alerts.redact import scrub
 from codecdash.alerts.rules import Rule, build_rules
 from codecdash.config import Settings
 from codecdash.store import Store
+from codecdash.store.alert_queries import LocalStoreFacts
 from codecdash.store.alerts import AlertStore
 from codecdash.timefmt import iso
 

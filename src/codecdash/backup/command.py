@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import click
-from sqlalchemy.engine import URL, make_url
 
 from codecdash.config import ConfigError, load_settings
 from codecdash.store import StoreUnavailable
 from codecdash.store.backup import NotSQLite, sqlite_file
+from codecdash.store.db import postgres_target
 
 FAILED, USAGE, DAMAGED = 1, 2, 3
 
@@ -51,13 +50,7 @@ def _store_file(obj: dict[str, Any] | None, db: str | None, verb: str) -> Path:
 
 def postgres_recipe(url: str, verb: str) -> str:
     """What to do instead for a PostgreSQL store (never showing its password)."""
-    parsed = make_url(url)
-    options = unquote(str(parsed.query.get("options", "")))
-    schema = next((o.split("=", 1)[1] for o in options.split() if "search_path=" in o), None)
-    plain = URL.create(
-        "postgresql", parsed.username, None, parsed.host, parsed.port, parsed.database
-    )
-    target = plain.render_as_string(hide_password=False)
+    target, schema = postgres_target(url)
     only = f" --schema '{schema}'" if schema else ""
     return "\n".join(
         [

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import calendar
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from codecdash.config import Settings
 from codecdash.experiments.readmodel import SUMMARY_FIELDS, ExperimentsReadModel
 from codecdash.experiments.rederive import recomputing
 from codecdash.sources.base import Facts, FieldInfo
-from codecdash.store import Store, costs, fleet, schema
+from codecdash.store import Store, costs, fleet
 from codecdash.store.counters import read_counters
+from codecdash.store.maintenance import database_bytes
 from codecdash.store.reads import SqlExperiments, SqlRows
 from codecdash.timefmt import iso
 
@@ -187,11 +187,7 @@ class StorageSource(_LocalSource):
         db_items = sum(n for name, n in counters.items() if name.startswith("experiments."))
         db_items += counters.get("rows.heartbeats", 0) + counters.get("rows.cost_records", 0)
         scanned = self.artifacts() if self.artifacts else None
-        db_bytes = (
-            _postgres_bytes(conn)
-            if conn.dialect.name == "postgresql"
-            else _sqlite_bytes(self.store.db.url)
-        )
+        db_bytes = database_bytes(conn, self.store.db.url)
         return {
             "storage": {
                 "objects": scanned[0] if scanned else None,
@@ -203,34 +199,6 @@ class StorageSource(_LocalSource):
                 "artifacts": self.artifacts is not None,
             }
         }
-
-
-def _sqlite_bytes(url: str) -> int | None:
-    if not url.startswith("sqlite:///"):
-        return None
-    path = url.removeprefix("sqlite:///")
-    total = 0
-    for suffix in ("", "-wal", "-shm"):
-        try:
-            total += os.path.getsize(path + suffix)
-        except OSError:
-            continue
-    return total or None
-
-
-def _postgres_bytes(conn: Connection) -> int | None:
-    """The store's tables in its schema, with their indexes and TOAST."""
-    names = [table.name for table in schema.metadata.sorted_tables]
-    total = conn.execute(
-        text(
-            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = current_schema() AND c.relkind = 'r' "
-            "AND c.relname = ANY(:names)"
-        ),
-        {"names": names},
-    ).scalar()
-    return int(total) if total else None
 
 
 def _month_start(now: float) -> float:

@@ -8,9 +8,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
     ArgumentError,
     DataError,
@@ -54,6 +55,18 @@ def shown_url(url: str) -> str:
         return make_url(database_url(url)).render_as_string(hide_password=True)
     except ValueError:
         return "(not a database URL)"
+
+
+def postgres_target(url: str) -> tuple[str, str | None]:
+    """A PostgreSQL store's URL for its own tools (``pg_dump``): no driver name, no password,
+    no options; and the schema its ``search_path`` option names, if any."""
+    parsed = make_url(database_url(url))
+    options = unquote(str(parsed.query.get("options", "")))
+    schema = next((o.split("=", 1)[1] for o in options.split() if "search_path=" in o), None)
+    plain = URL.create(
+        "postgresql", parsed.username, None, parsed.host, parsed.port, parsed.database
+    )
+    return plain.render_as_string(hide_password=False), schema
 
 
 def make_engine(url: str, busy_timeout_ms: Callable[[], int] | None = None) -> Engine:

@@ -3,10 +3,11 @@ database holds before it is used, and emptying it."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import Connection, func, inspect, select, text
 
 from codecdash.store import schema
 from codecdash.store.counters import DATA_VERSION
@@ -62,3 +63,38 @@ def empty(db: Database) -> None:
                 conn.execute(table.delete().where(table.c.name != DATA_VERSION))
             else:
                 conn.execute(table.delete())
+
+
+def database_bytes(conn: Connection, url: str) -> int | None:
+    """The store's size on disk: its SQLite files (with the WAL), or its PostgreSQL tables."""
+    if conn.dialect.name == "postgresql":
+        return _postgres_bytes(conn)
+    return _sqlite_bytes(url)
+
+
+def _sqlite_bytes(url: str) -> int | None:
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///")
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            total += os.path.getsize(path + suffix)
+        except OSError:
+            continue
+    return total or None
+
+
+def _postgres_bytes(conn: Connection) -> int | None:
+    """The store's tables in its schema, with their indexes and TOAST."""
+    names = [table.name for table in schema.metadata.sorted_tables]
+    total = conn.execute(
+        text(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind = 'r' "
+            "AND c.relname = ANY(:names)"
+        ),
+        {"names": names},
+    ).scalar()
+    return int(total) if total else None
