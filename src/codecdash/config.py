@@ -175,21 +175,10 @@ class Settings(BaseModel):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("pricing", mode="before")
+    @field_validator("pricing", "alert_rules", mode="before")
     @classmethod
     def _json_table(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            import json
-
-            try:
-                return json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"not JSON: {exc}") from None
-        return value
-
-    @field_validator("alert_rules", mode="before")
-    @classmethod
-    def _rules_json(cls, value: Any) -> Any:
+        """A table given as text (an environment variable) is JSON."""
         if isinstance(value, str):
             import json
 

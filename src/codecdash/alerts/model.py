@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 import orjson
 
+from codecdash.timefmt import iso
+
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
 State = Literal["inactive", "pending", "firing", "resolved"]
@@ -81,3 +83,17 @@ class Notification:
     def status(self) -> str:
         """``firing`` when any alert fires, else ``resolved``."""
         return "firing" if any(a.get("state") == "firing" for a in self.alerts) else "resolved"
+
+
+def payload_item(alert: Alert) -> dict[str, Any]:
+    """An alert as notifications carry it."""
+    return {
+        "id": alert.id,
+        "rule": alert.rule,
+        "severity": alert.severity,
+        "state": alert.state,
+        "since": iso(alert.since),
+        "summary": alert.summary,
+        "labels": alert.labels,
+        "value": alert.value,
+    }

@@ -20,7 +20,7 @@ from codecdash.alerts.channels import Channel, DeliveryError, build_channels, se
 from codecdash.alerts.delivery import Sender
 from codecdash.alerts.engine import step
 from codecdash.alerts.facts import Facts, StoreFacts
-from codecdash.alerts.model import Alert, Change, Notification
+from codecdash.alerts.model import Alert, Change, Notification, payload_item
 from codecdash.alerts.redact import scrub
 from codecdash.alerts.rules import Rule, build_rules
 from codecdash.config import Settings
@@ -36,20 +36,6 @@ RETENTION_S = 30 * 86400.0  # resolved alerts, history and finished messages are
 PRUNE_EVERY_S = 3600.0
 
 SnapshotFn = Callable[[], Awaitable[Mapping[str, Any]]]
-
-
-def payload_item(alert: Alert) -> dict[str, Any]:
-    """An alert as notifications carry it."""
-    return {
-        "id": alert.id,
-        "rule": alert.rule,
-        "severity": alert.severity,
-        "state": alert.state,
-        "since": iso(alert.since),
-        "summary": alert.summary,
-        "labels": alert.labels,
-        "value": alert.value,
-    }
 
 
 class AlertService:

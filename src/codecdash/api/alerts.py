@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from codecdash.alerts.model import SHOWN_STATES, Alert
+from codecdash.alerts.model import SHOWN_STATES, Alert, payload_item
 from codecdash.alerts.rules import BY_NAME
 from codecdash.api.auth import require_read, require_write
 from codecdash.api.errors import ApiError
@@ -98,14 +98,7 @@ def _time(value: float | None) -> str | None:
 def alert_view(alert: Alert) -> dict[str, Any]:
     rule = BY_NAME.get(alert.rule)
     return {
-        "id": alert.id,
-        "rule": alert.rule,
-        "severity": alert.severity,
-        "state": alert.state,
-        "since": iso(alert.since),
-        "summary": alert.summary,
-        "labels": alert.labels,
-        "value": alert.value,
+        **payload_item(alert),
         "fired_at": _time(alert.fired_at),
         "resolved_at": _time(alert.resolved_at),
         "acknowledged": alert.acknowledged_at is not None,
