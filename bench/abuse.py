@@ -34,7 +34,6 @@ import secrets
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -44,48 +43,10 @@ from typing import Any
 
 import httpx
 
+from _serve import clean_env, create_token, start
+from codecdash.net import free_port
+
 FOUR_MIB = 4 * 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(db: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CODECDASH_")}
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "codecdash", "serve", "--db", str(db), "--port", str(port)],
-            cwd=db.parent,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    with httpx.Client(timeout=2) as http:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited ({proc.returncode}); see {log}")
-            with contextlib.suppress(httpx.TransportError):
-                if http.get(url + "/api/v1/health").status_code == 200:
-                    return proc
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("server did not become healthy")
-
-
-def make_token(db: Path) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "codecdash", "token", "create", "bench", "--db", str(db)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=db.parent,
-    )
-    return out.stdout.strip().splitlines()[-1]
 
 
 def prefill(url: str, token: str, n: int) -> None:
@@ -265,9 +226,10 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="codecdash-abuse-"))
     db = work / "abuse.db"
-    token = make_token(db)
+    env = clean_env()
+    token = create_token(db, env=env)
     port = free_port()
-    proc = start_server(db, port, work / "server.log")
+    proc = start(db, port, timeout=60, log=work / "server.log", env=env, cwd=work)
     url = f"http://127.0.0.1:{port}"
     try:
         prefill(url, token, args.prefill)
