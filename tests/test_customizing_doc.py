@@ -238,10 +238,10 @@ def worked_example_page(tmp_path: Path) -> Path:
     end = max(i for i, line in enumerate(lines) if line.strip() == "};")
     entry = "\n".join(lines[start:end]) + "\n"
     assert '"failed-experiments"' in entry
-    app = (copy / "app.js").read_text(encoding="utf-8")
+    app = (copy / "cards.js").read_text(encoding="utf-8")
     opening = "export const CARD_RENDERERS = {\n"
     assert app.count(opening) == 1
-    (copy / "app.js").write_text(app.replace(opening, opening + entry), encoding="utf-8")
+    (copy / "cards.js").write_text(app.replace(opening, opening + entry), encoding="utf-8")
 
     styles = copy / "styles.css"
     styles.write_text(styles.read_text(encoding="utf-8") + "\n" + css, encoding="utf-8")

@@ -24,8 +24,10 @@ import click
 from codecdash import __version__
 from codecdash.api.static import dashboard_dir, page_files
 
-PAGE_API = 2
-"""Bump when the page's files must change with the server (see the module docstring)."""
+PAGE_API = 3
+"""Bump when the page's files must change with the server (see the module docstring).
+3: `app.js` split into modules (state, live updates, URL state, cards, notices…), the URL's
+view read by `url-state.js`, not by `table.js`."""
 MARKER = ".codecdash-page.json"
 
 

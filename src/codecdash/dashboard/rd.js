@@ -14,7 +14,7 @@ import { ApiError, apiUrl, fetchExperiments, getJSON } from "./api.js";
 import { cssVar, drawUPlot, removeChart } from "./charts.js";
 import { h, setChildren, setHidden } from "./dom.js";
 import { formatPct, formatSignedPct, formatUsd, isNum } from "./format.js";
-import { view } from "./table.js";
+import { view } from "./url-state.js";
 
 const OFFERED = 8; // experiments offered in the list (the best by BD-rate)
 const SHOWN_FIRST = 5; // of which ticked until the reader says otherwise

@@ -1,5 +1,6 @@
 // The Recent Experiments table: filter, sort and the open experiment live in the URL
-// (?status=completed&q=ssf&sort=-psnr_db&exp=ID), so a view can be shared and back/forward work.
+// (?status=completed&q=ssf&sort=-psnr_db&exp=ID; url-state.js), so a view can be shared and
+// back/forward work.
 // With the API it asks the server to filter and sort; from a static export it filters and sorts
 // the snapshot's recent_experiments itself.
 
@@ -7,66 +8,12 @@ import { ApiError, fetchExperiments } from "./api.js";
 import { trainingFlag } from "./curves.js";
 import { badge, h, missing, setHidden, timeAgo } from "./dom.js";
 import { formatCount, formatDb, formatDuration, formatPct, formatSignedPct, formatUsd, isNum } from "./format.js";
+import { DEFAULT_SORT, SORT_FIELDS, urlFor, view, writeUrl } from "./url-state.js";
 
-export const STATUSES = ["queued", "running", "completed", "failed", "cancelled"];
+// The URL state moved to url-state.js; these names stay importable from here.
+export { DEFAULT_SORT, readUrl, SORT_FIELDS, STATUSES, urlFor, view, writeUrl } from "./url-state.js";
 
-/** Sortable fields, their labels, and which direction a first click picks. */
-export const SORT_FIELDS = {
-  created_at: { label: "Created", desc: ["newest first", "oldest first"], first: "-" },
-  name: { label: "Name", desc: ["Z to A", "A to Z"], first: "" },
-  status: { label: "Status", desc: ["Z to A", "A to Z"], first: "" },
-  bitrate_reduction_pct: { label: "Compression", desc: ["highest first", "lowest first"], first: "-" },
-  psnr_db: { label: "PSNR", desc: ["highest first", "lowest first"], first: "-" },
-  duration_s: { label: "Duration", desc: ["longest first", "shortest first"], first: "-" },
-  cost_usd: { label: "Cost", desc: ["highest first", "lowest first"], first: "-" },
-  bd_rate_pct: { label: "BD-rate", desc: ["highest first", "lowest first (best)"], first: "" },
-};
-export const DEFAULT_SORT = "-created_at";
 const PAGE_SIZE = 20;
-
-/** The table's view: what the URL says. */
-export const view = { status: "", q: "", sort: DEFAULT_SORT, exp: null };
-
-/** Reads and validates the view from a query string. */
-export function readUrl(search = window.location.search) {
-  const p = new URLSearchParams(search);
-  const status = p.get("status") || "";
-  const sort = p.get("sort") || DEFAULT_SORT;
-  const exp = p.get("exp");
-  return {
-    status: STATUSES.includes(status) ? status : "",
-    q: (p.get("q") || "").slice(0, 200),
-    sort: sort.replace(/^-/, "") in SORT_FIELDS ? sort : DEFAULT_SORT,
-    exp: exp && exp.length <= 128 ? exp : null,
-  };
-}
-
-/** The relative URL of a view, keeping any other query parameters as they are. */
-export function urlFor(v) {
-  const p = new URLSearchParams(window.location.search);
-  const set = (key, value) => (value ? p.set(key, value) : p.delete(key));
-  set("status", v.status);
-  set("q", v.q);
-  set("sort", v.sort === DEFAULT_SORT ? "" : v.sort);
-  set("exp", v.exp);
-  const qs = p.toString();
-  return `${window.location.pathname}${qs ? `?${qs}` : ""}${window.location.hash}`;
-}
-
-let lastWasTyping = false;
-
-/**
- * Writes the view into the address bar: a new history entry, or (`replace`) the same one.
- * `state` is kept with the entry (openExperiment marks the entries it pushes).
- */
-export function writeUrl({ replace = false, typing = false, state = null } = {}) {
-  const url = urlFor(view);
-  const same = url === `${window.location.pathname}${window.location.search}${window.location.hash}`;
-  if (same) return;
-  if (replace || (typing && lastWasTyping)) history.replaceState(state, "", url);
-  else history.pushState(state, "", url);
-  lastWasTyping = typing;
-}
 
 const COLUMNS = [
   { key: "id", label: "ID" },
@@ -85,23 +32,11 @@ const els = {};
 const table = { on: false, items: [], total: 0, want: PAGE_SIZE, controller: null, ctx: null };
 
 /**
- * Wires the table. `ctx` gives `isStatic()`, `getSnapshot()`, `openExperiment(id, focusBack)`,
- * `onUrlChange()` (after back/forward) and `onUnauthorized()` (a private dashboard's 401).
+ * Wires the table. `ctx` gives `isStatic()`, `getSnapshot()`, `openExperiment(id, focusBack)`
+ * and `onUnauthorized()` (a private dashboard's 401). The view comes from url-state.js.
  */
 export function initTable(ctx) {
   table.ctx = ctx;
-  Object.assign(view, readUrl()); // the open experiment (?exp=) too, with or without a table
-  window.addEventListener("popstate", () => {
-    const before = { ...view };
-    Object.assign(view, readUrl());
-    lastWasTyping = false;
-    syncControls();
-    if (before.status !== view.status || before.q !== view.q || before.sort !== view.sort) {
-      table.want = PAGE_SIZE;
-      refreshTable();
-    }
-    ctx.onUrlChange();
-  });
   els.section = document.getElementById("recent-experiments");
   els.body = document.getElementById("experiments-body");
   if (!els.section || !els.body) return; // the section was removed from index.html
@@ -157,6 +92,15 @@ export function initTable(ctx) {
     const row = e.target.closest("tr[data-id]");
     if (row && !window.getSelection()?.toString()) ctx.openExperiment(row.dataset.id, row.querySelector("a"));
   });
+}
+
+/** After back or forward (url-state.js): the controls follow the URL, and a new filter reloads. */
+export function followUrl(before) {
+  syncControls();
+  if (before.status !== view.status || before.q !== view.q || before.sort !== view.sort) {
+    table.want = PAGE_SIZE;
+    refreshTable();
+  }
 }
 
 function applyFilter(change, { typing = false } = {}) {
