@@ -135,7 +135,9 @@ export function updateConnection() {
   } else if (state.fetchOk === false) {
     stateName = "offline";
     label = state.lastSuccess ? `Offline — showing data from ${formatClock(state.lastSuccess)}` : "Offline — no data yet";
-  } else if (state.fetchOk === null) {
+  } else if (state.fetchOk === null || (state.mode === "api" && !state.streamTried && typeof EventSource !== "undefined")) {
+    // Before the stream is first tried (it opens once the page has loaded), a write would show
+    // only when it opens: the page does not call itself live before that.
     stateName = "reconnecting";
     label = "Connecting…";
   } else if (state.stream && state.stream.readyState === EventSource.OPEN) {
@@ -188,6 +190,7 @@ export function openStream() {
   closeStream();
   const stream = new EventSource(eventsUrl());
   state.stream = stream;
+  state.streamTried = true;
   state.streamOpened = false;
   let heard = false; // has this connection delivered an event yet?
   // A hidden tab only notes that something changed, and catches up once it is shown again.

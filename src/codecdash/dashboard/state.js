@@ -16,6 +16,7 @@ export const state = {
   refreshSeconds: DEFAULT_REFRESH_SECONDS,
   stream: null, // the EventSource while one exists
   streamOpened: false, // has the current stream ever opened?
+  streamTried: false, // has the page tried the stream yet? (until then it is not live)
   streamRetryAt: 0,
   pollTimer: 0,
   needsToken: false,
