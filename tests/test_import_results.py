@@ -113,8 +113,11 @@ def check_experiment(row: dict[str, Any], path: Path) -> None:
         "source_file": path.name,
         "description": curve.description,
         "psnr_key": "psnr-rgb",
+        "quality": "RGB PSNR",
     }
     assert row["tags"] == ["imported"]
+    assert row["dataset"] == "UVG-1080p"  # the folder's name
+    assert row["method"] is None
 
 
 def check_bd_rates(rows: dict[str, dict[str, Any]], output: str | None = None) -> None:
@@ -137,11 +140,12 @@ def test_every_file_as_an_experiment(db: Path, open_store: Callable[[], Store]) 
     for path in FILES:
         check_experiment(rows[path.stem], path)
         points = len(expected_points(path))
-        assert f"{points} points (kbps, psnr-rgb); no BD-rate: no anchor yet" in line_of(
-            out, path.stem
+        assert (
+            f"{points} points (kbps, psnr-rgb = RGB PSNR) on UVG-1080p; "
+            "no BD-rate: no anchor of UVG-1080p yet" in line_of(out, path.stem)
         )
         assert rows[path.stem]["bd_rate_pct"] is None
-    assert "No anchor yet" in out
+    assert "No anchor of UVG-1080p yet" in out
 
 
 def test_every_file_as_an_anchor(db: Path, open_store: Callable[[], Store]) -> None:
@@ -159,7 +163,10 @@ def test_every_file_as_an_anchor(db: Path, open_store: Callable[[], Store]) -> N
 
 def test_bd_rates_against_x264(db: Path, open_store: Callable[[], Store]) -> None:
     out = ok(run("--anchor", X264, "--db", db))
-    assert out.startswith("x264-medium-tune-zerolatency: anchor added, 8 points (kbps, psnr-rgb)")
+    assert out.startswith(
+        "x264-medium-tune-zerolatency: anchor added, "
+        "8 points (kbps, psnr-rgb = RGB PSNR) on UVG-1080p"
+    )
     out = ok(run(*FILES, "--db", db))
     rows = experiments(open_store())
     check_bd_rates(rows, out)
@@ -194,9 +201,9 @@ def test_importing_again_changes_nothing(db: Path, open_store: Callable[[], Stor
 
 def test_the_configured_default_anchor(tmp_path: Path, db: Path) -> None:
     config = tmp_path / "codecdash.toml"
-    config.write_text('default_anchor = "x265-medium-tune-zerolatency"\n')
+    config.write_text('[default_anchors]\n"UVG-1080p" = "x265-medium-tune-zerolatency"\n')
     out = ok(run("--anchor", X264, "--db", db, config=config))
-    assert "not in force (the configured default_anchor is missing)" in out
+    assert "not in force (the set's configured anchor is missing)" in out
     out = ok(run("--anchor", X265, "--db", db, config=config))
     assert line_of(out, "x265-medium-tune-zerolatency").endswith("; in force")
     out = ok(run(VTM, "--db", db, config=config))
@@ -264,7 +271,7 @@ def test_image_results_in_bpp(tmp_path: Path, db: Path, open_store: Callable[[],
     )
     ok(run("--anchor", anchor, "--db", db))
     out = ok(run(test, "--db", db))
-    assert "5 points (bpp, psnr)" in out and "BD-rate -30.00 % vs jpeg" in out
+    assert "5 points (bpp, psnr = RGB PSNR)" in out and "BD-rate -30.00 % vs jpeg" in out
     row = experiments(open_store())["learned"]
     assert row["bpp"] == pytest.approx(0.28) and row["bitrate_kbps"] is None
     assert row["bd_rate_pct"] == pytest.approx(-30.0, abs=1e-6)
@@ -358,8 +365,12 @@ def test_a_unit_other_than_the_anchors_through_the_api(live_server: Any, tmp_pat
     image = tmp_path / "image.json"
     image.write_text(json.dumps({"bpp": [0.1, 0.2, 0.4, 0.8], "psnr": [28, 30, 32, 34]}))
     ok(run("--anchor", X264, "--url", live_server.url, "--token", live_server.token))
-    err = failed(run(image, X265, "--url", live_server.url, "--token", live_server.token))
-    assert "rates in bpp but the anchor in force 'x264-medium-tune-zerolatency' is in kbps" in err
+    args = ("--dataset", "UVG-1080p", "--url", live_server.url, "--token", live_server.token)
+    err = failed(run(image, X265, *args))
+    assert (
+        "rates in bpp but the anchor in force 'x264-medium-tune-zerolatency' on UVG-1080p "
+        "is in kbps" in err
+    )
     assert experiments(live_server.store) == {}
 
 
@@ -385,8 +396,8 @@ BAD_FILES = [
     ),
     pytest.param(
         "many.json",
-        {"bitrate": list(range(1, 66)), "psnr": [30 + i / 10 for i in range(65)]},
-        "65 points; at most 64",
+        {"bitrate": list(range(1, 514)), "psnr": [30 + i / 100 for i in range(513)]},
+        "513 points; at most 512",
         id="too-many-points",
     ),
     pytest.param(
@@ -437,8 +448,10 @@ def test_same_ids_or_names_from_two_files(tmp_path: Path, db: Path) -> None:
     err = failed(run(X264, copy, "--db", db))
     assert "give the same experiment id 'x264-medium-tune-zerolatency'" in err
     assert "--id-prefix" in err
-    err = failed(run("--anchor", X264, copy, "--db", db))
+    err = failed(run("--anchor", X264, copy, "--dataset", "uvg-1080p", "--db", db))
     assert "give the same anchor name" in err
+    # Anchors are named within their set: x264 of UVG-1080p and x264 of no set are two.
+    assert "anchor added" in ok(run("--anchor", X264, copy, "--db", db))
 
 
 def test_a_unit_other_than_the_anchors(
@@ -446,7 +459,7 @@ def test_a_unit_other_than_the_anchors(
 ) -> None:
     image = _write(tmp_path, "image.json", {"bpp": [0.1, 0.2, 0.4, 0.8], "psnr": [28, 30, 32, 34]})
     ok(run("--anchor", X264, "--db", db))
-    err = failed(run(X265, image, "--db", db))
+    err = failed(run(X265, image, "--dataset", "UVG-1080p", "--db", db))
     assert f"{image}: rates in bpp but the anchor in force" in err and "is in kbps" in err
     assert experiments(open_store()) == {}
 
