@@ -701,6 +701,7 @@ def test_demo_shows_two_video_sets_with_their_anchors(demo: Demo, rd: RDModel) -
                 break
             time.sleep(0.1)  # polling interval
         anchors = http.get("/api/v1/anchors").json()
+        table = http.get("/api/v1/bd-rates").json()
         uvg = http.get("/api/v1/experiments", params={"dataset": "UVG-1080p", "limit": 1000}).json()
     in_force = {s["dataset"]: s["anchor"] for s in anchors["in_force"]}
     assert in_force == {"UVG-1080p": X264, "MCL-JCV": X264}
@@ -716,6 +717,15 @@ def test_demo_shows_two_video_sets_with_their_anchors(demo: Demo, rd: RDModel) -
         ((1 + rd.base_bd_rate_pct / 100) * test_sets.MCL_LEARNED_SCALE - 1) * 100, abs=0.05
     )
     assert {e["bd_rate_anchor"] for e in whole.values()} == {X264}
+    # The BD-rate table: the λ sweep is one method row, its union the published curve on
+    # UVG-1080p (+93.77 % against x264) and its model on MCL-JCV (times 1.08 in rate).
+    assert {d["name"]: d["anchor"] for d in table["datasets"]} == in_force
+    [row] = [r for r in table["rows"] if r["method"] == test_sets.SWEEP]
+    assert row["experiments"] == 14
+    assert row["cells"]["UVG-1080p"]["bd_rate_pct"] == pytest.approx(93.77, abs=0.01)
+    assert row["cells"]["MCL-JCV"]["bd_rate_pct"] == pytest.approx(
+        (1.9377 * test_sets.MCL_LEARNED_SCALE - 1) * 100, abs=0.05
+    )
 
 
 def _chromium() -> str | None:
