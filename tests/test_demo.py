@@ -30,6 +30,7 @@ import pytest
 from click.testing import CliRunner
 
 from codecdash.cli import main
+from codecdash.demo import datasets as test_sets
 from codecdash.demo.campaign import Campaign, frontier_scale
 from codecdash.demo.command import DEMO_TOKEN, open_demo_store
 from codecdash.demo.fleet import DAY, CostLedger, Fleet
@@ -133,6 +134,47 @@ def test_reported_saving_matches_the_bd_rate(rd: RDModel) -> None:
         assert result["bitrate_reduction_pct"] == pytest.approx(exact, abs=0.5)
 
 
+def test_two_video_sets_with_anchors_a_lambda_sweep_and_whole_curves(rd: RDModel) -> None:
+    from codecdash.codec_metrics import bd_rate
+    from codecdash.models import ExperimentIn
+    from codecdash.results import rd_pairs
+
+    anchors = test_sets.anchors()
+    assert [(a.dataset, a.name) for a in anchors] == [
+        (dataset, name) for dataset in ("UVG-1080p", "MCL-JCV") for name in test_sets.ANCHOR_NAMES
+    ]
+    uvg = {a.name: a for a in anchors if a.dataset == "UVG-1080p"}
+    mcl = {a.name: a for a in anchors if a.dataset == "MCL-JCV"}
+    for name, _, points in rd.anchors:  # UVG: the published curves as they are
+        assert uvg[name].rd_points == [
+            {k: v for k, v in p.items() if v is not None} for p in points
+        ]
+        assert "modelled" in mcl[name].description and "modelled" not in uvg[name].description
+
+    docs = test_sets.experiments(Clock(start_wall=1.8e9, history_s=DAY, speed=60).stamp)
+    for doc in docs:
+        ExperimentIn.model_validate(doc)
+    for dataset in ("UVG-1080p", "MCL-JCV"):
+        mine = [d for d in docs if d["dataset"] == dataset]
+        sweep = [d for d in mine if d["method"] == test_sets.SWEEP]
+        assert len(sweep) == 7 and all(len(d["rd_points"]) == 1 for d in sweep)
+        assert len({d["params"]["lambda"] for d in sweep}) == 7
+        [whole] = [d for d in mine if d["method"] is None]
+        assert len(whole["rd_points"]) == 7
+        assert ("modelled" in whole["tags"]) == (dataset == "MCL-JCV")
+        anchor = uvg if dataset == "UVG-1080p" else mcl
+        x264 = rd_pairs(anchor[X264].rd_points)
+        # The sweep's union is the published curve (UVG) or its model (MCL-JCV); the
+        # modelled set keeps the anchors' geometry, so only the learned codec's extra
+        # rate scale moves its BD-rate: (1 + B0) * 1.08 - 1.
+        union = rd_pairs([p for d in sweep for p in d["rd_points"]])
+        learned_scale = 1.0 if dataset == "UVG-1080p" else test_sets.MCL_LEARNED_SCALE
+        assert bd_rate(x264, rd_pairs(whole["rd_points"])) == pytest.approx(
+            ((1 + rd.base_bd_rate_pct / 100) * learned_scale - 1) * 100, abs=0.05
+        )
+        assert bd_rate(x264, union) > 50  # ssf2020-mse-ans-vimeo: +93.8 % on UVG
+
+
 def test_fleet_prices_are_the_table() -> None:
     import random
 
@@ -196,6 +238,7 @@ class FlakyServer:
         self.cost_usd = 0.0
         self._last: dict[str, tuple[float, float]] = {}
         self.anchors: list[str] = []
+        self.anchor_sets: set[tuple[str | None, str]] = set()
         self.steps: dict[str, list[dict[str, Any]]] = {}
 
     def _hiccup(self) -> None:
@@ -205,9 +248,12 @@ class FlakyServer:
 
             raise ClientError(503, "unavailable", "the database is locked by another writer")
 
-    def put_anchor(self, name: str, description: str | None, rd_points: Any) -> dict[str, Any]:
+    def put_anchor(
+        self, name: str, description: str | None, rd_points: Any, dataset: str | None = None
+    ) -> dict[str, Any]:
         self._hiccup()
         self.anchors.append(name)
+        self.anchor_sets.add((dataset, name))
         return {"name": name, "rd_points": list(rd_points)}
 
     def batch(self, items: Any) -> int:
@@ -272,6 +318,10 @@ def test_workload_survives_server_hiccups(rd: RDModel) -> None:
         workload.tick(start + step * 0.5)
     assert len(workload.campaign.runs) > 40
     assert server.anchors[0] == X264 and len(set(server.anchors)) == 3
+    assert {d for d, _ in server.anchor_sets} == {"UVG-1080p", "MCL-JCV"}
+    assert len(server.anchor_sets) == 6
+    for doc in test_sets.experiments(workload.clock.stamp):
+        assert server.experiments[doc["id"]] == doc
     for run in workload.campaign.runs.values():
         sent = server.experiments[run.id]
         expected = run.document(workload.clock.stamp)
@@ -574,7 +624,12 @@ def test_snapshot_invariants_hold_while_it_runs(demo: Demo) -> None:
     _wait_for_history(demo)
     snapshots = [_snapshot(demo)]
     deadline = time.monotonic() + 15
-    while len(snapshots) < 6 and time.monotonic() < deadline:
+
+    def grew() -> bool:  # new experiments come in sweeps, a few campaign hours apart
+        total = "total_experiments"
+        return snapshots[-1]["summary"][total] > snapshots[0]["summary"][total]
+
+    while (len(snapshots) < 6 or not grew()) and time.monotonic() < deadline:
         time.sleep(0.5)  # spacing between snapshots
         current = _snapshot(demo)
         if current["generated_at"] != snapshots[-1]["generated_at"]:
@@ -618,9 +673,10 @@ def test_history_is_the_seeds_and_results_are_real(demo: Demo, rd: RDModel) -> N
     assert model.runs
     for run in model.runs.values():
         assert served[run.id]["name"] == run.name
-    completed = [e for e in served.values() if e["status"] == "completed"]
+    completed = [e for e in served.values() if e["status"] == "completed" and e["id"] in model.runs]
     assert completed
     for e in completed:
+        assert e["dataset"] == "UVG-1080p" and e["method"] is None
         assert e["bd_rate_anchor"] == X264  # derived by the server from the stored anchor
         assert e["bd_rate_pct"] == pytest.approx(-e["bitrate_reduction_pct"], abs=0.5)
         assert len(e["rd_points"]) == 7 and e["cost_usd"] > 0
@@ -632,6 +688,43 @@ def test_history_is_the_seeds_and_results_are_real(demo: Demo, rd: RDModel) -> N
             e["error"],
         )
         for e in failed
+    )
+
+
+def test_demo_shows_two_video_sets_with_their_anchors(demo: Demo, rd: RDModel) -> None:
+    _wait_for_history(demo)
+    deadline = time.monotonic() + 30
+    with httpx.Client(base_url=demo.url, timeout=10.0) as http:
+        while True:
+            mcl = http.get("/api/v1/experiments", params={"dataset": "MCL-JCV"}).json()
+            if len(mcl["items"]) == 8 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)  # polling interval
+        anchors = http.get("/api/v1/anchors").json()
+        table = http.get("/api/v1/bd-rates").json()
+        uvg = http.get("/api/v1/experiments", params={"dataset": "UVG-1080p", "limit": 1000}).json()
+    in_force = {s["dataset"]: s["anchor"] for s in anchors["in_force"]}
+    assert in_force == {"UVG-1080p": X264, "MCL-JCV": X264}
+    assert sorted((a["dataset"], a["name"]) for a in anchors["items"]) == sorted(
+        (d, n) for d in ("UVG-1080p", "MCL-JCV") for n in test_sets.ANCHOR_NAMES
+    )
+    for items in (mcl["items"], uvg["items"]):
+        sweep = [e for e in items if e["method"] == test_sets.SWEEP]
+        assert len(sweep) == 7 and all(len(e["rd_points"]) == 1 for e in sweep)
+    whole = {e["dataset"]: e for e in [*mcl["items"], *uvg["items"]] if "whole-curve" in e["tags"]}
+    assert whole["UVG-1080p"]["bd_rate_pct"] == pytest.approx(rd.base_bd_rate_pct, abs=0.01)
+    assert whole["MCL-JCV"]["bd_rate_pct"] == pytest.approx(
+        ((1 + rd.base_bd_rate_pct / 100) * test_sets.MCL_LEARNED_SCALE - 1) * 100, abs=0.05
+    )
+    assert {e["bd_rate_anchor"] for e in whole.values()} == {X264}
+    # The BD-rate table: the λ sweep is one method row, its union the published curve on
+    # UVG-1080p (+93.77 % against x264) and its model on MCL-JCV (times 1.08 in rate).
+    assert {d["name"]: d["anchor"] for d in table["datasets"]} == in_force
+    [row] = [r for r in table["rows"] if r["method"] == test_sets.SWEEP]
+    assert row["experiments"] == 14
+    assert row["cells"]["UVG-1080p"]["bd_rate_pct"] == pytest.approx(93.77, abs=0.01)
+    assert row["cells"]["MCL-JCV"]["bd_rate_pct"] == pytest.approx(
+        (1.9377 * test_sets.MCL_LEARNED_SCALE - 1) * 100, abs=0.05
     )
 
 

@@ -113,8 +113,11 @@ def check_experiment(row: dict[str, Any], path: Path) -> None:
         "source_file": path.name,
         "description": curve.description,
         "psnr_key": "psnr-rgb",
+        "quality": "RGB PSNR",
     }
     assert row["tags"] == ["imported"]
+    assert row["dataset"] == "UVG-1080p"  # the folder's name
+    assert row["method"] is None
 
 
 def check_bd_rates(rows: dict[str, dict[str, Any]], output: str | None = None) -> None:
@@ -137,11 +140,12 @@ def test_every_file_as_an_experiment(db: Path, open_store: Callable[[], Store]) 
     for path in FILES:
         check_experiment(rows[path.stem], path)
         points = len(expected_points(path))
-        assert f"{points} points (kbps, psnr-rgb); no BD-rate: no anchor yet" in line_of(
-            out, path.stem
+        assert (
+            f"{points} points (kbps, psnr-rgb = RGB PSNR) on UVG-1080p; "
+            "no BD-rate: no anchor of UVG-1080p yet" in line_of(out, path.stem)
         )
         assert rows[path.stem]["bd_rate_pct"] is None
-    assert "No anchor yet" in out
+    assert "No anchor of UVG-1080p yet" in out
 
 
 def test_every_file_as_an_anchor(db: Path, open_store: Callable[[], Store]) -> None:
@@ -159,7 +163,10 @@ def test_every_file_as_an_anchor(db: Path, open_store: Callable[[], Store]) -> N
 
 def test_bd_rates_against_x264(db: Path, open_store: Callable[[], Store]) -> None:
     out = ok(run("--anchor", X264, "--db", db))
-    assert out.startswith("x264-medium-tune-zerolatency: anchor added, 8 points (kbps, psnr-rgb)")
+    assert out.startswith(
+        "x264-medium-tune-zerolatency: anchor added, "
+        "8 points (kbps, psnr-rgb = RGB PSNR) on UVG-1080p"
+    )
     out = ok(run(*FILES, "--db", db))
     rows = experiments(open_store())
     check_bd_rates(rows, out)
@@ -194,9 +201,9 @@ def test_importing_again_changes_nothing(db: Path, open_store: Callable[[], Stor
 
 def test_the_configured_default_anchor(tmp_path: Path, db: Path) -> None:
     config = tmp_path / "codecdash.toml"
-    config.write_text('default_anchor = "x265-medium-tune-zerolatency"\n')
+    config.write_text('[default_anchors]\n"UVG-1080p" = "x265-medium-tune-zerolatency"\n')
     out = ok(run("--anchor", X264, "--db", db, config=config))
-    assert "not in force (the configured default_anchor is missing)" in out
+    assert "not in force (the set's configured anchor is missing)" in out
     out = ok(run("--anchor", X265, "--db", db, config=config))
     assert line_of(out, "x265-medium-tune-zerolatency").endswith("; in force")
     out = ok(run(VTM, "--db", db, config=config))
@@ -264,7 +271,7 @@ def test_image_results_in_bpp(tmp_path: Path, db: Path, open_store: Callable[[],
     )
     ok(run("--anchor", anchor, "--db", db))
     out = ok(run(test, "--db", db))
-    assert "5 points (bpp, psnr)" in out and "BD-rate -30.00 % vs jpeg" in out
+    assert "5 points (bpp, psnr = RGB PSNR)" in out and "BD-rate -30.00 % vs jpeg" in out
     row = experiments(open_store())["learned"]
     assert row["bpp"] == pytest.approx(0.28) and row["bitrate_kbps"] is None
     assert row["bd_rate_pct"] == pytest.approx(-30.0, abs=1e-6)
@@ -358,8 +365,12 @@ def test_a_unit_other_than_the_anchors_through_the_api(live_server: Any, tmp_pat
     image = tmp_path / "image.json"
     image.write_text(json.dumps({"bpp": [0.1, 0.2, 0.4, 0.8], "psnr": [28, 30, 32, 34]}))
     ok(run("--anchor", X264, "--url", live_server.url, "--token", live_server.token))
-    err = failed(run(image, X265, "--url", live_server.url, "--token", live_server.token))
-    assert "rates in bpp but the anchor in force 'x264-medium-tune-zerolatency' is in kbps" in err
+    args = ("--dataset", "UVG-1080p", "--url", live_server.url, "--token", live_server.token)
+    err = failed(run(image, X265, *args))
+    assert (
+        "rates in bpp but the anchor in force 'x264-medium-tune-zerolatency' on UVG-1080p "
+        "is in kbps" in err
+    )
     assert experiments(live_server.store) == {}
 
 
@@ -385,8 +396,8 @@ BAD_FILES = [
     ),
     pytest.param(
         "many.json",
-        {"bitrate": list(range(1, 66)), "psnr": [30 + i / 10 for i in range(65)]},
-        "65 points; at most 64",
+        {"bitrate": list(range(1, 514)), "psnr": [30 + i / 100 for i in range(513)]},
+        "513 points; at most 512",
         id="too-many-points",
     ),
     pytest.param(
@@ -437,8 +448,10 @@ def test_same_ids_or_names_from_two_files(tmp_path: Path, db: Path) -> None:
     err = failed(run(X264, copy, "--db", db))
     assert "give the same experiment id 'x264-medium-tune-zerolatency'" in err
     assert "--id-prefix" in err
-    err = failed(run("--anchor", X264, copy, "--db", db))
+    err = failed(run("--anchor", X264, copy, "--dataset", "uvg-1080p", "--db", db))
     assert "give the same anchor name" in err
+    # Anchors are named within their set: x264 of UVG-1080p and x264 of no set are two.
+    assert "anchor added" in ok(run("--anchor", X264, copy, "--db", db))
 
 
 def test_a_unit_other_than_the_anchors(
@@ -446,7 +459,7 @@ def test_a_unit_other_than_the_anchors(
 ) -> None:
     image = _write(tmp_path, "image.json", {"bpp": [0.1, 0.2, 0.4, 0.8], "psnr": [28, 30, 32, 34]})
     ok(run("--anchor", X264, "--db", db))
-    err = failed(run(X265, image, "--db", db))
+    err = failed(run(X265, image, "--dataset", "UVG-1080p", "--db", db))
     assert f"{image}: rates in bpp but the anchor in force" in err and "is in kbps" in err
     assert experiments(open_store()) == {}
 
@@ -506,3 +519,163 @@ def test_the_documented_uvg_table_is_what_the_code_computes() -> None:
                 assert ("⚠" in cells[5]) == (ms.warning is not None), row
             checked += 1
     assert checked == 8
+
+
+# -- what codec tools really write: real CompressAI files of each shape, on both stores ---------
+DATA = Path(__file__).parent / "data" / "rd-results"
+KODAK = DATA / "kodak"
+TESTS = DATA / "compressai-tests"
+
+
+def stored(url: str) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    store = Store(url)
+    try:
+        return experiments(store), store.anchors()
+    finally:
+        store.close()
+
+
+def test_image_results_of_a_set_named_by_the_folder(store_url: str) -> None:
+    """CompressAI's results/image/kodak: VTM as the anchor, JPEG and ELIC (a paper's file that
+    names its set in `meta`) measured against it, in bpp."""
+    out = ok(run("--anchor", KODAK / "vtm.json", "--db", store_url))
+    assert out.startswith("VTM: anchor added, 8 points (bpp, psnr-rgb = RGB PSNR) on Kodak")
+    out = ok(run(KODAK / "jpeg.json", KODAK / "paper-elic2022_mse.json", "--db", store_url))
+    rows, anchors = stored(store_url)
+    assert [(a["name"], a["dataset"]) for a in anchors] == [("VTM", "Kodak")]
+    for stem in ("jpeg", "paper-elic2022_mse"):
+        row = rows[stem]
+        assert (row["dataset"], row["method"], row["params"]["quality"]) == (
+            "Kodak",
+            None,
+            "RGB PSNR",
+        )
+        expected = bd_report(
+            rd_pairs(expected_points(KODAK / "vtm.json")),
+            rd_pairs(expected_points(KODAK / f"{stem}.json")),
+        )
+        assert row["bd_rate_pct"] == pytest.approx(expected.bd_rate_pct, abs=1e-4)
+        assert row["bd_rate_anchor"] == "VTM"
+        assert f"BD-rate {expected.bd_rate_pct:+.2f} % vs VTM" in out
+
+
+def test_a_lambda_sweep_one_point_per_run(store_url: str) -> None:
+    """CompressAI's video eval_model of one model per λ: one R-D point each, one method."""
+    sweep = [TESTS / f"eval_0_ssf2020_mse_{q}.json" for q in (1, 4, 8)]
+    out = ok(run(*sweep, "--dataset", "hevc_class_c", "--db", store_url))
+    rows, _ = stored(store_url)
+    assert set(rows) == {p.stem for p in sweep}
+    for path in sweep:
+        row = rows[path.stem]
+        assert (row["dataset"], row["method"]) == ("HEVC-C", "ssf2020-mse")
+        assert row["rd_points"] == expected_points(path) and len(row["rd_points"]) == 1
+        assert "1 points (kbps, psnr-rgb = RGB PSNR) on HEVC-C, method ssf2020-mse" in out
+    ok(run(*sweep, "--method", "ssf-ours", "--db", store_url))
+    assert {r["method"] for r in stored(store_url)[0].values()} == {"ssf-ours"}
+
+
+@pytest.mark.parametrize(
+    ("name", "psnr_key"),
+    [
+        ("bench_x264-2021-12-17.json", "rgb_psnr"),  # one number per key, wrapped
+        ("x264-per-sequence-bare.json", "rgb_psnr"),  # one number per key, bare
+        ("bench_x264-2021-12-23.json", "rgb_psnr"),  # December 2021 keys, lists
+        ("eval_1_ssf2020_mse_1-2021-12-23.json", "rgb_psnr"),  # bpp, msssim
+    ],
+)
+def test_older_and_bare_compressai_outputs(db: Path, name: str, psnr_key: str) -> None:
+    path = TESTS / name
+    ok(run(path, "--db", db))
+    row = stored(str(db))[0][path.stem]
+    assert row["rd_points"] == expected_points(path)
+    assert row["params"]["psnr_key"] == psnr_key and row["dataset"] is None
+
+
+def test_yuv_6_1_1_where_a_file_has_no_rgb_psnr(tmp_path: Path, db: Path) -> None:
+    obj = json.loads((TESTS / "bench_x265.json").read_text())
+    del obj["results"]["psnr-rgb"]
+    path = _write(tmp_path, "x265-yuv.json", obj)
+    out = ok(run(path, "--db", db))
+    assert "psnr-y+psnr-u+psnr-v = YUV PSNR, (6Y+U+V)/8" in out
+    row = stored(str(db))[0]["x265-yuv"]
+    r = obj["results"]
+    assert row["psnr_db"] == pytest.approx(
+        (6 * r["psnr-y"][0] + r["psnr-u"][0] + r["psnr-v"][0]) / 8
+    )
+    assert row["params"]["quality"] == "YUV PSNR, (6Y+U+V)/8"
+
+
+SEQUENCES = {  # UVG 1080p sequences: (kbps, PSNR-RGB) of one λ run
+    "Beauty_1920x1080_120fps_420_8bit_YUV": (1105.0, 34.10),
+    "Bosphorus_1920x1080_120fps_420_8bit_YUV": (1512.0, 37.20),
+    "Jockey_1920x1080_120fps_420_8bit_YUV": (2210.0, 36.30),
+}
+
+
+def _per_sequence(folder: Path, model: str, values: dict[str, tuple[float, float]]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        _write(
+            folder,
+            f"{source}-{model}.json",
+            {
+                "source": source,
+                "name": "ssf2020",
+                "description": "Inference (ans)",
+                "results": {"bitrate": kbps, "psnr-rgb": psnr, "q": model},
+            },
+        )
+        for source, (kbps, psnr) in values.items()
+    ]
+
+
+def test_per_sequence_files_make_one_experiment_with_the_average(
+    tmp_path: Path, store_url: str
+) -> None:
+    """compressai.utils.video.eval_model writes `{sequence}-{model}.json` per sequence."""
+    files = _per_sequence(tmp_path / "UVG-1080p", "ssf2020-mse-3-ans", SEQUENCES)
+    out = ok(run(*files, "--method", "ssf2020", "--db", store_url))
+    assert "the set's average made of 3 sequences" in out
+    rows, _ = stored(store_url)
+    assert list(rows) == ["ssf2020-mse-3-ans"]
+    row = rows["ssf2020-mse-3-ans"]
+    assert (row["dataset"], row["method"], row["params"]["sequences_averaged"]) == (
+        "UVG-1080p",
+        "ssf2020",
+        3,
+    )
+    average, *per_sequence = row["rd_points"]
+    assert "sequence" not in average
+    assert average["bitrate_kbps"] == pytest.approx(1609.0)
+    assert average["psnr_db"] == pytest.approx(35.8667, abs=1e-4)
+    assert [p["sequence"] for p in per_sequence] == ["Beauty", "Bosphorus", "Jockey"]
+    assert row["bitrate_kbps"] == pytest.approx(1609.0)  # the set's average
+
+
+def test_each_unusable_file_gets_one_line_and_nothing_is_written(tmp_path: Path, db: Path) -> None:
+    good = _per_sequence(tmp_path / "UVG-1080p", "m1", dict(list(SEQUENCES.items())[:1]))
+    other_set = _per_sequence(tmp_path / "MCL-JCV", "m1", dict(list(SEQUENCES.items())[1:2]))
+    bad = {
+        "mixed.json": {"bitrate": [1, 2], "psnr": 30},
+        "string.json": {"bitrate": 100, "rgb_psnr": "31.2"},
+        "nopsnr.json": {"bitrate": 100, "ms-ssim": 0.9},
+        "broken.json": '{"bitrate": [1, 2',
+        "meta.json": {"bitrate": [1], "psnr": [30], "meta": {"dataset": ""}},
+    }
+    paths = [_write(tmp_path, name, content) for name, content in bad.items()]
+    err = failed(run(*paths, *good, *other_set, KODAK / "vtm.json", "--db", db))
+    lines = err.strip().splitlines()
+    assert lines[0] == "Error: nothing imported:"
+    for path in paths[:4]:
+        assert sum(str(path) in line for line in lines) == 1, (path, err)
+    assert "'psnr' must be a list like 'bitrate'" in err
+    assert "'rgb_psnr' is not a number: '31.2'" in err
+    assert "the sequences of 'm1' are of different sets (MCL-JCV, UVG-1080p)" in err
+    assert len(lines) == 1 + 4 + 1, err  # meta.json's empty set is no set: it is fine
+    assert not db.exists()
+
+
+def test_a_bad_dataset_option(db: Path) -> None:
+    err = failed(run(X264, "--dataset", "x" * 101, "--db", db))
+    assert "--dataset: the test set's name is over 100 characters" in err
+    assert "applies to experiments" in failed(run("--anchor", "--method", "m", X264), 2)

@@ -221,6 +221,129 @@ def test_result_curve_is_frozen() -> None:
         curve.name = "y"  # type: ignore[misc]
 
 
+# --- Real files of CompressAI's other formats (tests/data/rd-results, see its README) --------
+
+DATA = Path(__file__).parent / "data" / "rd-results"
+
+
+def test_image_results_in_bpp_with_rgb_psnr() -> None:
+    curve = read_result_file(DATA / "kodak" / "vtm.json")
+    assert (curve.name, curve.rate_unit, curve.quality, curve.quality_key) == (
+        "VTM",
+        "bpp",
+        "rgb",
+        "psnr-rgb",
+    )
+    assert len(curve.points) == 8
+    assert curve.points[0] == {
+        "bpp": 0.04824490017361111,
+        "psnr_db": 26.14484539430146,
+        "ms_ssim": 0.8606081604957581,
+    }
+    assert (curve.sequence, curve.dataset, curve.single) == (None, None, False)
+
+
+def test_a_paper_file_names_its_test_set() -> None:
+    curve = read_result_file(DATA / "kodak" / "paper-elic2022_mse.json")
+    assert (curve.dataset, curve.ms_ssim_key, len(curve.points)) == ("kodak", None, 6)
+    assert curve.points[-1] == {"bpp": 0.8573, "psnr_db": 37.624, "ms_ssim": None}
+
+
+def test_one_lambda_run_of_the_video_eval_model_is_one_point() -> None:
+    curve = read_result_file(DATA / "compressai-tests" / "eval_0_ssf2020_mse_4.json")
+    assert (curve.name, curve.rate_unit, curve.quality_key) == ("ssf2020-mse", "kbps", "psnr-rgb")
+    assert curve.points == [
+        {"bitrate_kbps": 6828.12, "psnr_db": 31.087793350219727, "ms_ssim": 0.9698339700698853}
+    ]
+    assert not curve.single  # one-element lists
+
+
+def test_december_2021_keys_rgb_psnr_and_ms_ssim() -> None:
+    curve = read_result_file(DATA / "compressai-tests" / "bench_x264-2021-12-23.json")
+    assert (curve.quality, curve.quality_key, curve.ms_ssim_key) == ("rgb", "rgb_psnr", "ms-ssim")
+    assert curve.points == [
+        {"bitrate_kbps": 363.24, "psnr_db": 29.12749459721975, "ms_ssim": 0.940115749835968}
+    ]
+    old_eval = read_result_file(DATA / "compressai-tests" / "eval_1_ssf2020_mse_1-2021-12-23.json")
+    assert (old_eval.rate_unit, old_eval.quality_key, old_eval.ms_ssim_key) == (
+        "bpp",
+        "rgb_psnr",
+        "msssim",
+    )
+    assert old_eval.points[0]["ms_ssim"] == 0.9069530963897705
+
+
+@pytest.mark.parametrize("name", ["bench_x264-2021-12-17.json", "x264-per-sequence-bare.json"])
+def test_one_number_per_key_wrapped_or_bare(name: str) -> None:
+    curve = read_result_file(DATA / "compressai-tests" / name)
+    assert curve.single
+    assert curve.points == [
+        {"bitrate_kbps": 115.7, "psnr_db": 20.40487101056509, "ms_ssim": 0.9822360873222351}
+    ]
+    assert curve.quality_key == "rgb_psnr"
+
+
+YUV = {"y_psnr": [30.0, 33.0, 36.0, 39.0], "u_psnr": [38.0, 40.0, 42.0, 44.0]}
+YUV["v_psnr"] = [38.0, 39.0, 40.0, 41.0]
+
+
+def test_yuv_weighted_6_1_1_where_there_is_no_rgb() -> None:
+    bare = {
+        "bpp": [0.1, 0.2, 0.4, 0.8],
+        **YUV,
+        "psnr-yuv": [1.0, 1.0, 1.0, 1.0],
+        "qp": [37, 32, 27, 22],
+    }
+    curve = parse_results(bare, "bare")
+    assert (curve.quality, curve.quality_key) == ("yuv-6:1:1", "y_psnr+u_psnr+v_psnr")
+    assert curve.quality_label == "YUV PSNR, (6Y+U+V)/8"
+    assert [p["psnr_db"] for p in curve.points] == pytest.approx([32.0, 34.625, 37.25, 39.875])
+    with_rgb = parse_results({**bare, "rgb_psnr": [29.0, 32.0, 35.0, 38.0]}, "bare")
+    assert (with_rgb.quality, with_rgb.points[0]["psnr_db"]) == ("rgb", 29.0)
+
+
+def test_real_video_file_without_rgb_psnr_is_weighted_6_1_1() -> None:
+    obj = json.loads((DATA / "compressai-tests" / "bench_x265.json").read_text(encoding="utf-8"))
+    del obj["results"]["psnr-rgb"]
+    curve = parse_results(obj, "x265")
+    r = obj["results"]
+    expected = (6 * r["psnr-y"][0] + r["psnr-u"][0] + r["psnr-v"][0]) / 8
+    assert curve.quality_key == "psnr-y+psnr-u+psnr-v"
+    assert curve.points[0]["psnr_db"] == pytest.approx(expected)
+    assert curve.points[0]["psnr_db"] != pytest.approx(r["psnr-yuv"][0])  # CompressAI's 4:1:1
+
+
+@pytest.mark.parametrize(
+    ("keys", "quality"),
+    [(("psnr-yuv", "y_psnr"), "yuv"), (("y_psnr", "u_psnr"), "y"), (("psnr-y",), "y")],
+)
+def test_then_the_files_yuv_then_y_psnr(keys: tuple[str, ...], quality: str) -> None:
+    results: dict[str, Any] = {"bitrate": [100.0, 200.0]}
+    for key in keys:
+        results[key] = [30.0 + len(key), 33.0]
+    curve = parse_results(results, "x")
+    assert curve.quality == quality
+    assert curve.quality_key == keys[0]
+    assert curve.points[0]["psnr_db"] == 30.0 + len(keys[0])
+
+
+def test_a_per_sequence_file_names_its_sequence() -> None:
+    obj = {
+        "source": "Beauty_1920x1080_120fps_420_8bit_YUV",
+        "name": "ssf2020",
+        "results": {
+            "bitrate": 2016.5,
+            "psnr-rgb": 35.1,
+            "ms-ssim-rgb": 0.95,
+            "q": "ssf2020-mse-3-ans",
+        },
+    }
+    curve = parse_results(obj, "Beauty-ssf2020-mse-3-ans")
+    assert (curve.sequence, curve.single) == ("Beauty_1920x1080_120fps_420_8bit_YUV", True)
+    assert curve.points == [{"bitrate_kbps": 2016.5, "psnr_db": 35.1, "ms_ssim": 0.95}]
+    assert parse_results({**obj, "sequence": "Jockey"}, "x").sequence == "Jockey"
+
+
 # --- Errors, each naming the file -----------------------------------------------------------
 
 BAD_FILES: list[Any] = [
@@ -246,6 +369,14 @@ BAD_FILES: list[Any] = [
     pytest.param({"bitrate": [], "psnr": []}, "no points", id="no-points"),
     pytest.param({"bitrate": "100", "psnr": [30]}, "'bitrate' must be a list", id="rate-str"),
     pytest.param({"bitrate": [100], "psnr": 30}, "'psnr' must be a list", id="psnr-number"),
+    pytest.param({"bitrate": 100, "psnr": "30"}, "'psnr' is not a number", id="single-str"),
+    pytest.param({"bitrate": 100, "psnr": None}, "'psnr' is not a number", id="single-null"),
+    pytest.param({"bitrate": 0, "psnr": 30}, "'bitrate' must be positive", id="single-zero"),
+    pytest.param(
+        {"bitrate": [1], "psnr": [30], "meta": {"dataset": 3}},
+        "'meta.dataset' must be a string",
+        id="meta-dataset",
+    ),
     pytest.param(
         {"bitrate": [100], "psnr": ["30.1"]}, "'psnr'\\[0\\] is not a number", id="psnr-str"
     ),

@@ -3,16 +3,18 @@
     codecdash import-results --anchor results/x264-medium-tune-zerolatency.json --db codecdash.db
     codecdash import-results results/*.json --url http://127.0.0.1:8050 --token "$TOKEN"
 
-Files are CompressAI's JSON result format and its variants (`codecdash.results`). Without
-`--anchor` each file becomes one experiment whose id is the file's name (so importing a file
-again replaces the experiment instead of adding one); with it, each file becomes an anchor
-named by its `name`. Every file is read and checked before anything is written: one bad file
-and nothing is imported. The CLI (`codecdash.cli`) registers this command.
+    codecdash import-results out/*.json --dataset UVG-1080p --method ssf-ours --db codecdash.db
+
+Files are CompressAI's JSON result formats and their variants (`codecdash.results.reader`).
+Without `--anchor` each file becomes one experiment whose id is the file's name (so importing
+a file again replaces the experiment instead of adding one), per-sequence files of one model
+one experiment together; with it, each file becomes an anchor of its test set named by its
+`name`. Every file is read and checked before anything is written: one bad file and nothing
+is imported (`codecdash.results.plan`). The CLI (`codecdash.cli`) registers this command.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,36 +24,22 @@ import click
 from click.core import ParameterSource
 
 from codecdash.experiments.vocabulary import STATUSES, QualityMetric
+from codecdash.results.plan import (
+    ImportProblem,
+    Item,
+    Options,
+    check_anchor_curves,
+    check_units,
+    read_items,
+)
 
 if TYPE_CHECKING:
     from codecdash.client import Client
     from codecdash.config import Settings
-    from codecdash.results import ResultCurve
     from codecdash.store import Store
 
-ID_CHARS = re.compile(r"[^A-Za-z0-9._:\-]+")
-MAX_RD_POINTS = 64
 RECOMPUTE_WAIT_S = 600.0
 """How long an import through the API waits for the server's BD-rates to follow an anchor."""
-
-
-class ImportProblem(Exception):
-    """Something about the files or the target that stops the import; nothing was written."""
-
-
-@dataclass
-class Item:
-    path: Path
-    curve: ResultCurve
-    key: str
-    """The anchor's name, or the experiment's id."""
-    body: dict[str, Any]
-    """The anchor's description and points, or the experiment's fields."""
-
-    @property
-    def points(self) -> list[dict[str, Any]]:
-        points: list[dict[str, Any]] = self.body["rd_points"]
-        return points
 
 
 @dataclass(frozen=True)
@@ -68,7 +56,9 @@ class AnchorWrite:
 class Target(Protocol):
     """Where the results go: the store itself, or a server through its API."""
 
-    def anchor_in_force(self) -> dict[str, Any] | None: ...
+    def sync(self) -> None: ...
+
+    def anchor_in_force(self, dataset: str | None) -> dict[str, Any] | None: ...
 
     def quality(self) -> QualityMetric: ...
 
@@ -76,7 +66,7 @@ class Target(Protocol):
 
     def put_experiment(self, item: Item) -> dict[str, Any]: ...
 
-    def report(self, experiment_id: str, points: list[dict[str, Any]]) -> dict[str, Any]: ...
+    def report(self, item: Item) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
 
@@ -91,7 +81,7 @@ class StoreTarget:
         self.settings = settings
         self.writes = ExperimentService(store, settings)
 
-    def anchor_in_force(self) -> dict[str, Any] | None:
+    def sync(self) -> None:
         from codecdash.experiments.rederive import sync_bd_rates
 
         # As a server does on start: the settings or another process may have changed the
@@ -102,7 +92,9 @@ class StoreTarget:
                 f"BD-rate of {changed} stored experiments derived again first "
                 f"(the anchor in force changed since they were)"
             )
-        return self.writes.bd_rates.anchor()
+
+    def anchor_in_force(self, dataset: str | None) -> dict[str, Any] | None:
+        return self.writes.bd_rates.anchor(dataset)
 
     def quality(self) -> QualityMetric:
         return self.settings.quality_metric
@@ -111,7 +103,12 @@ class StoreTarget:
         from codecdash.experiments.anchors import save_anchor
 
         change = save_anchor(
-            self.store, self.settings, item.key, item.body["description"], item.points
+            self.store,
+            self.settings,
+            item.key,
+            item.body["description"],
+            item.points,
+            dataset=item.dataset,
         )
         return AnchorWrite(change.created, change.in_force, change.recomputed or 0)
 
@@ -121,13 +118,13 @@ class StoreTarget:
         stored, _created = self.writes.put(item.key, ExperimentIn.model_validate(item.body))
         return stored
 
-    def report(self, experiment_id: str, points: list[dict[str, Any]]) -> dict[str, Any]:
+    def report(self, item: Item) -> dict[str, Any]:
         from codecdash.experiments.anchors import bd_report_for
 
-        anchor = self.writes.bd_rates.anchor()
+        anchor = self.anchor_in_force(item.dataset)
         if anchor is None:
-            raise ValueError("no anchor yet")
-        return bd_report_for(anchor, points, self.quality())
+            raise ValueError(f"no anchor of {item.dataset or 'the unspecified set'} yet")
+        return bd_report_for(anchor, item.points, self.quality())
 
     def close(self) -> None:
         self.store.close()
@@ -137,18 +134,38 @@ class ApiTarget:
     def __init__(self, client: Client) -> None:
         self.client = client
         self._quality: QualityMetric = "psnr"
+        self._listing: dict[str, Any] = {}
 
-    def anchor_in_force(self) -> dict[str, Any] | None:
-        listing = self.client.anchors()
-        self._quality = "ms_ssim" if listing.get("quality_metric") == "ms_ssim" else "psnr"
-        name = listing.get("default")
-        return next((a for a in listing.get("items", []) if a["name"] == name), None)
+    def sync(self) -> None:
+        self._listing = self.client.anchors()
+        quality = self._listing.get("quality_metric")
+        self._quality = "ms_ssim" if quality == "ms_ssim" else "psnr"
+
+    def anchor_in_force(self, dataset: str | None) -> dict[str, Any] | None:
+        listing = self._listing
+        if dataset is None:
+            name = listing.get("default")
+        else:
+            name = next(
+                (s["anchor"] for s in listing.get("in_force", []) if s["dataset"] == dataset),
+                None,
+            )
+        return next(
+            (
+                a
+                for a in listing.get("items", [])
+                if a["name"] == name and a.get("dataset") == dataset
+            ),
+            None,
+        )
 
     def quality(self) -> QualityMetric:
         return self._quality
 
     def put_anchor(self, item: Item) -> AnchorWrite:
-        answer = self.client.put_anchor(item.key, item.body["description"], item.points)
+        answer = self.client.put_anchor(
+            item.key, item.body["description"], item.points, dataset=item.dataset
+        )
         recomputing = bool(answer.get("recomputing"))
         # The server derives the stored BD-rates again in the background: wait for it (a
         # while), so that what is imported next is reported against the anchor in force.
@@ -167,11 +184,11 @@ class ApiTarget:
     def put_experiment(self, item: Item) -> dict[str, Any]:
         return self.client.put_experiment(item.key, **item.body)
 
-    def report(self, experiment_id: str, points: list[dict[str, Any]]) -> dict[str, Any]:
+    def report(self, item: Item) -> dict[str, Any]:
         from codecdash.client import ClientError
 
         try:
-            return self.client.bd_report(experiment_id)
+            return self.client.bd_report(item.key)
         except ClientError as exc:
             if exc.status in (404, 422):
                 raise ValueError(exc.message) from None
@@ -179,144 +196,6 @@ class ApiTarget:
 
     def close(self) -> None:
         self.client.close()
-
-
-# -- reading and checking the files ----------------------------------------------------------
-def experiment_id(path: Path, prefix: str = "") -> str:
-    """A stable id from the file's name: A-Z a-z 0-9 . _ : - kept, other runs become '-'."""
-    stem = ID_CHARS.sub("-", path.stem).strip("-") or "results"
-    return (prefix + stem)[:128]
-
-
-def representative(points: list[dict[str, Any]]) -> dict[str, Any]:
-    """The middle point by rate (the lower middle of an even number)."""
-    ordered = sorted(points, key=lambda p: p.get("bitrate_kbps") or p.get("bpp") or 0.0)
-    return ordered[(len(ordered) - 1) // 2]
-
-
-def _points(curve: ResultCurve) -> list[dict[str, Any]]:
-    return [{k: v for k, v in p.items() if v is not None} for p in curve.points]
-
-
-def read_items(
-    paths: list[Path], *, anchor: bool, name: str | None, status: str, id_prefix: str
-) -> list[Item]:
-    """Read every file and build what will be written; ImportProblem lists every problem."""
-    from pydantic import ValidationError
-
-    from codecdash.experiments.anchors import check_anchor_name, check_curve
-    from codecdash.models import ExperimentIn
-    from codecdash.results import read_result_file
-
-    problems: list[str] = []
-    items: list[Item] = []
-    for path in paths:
-        try:
-            curve = read_result_file(path)
-        except FileNotFoundError:
-            problems.append(f"{path}: no such file")
-            continue
-        except IsADirectoryError:
-            problems.append(f"{path}: is a directory; name the .json files in it")
-            continue
-        except OSError as exc:
-            problems.append(f"{path}: cannot read it ({exc.strerror or exc})")
-            continue
-        except ValueError as exc:
-            problems.append(str(exc))
-            continue
-        points = _points(curve)
-        if len(points) > MAX_RD_POINTS:
-            problems.append(f"{path}: {len(points)} points; at most {MAX_RD_POINTS} are kept")
-            continue
-        try:
-            if anchor:
-                key = check_anchor_name(name or curve.name)
-                check_curve(points, "psnr")
-                body: dict[str, Any] = {
-                    "description": curve.description or None,
-                    "rd_points": points,
-                }
-            else:
-                key = experiment_id(path, id_prefix)
-                body = experiment_body(path, curve, points, name, status)
-                ExperimentIn.model_validate({"id": key, **body})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            problems.append(f"{path}: not a valid experiment: {where}: {first['msg']}")
-            continue
-        except ValueError as exc:
-            what = "an anchor" if anchor else "an experiment"
-            problems.append(f"{path}: cannot be {what}: {exc}")
-            continue
-        items.append(Item(path, curve, key, body))
-    seen: dict[str, Path] = {}
-    for item in items:
-        if item.key in seen:
-            what = "anchor name" if anchor else "experiment id"
-            hint = "" if anchor else " (use --id-prefix in separate runs)"
-            problems.append(
-                f"{seen[item.key]} and {item.path} give the same {what} {item.key!r}{hint}"
-            )
-        seen.setdefault(item.key, item.path)
-    if problems:
-        raise ImportProblem("\n".join(problems))
-    return items
-
-
-def experiment_body(
-    path: Path, curve: ResultCurve, points: list[dict[str, Any]], name: str | None, status: str
-) -> dict[str, Any]:
-    middle = representative(points)
-    body: dict[str, Any] = {
-        "name": name or curve.name,
-        "status": status,
-        "rd_points": points,
-        "psnr_db": middle.get("psnr_db"),
-        "ms_ssim": middle.get("ms_ssim"),
-        "params": {
-            "source_file": path.name,
-            "description": curve.description or None,
-            "psnr_key": curve.quality_key,
-        },
-        "tags": ["imported"],
-    }
-    rate_key = "bitrate_kbps" if curve.rate_unit == "kbps" else "bpp"
-    body[rate_key] = middle[rate_key]
-    return {k: v for k, v in body.items() if v is not None}
-
-
-def check_units(items: list[Item], anchor: dict[str, Any] | None) -> None:
-    """Experiments must share the anchor's rate unit, or they could never get a BD-rate."""
-    if anchor is None:
-        return
-    from codecdash.experiments.vocabulary import rate_unit
-
-    unit = rate_unit(anchor["rd_points"])
-    wrong = [
-        f"{item.path}: rates in {item.curve.rate_unit} but the anchor in force "
-        f"{anchor['name']!r} is in {unit}: no BD-rate could be derived (import a "
-        f"{item.curve.rate_unit} anchor and set default_anchor to it)"
-        for item in items
-        if item.curve.rate_unit != unit
-    ]
-    if wrong:
-        raise ImportProblem("\n".join(wrong))
-
-
-def check_anchor_curves(items: list[Item], quality: QualityMetric) -> None:
-    """Anchors must be usable on the quality axis the BD-rates are derived on."""
-    from codecdash.experiments.anchors import check_curve
-
-    problems = []
-    for item in items:
-        try:
-            check_curve(item.points, quality)
-        except ValueError as exc:
-            problems.append(f"{item.path}: cannot anchor BD-rates in {quality}: {exc}")
-    if problems:
-        raise ImportProblem("\n".join(problems))
 
 
 # -- the command -----------------------------------------------------------------------------
@@ -339,6 +218,18 @@ def check_anchor_curves(items: list[Item], quality: QualityMetric) -> None:
     help="Status of the imported experiments.",
 )
 @click.option("--id-prefix", default="", help="Prefix of the experiment ids (e.g. 'uvg1080p.').")
+@click.option(
+    "--dataset",
+    default=None,
+    help="The test set of every FILE (e.g. UVG-1080p); default: the set a file or its path "
+    "names, else none.",
+)
+@click.option(
+    "--method",
+    default=None,
+    help="The method the experiments belong to (e.g. a λ sweep's name); default: a one-point "
+    "file's name, else none (each experiment is its own method).",
+)
 @click.pass_context
 def import_results(
     ctx: click.Context,
@@ -350,12 +241,16 @@ def import_results(
     name: str | None,
     status: str,
     id_prefix: str,
+    dataset: str | None,
+    method: str | None,
 ) -> None:
-    """Import rate-distortion result files (CompressAI's JSON format) as experiments.
+    """Import rate-distortion result files (CompressAI's JSON formats) as experiments.
 
-    Each FILE becomes a completed experiment with its rd_points, or with --anchor an anchor
-    that BD-rates are measured against. Writes through a dashboard's API (--url and
-    --token) or into a store directly (--db; default: the configured database).
+    Each FILE becomes a completed experiment with its rd_points (per-sequence files of one
+    model: one experiment), or with --anchor an anchor of its test set that BD-rates are
+    measured against. Writes through a dashboard's API (--url and --token) or into a store
+    directly (--db; default: the configured database). Every file is checked first: one that
+    cannot be read gets one line saying why, and then nothing is imported.
     """
     explicit = {
         p: ctx.get_parameter_source(p) == ParameterSource.COMMANDLINE for p in ("url", "db")
@@ -370,11 +265,12 @@ def import_results(
         raise click.UsageError("--name names one file; import the files one by one")
     if anchor and ctx.get_parameter_source("status") == ParameterSource.COMMANDLINE:
         raise click.UsageError("--status applies to experiments, not to anchors")
+    if anchor and method is not None:
+        raise click.UsageError("--method applies to experiments, not to anchors")
 
+    options = Options(anchor, name, status, id_prefix, dataset, method)
     try:
-        items = read_items(
-            list(files), anchor=anchor, name=name, status=status, id_prefix=id_prefix
-        )
+        items = read_items(list(files), options)
         target = _open_target(ctx, url, token, db)
     except ImportProblem as exc:
         raise click.ClickException(f"nothing imported:\n{exc}") from None
@@ -408,7 +304,8 @@ def _import(target: Target, items: list[Item], *, anchor: bool) -> None:
 
     done = 0
     try:
-        in_force = target.anchor_in_force()
+        target.sync()
+        in_force = {item.dataset: target.anchor_in_force(item.dataset) for item in items}
         if anchor:
             check_anchor_curves(items, target.quality())
         else:
@@ -424,16 +321,25 @@ def _import(target: Target, items: list[Item], *, anchor: bool) -> None:
         raise click.ClickException(f"nothing imported:\n{exc}") from None
     except (ClientError, StoreUnavailable) as exc:
         raise click.ClickException(f"{exc} ({done} of {len(items)} files imported)") from None
-    if not anchor and in_force is None:
+    missing = sorted({d or "the unspecified set" for d, a in in_force.items() if a is None})
+    if not anchor and missing:
         click.echo(
-            "No anchor yet: BD-rates are derived once one is imported "
-            "(codecdash import-results --anchor FILE)."
+            f"No anchor of {', '.join(missing)} yet: BD-rates are derived once one is "
+            "imported (codecdash import-results --anchor FILE --dataset SET)."
         )
 
 
 def _describe(item: Item) -> str:
     c = item.curve
-    return f"{len(item.points)} points ({c.rate_unit}, {c.quality_key})"
+    text = f"{len(item.points)} points ({c.rate_unit}, {c.quality_key} = {c.quality_label})"
+    if item.dataset:
+        text += f" on {item.dataset}"
+    if item.averaged:
+        text += f", the set's average made of {item.averaged} sequences"
+    method = item.body.get("method")
+    if method:
+        text += f", method {method}"
+    return text
 
 
 def _anchor_line(item: Item, written: AnchorWrite) -> str:
@@ -441,7 +347,7 @@ def _anchor_line(item: Item, written: AnchorWrite) -> str:
     if written.in_force == item.key:
         force = "in force"
     elif written.in_force is None:
-        force = "not in force (the configured default_anchor is missing)"
+        force = "not in force (the set's configured anchor is missing)"
     else:
         force = f"anchor in force: {written.in_force}"
     line = f"{item.key}: anchor {verb}, {_describe(item)}; {force}"
@@ -457,7 +363,7 @@ def _anchor_line(item: Item, written: AnchorWrite) -> str:
 def _experiment_lines(item: Item, stored: dict[str, Any], target: Target) -> str:
     line = f"{stored.get('name') or item.key}: experiment {item.key}, {_describe(item)}"
     try:
-        report = target.report(item.key, item.points)
+        report = target.report(item)
     except ValueError as exc:
         return f"{line}; no BD-rate: {exc}"
     bd_psnr = report.get("bd_psnr_db")

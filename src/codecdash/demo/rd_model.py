@@ -80,7 +80,7 @@ class RDModel:
 
     def ms_ssim(self, psnr: float) -> float:
         """MS-SSIM at this PSNR, along the reference learned codec's relation."""
-        db = _interpolate(self.ssim_ref, psnr)
+        db = interpolate(self.ssim_ref, psnr)
         return min(0.9999, 1.0 - math.pow(10.0, -db / 10.0))
 
     def saving_pct(self, scale: float) -> float:
@@ -116,7 +116,7 @@ class RDModel:
             )
         mean_scale = math.exp(sum(log_scales) / len(log_scales))
         pairs = sorted((math.log10(p["bitrate_kbps"]), p["psnr_db"]) for p in points)
-        psnr = _interpolate(pairs, math.log10(OPERATING_KBPS))
+        psnr = interpolate(pairs, math.log10(OPERATING_KBPS))
         return {
             "bitrate_reduction_pct": round(self.saving_pct(mean_scale), 2),
             "psnr_db": round(psnr, 3),
@@ -126,7 +126,7 @@ class RDModel:
         }
 
 
-def _interpolate(xy: Sequence[tuple[float, float]], x: float) -> float:
+def interpolate(xy: Sequence[tuple[float, float]], x: float) -> float:
     """Piecewise-linear y(x), extended linearly past both ends; `xy` sorted by x."""
     xs = [p[0] for p in xy]
     i = min(max(bisect.bisect_left(xs, x), 1), len(xy) - 1)

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Final, NamedTuple
 
 SEQUENCES: Final = 64_612  # Vimeo-90k septuplet training set: an epoch is SEQUENCES / batch steps
+EVALUATED_ON: Final = "UVG-1080p"  # = datasets.UVG: the campaign's test set
 RESULT_FIELDS: Final = ("bitrate_reduction_pct", "psnr_db", "ms_ssim", "bitrate_kbps", "rd_points")
 
 
@@ -53,6 +54,7 @@ class Run:
             "tags": list(self.tags),
             "error": self.error,
             "cost_usd": self.cost_usd,
+            "dataset": EVALUATED_ON,
         }
         for name in RESULT_FIELDS:
             doc[name] = None if self.results is None else self.results[name]

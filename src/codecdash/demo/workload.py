@@ -23,6 +23,7 @@ from typing import Any, Final, TypeVar
 import httpx
 
 from codecdash.client import Client, ClientError
+from codecdash.demo import datasets as test_sets
 from codecdash.demo.campaign import Campaign
 from codecdash.demo.curves import CurveLogger
 from codecdash.demo.fleet import (
@@ -190,10 +191,21 @@ class Workload:
         """Store the published anchors, then send the campaign's first `history` days at once,
         with their own timestamps."""
         started = time.perf_counter()
-        for name, description, points in self.campaign.rd.anchors:  # x264 first
+        for anchor in test_sets.anchors():  # x264 first on each set
             self._persist(
-                functools.partial(self.client.put_anchor, name, description, points), "anchors"
+                functools.partial(
+                    self.client.put_anchor,
+                    anchor.name,
+                    anchor.description,
+                    anchor.rd_points,
+                    dataset=anchor.dataset,
+                ),
+                "anchors",
             )
+        # The test sets' λ sweep and whole-curve experiments, evaluated at the campaign's start
+        # (before the history: once the history's experiments are in, the history is whole).
+        sets = test_sets.experiments(self.clock.stamp)
+        self._persist(functools.partial(self.client.batch, sets), "test-set experiments")
         history = self.clock.history_s
         self.campaign.advance(history)
         runs = sorted(self.campaign.runs.values(), key=lambda r: (r.created_at, r.id))
@@ -231,7 +243,7 @@ class Workload:
             self._persist(functools.partial(self.client.batch, chunk), "history experiments")
         self.curves.log_until(history)  # the running experiments' curves so far
         self.backfill_report = BackfillReport(
-            len(docs), len(records), beats, time.perf_counter() - started
+            len(docs) + len(sets), len(records), beats, time.perf_counter() - started
         )
         return self.backfill_report
 
