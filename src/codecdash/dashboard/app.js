@@ -16,8 +16,10 @@ import {
   staticSnapshotUrl,
 } from "./api.js";
 import { initAlerts, refreshAlerts } from "./alerts.js";
+import { initBdTable } from "./bdtable.js";
 import { costsAsOf, qualityBar, storageView } from "./cards.js";
 import { renderDonut, renderProgressChart, rethemeCharts } from "./charts.js";
+import { initCompare } from "./compare.js";
 import { initCurves, onMetricsEvent } from "./curves.js";
 import { closeDetails, initDetails, openId, showExperiment } from "./details.js";
 import { append, badge, h, missing, refreshTimes, renderInto, setChildren, setHidden, timeAgo } from "./dom.js";
@@ -401,6 +403,7 @@ export function render(snap) {
     console.warn("codecdash: section rate-distortion:", err);
   }
   renderSourceErrors(snap);
+  document.dispatchEvent(new CustomEvent("codecdash:snapshot", { detail: snap }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -796,6 +799,9 @@ async function boot() {
     onUrlChange: syncDetailsWithUrl,
     onUnauthorized: askForToken,
   });
+  // The BD-rate table and Compare (bdtable.js, compare.js) reload on "codecdash:snapshot".
+  initCompare({ isStatic: () => state.mode === "static", getSnapshot: () => state.snapshot });
+  initBdTable({ isStatic: () => state.mode === "static" });
   document.addEventListener("click", (e) => {
     const link = e.target.closest(".card a[data-exp]");
     if (!link || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
