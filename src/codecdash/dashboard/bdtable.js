@@ -2,8 +2,9 @@
 // BD-PSNR) against its set's anchor in force, as codec papers print it.
 //
 // Everything the reader picks lives in the URL, so a view can be shared and a reload restores
-// it: ?bd_quality=ms_ssim&bd_anchor=UVG-1080p=VTM&bd_sort=-set:UVG-1080p&bd_filter=ssf&bd_open=M.
-// An anchor override is "SET=ANCHOR" (anchor names have no "="; the unspecified set is "").
+// it: ?bd_quality=ms_ssim&bd_anchor=UVG-1080p:VTM&bd_sort=-set:UVG-1080p&bd_filter=ssf&bd_open=M.
+// An anchor override is "SET:ANCHOR", as the API's anchor= takes it (":ANCHOR": the unspecified
+// set); bd_per=experiment makes every experiment a row.
 // With the API the table comes from api/v1/bd-rates (and its CSV and LaTeX formats); in a
 // static export from ./bd-rates.json beside the page (the anchors in force, no overrides).
 
@@ -18,19 +19,12 @@ const QUALITIES = { psnr: "PSNR", ms_ssim: "MS-SSIM" };
 const UNSPECIFIED = "unspecified";
 export const STATIC_FILE = "./bd-rates.json";
 
-/** The table's view, as the URL says. `anchors`: [{dataset, name}], dataset "" unspecified. */
-export const bdView = { quality: "psnr", anchors: [], sort: "method", filter: "", open: [] };
+/** The table's view, as the URL says. `anchors`: "SET:ANCHOR" overrides. */
+export const bdView = { quality: "psnr", per: "method", anchors: [], sort: "method", filter: "", open: [] };
 
-/** "SET=ANCHOR" → {dataset, name}; null when malformed. */
-export function parseAnchorPick(text) {
-  const at = text.lastIndexOf("=");
-  if (at < 0 || at === text.length - 1) return null;
-  return { dataset: text.slice(0, at), name: text.slice(at + 1) };
-}
-
-const pickText = (a) => `${a.dataset}=${a.name}`;
-/** The key of a test set in selects and overrides: its name, "" for the unspecified set. */
-const setKey = (name) => (typeof name === "string" && name !== UNSPECIFIED ? name : "");
+/** The key of a test set in `cells` and in overrides: its name, "" for the unspecified set. */
+const setKey = (name) => (typeof name === "string" ? name : "");
+const pickText = (key, name) => `${key}:${name}`;
 
 const els = {};
 const bd = { ctx: null, data: null, anchors: [], error: "", lastLoad: 0, timer: 0, inflight: null, again: false, breakdown: new Map() };
@@ -41,7 +35,8 @@ export function readBdUrl(search = window.location.search) {
   const quality = p.get("bd_quality") || "psnr";
   return {
     quality: quality in QUALITIES ? quality : "psnr",
-    anchors: p.getAll("bd_anchor").filter((a) => a.length <= 400).map(parseAnchorPick).filter(Boolean).slice(0, 50),
+    per: p.get("bd_per") === "experiment" ? "experiment" : "method",
+    anchors: [...new Set(p.getAll("bd_anchor").filter((a) => a.includes(":") && a.length <= 302))].slice(0, 50),
     sort: (p.get("bd_sort") || "method").slice(0, 220),
     filter: (p.get("bd_filter") || "").slice(0, 200),
     open: p.getAll("bd_open").filter((m) => m && m.length <= 200).slice(0, 20),
@@ -55,7 +50,8 @@ function writeBdUrl({ replace = false } = {}) {
     for (const v of values) p.append(key, v);
   };
   setAll("bd_quality", bdView.quality === "psnr" ? [] : [bdView.quality]);
-  setAll("bd_anchor", bdView.anchors.map(pickText));
+  setAll("bd_per", bdView.per === "method" ? [] : [bdView.per]);
+  setAll("bd_anchor", bdView.anchors);
   setAll("bd_sort", bdView.sort === "method" ? [] : [bdView.sort]);
   setAll("bd_filter", bdView.filter ? [bdView.filter] : []);
   setAll("bd_open", bdView.open);
@@ -66,9 +62,11 @@ function writeBdUrl({ replace = false } = {}) {
   else history.pushState(history.state, "", url);
 }
 
-/** The query of api/v1/bd-rates for the current view (format: "csv", "latex" or none). */
-export function bdQuery(format = null, extra = {}) {
-  return { quality: bdView.quality, anchor: bdView.anchors.map(pickText).join(",") || null, format, ...extra };
+/** The URL of api/v1/bd-rates for the current view (format: "csv", "latex" or none). */
+export function bdUrl(format = null, extra = {}) {
+  const url = apiUrl("api/v1/bd-rates", { quality: bdView.quality, per: bdView.per === "method" ? null : bdView.per, format, ...extra });
+  const anchors = bdView.anchors.map((a) => `anchor=${encodeURIComponent(a)}`).join("&");
+  return anchors ? `${url}${url.includes("?") ? "&" : "?"}${anchors}` : url;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -83,6 +81,7 @@ export function initBdTable(ctx) {
   if (!els.section) return;
   const q = (sel) => els.section.querySelector(sel);
   els.quality = q("#bd-quality");
+  els.per = q("#bd-per");
   els.filter = q("#bd-filter");
   els.anchors = q(".bd-anchors");
   els.message = q(".bd-message");
@@ -95,6 +94,7 @@ export function initBdTable(ctx) {
 
   q("form")?.addEventListener("submit", (e) => e.preventDefault());
   els.quality?.addEventListener("change", () => change({ quality: els.quality.value }, true));
+  els.per?.addEventListener("change", () => change({ per: els.per.value, open: [] }, true));
   let typing = 0;
   els.filter?.addEventListener("input", () => {
     clearTimeout(typing);
@@ -103,9 +103,10 @@ export function initBdTable(ctx) {
   els.anchors?.addEventListener("change", (e) => {
     const select = e.target.closest("select[data-dataset]");
     if (!select) return;
-    const dataset = select.dataset.dataset;
-    const others = bdView.anchors.filter((a) => a.dataset !== dataset);
-    change({ anchors: select.value ? [...others, { dataset, name: select.value }] : others }, true);
+    const key = select.dataset.dataset;
+    const mine = new Set(bd.anchors.filter((a) => setKey(a.dataset) === key).map((a) => pickText(key, a.name)));
+    const others = bdView.anchors.filter((a) => !mine.has(a));
+    change({ anchors: select.value ? [...others, pickText(key, select.value)] : others }, true);
   });
   els.head?.addEventListener("click", (e) => {
     const th = e.target.closest("th[data-sort]");
@@ -136,7 +137,7 @@ export function initBdTable(ctx) {
 }
 
 function bdQueryKey() {
-  return JSON.stringify([bdView.quality, bdView.anchors]);
+  return JSON.stringify([bdView.quality, bdView.per, bdView.anchors]);
 }
 
 function change(next, reload = false, { replace = false } = {}) {
@@ -150,6 +151,7 @@ function change(next, reload = false, { replace = false } = {}) {
 
 function syncControls() {
   if (els.quality && els.quality.value !== bdView.quality) els.quality.value = bdView.quality;
+  if (els.per && els.per.value !== bdView.per) els.per.value = bdView.per;
   if (els.filter && document.activeElement !== els.filter && els.filter.value !== bdView.filter) els.filter.value = bdView.filter;
 }
 
@@ -193,7 +195,7 @@ async function fetchTable() {
       bd.data = (await getJSON(STATIC_FILE, { auth: false })).data;
       bd.anchors = [];
     } else {
-      const [table, anchors] = await Promise.all([getJSON(apiUrl("api/v1/bd-rates", bdQuery())), getJSON(apiUrl("api/v1/anchors"))]);
+      const [table, anchors] = await Promise.all([getJSON(bdUrl()), getJSON(apiUrl("api/v1/anchors"))]);
       bd.data = table.data;
       bd.anchors = (Array.isArray(anchors.data?.items) ? anchors.data.items : []).filter((a) => a && typeof a.name === "string");
     }
@@ -212,14 +214,15 @@ async function fetchTable() {
   for (const method of bdView.open) loadBreakdown(method);
 }
 
-/** The per-sequence breakdown of one method (the API's `sequences=true` answer). */
+/** The per-sequence breakdown of one row (the API's `sequences=true` answer, per cell). */
 async function loadBreakdown(method) {
   if (bd.ctx.isStatic() || bd.breakdown.has(method)) return;
   bd.breakdown.set(method, { loading: true });
   try {
-    const res = await getJSON(apiUrl("api/v1/bd-rates", bdQuery(null, { method, sequences: "true" })));
+    const res = await getJSON(bdUrl(null, { method, sequences: "true" }));
     const row = (res.data?.rows || []).find((r) => r.method === method);
-    bd.breakdown.set(method, { sequences: row?.sequences || {} });
+    const sequences = Object.fromEntries(Object.entries(row?.cells || {}).map(([key, cell]) => [key, cell?.sequences || {}]));
+    bd.breakdown.set(method, { sequences });
   } catch (err) {
     bd.breakdown.set(method, { error: err.message });
   }
@@ -231,7 +234,9 @@ async function loadBreakdown(method) {
 // ---------------------------------------------------------------------------------------------
 
 function datasets() {
-  return Array.isArray(bd.data?.datasets) ? bd.data.datasets.filter((d) => d).map((d) => ({ ...d, name: d.name ?? UNSPECIFIED })) : [];
+  return Array.isArray(bd.data?.datasets)
+    ? bd.data.datasets.filter((d) => d).map((d) => ({ ...d, key: typeof d.key === "string" ? d.key : setKey(d.name), label: d.name ?? UNSPECIFIED }))
+    : [];
 }
 
 function rows() {
@@ -247,12 +252,12 @@ function figure(cell) {
 function bestPerColumn(sets, list) {
   const best = new Map();
   for (const d of sets) {
-    const cells = list.map((r) => r.cells?.[d.name]).filter(figure);
+    const cells = list.map((r) => r.cells?.[d.key]).filter(figure);
     const marked = cells.filter((c) => c.best === true);
-    if (marked.length) best.set(d.name, new Set(marked));
+    if (marked.length) best.set(d.key, new Set(marked));
     else if (cells.length) {
       const low = Math.min(...cells.map((c) => c.bd_rate_pct));
-      best.set(d.name, new Set(cells.filter((c) => c.bd_rate_pct === low)));
+      best.set(d.key, new Set(cells.filter((c) => c.bd_rate_pct === low)));
     }
   }
   return best;
@@ -306,6 +311,7 @@ function draw() {
   const shown = sorted(all.filter((r) => !filter || r.method.toLowerCase().includes(filter)));
   const best = bestPerColumn(sets, all);
   const quality = QUALITIES[bdView.quality];
+  const noun = bdView.per === "experiment" ? "experiment" : "method";
   drawAnchors(sets);
 
   const focusedHead = focusKey(document.activeElement);
@@ -315,10 +321,10 @@ function draw() {
       "tr",
       {},
       h("th", { scope: "col", class: "bd-pick" }, h("span", { class: "sr-only" }, "Compare")),
-      sortHeader("method", "Method"),
+      sortHeader("method", bdView.per === "experiment" ? "Experiment" : "Method"),
       sortHeader("experiments", "Runs", null, true),
       sets.map((d) =>
-        sortHeader(`set:${d.name}`, d.name, h("span", { class: "bd-anchor-name" }, d.anchor ? `vs ${d.anchor}` : "no anchor"), true),
+        sortHeader(`set:${d.key}`, d.label, h("span", { class: "bd-anchor-name" }, d.anchor ? `vs ${d.anchor}` : "no anchor"), true),
       ),
     ),
   );
@@ -330,7 +336,8 @@ function draw() {
       h(
         "tr",
         { "data-method": r.method },
-        h("td", { class: "bd-pick" }, compareBox("method", r.method)),
+        // A row that is one experiment (no method, or per experiment) compares that experiment.
+        h("td", { class: "bd-pick" }, typeof r.experiment_id === "string" ? compareBox("experiment", r.experiment_id) : compareBox("method", r.method)),
         h(
           "th",
           { scope: "row", class: "bd-method" },
@@ -342,20 +349,20 @@ function draw() {
           ),
         ),
         h("td", { class: "num" }, formatCount(r.experiments)),
-        sets.map((d) => cellNode(r.cells?.[d.name], best.get(d.name), d, quality)),
+        sets.map((d) => cellNode(r.cells?.[d.key], best.get(d.key), d, quality)),
       ),
     );
     if (open) body.push(breakdownRow(r.method, sets, quality));
   }
   if (!body.length) {
-    const text = !bd.data ? (bd.error ? "" : "Loading…") : filter ? "No method matches this filter." : "No method has an R-D curve on a test set with an anchor yet.";
+    const text = !bd.data ? (bd.error ? "" : "Loading…") : filter ? `No ${noun} matches this filter.` : `No ${noun} has R-D points on a test set yet.`;
     body.push(h("tr", { class: "empty-row" }, h("td", { colspan: String(3 + sets.length), class: "table-empty" }, text)));
   }
   const focused = focusKey(document.activeElement);
   setChildren(els.body, ...body);
   if (focused && !els.section.contains(document.activeElement)) els.section.querySelector(focused)?.focus();
   const summary = all.length
-    ? `${formatCount(shown.length)} of ${formatCount(all.length)} method${all.length === 1 ? "" : "s"} · ${sets.length} test set${sets.length === 1 ? "" : "s"} · ${quality}`
+    ? `${formatCount(shown.length)} of ${formatCount(all.length)} ${noun}${all.length === 1 ? "" : "s"} · ${sets.length} test set${sets.length === 1 ? "" : "s"} · ${quality}`
     : "";
   if (els.summary && els.summary.textContent !== summary) els.summary.textContent = summary;
   for (const b of [els.csv, els.latex]) if (b) b.disabled = !bd.data;
@@ -366,9 +373,9 @@ function drawAnchors(sets) {
   if (!els.anchors) return;
   const isStatic = bd.ctx.isStatic();
   const fields = sets.map((d, i) => {
-    const key = setKey(d.name);
+    const key = d.key;
     const options = bd.anchors.filter((a) => setKey(a.dataset) === key);
-    const picked = bdView.anchors.find((a) => a.dataset === key && options.some((o) => o.name === a.name))?.name || "";
+    const picked = options.find((o) => bdView.anchors.includes(pickText(key, o.name)))?.name || "";
     const id = `bd-anchor-${i}`;
     const select = h(
       "select",
@@ -377,7 +384,7 @@ function drawAnchors(sets) {
       options.filter((a) => a.name !== d.anchor || picked).map((a) => h("option", { value: a.name }, a.name)),
     );
     select.value = picked;
-    return h("div", { class: "field" }, h("label", { for: id }, `Anchor, ${d.name}`), select);
+    return h("div", { class: "field" }, h("label", { for: id }, `Anchor, ${d.label}`), select);
   });
   const key = JSON.stringify([sets, bd.anchors.map((a) => [a.name, a.dataset]), bdView.anchors, isStatic]);
   if (els.anchors.dataset.key === key) return;
@@ -391,7 +398,7 @@ function cellNode(cell, best, dataset, quality) {
     const reason = typeof cell?.reason === "string" ? cell.reason : "no result on this set";
     return h(
       "td",
-      { class: "num bd-cell bd-none", title: reason, "data-set": dataset.name },
+      { class: "num bd-cell bd-none", title: reason, "data-set": dataset.key },
       h("span", { class: "missing", "aria-hidden": "true" }, "—"),
       h("span", { class: "bd-reason" }, reason),
     );
@@ -409,7 +416,7 @@ function cellNode(cell, best, dataset, quality) {
     .join("; ");
   return h(
     "td",
-    { class: `num bd-cell${isBest ? " is-best" : ""}${warning ? " has-warning" : ""}`, title, "data-set": dataset.name },
+    { class: `num bd-cell${isBest ? " is-best" : ""}${warning ? " has-warning" : ""}`, title, "data-set": dataset.key },
     h("span", { class: "bd-rate" }, isBest ? h("span", { class: "bd-best-mark", "aria-hidden": "true" }, "★ ") : null, formatSignedPct(fig.bd_rate_pct)),
     isBest ? h("span", { class: "sr-only" }, " (best in column)") : null,
     isNum(fig.bd_psnr_db) ? h("span", { class: "bd-psnr" }, signedDb(fig.bd_psnr_db)) : null,
@@ -431,14 +438,14 @@ function breakdownRow(method, sets, quality) {
   else if (state.error) content = h("p", { class: "notice notice-warn" }, `The per-sequence results could not be loaded (${state.error}).`);
   else {
     const parts = sets
-      .map((d) => [d, Object.entries(state.sequences?.[d.name] || {})])
+      .map((d) => [d, Object.entries(state.sequences?.[d.key] || {})])
       .filter(([, seqs]) => seqs.length);
     content = parts.length
       ? parts.map(([d, seqs]) =>
           h(
             "table",
             { class: "bd-sequences" },
-            h("caption", {}, `${method} on ${d.name}, per sequence, against ${d.anchor || "the anchor"}`),
+            h("caption", {}, `${method} on ${d.label}, per sequence, against ${d.anchor || "the anchor"}`),
             h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Sequence"), h("th", { scope: "col", class: "num" }, "BD-rate"), h("th", { scope: "col", class: "num" }, `BD-${quality}`))),
             h(
               "tbody",
@@ -466,7 +473,7 @@ async function download(format, type, name) {
     await downloadUrl(file, name, type, { auth: false }).catch((err) => showError(err));
     return;
   }
-  await downloadUrl(apiUrl("api/v1/bd-rates", bdQuery(format)), name, type).catch((err) => showError(err));
+  await downloadUrl(bdUrl(format), name, type).catch((err) => showError(err));
 }
 
 function showError(err) {
