@@ -110,6 +110,7 @@ async def test_put_get_delete_round_trip(client: httpx.AsyncClient, auth: dict[s
     body = r.json()
     assert body == {
         "name": X264,
+        "dataset": None,
         "description": "x264 medium",
         "rd_points": curve(X264),
         "rate_unit": "kbps",
@@ -126,9 +127,16 @@ async def test_put_get_delete_round_trip(client: httpx.AsyncClient, auth: dict[s
     listing = (await client.get(ANCHORS)).json()
     assert listing == {
         "items": [
-            {"name": X264, "description": "again", "rd_points": curve(X264), "rate_unit": "kbps"}
+            {
+                "name": X264,
+                "dataset": None,
+                "description": "again",
+                "rd_points": curve(X264),
+                "rate_unit": "kbps",
+            }
         ],
         "default": X264,
+        "in_force": [{"dataset": None, "anchor": X264, "configured": None}],
         "configured_default": None,
         "quality_metric": "psnr",
         "recomputing": False,
@@ -142,7 +150,13 @@ async def test_put_get_delete_round_trip(client: httpx.AsyncClient, auth: dict[s
 
     r = await delete_anchor(client, auth, X264)
     assert r.status_code == 200
-    assert r.json() == {"deleted": X264, "default": None, "recomputed": None, "recomputing": True}
+    assert r.json() == {
+        "deleted": X264,
+        "dataset": None,
+        "default": None,
+        "recomputed": None,
+        "recomputing": True,
+    }
     assert_error(await client.get(f"{ANCHORS}/{X264}"), 404, "not_found")
     assert_error(await client.delete(f"{ANCHORS}/{X264}", headers=auth), 404, "not_found")
     assert (await client.get(ANCHORS)).json()["items"] == []
@@ -210,7 +224,7 @@ def _points(n: int, unit: str = "bitrate_kbps") -> list[dict[str, Any]]:
 
 BAD_BODIES = [
     pytest.param({"rd_points": _points(3)}, "rd_points", id="three-points"),
-    pytest.param({"rd_points": _points(65)}, "rd_points", id="sixty-five-points"),
+    pytest.param({"rd_points": _points(513)}, "rd_points", id="five-hundred-thirteen-points"),
     pytest.param({}, "rd_points", id="no-points"),
     pytest.param({"rd_points": "x264"}, "rd_points", id="points-not-a-list"),
     pytest.param(
@@ -387,13 +401,25 @@ async def test_deleting_the_anchor_in_force_falls_back_to_the_next(
     assert (await bd_of(client, VTM))[1] == X264
 
     r = await delete_anchor(client, auth, X264)
-    assert r.json() == {"deleted": X264, "default": X265, "recomputed": None, "recomputing": True}
+    assert r.json() == {
+        "deleted": X264,
+        "dataset": None,
+        "default": X265,
+        "recomputed": None,
+        "recomputing": True,
+    }
     pct, anchor = await bd_of(client, VTM)
     expected = bd_report(rd_pairs(curve(X265)), rd_pairs(curve(VTM))).bd_rate_pct
     assert pct == pytest.approx(expected, abs=1e-4) and anchor == X265
 
     r = await delete_anchor(client, auth, X265)
-    assert r.json() == {"deleted": X265, "default": None, "recomputed": None, "recomputing": True}
+    assert r.json() == {
+        "deleted": X265,
+        "dataset": None,
+        "default": None,
+        "recomputed": None,
+        "recomputing": True,
+    }
     assert await bd_of(client, VTM) == (None, None)
 
 
@@ -473,6 +499,7 @@ async def test_bd_report_against_any_anchor(
     assert report == {
         "anchor": X264,
         "experiment_id": VTM,
+        "dataset": None,
         "quality_metric": "psnr",
         "rate_unit": "kbps",
         "bd_rate_pct": round(expected.bd_rate_pct, 4),

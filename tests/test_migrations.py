@@ -235,7 +235,7 @@ def test_v1_database_is_upgraded_in_place(v1_url: str) -> None:
     store = Store(v1_url)
     try:
         assert versions(store) == list(range(1, LATEST_VERSION + 1))
-        assert LATEST_VERSION == 6
+        assert LATEST_VERSION == 7
         inspector = inspect(store.db.engine)
         assert {"anchors", "leaders", "leader_bounds"} <= set(inspector.get_table_names())
         # version 6: training curves
@@ -381,7 +381,7 @@ def test_v4_database_gains_the_alert_tables(fresh_url: str) -> None:
     store.close()
     store = Store(fresh_url)
     try:
-        assert versions(store) == [4, 5, 6]
+        assert versions(store) == [4, 5, 6, 7]
         tables = set(inspect(store.db.engine).get_table_names())
         assert {t.name for t in schema.ALERT_TABLES} <= tables
         assert store.get_experiment("kept") is not None
@@ -411,13 +411,107 @@ def test_v4_database_gains_the_training_curve_tables(tmp_path: Path) -> None:
 
     store = Store(str(path))
     try:
-        assert versions(store) == [4, 5, 6]
+        assert versions(store) == [4, 5, 6, 7]
         assert store.get_experiment("old")["psnr_db"] == 30.0  # type: ignore[index]
         points = [
             MetricPoint.model_validate({"step": s, "values": {"loss": 1.0}}) for s in range(3)
         ]
         assert store.log_metrics([("old", points)]) == 3
         assert store.get_experiment("old")["training"]["step"] == 2  # type: ignore[index]
+    finally:
+        store.close()
+
+
+V6_ANCHOR = [
+    {"bitrate_kbps": 1000.0, "psnr_db": 30.0},
+    {"bitrate_kbps": 2000.0, "psnr_db": 33.0},
+    {"bitrate_kbps": 4000.0, "psnr_db": 36.0},
+    {"bitrate_kbps": 8000.0, "psnr_db": 39.0},
+]
+V6_SQL = {
+    "sqlite": """
+        ALTER TABLE experiments DROP COLUMN dataset;
+        ALTER TABLE experiments DROP COLUMN method;
+        CREATE TABLE old_anchors (name VARCHAR(200) NOT NULL PRIMARY KEY, description TEXT,
+            rd_points TEXT NOT NULL, created_at FLOAT NOT NULL);
+        INSERT INTO old_anchors SELECT name, description, rd_points, created_at FROM anchors;
+        DROP TABLE anchors;
+        ALTER TABLE old_anchors RENAME TO anchors;
+        CREATE TABLE old_leaders (metric VARCHAR(32) NOT NULL, value FLOAT NOT NULL,
+            id VARCHAR(128) NOT NULL, status VARCHAR(16) NOT NULL, created_at FLOAT NOT NULL,
+            psnr_db FLOAT, bitrate_reduction_pct FLOAT, bd_rate_pct FLOAT,
+            PRIMARY KEY (metric, value, id)) WITHOUT ROWID;
+        INSERT INTO old_leaders SELECT metric, value, id, status, created_at, psnr_db,
+            bitrate_reduction_pct, bd_rate_pct FROM leaders;
+        DROP TABLE leaders;
+        ALTER TABLE old_leaders RENAME TO leaders;
+        DELETE FROM schema_version; INSERT INTO schema_version VALUES (6, 0);
+        """,
+    "postgresql": """
+        ALTER TABLE experiments DROP COLUMN dataset;
+        ALTER TABLE experiments DROP COLUMN method;
+        ALTER TABLE leaders DROP COLUMN dataset;
+        ALTER TABLE leaders DROP COLUMN method;
+        ALTER TABLE anchors DROP CONSTRAINT anchors_pkey;
+        ALTER TABLE anchors DROP COLUMN dataset;
+        ALTER TABLE anchors ADD PRIMARY KEY (name);
+        DELETE FROM schema_version; INSERT INTO schema_version VALUES (6, 0);
+        """,
+}
+
+
+def test_v6_database_gains_test_sets_and_methods(fresh_url: str) -> None:
+    """Version 7's step on both databases: a version-6 store (no `dataset` or `method`,
+    anchors keyed by name alone) keeps its experiments and anchors (now of the unspecified
+    set), and sets, methods, per-set anchors and the new filters work at once."""
+    store = Store(fresh_url)
+    writes(store).create(
+        ExperimentIn.model_validate(
+            {"id": "old", "status": "completed", "psnr_db": 35.0, "rd_points": V6_ANCHOR}
+        )
+    )
+    store.put_anchor("hm", "an anchor of version 6", V6_ANCHOR)
+    with store.db.write() as conn:  # version 6 as that release left it
+        for statement in V6_SQL[store.db.dialect].split(";"):
+            if statement.strip():
+                conn.exec_driver_sql(statement)
+    store.close()
+
+    store = Store(fresh_url)
+    try:
+        assert versions(store) == [6, 7]
+        inspector = inspect(store.db.engine)
+        assert {"dataset", "method"} <= {c["name"] for c in inspector.get_columns("experiments")}
+        assert {"dataset", "method"} <= {c["name"] for c in inspector.get_columns("leaders")}
+        assert inspector.get_pk_constraint("anchors")["constrained_columns"] == ["dataset", "name"]
+        old = store.get_experiment("old")
+        assert old is not None and old["psnr_db"] == 35.0 and old["dataset"] is None
+        [anchor] = store.anchors()
+        assert (anchor["name"], anchor["dataset"], anchor["rd_points"]) == ("hm", None, V6_ANCHOR)
+        # one name in two sets: two anchors
+        store.put_anchor("hm", None, V6_ANCHOR, "UVG-1080p")
+        assert sorted((a["dataset"] or "", a["name"]) for a in store.anchors()) == [
+            ("", "hm"),
+            ("UVG-1080p", "hm"),
+        ]
+        writes(store).batch(
+            [
+                ExperimentIn(id="u1", status="completed", psnr_db=36.0, dataset="UVG-1080p"),
+                ExperimentIn(
+                    id="u2", status="completed", psnr_db=37.0, dataset="UVG-1080p", method="ssf"
+                ),
+                ExperimentIn(
+                    id="m1", status="completed", psnr_db=38.0, dataset="MCL-JCV", method="ssf"
+                ),
+            ]
+        )
+        for query, ids in (
+            (ListQuery(dataset="UVG-1080p", sort="-psnr_db"), ["u2", "u1"]),
+            (ListQuery(method="ssf", sort="-psnr_db"), ["m1", "u2"]),
+            (ListQuery(dataset="UVG-1080p", method="ssf", sort="id"), ["u2"]),
+        ):
+            rows, _cursor, total = store.list_experiments(query)
+            assert ([r["id"] for r in rows], total) == (ids, len(ids))
     finally:
         store.close()
 

@@ -172,15 +172,26 @@ class Client:
         return self._steps.dropped
 
     def experiment(self, name: str | None = None, **fields: Any) -> ExperimentRun:
-        """A context manager: running on enter, completed (or failed) on exit."""
+        """A context manager: running on enter, completed (or failed) on exit.
+
+        Any Experiment field may be given, e.g. ``client.experiment("ssf λ=0.0130",
+        dataset="UVG-1080p", method="ssf-ours", params={"lambda": 0.013})``: the test set
+        it is evaluated on and the method whose curve its points join."""
         return ExperimentRun(self, name=name, **fields)
 
     # -- anchors and BD-rate ----------------------------------------------------------
     def put_anchor(
-        self, name: str, description: str | None, rd_points: Iterable[Mapping[str, Any]]
+        self,
+        name: str,
+        description: str | None,
+        rd_points: Iterable[Mapping[str, Any]],
+        dataset: str | None = None,
     ) -> dict[str, Any]:
-        """Create or replace an anchor (idempotent); the answer names the anchor in force."""
-        body = {"description": description, "rd_points": list(rd_points)}
+        """Create or replace an anchor of a test set (None: unspecified), idempotent; the
+        answer names the anchor in force on that set."""
+        body: dict[str, Any] = {"description": description, "rd_points": list(rd_points)}
+        if dataset is not None:
+            body["dataset"] = dataset
         return dict(self._request("PUT", f"/api/v1/anchors/{quote(name, safe='')}", body))
 
     def anchors(self) -> dict[str, Any]:
@@ -239,11 +250,41 @@ class ExperimentRun:
         self.id: str = fields.pop("id", None) or new_id()
         self.fields = {"name": name, **fields}
         self.metrics: dict[str, Any] = {}
+        self.rd_points: list[dict[str, Any]] = list(fields.get("rd_points") or [])
 
     def log(self, **metrics: Any) -> None:
         """Remember metrics and send them at once (the run stays `running`)."""
         self.metrics.update(metrics)
         self.client.update_experiment(self.id, **metrics)
+
+    def log_rd_point(
+        self,
+        *,
+        bitrate_kbps: float | None = None,
+        bpp: float | None = None,
+        psnr_db: float | None = None,
+        ms_ssim: float | None = None,
+        sequence: str | None = None,
+    ) -> None:
+        """Add one rate-distortion point to the run's curve and send the curve at once:
+        `exp.log_rd_point(bpp=0.12, psnr_db=31.4)` after evaluating a λ run. A point with
+        `sequence` is a per-sequence result beside the set's average (the points without
+        it, which BD-rates use). The run's `dataset` and `method` (given to
+        :meth:`Client.experiment`) say which test set and method the point belongs to."""
+        point = {
+            key: value
+            for key, value in (
+                ("bitrate_kbps", bitrate_kbps),
+                ("bpp", bpp),
+                ("psnr_db", psnr_db),
+                ("ms_ssim", ms_ssim),
+                ("sequence", sequence),
+            )
+            if value is not None
+        }
+        self.rd_points.append(point)
+        self.metrics["rd_points"] = list(self.rd_points)
+        self.client.update_experiment(self.id, rd_points=self.rd_points)
 
     def log_step(self, step: int, **values: float) -> None:
         """One training step's metrics, for its curves: `exp.log_step(1200, loss=0.0213,

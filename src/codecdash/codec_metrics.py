@@ -166,6 +166,27 @@ def bd_report(anchor: RDPairs, test: RDPairs) -> BDReport:
     )
 
 
+def pareto_front(pairs: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points of a union of curves that no other point beats: one with a lower or
+    equal rate and a higher or equal quality (and not the same point) drops it.
+
+    A method's curve on a test set joins its experiments' points (one per λ run, or whole
+    curves); runs repeated at one λ, or curves that cross, leave points that are not on the
+    method's best trade-off, and two points at one quality that no interpolation can take.
+    The front is what is left: sorted by rate, strictly increasing in quality. A single
+    monotonic curve is its own front.
+    """
+    front: list[tuple[float, float]] = []
+    best = -math.inf
+    # By rate, and at one rate the best quality first: each point is kept only when it is
+    # better than every point at a lower (or the same) rate.
+    for rate, quality in sorted(set(pairs), key=lambda p: (p[0], -p[1])):
+        if quality > best:
+            front.append((rate, quality))
+            best = quality
+    return front
+
+
 def ms_ssim_db(x: float) -> float:
     """MS-SSIM on a decibel scale, -10·log10(1 - x), as learned-codec papers plot it.
 

@@ -41,6 +41,15 @@ class Settings(BaseModel):
         description="Best Compression from reported bitrate_reduction_pct or from BD-rate.",
     )
     default_anchor: str | None = Field(None, description="Anchor used for bd_rate_pct.")
+    default_anchors: dict[str, str] = Field(
+        default_factory=dict,
+        description="The anchor in force per test set, {dataset: anchor name}.",
+    )
+    method_from: str | None = Field(
+        None,
+        pattern=r"^(?:param:.+|tag:.+)$",
+        description="Where an experiment without `method` finds one: `param:KEY` or `tag:PREFIX`.",
+    )
     refresh_seconds: float = Field(30.0, gt=0, le=3600, description="Page refresh interval, s.")
     private: bool = Field(False, description="Require a token for reads too.")
     allowed_hosts: list[str] = Field(
@@ -175,7 +184,7 @@ class Settings(BaseModel):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("pricing", mode="before")
+    @field_validator("pricing", "default_anchors", mode="before")
     @classmethod
     def _json_table(cls, value: Any) -> Any:
         if isinstance(value, str):

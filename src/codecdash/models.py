@@ -236,6 +236,14 @@ class RDPoint(_Strict):
     bpp: float | None = Field(None, gt=0)
     psnr_db: float | None = Field(None, ge=0, le=200, examples=[31.85])
     ms_ssim: float | None = Field(None, ge=0, le=1)
+    sequence: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="A per-sequence result (e.g. UVG's `Beauty`); points without it are "
+        "the test set's average, the curve that BD-rates use.",
+        examples=["Beauty"],
+    )
 
     @model_validator(mode="after")
     def _rate_and_quality(self) -> RDPoint:
@@ -302,9 +310,28 @@ class ExperimentFields(_Strict):
         examples=[["uvg", "mse"]],
     )
     error: Text | None = Field(None, max_length=10_000)
+    dataset: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="The test set the experiment was evaluated on; null: unspecified. "
+        "BD-rates are measured against an anchor of the same set.",
+        examples=["UVG-1080p"],
+    )
+    method: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="The method (model family) its R-D points belong to: a method's curve "
+        "on a set joins its experiments' points (a λ sweep). Null: the experiment is its "
+        "own method (or the `method_from` setting names one).",
+        examples=["ssf2020-ours"],
+    )
     rd_points: list[RDPoint] | None = Field(
         None,
-        max_length=64,
+        max_length=512,
+        description="The set's average curve (points without `sequence`) and, optionally, "
+        "per-sequence points beside it; at most 512 points.",
         examples=[
             [
                 {"bitrate_kbps": 900.0, "psnr_db": 30.5},
@@ -360,6 +387,8 @@ class Experiment(BaseModel):
     rd_points: list[dict[str, Any]] | None = None
     bd_rate_pct: float | None = None
     bd_rate_anchor: str | None = None
+    dataset: str | None = None
+    method: str | None = None
     omitted: list[str] | None = Field(
         None,
         description="In the snapshot only: the fields left out (or, for `error`, shortened) "

@@ -30,6 +30,7 @@ from codecdash.experiments.anchors import (
     bd_report_for,
     check_curve,
     in_force,
+    in_force_by_set,
     remove_anchor,
     save_anchor,
 )
@@ -64,6 +65,15 @@ NamePath = Annotated[
         examples=["x264-medium-tune-zerolatency"],
     ),
 ]
+DatasetQuery = Annotated[
+    Text | None,
+    Query(
+        min_length=1,
+        max_length=100,
+        description="The anchor's test set (absent: the unspecified set)",
+        examples=["UVG-1080p"],
+    ),
+]
 QualityQuery = Annotated[
     Literal["psnr", "ms_ssim"] | None,
     Query(description="Quality axis (default: the `quality_metric` setting)"),
@@ -89,10 +99,17 @@ class AnchorIn(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=10_000)
 
     name: str | None = Field(None, description="Must equal the path's name when present.")
+    dataset: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="The anchor's test set; must equal the `dataset` query when both are "
+        "present. Absent: the query's, else the unspecified set.",
+    )
     description: Text | None = Field(None, max_length=10_000)
     rd_points: list[RDPoint] = Field(
         min_length=MIN_POINTS,
-        max_length=64,
+        max_length=512,
         examples=[
             [
                 {"bitrate_kbps": 1000.0, "psnr_db": 30.1},
@@ -112,14 +129,28 @@ ANCHOR_IN: JsonBody[AnchorIn] = JsonBody(AnchorIn, "AnchorIn")
 
 class Anchor(BaseModel):
     name: str
+    dataset: str | None = Field(None, description="Its test set; null: unspecified.")
     description: str | None
     rd_points: list[dict[str, Any]]
     rate_unit: Literal["kbps", "bpp"] | None
 
 
+class SetAnchor(BaseModel):
+    dataset: str | None = Field(description="A test set; null: unspecified.")
+    anchor: str | None = Field(description="The anchor in force there, if any.")
+    configured: str | None = Field(
+        description="What the settings name for it (`default_anchors`, else `default_anchor`)."
+    )
+
+
 class AnchorList(BaseModel):
     items: list[Anchor]
-    default: str | None = Field(description="The anchor in force for bd_rate_pct, if any.")
+    default: str | None = Field(
+        description="The anchor in force for bd_rate_pct on the unspecified set, if any."
+    )
+    in_force: list[SetAnchor] = Field(
+        [], description="The anchor in force of every set with anchors or a configured one."
+    )
     configured_default: str | None = Field(description="The `default_anchor` setting.")
     quality_metric: Literal["psnr", "ms_ssim"] = Field(
         description="The quality axis of the stored BD-rates (the `quality_metric` setting)."
@@ -148,6 +179,7 @@ class AnchorWritten(Anchor):
 
 class AnchorDeleted(BaseModel):
     deleted: str
+    dataset: str | None = None
     default: str | None
     recomputed: int | None = RECOMPUTED
     recomputing: bool = RECOMPUTING
@@ -156,6 +188,7 @@ class AnchorDeleted(BaseModel):
 class BdRateReport(BaseModel):
     anchor: str
     experiment_id: str
+    dataset: str | None = Field(None, description="The test set of both curves.")
     quality_metric: Literal["psnr", "ms_ssim"]
     rate_unit: Literal["kbps", "bpp"]
     bd_rate_pct: float = Field(description="Negative: the experiment needs fewer bits.")
@@ -174,10 +207,24 @@ class BdRateReport(BaseModel):
 def list_anchors(request: Request) -> Response:
     st = state(request)
     current = in_force(st.store, st.settings)
+    stored = st.store.anchors()
+    sets = dict.fromkeys(a["dataset"] for a in stored)
+    sets.update(dict.fromkeys(st.settings.default_anchors))
+    by_set = in_force_by_set(st.store, st.settings)
+    per_set = [
+        {
+            "dataset": dataset,
+            "anchor": by_set[dataset]["name"] if dataset in by_set else None,
+            "configured": st.settings.default_anchors.get(dataset or "")
+            or st.settings.default_anchor,
+        }
+        for dataset in sets
+    ]
     return json_response(
         {
-            "items": [anchor_view(a) for a in st.store.anchors()],
+            "items": [anchor_view(a) for a in stored],
             "default": current["name"] if current else None,
+            "in_force": per_set,
             "configured_default": st.settings.default_anchor,
             "quality_metric": st.settings.quality_metric,
             "recomputing": recomputing(st.store),
@@ -192,8 +239,8 @@ def list_anchors(request: Request) -> Response:
     summary="One anchor",
     responses={401: READ_ERRORS[401], 404: {"model": ErrorResponse}},
 )
-def get_anchor(request: Request, name: NamePath) -> Response:
-    return json_response(anchor_view(_anchor(state(request), name)))
+def get_anchor(request: Request, name: NamePath, dataset: DatasetQuery = None) -> Response:
+    return json_response(anchor_view(_anchor(state(request), name, dataset)))
 
 
 @router.put(
@@ -222,8 +269,12 @@ def put_anchor(
     name: NamePath,
     body: Annotated[AnchorIn, Depends(ANCHOR_IN)],
     _token: Annotated[str, Depends(require_write)],
+    dataset: DatasetQuery = None,
 ) -> Response:
     same_as_path("name", body.name, name)
+    if body.dataset is not None and dataset is not None and body.dataset != dataset:
+        raise ApiError(422, f"body dataset {body.dataset!r} differs from the query's {dataset!r}")
+    dataset = dataset or body.dataset
     st = state(request)
     points = [p.model_dump(exclude_none=True) for p in body.rd_points]
     quality = st.settings.quality_metric
@@ -233,8 +284,12 @@ def put_anchor(
         raise ApiError(422, f"rd_points cannot anchor BD-rates in {quality}: {exc}") from None
     if body.rate_unit is not None and body.rate_unit != unit:
         raise ApiError(422, f"rate_unit is {body.rate_unit!r} but the points are in {unit}")
-    change = save_anchor(st.store, st.settings, name, body.description, points, background=True)
-    view = anchor_view({"name": name, "description": body.description, "rd_points": points})
+    change = save_anchor(
+        st.store, st.settings, name, body.description, points, background=True, dataset=dataset
+    )
+    view = anchor_view(
+        {"name": name, "dataset": dataset, "description": body.description, "rd_points": points}
+    )
     return json_response(
         {
             **view,
@@ -254,15 +309,19 @@ def put_anchor(
     responses={404: {"model": ErrorResponse}, **WRITE_ERRORS},
 )
 def delete_anchor(
-    request: Request, name: NamePath, _token: Annotated[str, Depends(require_write)]
+    request: Request,
+    name: NamePath,
+    _token: Annotated[str, Depends(require_write)],
+    dataset: DatasetQuery = None,
 ) -> Response:
     st = state(request)
-    change = remove_anchor(st.store, st.settings, name, background=True)
+    change = remove_anchor(st.store, st.settings, name, background=True, dataset=dataset)
     if change is None:
-        raise ApiError(404, f"no anchor {name!r}")
+        raise ApiError(404, f"no anchor {name!r}{_of_set(dataset)}")
     return json_response(
         {
             "deleted": name,
+            "dataset": dataset,
             "default": change.in_force,
             "recomputed": change.recomputed,
             "recomputing": change.recomputing,
@@ -289,8 +348,11 @@ def anchor_bd_rate(
     name: NamePath,
     experiment_id: Annotated[str, Query(pattern=ID_PATTERN)],
     quality: QualityQuery = None,
+    dataset: DatasetQuery = None,
 ) -> Response:
-    return json_response(_report(state(request), experiment_id, name, quality))
+    return json_response(
+        _report(state(request), experiment_id, name, quality, dataset, by_anchor=True)
+    )
 
 
 @router.get(
@@ -311,19 +373,38 @@ def experiment_bd_rate(
 
 
 def _report(
-    st: AppState, experiment_id: str, anchor_name: str | None, quality: str | None
+    st: AppState,
+    experiment_id: str,
+    anchor_name: str | None,
+    quality: str | None,
+    anchor_set: str | None = None,
+    *,
+    by_anchor: bool = False,
 ) -> dict[str, Any]:
-    if anchor_name is None:
-        chosen = in_force(st.store, st.settings)
-        if chosen is None:
-            raise ApiError(
-                404, "no anchor in force: import one (codecdash import-results --anchor FILE)"
-            )
-    else:
-        chosen = _anchor(st, anchor_name)
+    """A BD report of an experiment against an anchor of ITS test set: the one in force
+    there, or the named one (of the `dataset` given, for the by-anchor route)."""
     row = st.store.get_experiment(experiment_id)
     if row is None:
         raise ApiError(404, f"no experiment {experiment_id!r}")
+    dataset = row.get("dataset")
+    if by_anchor and anchor_set != dataset:
+        _anchor(st, anchor_name or "", anchor_set)  # 404 first when there is no such anchor
+        raise ApiError(
+            422,
+            f"experiment {experiment_id!r} is of {_set_name(dataset)} but anchor "
+            f"{anchor_name!r} is of {_set_name(anchor_set)}: BD-rates compare curves of one "
+            "test set",
+        )
+    if anchor_name is None:
+        chosen = in_force(st.store, st.settings, dataset)
+        if chosen is None:
+            raise ApiError(
+                404,
+                f"no anchor in force on {_set_name(dataset)}: import one "
+                "(codecdash import-results --anchor FILE)",
+            )
+    else:
+        chosen = _anchor(st, anchor_name, dataset)
     points = row["rd_points"] or []
     if not points:
         raise ApiError(422, f"experiment {experiment_id!r} has no rd_points")
@@ -334,11 +415,21 @@ def _report(
         raise ApiError(
             422, f"no BD-rate of {experiment_id!r} against {chosen['name']!r}: {exc}"
         ) from None
-    return {**report, "experiment_id": experiment_id}
+    return {**report, "experiment_id": experiment_id, "dataset": dataset}
 
 
-def _anchor(st: AppState, name: str) -> dict[str, Any]:
-    found = next((a for a in st.store.anchors() if a["name"] == name), None)
+def _anchor(st: AppState, name: str, dataset: str | None = None) -> dict[str, Any]:
+    found = next(
+        (a for a in st.store.anchors() if a["name"] == name and a["dataset"] == dataset), None
+    )
     if found is None:
-        raise ApiError(404, f"no anchor {name!r}")
+        raise ApiError(404, f"no anchor {name!r}{_of_set(dataset)}")
     return found
+
+
+def _set_name(dataset: str | None) -> str:
+    return "the unspecified test set" if dataset is None else f"test set {dataset!r}"
+
+
+def _of_set(dataset: str | None) -> str:
+    return "" if dataset is None else f" in test set {dataset!r}"

@@ -22,6 +22,7 @@ from codecdash.alerts.service import AlertService
 from codecdash.api import (
     alerts,
     anchors,
+    bdrates,
     dashboard,
     docs,
     document,
@@ -184,6 +185,7 @@ def create_app(
     app.include_router(experiments.router)
     app.include_router(fleet.router)
     app.include_router(anchors.router)
+    app.include_router(bdrates.router)
     app.include_router(alerts.router)
     metrics_history.install(app, st)
     app.include_router(docs.router)

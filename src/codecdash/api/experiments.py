@@ -169,6 +169,16 @@ def list_experiments(
     min_psnr_db: Annotated[float | None, Query(allow_inf_nan=False)] = None,
     min_bitrate_reduction_pct: Annotated[float | None, Query(allow_inf_nan=False)] = None,
     max_bd_rate_pct: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    dataset: Annotated[
+        Text | None,
+        Query(
+            max_length=100, description="Only this test set (exact name)", examples=["UVG-1080p"]
+        ),
+    ] = None,
+    method: Annotated[
+        Text | None,
+        Query(max_length=200, description="Only this method (the `method` field, exact)"),
+    ] = None,
 ) -> Response:
     statuses = [s for s in (status or "").split(",") if s]
     unknown = [s for s in statuses if s not in STATUSES]
@@ -190,6 +200,8 @@ def list_experiments(
         min_psnr_db=min_psnr_db,
         min_bitrate_reduction_pct=min_bitrate_reduction_pct,
         max_bd_rate_pct=max_bd_rate_pct,
+        dataset=dataset or None,
+        method=method or None,
     )
     page = state(request).experiments.list(query)  # QueryNotSupported: 400 (errors.py)
     items, next_cursor, total = page.items, page.next_cursor, page.total

@@ -1,7 +1,9 @@
 """Anchors: the reference curves that BD-rates are measured against, and their checks.
 
-The anchor in force is the configured `default_anchor`, else the first imported one
-(`service.BdRates`). The API and `codecdash import-results --db` both write anchors through
+An anchor belongs to a test set (`dataset`; None: the unspecified set) and is named within
+it. The anchor in force of each set is chosen by `service.choose_anchor` (the
+`default_anchors` setting, then `default_anchor`, then the set's first imported one). The
+API and `codecdash import-results --db` both write anchors through
 :func:`save_anchor` / :func:`remove_anchor`, so both keep the stored figures true: a write
 that changes the anchor in force has every stored BD-rate derived again (``rederive.py``),
 at once or, for the API, in the background.
@@ -18,7 +20,7 @@ from codecdash.codec_metrics import MIN_POINTS, bd_rate, bd_report
 from codecdash.config import Settings
 from codecdash.experiments.rederive import background_sync, sync_bd_rates
 from codecdash.experiments.service import bd_rates_for
-from codecdash.experiments.vocabulary import QualityMetric, RateUnit, rate_unit
+from codecdash.experiments.vocabulary import QualityMetric, RateUnit, average_points, rate_unit
 from codecdash.results import rd_pairs
 from codecdash.store import Store
 
@@ -45,9 +47,9 @@ class AnchorChange:
     created: bool
     """True when the anchor did not exist before (always False for a deletion)."""
     previous: str | None
-    """The anchor in force before the write."""
+    """The anchor in force on its set before the write."""
     in_force: str | None
-    """The anchor in force after it."""
+    """The anchor in force on its set after it."""
     recomputed: int | None
     """Experiments whose stored BD-rate changed; None while that is being done in the
     background (`recomputing`)."""
@@ -65,7 +67,9 @@ def check_anchor_name(name: str) -> str:
 
 
 def check_curve(points: Sequence[Mapping[str, Any]], quality: QualityMetric) -> RateUnit:
-    """The curve's rate unit; ValueError unless it can be a BD-rate curve in `quality`."""
+    """The curve's rate unit; ValueError unless it can be a BD-rate curve in `quality` (its
+    average points: per-sequence ones may sit beside them)."""
+    points = average_points(points)
     unit = rate_unit(points)
     pairs = _pairs(points, quality, "the curve")
     bd_rate(pairs, pairs)  # validates: four distinct points, one rate per quality
@@ -76,19 +80,26 @@ def anchor_view(anchor: Mapping[str, Any]) -> dict[str, Any]:
     """An anchor as the API answers it."""
     points = anchor["rd_points"]
     try:
-        unit: str | None = rate_unit(points)
+        unit: str | None = rate_unit(average_points(points))
     except ValueError:
         unit = None
     return {
         "name": anchor["name"],
+        "dataset": anchor.get("dataset"),
         "description": anchor["description"],
         "rd_points": points,
         "rate_unit": unit,
     }
 
 
-def in_force(store: Store, settings: Settings) -> dict[str, Any] | None:
-    return bd_rates_for(store, settings).anchor()
+def in_force(store: Store, settings: Settings, dataset: str | None = None) -> dict[str, Any] | None:
+    """The anchor in force on this test set (None: the unspecified set)."""
+    return bd_rates_for(store, settings).anchor(dataset)
+
+
+def in_force_by_set(store: Store, settings: Settings) -> dict[str | None, dict[str, Any]]:
+    """The anchor in force of every set that has one."""
+    return bd_rates_for(store, settings).in_force()
 
 
 def save_anchor(
@@ -99,23 +110,29 @@ def save_anchor(
     points: list[dict[str, Any]],
     *,
     background: bool = False,
+    dataset: str | None = None,
 ) -> AnchorChange:
-    """Create or replace an anchor; re-derive the stored BD-rates where it matters (then, or
-    in the background when `background`)."""
+    """Create or replace an anchor of a test set; re-derive the stored BD-rates where it
+    matters (then, or in the background when `background`)."""
     check_anchor_name(name)
-    previous = _name(in_force(store, settings))
-    created = store.put_anchor(name, description, points)
-    return _settle(store, settings, name, created, previous, background)
+    previous = _name(in_force(store, settings, dataset))
+    created = store.put_anchor(name, description, points, dataset)
+    return _settle(store, settings, name, created, previous, background, dataset)
 
 
 def remove_anchor(
-    store: Store, settings: Settings, name: str, *, background: bool = False
+    store: Store,
+    settings: Settings,
+    name: str,
+    *,
+    background: bool = False,
+    dataset: str | None = None,
 ) -> AnchorChange | None:
-    """Delete an anchor (None if there was none of that name); re-derive as needed."""
-    previous = _name(in_force(store, settings))
-    if not store.delete_anchor(name):
+    """Delete an anchor of a set (None if there was none of that name); re-derive as needed."""
+    previous = _name(in_force(store, settings, dataset))
+    if not store.delete_anchor(name, dataset):
         return None
-    return _settle(store, settings, name, False, previous, background)
+    return _settle(store, settings, name, False, previous, background, dataset)
 
 
 def bd_report_for(
@@ -126,9 +143,11 @@ def bd_report_for(
     Raises ValueError for different rate units, unusable curves or no overlap.
     """
     name = anchor["name"]
-    anchor_unit = rate_unit(anchor["rd_points"])
+    anchor_points = average_points(anchor["rd_points"])
+    anchor_unit = rate_unit(anchor_points)
+    rd_points = average_points(rd_points)
     if not rd_points:
-        raise ValueError("the experiment has no rd_points")
+        raise ValueError("the experiment has no rd_points of its set's average")
     unit = rate_unit(rd_points)
     if unit != anchor_unit:
         raise ValueError(
@@ -136,7 +155,7 @@ def bd_report_for(
             "BD-rate compares curves in one unit"
         )
     report = bd_report(
-        _pairs(anchor["rd_points"], quality, f"anchor {name!r}"),
+        _pairs(anchor_points, quality, f"anchor {name!r}"),
         _pairs(rd_points, quality, "the experiment"),
     )
     return {
@@ -174,6 +193,7 @@ def _settle(
     created: bool,
     previous: str | None,
     background: bool,
+    dataset: str | None = None,
 ) -> AnchorChange:
     recomputed: int | None
     if background:
@@ -185,7 +205,7 @@ def _settle(
         name=name,
         created=created,
         previous=previous,
-        in_force=_name(in_force(store, settings)),
+        in_force=_name(in_force(store, settings, dataset)),
         recomputed=recomputed,
         recomputing=recomputing,
     )

@@ -52,6 +52,10 @@ class ListQuery:
     min_psnr_db: float | None = None
     min_bitrate_reduction_pct: float | None = None
     max_bd_rate_pct: float | None = None
+    dataset: str | None = None
+    """The test set (exact name)."""
+    method: str | None = None
+    """The method (the experiments' `method` field, exact)."""
     sort: str = "-created_at"
     limit: int = 50
     cursor: str | None = None

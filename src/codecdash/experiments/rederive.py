@@ -1,12 +1,13 @@
 """Stored BD-rates follow the anchor in force: re-derivation after a change, in the background.
 
 Writing or deleting an anchor, or starting with other settings (`default_anchor`,
-`quality_metric`), can change what the stored `bd_rate_pct` and `bd_rate_anchor` of every
-experiment with `rd_points` should be. :func:`sync_bd_rates` compares a digest of the anchor
-in force and the quality axis (:func:`basis`) with the one stored after the last run and,
-when they differ, derives every figure again (:func:`rederive`): the store hands out the
-curves in batches and takes the figures back (`Store.curves_after`, `Store.write_derived`);
-the deriving, which costs CPU, runs here, outside any transaction.
+`default_anchors`, `quality_metric`), can change what the stored `bd_rate_pct` and
+`bd_rate_anchor` of every experiment with `rd_points` should be. :func:`sync_bd_rates`
+compares a digest of the anchors in force (one per test set) and the quality axis
+(:func:`basis`) with the one stored after the last run and, when they differ, derives
+every figure again (:func:`rederive`): the store hands out the curves in batches and
+takes the figures back (`Store.curves_after`, `Store.write_derived`); the deriving, which
+costs CPU, runs here, outside any transaction.
 
 The API does not wait for the figures: its anchor writes hand the work to :class:`BdRateSync`,
 one background thread per store that coalesces requests (a write during a run stops it
@@ -29,7 +30,7 @@ from codecdash.config import Settings
 from codecdash.experiments.service import bd_rates_for
 from codecdash.experiments.vocabulary import QualityMetric
 from codecdash.store import Store, StoreUnavailable
-from codecdash.store.anchors import UNDER_WAY
+from codecdash.store.anchors import UNDER_WAY, Curve
 
 log = logging.getLogger("codecdash.anchors")
 
@@ -45,12 +46,16 @@ class Superseded(Exception):
     """A re-derivation of BD-rates stopped because a newer one was asked for."""
 
 
-def basis(anchor: Mapping[str, Any] | None, quality: QualityMetric) -> int:
-    """A 64-bit digest of what stored BD-rates depend on: the anchor in force, its points and
-    the quality axis; 0 when no anchor is in force."""
-    if anchor is None:
+def basis(anchors: Mapping[str | None, Mapping[str, Any]], quality: QualityMetric) -> int:
+    """A 64-bit digest of what stored BD-rates depend on: the anchor in force of each test
+    set, its points and the quality axis; 0 when no anchor is in force anywhere."""
+    if not anchors:
         return 0
-    text = orjson.dumps([anchor["name"], anchor["rd_points"], quality], option=orjson.OPT_SORT_KEYS)
+    chosen = sorted(
+        ([dataset or "", a["name"], a["rd_points"]] for dataset, a in anchors.items()),
+        key=lambda entry: entry[0],
+    )
+    text = orjson.dumps([chosen, quality], option=orjson.OPT_SORT_KEYS)
     digest = int.from_bytes(hashlib.sha256(text).digest()[:8], "big", signed=True)
     return digest if digest not in (0, UNDER_WAY) else 1
 
@@ -77,9 +82,12 @@ def rederive(
         if not batch:
             return changed_total
         after = batch[-1][0]
-        curves: Mapping[str, str | None] = dict(batch)
+        curves: Mapping[str, Curve] = {i: (p, d) for i, p, d in batch}
         for _attempt in range(3):  # curves rewritten meanwhile: derived again, a few times
-            figures = {i: (p, *derive(orjson.loads(p) if p else None)) for i, p in curves.items()}
+            figures = {
+                i: ((p, d), *derive(orjson.loads(p) if p else None, d))
+                for i, (p, d) in curves.items()
+            }
             changed, curves = store.write_derived(figures)
             changed_total += changed
             if not curves:
@@ -102,7 +110,7 @@ def sync_bd_rates(store: Store, settings: Settings, stop: Callable[[], bool] | N
     try:
         derive = bd_rates_for(store, settings)
         derive.reload()
-        current = basis(derive.anchor(), settings.quality_metric)
+        current = basis(derive.in_force(), settings.quality_metric)
         if store.read_basis() == current:
             return 0
         store.write_basis(UNDER_WAY)
@@ -118,7 +126,7 @@ def settled(store: Store, settings: Settings) -> bool:
     (or there never was an anchor: nothing was ever derived)."""
     derive = bd_rates_for(store, settings)
     derive.reload()
-    current = basis(derive.anchor(), settings.quality_metric)
+    current = basis(derive.in_force(), settings.quality_metric)
     stored = store.read_basis()
     return stored == current or (stored is None and current == 0)
 

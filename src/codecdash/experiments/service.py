@@ -19,7 +19,7 @@ from typing import Any
 from codecdash.codec_metrics import RateCurve, bd_rate, rate_curve
 from codecdash.config import Settings
 from codecdash.experiments.readmodel import experiment
-from codecdash.experiments.vocabulary import QualityMetric, rate_unit
+from codecdash.experiments.vocabulary import QualityMetric, average_points, rate_unit
 from codecdash.models import ExperimentIn, ExperimentPatch
 from codecdash.results import rd_pairs
 from codecdash.store import Store
@@ -34,57 +34,77 @@ IGNORED = ("duration_s", "updated_at", "bd_rate_pct", "bd_rate_anchor", "trainin
 
 
 class BdRates:
-    """Each curve's BD-rate against the anchor in force (the configured `default_anchor`,
-    else the first imported anchor), on the `quality_metric` axis.
+    """Each curve's BD-rate against the anchor in force of its test set, on the
+    `quality_metric` axis (see :func:`choose_anchor`).
 
-    The anchor is read from the store once and kept until `reload()`; its curve is
+    The anchors are read from the store once and kept until `reload()`; each set's curve is
     prepared for `bd_rate` once per anchor, not on every call."""
 
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
-        self._anchor: dict[str, Any] | None = None
-        self._loaded = False
+        self._anchors: list[dict[str, Any]] | None = None
+        self._chosen: dict[str | None, dict[str, Any] | None] = {}
         self._lock = threading.Lock()
-        # (the anchor it was made from, the quality axis, its rate unit, its curve or None)
-        self._prepared: tuple[dict[str, Any], str, str, RateCurve | None] | None = None
+        # per set: (the anchor it was made from, the quality axis, its rate unit, its curve)
+        self._prepared: dict[str | None, tuple[dict[str, Any], str, str, RateCurve | None]] = {}
 
     @property
-    def axis(self) -> tuple[str | None, QualityMetric]:
+    def axis(self) -> tuple[Any, ...]:
         """What the figures depend on besides the anchors: the settings that choose."""
-        return self.settings.default_anchor, self.settings.quality_metric
+        return (
+            self.settings.default_anchor,
+            tuple(sorted(self.settings.default_anchors.items())),
+            self.settings.quality_metric,
+        )
 
     def reload(self) -> None:
         with self._lock:
-            self._loaded = False
+            self._anchors = None
+            self._chosen = {}
 
-    def anchor(self) -> dict[str, Any] | None:
-        """The anchor in force, or None."""
+    def all_anchors(self) -> list[dict[str, Any]]:
+        """Every stored anchor (oldest first), as last read."""
         with self._lock:
-            if not self._loaded:
-                anchors = self.store.anchors()
-                wanted = self.settings.default_anchor
-                chosen = next((a for a in anchors if a["name"] == wanted), None)
-                if chosen is None and anchors and not wanted:
-                    chosen = anchors[0]
-                self._anchor, self._loaded = chosen, True
-            return self._anchor
+            if self._anchors is None:
+                self._anchors = self.store.anchors()
+            return self._anchors
 
-    def derive(self, rd_points: Sequence[Mapping[str, Any]] | None) -> Derived:
-        """The curve's (BD-rate in %, rounded to 4 places, anchor name), or (None, None)
-        when there is no anchor in force or no BD-rate to compute."""
+    def anchor(self, dataset: str | None = None) -> dict[str, Any] | None:
+        """The anchor in force on this test set (None: the unspecified set), or None."""
+        anchors = self.all_anchors()
+        with self._lock:
+            if dataset not in self._chosen:
+                self._chosen[dataset] = choose_anchor(anchors, dataset, self.settings)
+            return self._chosen[dataset]
+
+    def in_force(self) -> dict[str | None, dict[str, Any]]:
+        """The anchor in force of every set that has one, by set."""
+        sets = dict.fromkeys(a["dataset"] for a in self.all_anchors())
+        for name in self.settings.default_anchors:
+            sets.setdefault(name, None)
+        found = {d: self.anchor(d) for d in sets}
+        return {d: a for d, a in found.items() if a is not None}
+
+    def derive(
+        self, rd_points: Sequence[Mapping[str, Any]] | None, dataset: str | None = None
+    ) -> Derived:
+        """The curve's (BD-rate in %, rounded to 4 places, anchor name) against the anchor
+        in force of its set, or (None, None) when there is none or no BD-rate to compute
+        (:func:`codecdash.experiments.anchors.bd_reason` says why)."""
         if not rd_points:
             return NONE
-        anchor = self.anchor()
+        anchor = self.anchor(dataset)
         if anchor is None:
             return NONE
         quality = self.settings.quality_metric
-        unit, curve = self._prepare(anchor, quality)
+        unit, curve = self._prepare(dataset, anchor, quality)
         if curve is None:
             return NONE
         try:
-            test_pairs = rd_pairs(rd_points, quality=quality)
-            if unit != rate_unit(rd_points):
+            points = average_points(rd_points)
+            test_pairs = rd_pairs(points, quality=quality)
+            if unit != rate_unit(points):
                 return NONE
             return round(bd_rate(curve, test_pairs), 4), str(anchor["name"])
         except ValueError as exc:
@@ -92,20 +112,46 @@ class BdRates:
             return NONE
 
     def _prepare(
-        self, anchor: dict[str, Any], quality: QualityMetric
+        self, dataset: str | None, anchor: dict[str, Any], quality: QualityMetric
     ) -> tuple[str, RateCurve | None]:
-        prepared = self._prepared
+        prepared = self._prepared.get(dataset)
         if prepared is not None and prepared[0] is anchor and prepared[1] == quality:
             return prepared[2], prepared[3]
         curve: RateCurve | None = None
         unit = ""
         try:
-            unit = rate_unit(anchor["rd_points"])
-            curve = rate_curve(rd_pairs(anchor["rd_points"], quality=quality), "anchor")
+            points = average_points(anchor["rd_points"])
+            unit = rate_unit(points)
+            curve = rate_curve(rd_pairs(points, quality=quality), "anchor")
         except ValueError as exc:
             log.debug("the anchor in force gives no BD-rates: %s", exc)
-        self._prepared = (anchor, quality, unit, curve)
+        self._prepared[dataset] = (anchor, quality, unit, curve)
         return unit, curve
+
+
+def choose_anchor(
+    anchors: Sequence[dict[str, Any]], dataset: str | None, settings: Settings
+) -> dict[str, Any] | None:
+    """The anchor in force on a test set, from the stored anchors (oldest first).
+
+    1. `default_anchors[dataset]` names it (the key ``""`` is the unspecified set): that
+       anchor of the set, or none while it is not imported;
+    2. else `default_anchor`: on the unspecified set, that anchor or none (as before sets
+       existed); on a named set, that anchor when the set has one of the name;
+    3. else the set's first imported anchor.
+
+    Never an anchor of another set: a BD-rate compares curves of one set.
+    """
+    of_set = [a for a in anchors if a.get("dataset") == dataset]
+    per_set = settings.default_anchors.get("" if dataset is None else dataset)
+    if per_set:
+        return next((a for a in of_set if a["name"] == per_set), None)
+    wanted = settings.default_anchor
+    if wanted:
+        found = next((a for a in of_set if a["name"] == wanted), None)
+        if found is not None or dataset is None:
+            return found
+    return of_set[0] if of_set else None
 
 
 _BD_RATES: weakref.WeakKeyDictionary[Store, BdRates] = weakref.WeakKeyDictionary()
@@ -117,7 +163,7 @@ def bd_rates_for(store: Store, settings: Settings) -> BdRates:
     the same anchor in force; made anew when the settings that choose it differ."""
     with _BD_RATES_GUARD:
         found = _BD_RATES.get(store)
-        if found is None or found.axis != (settings.default_anchor, settings.quality_metric):
+        if found is None or found.axis != BdRates(store, settings).axis:
             found = _BD_RATES[store] = BdRates(store, settings)
         return found
 
@@ -148,9 +194,17 @@ class ExperimentService:
         changes = patch.model_dump(include=patch.model_fields_set, mode="python")
         for name in IGNORED:
             changes.pop(name, None)
-        if "rd_points" in changes:  # a new curve: a new BD-rate
+        if "rd_points" in changes or "dataset" in changes:  # a new curve or set: a new BD-rate
+            if "rd_points" in changes and "dataset" in changes:
+                points, dataset = changes["rd_points"], changes["dataset"]
+            else:
+                current = self.store.get_experiment(experiment_id)
+                if current is None:
+                    return None
+                points = changes.get("rd_points", current.get("rd_points"))
+                dataset = changes.get("dataset", current.get("dataset"))
             changes["bd_rate_pct"], changes["bd_rate_anchor"] = self.bd_rates.derive(
-                changes["rd_points"]
+                points, dataset
             )
         stored = self.store.patch_experiment(experiment_id, changes)
         return None if stored is None else experiment(stored)
@@ -171,5 +225,7 @@ class ExperimentService:
         out = dict(values)
         if points is not None:
             out["rd_points"] = [p.model_dump(exclude_none=True) for p in points]
-        out["bd_rate_pct"], out["bd_rate_anchor"] = self.bd_rates.derive(out["rd_points"])
+        out["bd_rate_pct"], out["bd_rate_anchor"] = self.bd_rates.derive(
+            out["rd_points"], item.dataset
+        )
         return out

@@ -94,3 +94,9 @@ def rate_unit(points: Sequence[Mapping[str, Any]]) -> RateUnit:
             "rd_points mix 'bitrate_kbps' and 'bpp'" if units else "rd_points are empty"
         )
     return units.pop()
+
+
+def average_points(points: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The test set's average points of a curve: those without a `sequence` (per-sequence
+    results sit beside them and never enter a BD-rate against the set's anchor)."""
+    return [point for point in points if point.get("sequence") is None]

@@ -24,7 +24,7 @@ from sqlalchemy.pool import NullPool
 from codecdash.experiments.query import Unavailable
 from codecdash.store import leaders, schema
 
-LATEST_VERSION = 6
+LATEST_VERSION = 7
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
@@ -246,6 +246,7 @@ def _v2_bd_rate(conn: Connection) -> None:
 
 def _v3_leaders(conn: Connection) -> None:
     """Version 3: leaderboards replace the indexes on ranked columns (store/leaders.py)."""
+    _v7_experiment_columns(conn)  # today's leaders carry them
     schema.leaders.create(conn, checkfirst=True)
     schema.leader_bounds.create(conn, checkfirst=True)
     leaders.rebuild_all(conn)
@@ -263,6 +264,7 @@ def _v4_leaders_carry_filters(conn: Connection) -> None:
     columns = {c["name"] for c in inspect(conn).get_columns("leaders")}
     if set(leaders.CARRIED) <= columns:  # made by version 3's step of this release
         return
+    _v7_experiment_columns(conn)  # today's leaders carry them
     schema.leaders.drop(conn)
     schema.leaders.create(conn)
     leaders.rebuild_all(conn)
@@ -282,10 +284,52 @@ def _v6_training_curves(conn: Connection) -> None:
             index.create(conn, checkfirst=True)
 
 
+def _v7_experiment_columns(conn: Connection) -> None:
+    """Version 7's new experiment columns (also made by the steps of versions 3 and 4,
+    whose leaderboards of today's shape copy them)."""
+    columns = {c["name"] for c in inspect(conn).get_columns("experiments")}
+    if "dataset" not in columns:
+        conn.execute(text("ALTER TABLE experiments ADD COLUMN dataset VARCHAR(100)"))
+    if "method" not in columns:
+        conn.execute(text("ALTER TABLE experiments ADD COLUMN method VARCHAR(200)"))
+
+
+def _v7_datasets_methods(conn: Connection) -> None:
+    """Version 7: test sets and methods. Experiments gain `dataset` and `method` (the
+    leaderboards carry both, for the list's filters); an anchor is named within its set:
+    the anchors' key becomes (dataset, name), the existing ones in the unspecified set."""
+    _v7_experiment_columns(conn)
+    columns = {c["name"] for c in inspect(conn).get_columns("anchors")}
+    if "dataset" not in columns:
+        if conn.dialect.name == "postgresql":
+            key = inspect(conn).get_pk_constraint("anchors").get("name") or "anchors_pkey"
+            conn.execute(
+                text("ALTER TABLE anchors ADD COLUMN dataset VARCHAR(100) NOT NULL DEFAULT ''")
+            )
+            conn.execute(text(f'ALTER TABLE anchors DROP CONSTRAINT "{key}"'))
+            conn.execute(text("ALTER TABLE anchors ADD PRIMARY KEY (dataset, name)"))
+        else:  # SQLite cannot change a table's key: the table is made again
+            conn.execute(text("ALTER TABLE anchors RENAME TO anchors_v6"))
+            schema.anchors.create(conn)
+            conn.execute(
+                text(
+                    "INSERT INTO anchors (dataset, name, description, rd_points, created_at) "
+                    "SELECT '', name, description, rd_points, created_at FROM anchors_v6"
+                )
+            )
+            conn.execute(text("DROP TABLE anchors_v6"))
+    carried = {c["name"] for c in inspect(conn).get_columns("leaders")}
+    if not set(leaders.CARRIED) <= carried:
+        schema.leaders.drop(conn)
+        schema.leaders.create(conn)
+        leaders.rebuild_all(conn)
+
+
 MIGRATIONS = {
     2: _v2_bd_rate,
     3: _v3_leaders,
     4: _v4_leaders_carry_filters,
     5: _v5_alerts,
     6: _v6_training_curves,
+    7: _v7_datasets_methods,
 }

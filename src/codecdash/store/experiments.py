@@ -130,6 +130,8 @@ def _total(conn: Connection, query: ListQuery, cache: TotalCache | None = None) 
         query.min_psnr_db,
         query.min_bitrate_reduction_pct,
         query.max_bd_rate_pct,
+        query.dataset,
+        query.method,
     )
     if all(value is None or value == "" for value in filters):  # the status counters
         counts = status_counts(conn)

@@ -124,6 +124,10 @@ def conditions(query: ListQuery) -> list[Condition]:
         found.append(("bitrate_reduction_pct", ">=", query.min_bitrate_reduction_pct))
     if query.max_bd_rate_pct is not None:
         found.append(("bd_rate_pct", "<=", query.max_bd_rate_pct))
+    if query.dataset is not None:
+        found.append(("dataset", "=", query.dataset))
+    if query.method is not None:
+        found.append(("method", "=", query.method))
     return found
 
 

@@ -59,6 +59,10 @@ experiments = Table(
     Column("rd_points", Text),
     Column("bd_rate_pct", Float),
     Column("bd_rate_anchor", String(200)),
+    # Version 7: the test set it was evaluated on (NULL: unspecified) and the method its
+    # R-D points belong to (NULL: the experiment is its own method).
+    Column("dataset", String(100)),
+    Column("method", String(200)),
 )
 # Its column names as plain str, in table order: hand-written statements select these.
 EXPERIMENT_FIELDS = tuple(str(c.name) for c in experiments.columns)
@@ -92,6 +96,8 @@ leaders = Table(
     Column("psnr_db", Float),
     Column("bitrate_reduction_pct", Float),
     Column("bd_rate_pct", Float),
+    Column("dataset", String(100)),
+    Column("method", String(200)),
     sqlite_with_rowid=False,
 )
 leader_bounds = Table(
@@ -200,9 +206,12 @@ tokens = Table(
     Column("revoked_at", Float),
 )
 
+# An anchor is named within its test set: ("", name) is an anchor of the unspecified set
+# (a key column cannot be NULL; the API says null).
 anchors = Table(
     "anchors",
     metadata,
+    Column("dataset", String(100), primary_key=True, server_default=text("''")),
     Column("name", String(200), primary_key=True),
     Column("description", Text),
     Column("rd_points", Text, nullable=False),

@@ -17,11 +17,12 @@ from codecdash.store import (
     curves,
     experiments,
     fleet,
+    rd_curves,
     rows,
     tokens,
     training,
 )
-from codecdash.store.anchors import Derived
+from codecdash.store.anchors import Curve, Derived
 from codecdash.store.counters import bump_data_version, data_version, read_counters
 from codecdash.store.db import Database
 from codecdash.store.reads import SqlRows
@@ -264,17 +265,24 @@ class Store:
                 conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
 
     # -- anchors ----------------------------------------------------------------------
-    def put_anchor(self, name: str, description: str | None, points: list[dict[str, Any]]) -> bool:
-        """Create or replace an anchor (keeping its creation time); True when created."""
+    def put_anchor(
+        self,
+        name: str,
+        description: str | None,
+        points: list[dict[str, Any]],
+        dataset: str | None = None,
+    ) -> bool:
+        """Create or replace an anchor of a test set (None: unspecified), keeping its
+        creation time; True when created."""
         with self.db.write() as conn:
-            created = anchors.put(conn, name, description, points, time.time())
+            created = anchors.put(conn, name, description, points, time.time(), dataset)
             bump_data_version(conn)
         self.changed()
         return created
 
-    def delete_anchor(self, name: str) -> bool:
+    def delete_anchor(self, name: str, dataset: str | None = None) -> bool:
         with self.db.write() as conn:
-            deleted = anchors.delete(conn, name)
+            deleted = anchors.delete(conn, name, dataset)
             if deleted:
                 bump_data_version(conn)
         if deleted:
@@ -285,13 +293,20 @@ class Store:
         with self.db.read() as conn:
             return anchors.list_all(conn)
 
-    def curves_after(self, after_id: str | None, limit: int) -> list[tuple[str, str]]:
-        """(id, rd_points as stored) of the next `limit` experiments with rd_points, by id:
+    def rd_curves(self, labels: bool = False) -> rd_curves.CurveReading:
+        """Every counted experiment's curve with its set and method, and the anchors, read
+        together with the data version (the BD-rate table's input; `labels`: with params and
+        tags, for the `method_from` setting)."""
+        with self.db.read() as conn:
+            return rd_curves.read(conn, labels)
+
+    def curves_after(self, after_id: str | None, limit: int) -> list[tuple[str, str, str | None]]:
+        """(id, rd_points as stored, dataset) of the next `limit` experiments with rd_points, by id:
         what a re-derivation of BD-rates reads, batch after batch."""
         with self.db.read() as conn:
             return anchors.curves_after(conn, after_id, limit)
 
-    def write_derived(self, derived: Mapping[str, Derived]) -> tuple[int, dict[str, str | None]]:
+    def write_derived(self, derived: Mapping[str, Derived]) -> tuple[int, dict[str, Curve]]:
         """Store BD-rates derived from the curves `curves_after` gave, in one short
         transaction (see `anchors.write_derived`): (rows changed, rows whose curve was
         rewritten meanwhile, with their curve now)."""

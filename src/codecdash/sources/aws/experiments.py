@@ -155,6 +155,8 @@ def _unsupported(query: ListQuery) -> str | None:
         "min_psnr_db",
         "min_bitrate_reduction_pct",
         "max_bd_rate_pct",
+        "dataset",
+        "method",
     ):
         if getattr(query, name) is not None:
             return f"the {name} filter"
