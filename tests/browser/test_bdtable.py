@@ -14,11 +14,14 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from browser.bd_fixture import CSV, LATEX, MCL, UVG, VTM, X265, X265_MCL, FakeBdRates
-from browser.conftest import Dashboard, OpenPage, wait_for_data
+from browser.conftest import Dashboard, MakeDashboard, OpenPage, wait_for_data
+from codecdash.config import Settings
+from codecdash.results import read_result_file
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "src" / "codecdash" / "data" / "rd-results" / "UVG-1080p"  # published curves
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 SECTION = "#bd-table"
@@ -164,6 +167,120 @@ def test_csv_and_latex_downloads(dashboard: Dashboard, open_page: OpenPage) -> N
     formats = [q for q in fake.queries if "format" in q]
     assert [q["format"] for q in formats] == [["csv"], ["latex"]]
     assert all(q["quality"] == ["ms_ssim"] for q in formats)  # the view on screen
+
+
+# -- the real endpoint over published results -----------------------------------------------
+def points(name: str) -> list[dict[str, Any]]:
+    found = read_result_file(RESULTS / f"{name}.json").points
+    return [{k: v for k, v in p.items() if v is not None} for p in found]
+
+
+@pytest.fixture
+def published(make_dashboard: MakeDashboard, settings: Settings) -> Dashboard:
+    """The published UVG-1080p curves: x264, x265 and VTM as the set's anchors (x265 in
+    force); SSF as its authors report it, as a λ sweep (one experiment per point, method
+    "ssf2020-authors"); SSF re-trained as one whole curve; and a run with no test set."""
+    dash = make_dashboard(
+        filled=False,
+        app_settings=settings.model_copy(update={"default_anchors": {UVG: X265}}),
+    )
+    for name in (X265, "x264-medium-tune-zerolatency", VTM):
+        response = dash.api.put(
+            f"/api/v1/anchors/{name}", json={"rd_points": points(name), "dataset": UVG}
+        )
+        assert response.status_code in (200, 201), response.text
+    for i, point in enumerate(points("ssf2020-from-authors")):
+        dash.post_experiment(
+            id=f"ssf-l{i}",
+            name=f"SSF λ{i}",
+            status="completed",
+            dataset=UVG,
+            method="ssf2020-authors",
+            rd_points=[point],
+        )
+    dash.post_experiment(
+        id="ssf-vimeo",
+        name="SSF re-trained",
+        status="completed",
+        dataset=UVG,
+        method="ssf2020-vimeo",
+        rd_points=points("ssf2020-mse-ans-vimeo"),
+    )
+    dash.post_experiment(
+        id="no-set", name="no set", status="completed", rd_points=points("ssf2020-mse-ans-vimeo")
+    )
+    return dash
+
+
+def signed(value: float) -> str:
+    return f"{'+' if value > 0 else ''}{value:.1f} %"
+
+
+def test_real_results_through_the_api(published: Dashboard, open_page: OpenPage) -> None:
+    page = open_page(published.url)
+    wait_for_data(page)
+    rows = page.locator(f"{SECTION} tbody tr[data-method]")
+    expect(rows).to_have_count(3)
+
+    def check_against(query: dict[str, str]) -> dict[str, Any]:
+        answer: dict[str, Any] = published.api.get("/api/v1/bd-rates", params=query).json()
+        keys = [d["key"] for d in answer["datasets"]]
+        assert keys == [UVG, ""]  # UVG-1080p, then the unspecified set
+        for row in answer["rows"]:
+            for key in keys:
+                found = row["cells"].get(key)
+                shown = cell(page, row["method"], key)
+                if found is None:
+                    expect(shown).to_contain_text("no result on this set")
+                elif found.get("bd_rate_pct") is None:
+                    expect(shown).to_have_attribute("title", found["reason"])
+                else:
+                    expect(shown.locator(".bd-rate")).to_contain_text(signed(found["bd_rate_pct"]))
+        return answer
+
+    answer = check_against({"quality": "psnr"})
+    assert answer["datasets"][0]["anchor"] == X265
+    expect(page.locator(f'{SECTION} th[data-sort="set:{UVG}"]')).to_contain_text(f"vs {X265}")
+    expect(page.locator(f'{SECTION} th[data-sort="set:"]')).to_contain_text("unspecified")
+    lam = next(r for r in answer["rows"] if r["method"] == "ssf2020-authors")
+    assert lam["experiments"] == 7  # the λ sweep is one method
+    own = next(r for r in answer["rows"] if r["method"] == "no set")
+    assert own["experiment_id"] == "no-set"  # no method: the experiment is its own
+    expect(cell(page, "no set", "")).to_contain_text(own["cells"][""]["reason"])
+
+    page.select_option(f'{SECTION} select[data-dataset="{UVG}"]', VTM)
+    expect(page.locator(f'{SECTION} th[data-sort="set:{UVG}"]')).to_contain_text(f"vs {VTM}")
+    check_against({"quality": "psnr", "anchor": f"{UVG}:{VTM}"})
+    page.select_option("#bd-quality", "ms_ssim")
+    expect(page.locator("#bd-summary")).to_contain_text("MS-SSIM")
+    check_against({"quality": "ms_ssim", "anchor": f"{UVG}:{VTM}"})
+
+    with page.expect_download() as info:
+        page.click("#bd-download-csv")
+    expected = published.api.get(
+        "/api/v1/bd-rates", params={"quality": "ms_ssim", "anchor": f"{UVG}:{VTM}", "format": "csv"}
+    ).content
+    assert Path(info.value.path()).read_bytes() == expected  # byte for byte, CRLF and all
+    with page.expect_download() as info:
+        page.click("#bd-download-latex")
+    latex = Path(info.value.path()).read_text(encoding="utf-8")
+    assert "\\begin{tabular}" in latex and VTM in latex
+
+    # Ticking the λ-sweep method draws its curve (its seven runs' points) over the anchors.
+    page.locator(f'{SECTION} tr[data-method="ssf2020-authors"] input.compare-box').check()
+    figure = page.locator(f'#compare .compare-set[data-set="{UVG}"]')
+    figure.scroll_into_view_if_needed()
+    expect(figure.locator(".compare-chart canvas")).to_have_count(1)
+    # SSF's authors report no MS-SSIM: on that axis only the three anchors, and a note.
+    expect(figure.locator(".rd-key li")).to_have_count(3)
+    expect(figure.locator(".compare-left")).to_contain_text("ssf2020-authors")
+    page.select_option("#bd-quality", "psnr")
+    expect(figure.locator(".rd-key li")).to_have_count(4)
+    expect(figure.locator(".compare-left")).to_have_text("")
+    expect(figure.locator(".compare-chart")).to_have_attribute(
+        "aria-label", re.compile(r"ssf2020-authors \(method, 7 points\)")
+    )
+    assert "cmp_method=ssf2020-authors" in page.url
 
 
 # -- accessibility and small screens ------------------------------------------------------------

@@ -310,7 +310,7 @@ function draw() {
   const filter = bdView.filter.toLowerCase();
   const shown = sorted(all.filter((r) => !filter || r.method.toLowerCase().includes(filter)));
   const best = bestPerColumn(sets, all);
-  const quality = QUALITIES[bdView.quality];
+  const quality = QUALITIES[bd.data?.quality_metric] || QUALITIES[bdView.quality];
   const noun = bdView.per === "experiment" ? "experiment" : "method";
   drawAnchors(sets);
 
@@ -370,8 +370,10 @@ function draw() {
 
 /** One select per test set: its anchors (the API's anchor list), the one in force picked. */
 function drawAnchors(sets) {
-  if (!els.anchors) return;
   const isStatic = bd.ctx.isStatic();
+  // A static export holds one table: the anchors in force, its quality, one row per method.
+  for (const select of [els.quality, els.per]) if (select && select.disabled !== isStatic) select.disabled = isStatic;
+  if (!els.anchors) return;
   const fields = sets.map((d, i) => {
     const key = d.key;
     const options = bd.anchors.filter((a) => setKey(a.dataset) === key);

@@ -244,6 +244,8 @@ export function paretoFrontier(points) {
 
 /** Why `exp` can have no BD-rate against `anchor` (checked before asking), or null. */
 function whyNoBdRate(anchor, exp) {
+  // BD-rates compare curves of one test set only (null: the unspecified set).
+  if ((anchor.dataset ?? null) !== (exp.dataset ?? null)) return `of another test set than ${anchor.name}`;
   const unit = unitOf(exp.rd_points);
   const wanted = anchorUnit(anchor);
   if (unit !== wanted) return `rates in ${unit || "no unit"}, the anchor's in ${wanted}`;
