@@ -7,6 +7,7 @@ dark mode, and a phone's width."""
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,14 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from browser.bd_fixture import CSV, LATEX, MCL, UVG, VTM, X265, X265_MCL, FakeBdRates
-from browser.conftest import Dashboard, MakeDashboard, OpenPage, wait_for_data
+from browser.conftest import (
+    Dashboard,
+    MakeDashboard,
+    OpenPage,
+    StaticServer,
+    page_problems,
+    wait_for_data,
+)
 from codecdash.config import Settings
 from codecdash.results import read_result_file
 
@@ -281,6 +289,35 @@ def test_real_results_through_the_api(published: Dashboard, open_page: OpenPage)
         "aria-label", re.compile(r"ssf2020-authors \(method, 7 points\)")
     )
     assert "cmp_method=ssf2020-authors" in page.url
+
+
+def test_a_static_export_shows_its_table(
+    published: Dashboard, open_page: OpenPage, tmp_path: Path
+) -> None:
+    from codecdash.export import write_export
+
+    out = tmp_path / "site"
+    with ThreadPoolExecutor(1) as pool:  # not in Playwright's event-loop thread
+        pool.submit(write_export, out, published.live.settings).result()
+    static = StaticServer(out)
+    try:
+        page = open_page()
+        page_problems(page).allow(r"status of 404")  # the API tried first, then dashboard.json
+        page.goto(static.url)
+        wait_for_data(page)
+        expect(page.locator(f"{SECTION} tbody tr[data-method]")).to_have_count(3)
+        expect(page.locator(f'{SECTION} th[data-sort="set:{UVG}"]')).to_contain_text(f"vs {X265}")
+        expect(page.locator("#bd-quality")).to_be_disabled()  # one table: no other quality
+        expect(page.locator(f'{SECTION} select[data-dataset="{UVG}"]')).to_be_disabled()
+        with page.expect_download() as info:
+            page.click("#bd-download-csv")
+        assert Path(info.value.path()).read_bytes() == (out / "bd-rates.csv").read_bytes()
+        page.locator(f'{SECTION} button[data-open="ssf2020-vimeo"]').click()
+        expect(page.locator(f'{SECTION} tr[data-breakdown="ssf2020-vimeo"]')).to_contain_text(
+            "needs the API"
+        )
+    finally:
+        static.close()
 
 
 # -- accessibility and small screens ------------------------------------------------------------
