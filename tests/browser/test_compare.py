@@ -138,3 +138,48 @@ def test_a_dark_page_downloads_a_dark_chart(anchored: Dashboard, open_page: Open
     root = ET.parse(info.value.path()).getroot()
     background = next(root.iter(f"{SVG_NS}rect"))
     assert background.get("fill") == "#161c24"  # the dark theme's --surface
+
+
+# -- accessibility and small screens ------------------------------------------------------------
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+def open_compared(open_page: OpenPage, url: str, **kwargs: Any) -> Page:
+    page = open_page(f"{url}?cmp_exp=exp-024&cmp_exp=exp-027", **kwargs)
+    wait_for_data(page)
+    figure = page.locator(f'{SECTION} .compare-set[data-set="unspecified"]')
+    figure.scroll_into_view_if_needed()
+    expect(figure.locator(".compare-chart canvas")).to_have_count(1)
+    figure.locator("summary").click()  # the data table
+    expect(page.locator(f"{SECTION} .compare-diff-table")).to_be_visible()
+    return page
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_axe_on_the_compare_view(anchored: Dashboard, open_page: OpenPage, theme: str) -> None:
+    if not AXE.exists():
+        pytest.skip(f"axe-core is not installed ({AXE}); run `npm ci` in {ROOT}")
+    page = open_compared(open_page, anchored.url, color_scheme=theme)
+    page.evaluate(AXE.read_text(encoding="utf-8"))  # through DevTools: the CSP does not apply
+    result: dict[str, Any] = page.evaluate(
+        """([tags]) => axe.run(document.querySelector("#compare"),
+            {runOnly: {type: "tag", values: tags}, resultTypes: ["violations"]})""",
+        [TAGS],
+    )
+    assert not [
+        f"{v['id']}: {v['help']} — {[n['target'] for n in v['nodes'][:5]]}"
+        for v in result["violations"]
+    ]
+
+
+@pytest.mark.parametrize("width", [320, 390])
+def test_a_phone_can_compare(anchored: Dashboard, open_page: OpenPage, width: int) -> None:
+    page = open_compared(open_page, anchored.url, width=width, height=800)
+    overflow = page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"the page scrolls sideways by {overflow} px at {width} px"
+    for selector in (".compare-chart", 'button[data-download="png"]', ".compare-diff-table th"):
+        box = page.locator(f"{SECTION} {selector}").first.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, selector
