@@ -18,19 +18,20 @@ BD-rates are only ever computed between curves of one set.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 
-from codecdash.codec_metrics import bd_report, ms_ssim_db, pareto_front
 from codecdash.config import Settings
+from codecdash.experiments import table_cells as cells
 from codecdash.experiments.service import choose_anchor
-from codecdash.experiments.vocabulary import QualityMetric, point_rate
+from codecdash.experiments.vocabulary import QualityMetric
 from codecdash.store import Store
-from codecdash.store.rd_curves import CurveReading, CurveRow
+from codecdash.store.rd_curves import CurveRow, stamp
 
 Per = Literal["method", "experiment"]
 UNSPECIFIED_KEY = ""
@@ -67,59 +68,99 @@ class TableQuery:
     """Add each cell's per-sequence breakdown."""
 
 
-@dataclass
-class _Curve:
-    """One experiment's points, parsed once per stored text: per quality axis, (rate,
-    quality dB) pairs of the set's average and of each sequence, and the rate units."""
+RowKey = tuple[str, str]
+"""("m", method) for a method's row, ("e", id) for an experiment that is its own row."""
+GroupKey = tuple[RowKey, str | None]
+"""A row on one set: a cell."""
+MARGIN_S = 2.0
+"""A later reading re-reads the experiments written this long before the newest one it
+saw (a write that began earlier but committed after that reading). One missed anyway (a
+slow commit, another replica's lagging clock) changes the count or the checksum of the
+counted curves, and everything is read again."""
+FULL_EVERY_S = 300.0
+"""And every this often the index reads everything again (a safety net)."""
 
-    average: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
-    sequences: dict[str, dict[str, list[tuple[float, float]]]] = field(default_factory=dict)
-    units: frozenset[str] = frozenset()
 
+class _Index:
+    """The counted experiments, grouped into rows both ways (`per`), kept current from the
+    experiments written since the previous reading. Each group (a cell's experiments) has a
+    generation that changes when its experiments or their curves do."""
 
-def _parse(text: str) -> _Curve:
-    curve = _Curve()
-    units: set[str] = set()
-    try:
-        points = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return curve
-    for index, point in enumerate(points if isinstance(points, list) else []):
-        try:
-            rate, unit = point_rate(point, index)
-        except (ValueError, AttributeError):
-            continue
-        units.add(unit)
-        sequence = point.get("sequence")
-        for axis, key in (("psnr", "psnr_db"), ("ms_ssim", "ms_ssim")):
-            value = point.get(key)
-            if value is None:
-                continue
-            if axis == "ms_ssim":
-                try:
-                    value = ms_ssim_db(value)
-                except ValueError:
+    def __init__(self) -> None:
+        self.version: int | None = None
+        self.newest: float | None = None
+        self.full_at = 0.0
+        self.items: dict[str, CurveRow] = {}
+        self.checksum = 0
+        """The sum of the counted experiments' `stamp(updated_at)`."""
+        self.curves: dict[str, cells.Curve] = {}
+        self.rows: dict[Per, dict[RowKey, dict[str | None, set[str]]]] = {
+            "method": {},
+            "experiment": {},
+        }
+        self.labels: dict[RowKey, str] = {}
+        self.generation: dict[tuple[Per, GroupKey], int] = {}
+        self._counter = 0
+        self.anchors: list[dict[str, Any]] = []
+
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def apply(self, found: Sequence[CurveRow], method_from: str | None) -> None:
+        for item in found:
+            old = self.items.get(item.id)
+            if old is not None:
+                self.checksum -= stamp(old.updated_at)
+                if old[:8] == item[:8]:  # all but updated_at: it stays where it is
+                    self.items[item.id] = item
+                    self.checksum += stamp(item.updated_at)
                     continue
-            target = curve.average if sequence is None else curve.sequences.setdefault(sequence, {})
-            target.setdefault(axis, []).append((rate, value))
-    curve.units = frozenset(units)
-    return curve
+                self._leave(old, method_from)
+            if item.counted:
+                self.items[item.id] = item
+                self.checksum += stamp(item.updated_at)
+                if old is None or old.rd_points != item.rd_points:
+                    self.curves[item.id] = cells.parse(item.rd_points or "[]")
+                self._join(item, method_from)
+            else:
+                self.items.pop(item.id, None)
+                self.curves.pop(item.id, None)
+            if item.updated_at is not None and (
+                self.newest is None or item.updated_at > self.newest
+            ):
+                self.newest = item.updated_at
 
+    def _keys(self, item: CurveRow, method_from: str | None) -> dict[Per, tuple[RowKey, str]]:
+        own: tuple[RowKey, str] = (("e", item.id), item.name or item.id)
+        method = item.method
+        if method is None and method_from is not None:
+            method = method_of(item.params, item.tags, method_from)
+        return {"method": (("m", method), method) if method is not None else own, "experiment": own}
 
-@dataclass
-class _Group:
-    """A row's experiments on one set."""
+    def _bump(self, per: Per, key: GroupKey) -> None:
+        self._counter += 1
+        self.generation[(per, key)] = self._counter
 
-    ids: list[str] = field(default_factory=list)
-    curves: list[_Curve] = field(default_factory=list)
+    def _join(self, item: CurveRow, method_from: str | None) -> None:
+        for per, (key, label) in self._keys(item, method_from).items():
+            self.rows[per].setdefault(key, {}).setdefault(item.dataset, set()).add(item.id)
+            self.labels[key] = label
+            self._bump(per, (key, item.dataset))
 
-
-@dataclass
-class _Row:
-    label: str
-    own: str | None
-    """The experiment's id when the row is one experiment (its own method)."""
-    sets: dict[str | None, _Group] = field(default_factory=dict)
+    def _leave(self, item: CurveRow, method_from: str | None) -> None:
+        for per, (key, _label) in self._keys(item, method_from).items():
+            sets = self.rows[per].get(key)
+            if sets is None or item.dataset not in sets:
+                continue
+            sets[item.dataset].discard(item.id)
+            if not sets[item.dataset]:
+                del sets[item.dataset]
+                self.generation.pop((per, (key, item.dataset)), None)
+            else:
+                self._bump(per, (key, item.dataset))
+            if not sets:
+                del self.rows[per][key]
+                self.labels.pop(key, None)
 
 
 class BdTable:
@@ -130,14 +171,17 @@ class BdTable:
     1. **Whole answers** are kept per (data version, query): a repeated request costs one
        read of the data version (a counter) and a dictionary lookup; any write (an
        experiment, an anchor) bumps the version, so a kept answer is never stale.
-    2. **Parsed curves** are kept per experiment, keyed by the stored `rd_points` text: after
-       a write only the rewritten experiments are parsed again.
-    3. **Cells** are kept per (set, row, anchor, quality) with the exact input they were
-       computed from (the anchor's points and the row's merged points): after a write only
-       the cells whose inputs changed are computed again (BD maths is the costly part).
+    2. **The index** (:class:`_Index`) of counted experiments, grouped into rows, is kept
+       and brought up to date from the experiments written since the previous reading
+       (`updated_at`, with a margin), checked against the number of counted curves (a
+       withdrawn one it did not see: everything is read again), and read in full every
+       few minutes anyway. A curve is parsed once per stored text.
+    3. **Cells** are kept per (row, set, anchor, quality) with the generation of their
+       group: after a write only the cells whose experiments changed are computed again
+       (BD maths is the costly part); a new anchor recomputes its set's column.
 
-    So after one experiment's write the table costs one scan of the curves (a plain read of
-    id, set, method and points), the grouping, and the one or two cells that changed.
+    So after one experiment's write the table costs a read of the few experiments written
+    lately, one or two cells, and the assembly of the answer.
     """
 
     def __init__(self, store: Store, settings: Settings) -> None:
@@ -145,60 +189,84 @@ class BdTable:
         self.settings = settings
         self._lock = threading.Lock()
         self._answers: dict[tuple[int, TableQuery], dict[str, Any]] = {}
-        self._parsed: dict[str, tuple[str, _Curve]] = {}
+        self._index = _Index()
         self._cells: dict[tuple[Any, ...], tuple[Any, dict[str, Any]]] = {}
 
     def answer(self, query: TableQuery) -> dict[str, Any]:
         """The table as the API answers it (JSON-ready): ``{"datasets": [{"name", "key",
         "anchor", "rate_unit"}], "quality_metric", "per", "rows": [{"method",
         "experiments", "cells": {KEY: cell}}]}``; TableError for an anchor= that names
-        no anchor."""
+        no anchor or a sort that names no column."""
         version = self.store.version()
         with self._lock:
             kept = self._answers.get((version, query))
-        if kept is not None:
-            return kept
-        reading = self.store.rd_curves(labels=self.settings.method_from is not None)
-        table = self._build(reading, query)
-        with self._lock:
+            if kept is not None:
+                return kept
+            if self._index.version != version:
+                self._refresh()
+            table = self._build(query)
             if len(self._answers) > 64:
                 self._answers.clear()
-            self._answers[(reading.version, query)] = table
-        return table
+            self._answers[(self._index.version or 0, query)] = table
+            return table
+
+    def _refresh(self) -> None:
+        index = self._index
+        labels = self.settings.method_from is not None
+        now = time.monotonic()
+        since = None
+        if index.newest is not None and now - index.full_at < FULL_EVERY_S:
+            since = index.newest - MARGIN_S
+        reading = self.store.rd_curves(labels=labels, since=since)
+        if since is None:
+            index.reset()
+            index.full_at = now
+        index.apply(reading.rows, self.settings.method_from)
+        if (len(index.items), index.checksum) != (reading.counted, reading.checksum):
+            # a write it did not see (committed late, a lagging clock): read it all
+            index.reset()
+            index.full_at = now
+            reading = self.store.rd_curves(labels=labels)
+            index.apply(reading.rows, self.settings.method_from)
+        index.version = reading.version
+        index.anchors = reading.anchors
 
     # -- assembly -----------------------------------------------------------------------
-    def _build(self, reading: CurveReading, query: TableQuery) -> dict[str, Any]:
-        rows = self._group(reading.rows, query.per)
-        anchors = _anchors_in_force(reading.anchors, rows, query, self.settings)
-        wanted_sets = set(query.datasets)
+    def _build(self, query: TableQuery) -> dict[str, Any]:
+        index = self._index
+        rows = index.rows[query.per]
+        anchors = _anchors_in_force(index.anchors, rows, query, self.settings)
         sets = sorted(
-            {d for row in rows.values() for d in row.sets} | set(anchors),
+            {d for row in rows.values() for d in row} | set(anchors),
             key=lambda d: (d is None, d or ""),
         )
-        if wanted_sets:
-            sets = [d for d in sets if (d or UNSPECIFIED_KEY) in wanted_sets]
-        shown = [
-            row
-            for row in rows.values()
-            if (not query.methods or row.label in query.methods)
-            and (not query.q or query.q.casefold() in row.label.casefold())
-            and any(d in row.sets for d in sets)
-        ]
+        if query.datasets:
+            wanted = set(query.datasets)
+            sets = [d for d in sets if (d or UNSPECIFIED_KEY) in wanted]
+        anchor_keys = {d: (a["name"], cells.points_key(a)) for d, a in anchors.items()}
+        folded = query.q.casefold() if query.q else None
         out_rows = []
-        for row in shown:
-            cells = {}
+        for key, by_set in rows.items():
+            label = index.labels[key]
+            if query.methods and label not in query.methods:
+                continue
+            if folded is not None and folded not in label.casefold():
+                continue
+            found: dict[str, dict[str, Any]] = {}
             count = 0
             for dataset in sets:
-                group = row.sets.get(dataset)
-                if group is None:
+                ids = by_set.get(dataset)
+                if not ids:
                     continue
-                count += len(group.ids)
-                cells[dataset or UNSPECIFIED_KEY] = self._cell(
-                    dataset, row, group, anchors.get(dataset), query
+                count += len(ids)
+                found[dataset or UNSPECIFIED_KEY] = self._cell(
+                    query, key, dataset, ids, anchors.get(dataset), anchor_keys.get(dataset)
                 )
-            entry: dict[str, Any] = {"method": row.label, "experiments": count, "cells": cells}
-            if row.own is not None:
-                entry["experiment_id"] = row.own
+            if not found:
+                continue
+            entry: dict[str, Any] = {"method": label, "experiments": count, "cells": found}
+            if key[0] == "e":
+                entry["experiment_id"] = key[1]
             out_rows.append(entry)
         _mark_best(out_rows, sets)
         _sort(out_rows, query.sort, sets)
@@ -210,79 +278,46 @@ class BdTable:
                     "name": d,
                     "key": d or UNSPECIFIED_KEY,
                     "anchor": anchors[d]["name"] if d in anchors else None,
-                    "rate_unit": _unit_of(anchors[d]) if d in anchors else None,
+                    "rate_unit": cells.unit_of(anchors[d]) if d in anchors else None,
                 }
                 for d in sets
             ],
             "rows": out_rows,
         }
 
-    def _group(self, found: Sequence[CurveRow], per: Per) -> dict[tuple[str, str], _Row]:
-        rows: dict[tuple[str, str], _Row] = {}
-        method_from = self.settings.method_from
-        parsed = self._parsed
-        seen: set[str] = set()
-        for item in found:
-            seen.add(item.id)
-            kept = parsed.get(item.id)
-            if kept is None or kept[0] != item.rd_points:
-                kept = parsed[item.id] = (item.rd_points, _parse(item.rd_points))
-            curve = kept[1]
-            method = item.method if per == "method" else None
-            if method is None and per == "method" and method_from is not None:
-                method = method_of(item.params, item.tags, method_from)
-            if method is not None:
-                key = ("m", method)
-                row = rows.get(key)
-                if row is None:
-                    row = rows[key] = _Row(method, None)
-            else:
-                key = ("e", item.id)
-                row = rows[key] = _Row(item.name or item.id, item.id)
-            group = row.sets.get(item.dataset)
-            if group is None:
-                group = row.sets[item.dataset] = _Group()
-            group.ids.append(item.id)
-            group.curves.append(curve)
-        if len(parsed) > len(seen) + 1000:  # experiments gone or withdrawn: forget them
-            for gone in set(parsed) - seen:
-                del parsed[gone]
-        return rows
-
     def _cell(
         self,
-        dataset: str | None,
-        row: _Row,
-        group: _Group,
-        anchor: dict[str, Any] | None,
         query: TableQuery,
+        key: RowKey,
+        dataset: str | None,
+        ids: set[str],
+        anchor: dict[str, Any] | None,
+        anchor_key: Any,
     ) -> dict[str, Any]:
-        quality = query.quality
-        pairs = sorted(p for c in group.curves for p in c.average.get(quality, ()))
-        units = frozenset().union(*(c.units for c in group.curves))
-        anchor_key = None if anchor is None else (anchor["name"], _points_key(anchor))
-        sequences: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()
-        if query.sequences:
-            merged = _merged_sequences(group.curves, quality)
-            sequences = tuple((name, tuple(sorted(merged[name]))) for name in sorted(merged))
-        inputs = (anchor_key, tuple(pairs), units, sequences, len(group.ids))
-        row_key = ("e", row.own) if row.own is not None else ("m", row.label)
-        key = (dataset, row_key, quality, query.sequences)
-        with self._lock:
-            kept = self._cells.get(key)
+        """The cell of a row on a set: kept while its group's generation and its anchor
+        stay; else computed from its experiments' merged curve (the dict is shared: the
+        caller copies it to change it)."""
+        generation = self._index.generation.get((query.per, (key, dataset)))
+        cache_key = (query.per, key, dataset, query.quality, query.sequences)
+        inputs = (generation, anchor_key)
+        kept = self._cells.get(cache_key)
         if kept is not None and kept[0] == inputs:
-            return dict(kept[1])
-        cell = _compute(dataset, anchor, pairs, units, quality, len(group.ids))
+            return kept[1]
+        quality = query.quality
+        curves = [self._index.curves[i] for i in sorted(ids)]
+        pairs = sorted(p for c in curves for p in c.average.get(quality, ()))
+        units = frozenset().union(*(c.units for c in curves))
+        cell = cells.compute(dataset, anchor, pairs, units, quality, len(ids))
         if query.sequences:
+            merged = cells.merged_sequences(curves, quality)
             cell["sequences"] = {
-                name: _compute_sequence(anchor, name, list(pts), units, quality)
-                for name, pts in sequences
+                name: cells.compute_sequence(anchor, name, merged[name], units, quality)
+                for name in sorted(merged)
             }
-        with self._lock:
-            if len(self._cells) > MAX_CELLS:
-                self._cells.clear()
-            self._cells[key] = (inputs, cell)
-        return dict(cell)
+        if len(self._cells) > MAX_CELLS:
+            self._cells.clear()
+        self._cells[cache_key] = (inputs, cell)
+        return cell
 
 
 def method_of(params: str | None, tags: str | None, method_from: str) -> str | None:
@@ -303,125 +338,14 @@ def method_of(params: str | None, tags: str | None, method_from: str) -> str | N
     return None
 
 
-def _merged_sequences(
-    curves: Iterable[_Curve], quality: str
-) -> dict[str, list[tuple[float, float]]]:
-    merged: dict[str, list[tuple[float, float]]] = {}
-    for curve in curves:
-        for name, axes in curve.sequences.items():
-            merged.setdefault(name, []).extend(axes.get(quality, ()))
-    return merged
-
-
-def _points_key(anchor: Mapping[str, Any]) -> str:
-    return orjson.dumps(anchor["rd_points"]).decode()
-
-
-def _unit_of(anchor: Mapping[str, Any]) -> str | None:
-    units = _parse(_points_key(anchor)).units
-    return next(iter(units)) if len(units) == 1 else None
-
-
-def _set_label(dataset: str | None) -> str:
-    return "the unspecified test set" if dataset is None else f"test set {dataset!r}"
-
-
-def _compute(
-    dataset: str | None,
-    anchor: dict[str, Any] | None,
-    pairs: list[tuple[float, float]],
-    units: frozenset[str],
-    quality: QualityMetric,
-    experiments: int,
-) -> dict[str, Any]:
-    """One cell: the BD report of the row's merged curve against the set's anchor, or the
-    reason there is none."""
-    counts = {"experiments": experiments}
-    if anchor is None:
-        return {
-            "reason": f"no anchor in force on {_set_label(dataset)}: import one for the set "
-            "or name one (default_anchors, or anchor=SET:NAME)",
-            **counts,
-        }
-    reason = _reason(anchor, pairs, units, quality, "the method's curve")
-    if isinstance(reason, str):
-        return {"reason": reason, **counts}
-    anchor_pairs, front = reason
-    try:
-        report = bd_report(anchor_pairs, front)
-    except ValueError as exc:
-        return {"reason": f"no BD-rate against {anchor['name']!r}: {exc}", **counts}
-    return {
-        "bd_rate_pct": round(report.bd_rate_pct, 4),
-        "bd_psnr_db": None if report.bd_psnr_db is None else round(report.bd_psnr_db, 4),
-        "overlap": round(report.overlap, 4),
-        "warning": report.warning,
-        "points": len(front),
-        **counts,
-    }
-
-
-def _reason(
-    anchor: dict[str, Any],
-    pairs: list[tuple[float, float]],
-    units: frozenset[str],
-    quality: QualityMetric,
-    whose: str,
-    sequence: str | None = None,
-) -> str | tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    """Why the curves cannot be compared, or (anchor pairs, the row's Pareto front)."""
-    parsed = _parse(_points_key(anchor))
-    anchor_units = parsed.units
-    name = anchor["name"]
-    if len(units) > 1:
-        return f"{whose} mixes rates in kbps and bpp"
-    if anchor_units and units and units != anchor_units:
-        return (
-            f"{whose} is in {next(iter(units))} but anchor {name!r} is in "
-            f"{next(iter(anchor_units))}: BD-rate compares curves in one rate unit"
-        )
-    source = parsed.average if sequence is None else parsed.sequences.get(sequence, {})
-    anchor_pairs = source.get(quality, [])
-    label = "MS-SSIM" if quality == "ms_ssim" else "PSNR"
-    if sequence is not None and not anchor_pairs:
-        return f"anchor {name!r} has no {label} points for sequence {sequence!r}"
-    if not pairs:
-        return f"{whose} has no points with {label}"
-    return anchor_pairs, pareto_front(pairs)
-
-
-def _compute_sequence(
-    anchor: dict[str, Any] | None,
-    sequence: str,
-    pairs: list[tuple[float, float]],
-    units: frozenset[str],
-    quality: QualityMetric,
-) -> dict[str, Any]:
-    if anchor is None:
-        return {"reason": "no anchor in force on this test set"}
-    found = _reason(anchor, pairs, units, quality, f"sequence {sequence!r}", sequence)
-    if isinstance(found, str):
-        return {"reason": found}
-    try:
-        report = bd_report(*found)
-    except ValueError as exc:
-        return {"reason": f"no BD-rate against {anchor['name']!r}: {exc}"}
-    return {
-        "bd_rate_pct": round(report.bd_rate_pct, 4),
-        "bd_psnr_db": None if report.bd_psnr_db is None else round(report.bd_psnr_db, 4),
-        "overlap": round(report.overlap, 4),
-        "warning": report.warning,
-    }
-
-
 def _anchors_in_force(
     stored: list[dict[str, Any]],
-    rows: Mapping[Any, _Row],
+    rows: Mapping[RowKey, Mapping[str | None, Any]],
     query: TableQuery,
     settings: Settings,
 ) -> dict[str | None, dict[str, Any]]:
     """Per set, the anchor the cells compare with: the query's, else the settings'."""
-    sets = {a["dataset"] for a in stored} | {d for row in rows.values() for d in row.sets}
+    sets = {a["dataset"] for a in stored} | {d for row in rows.values() for d in row}
     chosen: dict[str | None, dict[str, Any] | None] = {
         d: choose_anchor(stored, d, settings) for d in sets
     }
@@ -437,7 +361,9 @@ def _anchors_in_force(
             target = None if dataset == "" else dataset
             found = next((a for a in stored if a["name"] == name and a["dataset"] == target), None)
             if found is None:
-                raise TableError(404, f"anchor={value}: no anchor {name!r} in {_set_label(target)}")
+                raise TableError(
+                    404, f"anchor={value}: no anchor {name!r} in {cells.set_label(target)}"
+                )
             chosen[target] = found
     return {d: a for d, a in chosen.items() if a is not None}
 
@@ -466,11 +392,11 @@ def _mark_best(rows: list[dict[str, Any]], sets: Sequence[str | None]) -> None:
             if (
                 cell is not None
                 and "bd_rate_pct" in cell
-                and (best is None or cell["bd_rate_pct"] < best["bd_rate_pct"])
+                and (best is None or cell["bd_rate_pct"] < best["cells"][key]["bd_rate_pct"])
             ):
-                best = cell
-        if best is not None:
-            best["best"] = True
+                best = row
+        if best is not None:  # a copy: the cells are shared with the cache
+            best["cells"][key] = {**best["cells"][key], "best": True}
 
 
 def sort_keys(sets: Sequence[str | None]) -> list[str]:

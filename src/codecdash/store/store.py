@@ -293,12 +293,13 @@ class Store:
         with self.db.read() as conn:
             return anchors.list_all(conn)
 
-    def rd_curves(self, labels: bool = False) -> rd_curves.CurveReading:
-        """Every counted experiment's curve with its set and method, and the anchors, read
-        together with the data version (the BD-rate table's input; `labels`: with params and
-        tags, for the `method_from` setting)."""
+    def rd_curves(self, labels: bool = False, since: float | None = None) -> rd_curves.CurveReading:
+        """The counted experiments' curves with their set and method (or, `since` a time,
+        every experiment written since), and the anchors, read together with the data
+        version (the BD-rate table's input; `labels`: with params and tags, for the
+        `method_from` setting)."""
         with self.db.read() as conn:
-            return rd_curves.read(conn, labels)
+            return rd_curves.read(conn, labels, since)
 
     def curves_after(self, after_id: str | None, limit: int) -> list[tuple[str, str, str | None]]:
         """(id, rd_points as stored, dataset) of the next `limit` experiments with rd_points, by id:
