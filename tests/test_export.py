@@ -167,3 +167,55 @@ def test_export_from_aws(aws: AwsEnv, tmp_path: Path) -> None:  # noqa: F811
     snapshot = json.loads((out / "dashboard.json").read_text())
     assert snapshot["infrastructure"]["inference_workers"]["queue_depth"] == 4
     assert {s["name"] for s in snapshot["sources"]} >= {"aws.fleet", "aws.fleet.sqs", "aws.costs"}
+
+
+def test_export_writes_the_bd_rate_table(tmp_path: Path) -> None:
+    """bd-rates.json (what the page's BD-rate Table reads in an export), .csv and .tex."""
+    from codecdash.codec_metrics import bd_rate, pareto_front
+    from codecdash.config import Settings
+    from codecdash.experiments.anchors import save_anchor
+    from codecdash.results import read_result_file
+
+    uvg = Path(__file__).parents[1] / "src" / "codecdash" / "data" / "rd-results" / "UVG-1080p"
+
+    def points(name: str) -> list[dict[str, object]]:
+        found = read_result_file(uvg / f"{name}.json").points
+        return [{k: v for k, v in p.items() if v is not None} for p in found]
+
+    url = f"sqlite:///{tmp_path / 'bd.db'}"
+    store = Store(url)
+    settings = Settings(database_url=url)
+    x265 = "x265-medium-tune-zerolatency"
+    save_anchor(store, settings, x265, None, points(x265), dataset="UVG-1080p")
+    writes(store, settings).batch(
+        [
+            ExperimentIn(
+                id="ssf",
+                name="SSF",
+                status="completed",
+                dataset="UVG-1080p",
+                method="ssf2020",
+                rd_points=points("ssf2020-mse-ans-vimeo"),
+            )
+        ]
+    )
+    store.close()
+
+    out = tmp_path / "site"
+    result = CliRunner().invoke(main, ["export", "--out", str(out), "--db", url])
+    assert result.exit_code == 0, result.output
+    table = json.loads((out / "bd-rates.json").read_text())
+    assert table["datasets"] == [
+        {"name": "UVG-1080p", "key": "UVG-1080p", "anchor": x265, "rate_unit": "kbps"}
+    ]
+    [row] = table["rows"]
+    assert row["method"] == "ssf2020" and row["experiments"] == 1
+    cell = row["cells"]["UVG-1080p"]
+    pairs = {
+        name: pareto_front([(p["bitrate_kbps"], p["psnr_db"]) for p in points(name)])
+        for name in (x265, "ssf2020-mse-ans-vimeo")
+    }
+    expected = bd_rate(pairs[x265], pairs["ssf2020-mse-ans-vimeo"])
+    assert cell["bd_rate_pct"] == pytest.approx(expected, abs=1e-3)
+    assert (out / "bd-rates.csv").read_text().startswith("method,experiments,")
+    assert "\\begin{tabular}" in (out / "bd-rates.tex").read_text()

@@ -6,7 +6,10 @@ The page reads `./dashboard.json` (named in its `codecdash-snapshot-url` meta ta
 `codecdash serve` serves, with the same versioned references (`./app.js?v=<release>`), so a
 versioned file can be cached for a year. As `serve` does, `index.html` carries the snapshot
 too (the headline figures in the first response), and its no-JavaScript link points to
-`dashboard.json`.
+`dashboard.json`. Beside it, the BD-rate table as the page's BD-rate Table section reads it
+in an export: `bd-rates.json` (every set against its anchor in force, the `quality_metric`
+setting, one row per method) and the same as `bd-rates.csv` and `bd-rates.tex` (its
+downloads).
 """
 
 from __future__ import annotations
@@ -112,14 +115,42 @@ def snapshot_file(snapshot: dict[str, Any]) -> SiteFile:
     return SiteFile(SNAPSHOT_NAME, orjson.dumps(snapshot), "application/json", SNAPSHOT_CACHE)
 
 
+BD_TABLE_JSON = "bd-rates.json"
+
+
+def bd_table_files(settings: Settings) -> list[SiteFile]:
+    """The BD-rate table of the store, for a static export: JSON, CSV and LaTeX."""
+    from codecdash.experiments.table import TableQuery, table_for
+    from codecdash.experiments.table_formats import to_csv, to_latex
+    from codecdash.store import Store
+
+    store = Store(settings.database_url, active_window_s=settings.active_window_seconds)
+    try:
+        table = table_for(store, settings).answer(TableQuery(quality=settings.quality_metric))
+    finally:
+        store.close()
+    return [
+        SiteFile(BD_TABLE_JSON, orjson.dumps(table), "application/json", SNAPSHOT_CACHE),
+        SiteFile("bd-rates.csv", to_csv(table).encode(), "text/csv; charset=utf-8", SNAPSHOT_CACHE),
+        SiteFile(
+            "bd-rates.tex",
+            to_latex(table).encode(),
+            "application/x-latex; charset=utf-8",
+            SNAPSHOT_CACHE,
+        ),
+    ]
+
+
 def write_export(out: Path, settings: Settings, api_base: str | None = None) -> list[Path]:
-    """Writes the site and the snapshot under `out`; returns the paths written."""
+    """Writes the site, the snapshot and the BD-rate table under `out`; returns the paths
+    written."""
     out.mkdir(parents=True, exist_ok=True)
     snapshot = build_snapshot(settings)
     page_dir = Path(settings.page_dir) if settings.page_dir else None
     files = [
         *site_files(api_base, page_dir=page_dir, snapshot=snapshot),
         snapshot_file(snapshot),
+        *bd_table_files(settings),
     ]
     written: list[Path] = []
     for item in files:

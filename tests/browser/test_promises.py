@@ -45,6 +45,8 @@ SECTION_IDS = [
     "quality-progress",
     "cost-breakdown",
     "rate-distortion",
+    "bd-table",
+    "compare",
     "recent-experiments",
 ]
 

@@ -3,8 +3,8 @@
 // Data flow: the snapshot (in index.html, then api/v1/dashboard or a static export's
 // dashboard.json: live.js) → render(snap) → the cards (cards.js CARD_RENDERERS), the
 // notices (notices.js) and, once loaded, the later sections. What the first screen needs is
-// imported here; the rest (the charts, Rate-Distortion, the table, alerts, the details dialog
-// and its training curves) is imported once the first figures are painted (`later`).
+// imported here; the rest (the charts, Rate-Distortion, the table, the BD-rate table and
+// Compare, alerts, the details dialog and its training curves) is imported once the first figures are painted (`later`).
 // state.js holds what the page knows; url-state.js the URL; theme-toggle.js the theme
 // button; auth.js the read-token panel. See docs/customizing.md to add a card or a chart.
 
@@ -51,8 +51,10 @@ function later() {
     import("./curves.js"),
     import("./details.js"),
     import("./table.js"),
-  ]).then(([charts, rd, alerts, curves, details, table]) => {
-    const rest = { charts, rd, alerts, curves, details, table };
+    import("./bdtable.js"),
+    import("./compare.js"),
+  ]).then(([charts, rd, alerts, curves, details, table, bdtable, compare]) => {
+    const rest = { charts, rd, alerts, curves, details, table, bdtable, compare };
     details.initDetails({
       onClosed: (id) => {
         view.exp = null;
@@ -66,6 +68,9 @@ function later() {
     rd.initRateDistortion({ isStatic });
     alerts.initAlerts({ isStatic });
     curves.initCurves({ isStatic, candidates: table.shownExperiments });
+    // Compare's checkboxes decorate the table's rows: it is set up before the table draws any.
+    compare.initCompare({ isStatic, getSnapshot: () => state.snapshot });
+    bdtable.initBdTable({ isStatic });
     table.initTable({ isStatic, getSnapshot: () => state.snapshot, openExperiment, onUnauthorized: askForToken });
     state.modules.rest = rest;
     if (state.snapshot) {
@@ -85,6 +90,8 @@ function drawLater(rest, snap) {
   } catch (err) {
     console.warn("codecdash: section rate-distortion:", err);
   }
+  // The BD-rate table and Compare (bdtable.js, compare.js) reload on "codecdash:snapshot".
+  document.dispatchEvent(new CustomEvent("codecdash:snapshot", { detail: snap }));
 }
 
 /** After each refresh round: the table's page, when the snapshot changed or it was asked for. */

@@ -244,6 +244,8 @@ export function paretoFrontier(points) {
 
 /** Why `exp` can have no BD-rate against `anchor` (checked before asking), or null. */
 function whyNoBdRate(anchor, exp) {
+  // BD-rates compare curves of one test set only (null: the unspecified set).
+  if ((anchor.dataset ?? null) !== (exp.dataset ?? null)) return `of another test set than ${anchor.name}`;
   const unit = unitOf(exp.rd_points);
   const wanted = anchorUnit(anchor);
   if (unit !== wanted) return `rates in ${unit || "no unit"}, the anchor's in ${wanted}`;
@@ -454,7 +456,7 @@ function renderPicks(items, reports, unit) {
   }
 }
 
-function fmtRate(unit) {
+export function fmtRate(unit) {
   return (v) => {
     if (v === null || v === undefined) return "";
     if (unit === "bpp") return String(Number(v.toPrecision(2)));
@@ -462,12 +464,12 @@ function fmtRate(unit) {
   };
 }
 
-function rateText(v, unit) {
+export function rateText(v, unit) {
   if (!isNum(v)) return "—";
   return unit === "bpp" ? `${Number(v.toPrecision(4))} bpp` : `${Number(v.toPrecision(5)).toLocaleString("en-US")} kbps`;
 }
 
-function axisStyle(valueFormat, label) {
+export function axisStyle(valueFormat, label) {
   const grid = cssVar("--chart-grid");
   return {
     stroke: cssVar("--chart-axis"),
@@ -482,7 +484,7 @@ function axisStyle(valueFormat, label) {
 }
 
 /** A log axis' range around [min, max], from and to 1, 2 or 5 × 10^k (where ticks read well). */
-function logRange(min, max) {
+export function logRange(min, max) {
   if (!(min > 0) || !(max > 0)) return [1, 10];
   const below = (v) => {
     const p = 10 ** Math.floor(Math.log10(v));
@@ -496,7 +498,7 @@ function logRange(min, max) {
 }
 
 /** Aligns curves of different rates on one x array (uPlot's data layout); gaps are null. */
-function align(curves) {
+export function align(curves) {
   const xs = [...new Set(curves.flatMap((c) => c.points.map((p) => p[0])))].sort((a, b) => a - b);
   const at = new Map(xs.map((x, i) => [x, i]));
   return [

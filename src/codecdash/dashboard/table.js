@@ -27,6 +27,14 @@ const COLUMNS = [
   { key: "cost_usd", label: "Cost", num: true, fmt: formatUsd },
 ];
 
+/** Functions that add a control to each row's first cell (compare.js: a checkbox). */
+const rowDecorators = [];
+
+/** Registers `fn(experiment)` → a node (or null) put in each row's first cell. */
+export function addRowDecorator(fn) {
+  rowDecorators.push(fn);
+}
+
 const els = {};
 // `want`: how many rows the reader asked for (grows with "Load more", resets with the view).
 const table = { on: false, items: [], total: 0, want: PAGE_SIZE, controller: null, ctx: null };
@@ -223,7 +231,7 @@ function showMessage(text) {
 function cell(col, e) {
   const td = h("td", { class: col.num ? "num" : `col-${col.key}`, "data-label": col.label });
   if (col.key === "id") {
-    td.append(h("code", { class: "exp-id", title: e.id }, e.id));
+    td.append(...rowDecorators.map((fn) => fn(e)).filter(Boolean), h("code", { class: "exp-id", title: e.id }, e.id));
   } else if (col.key === "name") {
     td.append(
       h("a", { href: urlFor({ ...view, exp: e.id }), "data-exp": e.id, class: "exp-link" }, e.name || e.id),
