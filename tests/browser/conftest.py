@@ -63,6 +63,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
 ]
 ACTION_TIMEOUT_MS = 5000
+# A navigation waits for the load event, which follows the page's later modules (fetched after
+# the first paint): on a machine shared by parallel jobs that takes longer than an action.
+# The first paint's speed is the page benchmark's business (bench/lighthouse.py), not this one.
+NAVIGATION_TIMEOUT_MS = 20000
 expect.set_options(timeout=ACTION_TIMEOUT_MS)
 
 # A CSP violation as the page sees it, reported to the test through a binding. Init scripts
@@ -159,6 +163,7 @@ def open_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Open
             reduced_motion="reduce",
         )
         context.set_default_timeout(ACTION_TIMEOUT_MS)
+        context.set_default_navigation_timeout(NAVIGATION_TIMEOUT_MS)
         contexts.append(context)
         problems = PageProblems()
         context._codecdash_problems = problems  # type: ignore[attr-defined]
