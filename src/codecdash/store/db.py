@@ -24,7 +24,7 @@ from sqlalchemy.pool import NullPool
 from codecdash.experiments.query import Unavailable
 from codecdash.store import leaders, schema
 
-LATEST_VERSION = 6
+LATEST_VERSION = 7
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
@@ -282,10 +282,22 @@ def _v6_training_curves(conn: Connection) -> None:
             index.create(conn, checkfirst=True)
 
 
+def _v7_curation(conn: Connection) -> None:
+    """Version 7: experiments' notes, the trash of deleted experiments, the audit log."""
+    columns = {c["name"] for c in inspect(conn).get_columns("experiments")}
+    if "notes" not in columns:
+        conn.execute(text("ALTER TABLE experiments ADD COLUMN notes TEXT"))
+    for table in schema.CURATION_TABLES:
+        table.create(conn, checkfirst=True)
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
+
+
 MIGRATIONS = {
     2: _v2_bd_rate,
     3: _v3_leaders,
     4: _v4_leaders_carry_filters,
     5: _v5_alerts,
     6: _v6_training_curves,
+    7: _v7_curation,
 }
