@@ -85,7 +85,10 @@ class TrashPage(BaseModel):
 class AuditEntry(BaseModel):
     seq: int
     at: datetime
-    actor: str | None = Field(description="The write token's name; null: the local CLI.")
+    actor: str | None = Field(
+        description="The write token's name; `local:<user>`: the command line; null: serve's "
+        "hourly purge."
+    )
     action: Literal["delete", "restore", "purge", "edit"]
     count: int = Field(description="Experiments the operation touched.")
     ids: list[str] = Field(description="Their ids (the first 1,000).")

@@ -385,7 +385,8 @@ class Experiment(BaseModel):
         None, description="When it was moved to the trash (only with `include_deleted=true`)."
     )
     deleted_by: str | None = Field(
-        None, description="The name of the token that deleted it (null: the local CLI)."
+        None,
+        description="The name of the token that deleted it (`local:<user>`: the command line).",
     )
     omitted: list[str] | None = Field(
         None,

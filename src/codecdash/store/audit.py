@@ -1,8 +1,8 @@
 """The audit log: who deleted, restored, purged or edited which experiments, and when.
 
 One row per operation, written in the operation's own transaction (an operation that
-rolls back leaves no entry). `actor` is the write token's name (null for the local CLI,
-which needs no token: its user has the database file).
+rolls back leaves no entry). `actor` is the write token's name (``local:<user>`` for the
+command line, which needs no token; null for serve's hourly purge).
 """
 
 from __future__ import annotations
