@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from api_helpers import assert_error
 from codecdash.config import Settings
+from codecdash.experiments.anchors import save_anchor
 from codecdash.store import Store
 
 pytestmark = pytest.mark.anyio
@@ -305,3 +306,26 @@ async def test_private_mode_needs_a_token_to_read_the_trash_and_audit(
     async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         for path in ("/api/v1/trash", "/api/v1/audit"):
             assert_error(await client.get(path), 401)
+
+
+async def test_restore_derives_the_bd_rate_against_the_anchor_in_force_now(api: Api) -> None:
+    lower = [{**p, "psnr_db": p["psnr_db"] - 1} for p in CURVE]
+    r = await api.client.put("/api/v1/anchors/hm", json={"rd_points": lower}, headers=api.auth)
+    assert r.status_code == 201, r.text
+    first = (await api.put("x", status="completed", rd_points=CURVE))["bd_rate_pct"]
+    await api.client.delete(f"{API}/x", headers=api.auth)
+    higher = [{**p, "psnr_db": p["psnr_db"] + 0.5} for p in CURVE]
+    # replaced and settled at once (the API re-derives in the background)
+    save_anchor(api.store, api.app.state.codecdash.settings, "hm", None, higher)
+    fresh = (await api.put("y", status="completed", rd_points=CURVE))["bd_rate_pct"]
+    restored = (await api.client.post(f"{API}/x/restore", headers=api.auth)).json()
+    assert restored["bd_rate_pct"] == fresh != first
+    assert restored["bd_rate_anchor"] == "hm"
+
+
+async def test_long_notes_leave_the_snapshot_first(api: Api) -> None:
+    await api.put("long", notes="n" * 10_000, params={"lr": 0.1})
+    recent = (await api.client.get(DASHBOARD)).json()["recent_experiments"]
+    assert recent[0]["notes"] is None and recent[0]["omitted"] == ["notes"]
+    assert recent[0]["params"] == {"lr": 0.1}
+    assert (await api.client.get(f"{API}/long")).json()["notes"] == "n" * 10_000
