@@ -230,3 +230,22 @@ def test_every_operation_is_in_the_audit_log(store: Store) -> None:
     # nothing matched: no entry
     store.curation.delete(["nope"], "dave")
     assert len(store.curation.audit(10)[0]) == 4
+
+
+def test_verify_reports_an_experiment_both_live_and_trashed(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    store = Store(str(path))
+    try:
+        writes(store).batch([ExperimentIn(id="x", status="queued"), ExperimentIn(id="y")])
+        store.curation.delete(["x"], "tester")
+        assert verify(path).ok
+        with store.db.write() as conn:  # what no codecdash write does
+            conn.exec_driver_sql(
+                "INSERT INTO experiments (id, status, created_at) VALUES ('x', 'queued', 0)"
+            )
+            conn.exec_driver_sql("UPDATE counters SET n = n + 1 WHERE name = 'experiments.queued'")
+    finally:
+        store.close()
+    verdict = verify(path)
+    assert verdict.problems == ["1 experiment is both live and in the trash"]
+    assert verdict.facts is not None and verdict.facts.trashed == 1

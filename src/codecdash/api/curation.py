@@ -84,7 +84,7 @@ def delete_experiment(
         "Its BD-rate is derived again against the anchor in force (the same figure when the "
         "anchor has not changed since). Recorded in the audit log."
     ),
-    responses={**NOT_FOUND, **CONFLICT, **NO_BODY_ERRORS},
+    responses={**NOT_FOUND, **CONFLICT, **WRITE_ERRORS},
 )
 def restore_experiment(
     request: Request,

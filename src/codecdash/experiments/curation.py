@@ -87,8 +87,7 @@ class CurationService:
         """Move these experiments to the trash (those live); `dry_run`: only count them."""
         ids = list(dict.fromkeys(ids))
         if dry_run:
-            live = self.store.get_experiment  # one read each: ids are at most MAX_BULK
-            found = [i for i in ids if live(i) is not None]
+            found = self.store.curation.live(ids)
             return {"dry_run": True, "matched": len(found), "deleted": 0, "ids": found}
         moved = self.store.curation.delete(ids, actor, {"ids_sent": len(ids)})
         return {

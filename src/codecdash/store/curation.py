@@ -50,6 +50,11 @@ class Curation:
             self.store.changed()
         return moved
 
+    def live(self, ids: Sequence[str]) -> list[str]:
+        """Which of these ids are live experiments."""
+        with self.store.db.read() as conn:
+            return trash.live_ids(conn, ids)
+
     def matching(self, query: ListQuery, limit: int) -> tuple[list[str], int]:
         """Up to `limit` ids of the experiments a filter matches, and how many it matches."""
         with self.store.db.read() as conn:

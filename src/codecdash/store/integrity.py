@@ -157,7 +157,8 @@ def _counter_problems(conn: sqlite3.Connection, present: set[str]) -> list[str]:
 def _trash_problems(conn: sqlite3.Connection) -> list[str]:
     both = _count(conn, "SELECT id FROM experiments INTERSECT SELECT id FROM experiments_trash", ())
     if both:
-        return [f"{both:,} experiments are both live and in the trash"]
+        verb = "experiment is" if both == 1 else "experiments are"
+        return [f"{both:,} {verb} both live and in the trash"]
     return []
 
 

@@ -61,10 +61,24 @@ def in_trash(conn: Connection, ids: Sequence[str]) -> list[str]:
 
 
 def refuse_trashed(conn: Connection, ids: Sequence[str]) -> None:
-    """InTrash when any of these ids is in the trash (a create or replace must not hide it)."""
+    """InTrash when any of these ids is in the trash (a create or replace must not hide it).
+
+    On PostgreSQL the write first takes its turn (the bounds' row locks, as `move` does):
+    a deletion committed by another replica meanwhile is then seen here, so an id is never
+    both live and in the trash."""
+    if conn.dialect.name == "postgresql":
+        leaders.bounds(conn, lock=True)
     found = in_trash(conn, ids)
     if found:
         raise InTrash(sorted(found))
+
+
+def live_ids(conn: Connection, ids: Sequence[str]) -> list[str]:
+    """Which of these ids are live experiments (in this order)."""
+    found: set[str] = set()
+    for part in _parts(list(dict.fromkeys(ids))):
+        found.update(rows.select_by_id(conn, ("id",), part))
+    return [i for i in dict.fromkeys(ids) if i in found]
 
 
 def matching_ids(conn: Connection, query: ListQuery, limit: int) -> tuple[list[str], int]:
