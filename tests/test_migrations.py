@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from codecdash.config import Settings
 from codecdash.curve_models import MetricPoint
@@ -381,7 +381,7 @@ def test_v4_database_gains_the_alert_tables(fresh_url: str) -> None:
     store.close()
     store = Store(fresh_url)
     try:
-        assert versions(store) == [4, 5, 6, 7]
+        assert versions(store) == list(range(4, LATEST_VERSION + 1))
         tables = set(inspect(store.db.engine).get_table_names())
         assert {t.name for t in schema.ALERT_TABLES} <= tables
         assert store.get_experiment("kept") is not None
@@ -411,7 +411,7 @@ def test_v4_database_gains_the_training_curve_tables(tmp_path: Path) -> None:
 
     store = Store(str(path))
     try:
-        assert versions(store) == [4, 5, 6, 7]
+        assert versions(store) == list(range(4, LATEST_VERSION + 1))
         assert store.get_experiment("old")["psnr_db"] == 30.0  # type: ignore[index]
         points = [
             MetricPoint.model_validate({"step": s, "values": {"loss": 1.0}}) for s in range(3)
@@ -479,7 +479,7 @@ def test_v6_database_gains_test_sets_and_methods(fresh_url: str) -> None:
 
     store = Store(fresh_url)
     try:
-        assert versions(store) == [6, 7]
+        assert versions(store) == list(range(6, LATEST_VERSION + 1))
         inspector = inspect(store.db.engine)
         assert {"dataset", "method"} <= {c["name"] for c in inspector.get_columns("experiments")}
         assert {"dataset", "method"} <= {c["name"] for c in inspector.get_columns("leaders")}
@@ -512,6 +512,44 @@ def test_v6_database_gains_test_sets_and_methods(fresh_url: str) -> None:
         ):
             rows, _cursor, total = store.list_experiments(query)
             assert ([r["id"] for r in rows], total) == (ids, len(ids))
+    finally:
+        store.close()
+
+
+def test_v6_database_gains_notes_the_trash_and_the_audit_log(fresh_url: str) -> None:
+    """Version 8's step (_v8_curation): a version-6 database (no notes column, no trash, no
+    audit log) is upgraded, its experiments untouched, and curation works at once."""
+    from codecdash.store import schema
+
+    store = Store(fresh_url)
+    writes(store).create(ExperimentIn(id="kept", status="completed", psnr_db=35.5))
+    before = store.get_experiment("kept")
+    with store.db.write() as conn:  # as version 6 left it
+        for table in reversed(schema.CURATION_TABLES):
+            table.drop(conn)
+        conn.execute(text("ALTER TABLE experiments DROP COLUMN notes"))
+        conn.execute(schema.schema_version.delete())
+        conn.execute(schema.schema_version.insert(), {"version": 6, "applied_at": NOW})
+    store.close()
+    store = Store(fresh_url)
+    try:
+        assert versions(store) == list(range(6, LATEST_VERSION + 1))
+        tables = set(inspect(store.db.engine).get_table_names())
+        assert {t.name for t in schema.CURATION_TABLES} <= tables
+        columns = {c["name"] for c in inspect(store.db.engine).get_columns("experiments")}
+        assert "notes" in columns
+        after = store.get_experiment("kept")
+        assert after == {**before, "notes": None}  # type: ignore[dict-item]
+        store.patch_experiment("kept", {"notes": "checked"})
+        assert store.curation.delete(["kept"], "t")[0]["notes"] == "checked"
+        assert store.list_experiments(ListQuery())[2] == 0
+        assert store.curation.restore(["kept"], "t")[0]["psnr_db"] == 35.5
+        assert [e["action"] for e in store.curation.audit(10)[0]] == ["restore", "delete"]
+    finally:
+        store.close()
+    store = Store(fresh_url)  # opening again changes nothing
+    try:
+        assert versions(store) == list(range(6, LATEST_VERSION + 1))
     finally:
         store.close()
 

@@ -14,6 +14,7 @@ from codecdash.backup.command import backup, restore
 from codecdash.demo.command import demo
 from codecdash.deploy.command import deploy
 from codecdash.doctor import doctor
+from codecdash.experiments.command import experiments
 from codecdash.export import export
 from codecdash.importer import import_results
 from codecdash.page import page
@@ -119,6 +120,7 @@ for _command in (
     alerts,
     backup,
     demo,
+    experiments,
     import_results,
     export,
     deploy,

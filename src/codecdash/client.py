@@ -179,6 +179,75 @@ class Client:
         it is evaluated on and the method whose curve its points join."""
         return ExperimentRun(self, name=name, **fields)
 
+    # -- curation (docs/curation.md) ---------------------------------------------------
+    def delete(self, experiment_id: str) -> dict[str, Any]:
+        """Move an experiment to the trash (restorable); answers it with `deleted_at`.
+        Not retried: a retry after a lost answer would find it already in the trash (404)."""
+        path = f"/api/v1/experiments/{experiment_id}"
+        return dict(self._request("DELETE", path, idempotent=False))
+
+    def restore(self, experiment_id: str) -> dict[str, Any]:
+        """Bring an experiment back from the trash, as it was. Not retried (as `delete`)."""
+        path = f"/api/v1/experiments/{experiment_id}/restore"
+        return dict(self._request("POST", path, idempotent=False))
+
+    def delete_many(
+        self, ids: Iterable[str] | None = None, *, dry_run: bool = False, **filters: Any
+    ) -> dict[str, Any]:
+        """Move to the trash the experiments `ids`, or those the filters match (`status`
+        as a list, `q`, `worker_id`, `tag`, `created_after`, `created_before`, `limit`).
+        `dry_run=True` only counts: `{"matched": n, "ids": […], …}`."""
+        body: dict[str, Any] = {k: v for k, v in filters.items() if v is not None}
+        if ids is not None:
+            body["ids"] = list(ids)
+        body["dry_run"] = dry_run
+        return dict(self._request("POST", "/api/v1/experiments/delete", body, idempotent=dry_run))
+
+    def restore_many(self, ids: Iterable[str]) -> dict[str, Any]:
+        """Bring these experiments back from the trash (those in it)."""
+        body = {"ids": list(ids)}
+        return dict(self._request("POST", "/api/v1/experiments/restore", body, idempotent=False))
+
+    def trash(self, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+        """A page of the trash, most recently deleted first."""
+        params: dict[str, str | int] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        return dict(self._request("GET", "/api/v1/trash?" + str(httpx.QueryParams(params))))
+
+    def purge(
+        self,
+        older_than_days: float | None = None,
+        ids: Iterable[str] | None = None,
+        *,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Drop trashed experiments for good: deleted more than `older_than_days` ago, or
+        `ids`; neither: the whole trash."""
+        body: dict[str, Any] = {"dry_run": dry_run}
+        if older_than_days is not None:
+            body["older_than_days"] = older_than_days
+        if ids is not None:
+            body["ids"] = list(ids)
+        return dict(self._request("POST", "/api/v1/trash/purge", body, idempotent=dry_run))
+
+    def audit(self, limit: int = 100, **query: Any) -> dict[str, Any]:
+        """The audit log, newest first (`before`, `action`, `actor` narrow it)."""
+        params = {"limit": limit, **{k: v for k, v in query.items() if v is not None}}
+        return dict(self._request("GET", "/api/v1/audit?" + str(httpx.QueryParams(params))))
+
+    def note(self, experiment_id: str, text: str | None) -> dict[str, Any]:
+        """Set an experiment's free-text note (None clears it)."""
+        return self.update_experiment(experiment_id, notes=text)
+
+    def add_tags(self, experiment_id: str, *tags: str) -> dict[str, Any]:
+        """Add tags, keeping the others (the server merges them in one transaction)."""
+        return self.update_experiment(experiment_id, add_tags=list(tags))
+
+    def remove_tags(self, experiment_id: str, *tags: str) -> dict[str, Any]:
+        """Remove tags, keeping the others; absent ones are ignored."""
+        return self.update_experiment(experiment_id, remove_tags=list(tags))
+
     # -- anchors and BD-rate ----------------------------------------------------------
     def put_anchor(
         self,
@@ -298,6 +367,16 @@ class ExperimentRun:
         bpp=0.41, psnr_db=33.2, lr=1e-4)`. Buffered and sent in the background (see
         :meth:`Client.log_step`); the `with` block's end sends what is left."""
         self.client._steps.add(self.id, step, values)
+
+    def note(self, text: str | None) -> dict[str, Any]:
+        """Set this experiment's free-text note (Markdown, shown as text; None clears it)."""
+        return self.client.note(self.id, text)
+
+    def add_tags(self, *tags: str) -> dict[str, Any]:
+        return self.client.add_tags(self.id, *tags)
+
+    def remove_tags(self, *tags: str) -> dict[str, Any]:
+        return self.client.remove_tags(self.id, *tags)
 
     def close(self, timeout: float | None = 30.0) -> bool:
         """Send this process' logged steps now; False if `timeout` passed first."""

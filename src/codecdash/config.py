@@ -66,6 +66,13 @@ class Settings(BaseModel):
     heartbeat_retention_days: float = Field(
         14.0, gt=0, description="Raw heartbeats older than this are pruned (days)."
     )
+    trash_retention_days: float = Field(
+        30.0,
+        ge=0,
+        description="Deleted experiments stay in the trash (restorable) this many days; "
+        "serve then purges them hourly with their training curves. 0 keeps them until "
+        "`codecdash experiments purge`.",
+    )
     metrics_raw_retention_days: float = Field(
         0.0,
         ge=0,

@@ -43,6 +43,7 @@ MAX_EXTRA_BYTES = 16 * 1024
 MAX_PARAMS_BYTES = 16 * 1024
 MAX_PARAMS_KEYS = 200
 MAX_TAGS = 50
+MAX_NOTES = 10_000
 MAX_TAGS_BYTES = 4 * 1024
 
 
@@ -327,6 +328,12 @@ class ExperimentFields(_Strict):
         "own method (or the `method_from` setting names one).",
         examples=["ssf2020-ours"],
     )
+    notes: Text | None = Field(
+        None,
+        max_length=MAX_NOTES,
+        description="Free text about the experiment (Markdown, shown as plain text).",
+        examples=["Diverged after lr warm-up; rerun as r4."],
+    )
     rd_points: list[RDPoint] | None = Field(
         None,
         max_length=512,
@@ -362,6 +369,19 @@ class ExperimentIn(ExperimentFields):
 class ExperimentPatch(ExperimentFields):
     """A partial update: only the fields present change; null clears a field."""
 
+    add_tags: list[Tag] | None = Field(
+        None,
+        max_length=MAX_TAGS,
+        description="Tags to add to the stored ones (those already there are kept once).",
+        examples=[["baseline"]],
+    )
+    remove_tags: list[Tag] | None = Field(
+        None,
+        max_length=MAX_TAGS,
+        description="Tags to remove from the stored ones (absent ones are ignored).",
+        examples=[["wip"]],
+    )
+
 
 class Experiment(BaseModel):
     """An experiment as the API answers it."""
@@ -384,11 +404,19 @@ class Experiment(BaseModel):
     params: dict[str, Any] | None = None
     tags: list[str] | None = None
     error: str | None = None
+    notes: str | None = None
     rd_points: list[dict[str, Any]] | None = None
     bd_rate_pct: float | None = None
     bd_rate_anchor: str | None = None
     dataset: str | None = None
     method: str | None = None
+    deleted_at: datetime | None = Field(
+        None, description="When it was moved to the trash (only with `include_deleted=true`)."
+    )
+    deleted_by: str | None = Field(
+        None,
+        description="The name of the token that deleted it (`local:<user>`: the command line).",
+    )
     omitted: list[str] | None = Field(
         None,
         description="In the snapshot only: the fields left out (or, for `error`, shortened) "

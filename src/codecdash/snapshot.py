@@ -176,12 +176,12 @@ EXPERIMENT_BYTES = 8 * 1024
 PROGRESS_POINTS = 400
 ERROR_CHARS = 300
 # Left out in this order until an experiment fits; `error` is shortened first.
-HEAVY_FIELDS = ("params", "rd_points", "tags", "error")
+HEAVY_FIELDS = ("notes", "params", "rd_points", "tags", "error")
 
 
 def brief(experiment: dict[str, Any]) -> dict[str, Any]:
     """The experiment as the snapshot carries it: whole when its JSON fits EXPERIMENT_BYTES,
-    else without its largest fields (`params`, `rd_points`, `tags`; `error` shortened,
+    else without its largest fields (`notes`, `params`, `rd_points`, `tags`; `error` shortened,
     then left out too), which `omitted` names."""
     if len(orjson.dumps(experiment)) <= EXPERIMENT_BYTES:
         return experiment

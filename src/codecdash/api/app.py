@@ -23,6 +23,7 @@ from codecdash.api import (
     alerts,
     anchors,
     bdrates,
+    curation,
     dashboard,
     docs,
     document,
@@ -42,6 +43,7 @@ from codecdash.api.timeout import RequestTimeout
 from codecdash.backup.schedule import start_beside_server
 from codecdash.config import Settings
 from codecdash.events import ChangeFeed, listen_postgres, poll_version
+from codecdash.experiments.curation import CurationService, purge_periodically
 from codecdash.experiments.readmodel import ExperimentsBackend, ExperimentsReadModel
 from codecdash.experiments.rederive import recomputing
 from codecdash.experiments.service import ExperimentService
@@ -131,6 +133,7 @@ def create_app(
     if static_root is None and settings.page_dir:
         static_root = Path(settings.page_dir)
     st.extras["alerts"] = alert_service = AlertService(settings, store)
+    st.extras["curation"] = curation_service = CurationService(store, settings)
     page = StaticPage(static_root)
 
     @contextlib.asynccontextmanager
@@ -142,6 +145,7 @@ def create_app(
         listener: threading.Thread | None = None
         if background:
             tasks.append(asyncio.create_task(_prune_heartbeats(store, settings)))
+            tasks.append(asyncio.create_task(purge_periodically(curation_service, settings)))
             tasks.append(asyncio.create_task(alert_service.run(cache.snapshot_data)))
             tasks += [asyncio.create_task(c) for c in metrics_history.background(st)]
             if artifacts is not None:
@@ -183,6 +187,7 @@ def create_app(
     errors.install(app)
     app.include_router(dashboard.router)
     app.include_router(experiments.router)
+    app.include_router(curation.router)
     app.include_router(fleet.router)
     app.include_router(anchors.router)
     app.include_router(bdrates.router)

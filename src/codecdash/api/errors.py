@@ -17,6 +17,7 @@ from starlette.responses import Response
 from codecdash.events import TooManyClients
 from codecdash.experiments.query import BadCursor, QueryNotSupported, Unavailable
 from codecdash.store import Conflict, InvalidData
+from codecdash.store.trash import Exists, InTrash
 
 log = logging.getLogger("codecdash.api")
 
@@ -130,6 +131,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Conflict)
     async def _conflict(_request: Request, exc: Conflict) -> Response:
+        return error_response(409, str(exc))
+
+    @app.exception_handler(InTrash)
+    async def _in_trash(_request: Request, exc: InTrash) -> Response:
+        return error_response(409, str(exc))
+
+    @app.exception_handler(Exists)
+    async def _exists(_request: Request, exc: Exists) -> Response:
         return error_response(409, str(exc))
 
     @app.exception_handler(InvalidData)

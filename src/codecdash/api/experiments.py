@@ -15,6 +15,7 @@ from codecdash.api.bodies import JsonBody
 from codecdash.api.errors import ApiError
 from codecdash.api.state import state
 from codecdash.experiments.query import CURSOR_PATTERN, SORTABLE, ListQuery
+from codecdash.experiments.service import TagsRefused
 from codecdash.experiments.vocabulary import STATUSES
 from codecdash.models import (
     ID_PATTERN,
@@ -226,8 +227,25 @@ def list_experiments(
     summary="One experiment",
     responses={404: {"model": ErrorResponse}},
 )
-def get_experiment(request: Request, experiment_id: IdPath) -> Response:
+def get_experiment(
+    request: Request,
+    experiment_id: IdPath,
+    include_deleted: Annotated[
+        bool,
+        Query(description="Answer an experiment in the trash too (with its `deleted_at`)"),
+    ] = False,
+) -> Response:
     found = state(request).experiments.get(experiment_id)
+    if found is None:
+        curation = state(request).extras.get("curation")
+        if curation is not None and include_deleted:
+            found = curation.trashed(experiment_id)
+        elif curation is not None and curation.in_trash(experiment_id):
+            raise ApiError(
+                404,
+                f"experiment {experiment_id!r} is in the trash (include_deleted=true shows it; "
+                "POST …/restore brings it back)",
+            )
     if found is None:
         raise ApiError(404, f"no experiment {experiment_id!r}")
     return json_response(found)
@@ -237,7 +255,7 @@ def get_experiment(request: Request, experiment_id: IdPath) -> Response:
     "/experiments",
     status_code=201,
     response_model=Experiment,
-    summary="Create an experiment (id generated when absent; 409 if it exists)",
+    summary="Create an experiment (id generated when absent; 409 if it exists or is in the trash)",
     description=beyond_the_schema(CLOCK_RULE, SIZE_RULE),
     responses={409: {"model": ErrorResponse}, **WRITE_ERRORS},
     openapi_extra=EXPERIMENT_IN.openapi,
@@ -260,7 +278,10 @@ def create_experiment(
         CLOCK_RULE,
         SIZE_RULE,
     ),
-    responses=put_responses(Experiment, "Invalid fields, or a body `id` other than the path's"),
+    responses={
+        **put_responses(Experiment, "Invalid fields, or a body `id` other than the path's"),
+        409: {"model": ErrorResponse, "description": "The id is in the trash: restore it"},
+    },
     openapi_extra=EXPERIMENT_IN.openapi,
 )
 def put_experiment(
@@ -278,7 +299,12 @@ def put_experiment(
     "/experiments/{experiment_id}",
     response_model=Experiment,
     summary="Update some fields of an experiment",
-    description=beyond_the_schema(CLOCK_RULE, SIZE_RULE),
+    description=(
+        "`add_tags` and `remove_tags` change the stored tags without resending them (removed "
+        "first, then added; with `tags` in the same body, applied to those). A change of "
+        "`name`, `notes` or the tags is recorded in the audit log.\n\n"
+        + beyond_the_schema(CLOCK_RULE, SIZE_RULE, "more than 50 tags after `add_tags`")
+    ),
     responses={404: {"model": ErrorResponse}, **WRITE_ERRORS},
     openapi_extra=EXPERIMENT_PATCH.openapi,
 )
@@ -286,10 +312,16 @@ def patch_experiment(
     request: Request,
     experiment_id: IdPath,
     patch: Annotated[ExperimentPatch, Depends(EXPERIMENT_PATCH)],
-    _token: Annotated[str, Depends(require_write)],
+    token: Annotated[str, Depends(require_write)],
 ) -> Response:
-    stored = state(request).writes.patch(experiment_id, patch)
+    try:
+        stored = state(request).writes.patch(experiment_id, patch, token)
+    except TagsRefused as exc:
+        raise ApiError(422, str(exc)) from None
     if stored is None:
+        curation = state(request).extras.get("curation")
+        if curation is not None and curation.in_trash(experiment_id):
+            raise ApiError(404, f"experiment {experiment_id!r} is in the trash: restore it first")
         raise ApiError(404, f"no experiment {experiment_id!r}")
     return json_response(stored)
 
@@ -299,7 +331,10 @@ def patch_experiment(
     response_model=Accepted,
     summary="Upsert up to 1,000 experiments in one transaction (all or nothing)",
     description=beyond_the_schema(CLOCK_RULE + " (in any item)", SIZE_RULE),
-    responses=WRITE_ERRORS,
+    responses={
+        **WRITE_ERRORS,
+        409: {"model": ErrorResponse, "description": "An id is in the trash: restore it"},
+    },
     openapi_extra=EXPERIMENT_BATCH.openapi,
 )
 async def batch(

@@ -1,8 +1,10 @@
-// The experiment details dialog (#experiment-details): params, tags, error and the
-// rate-distortion points of one experiment, opened from the table or a shared ?exp= link.
+// The experiment details dialog (#experiment-details): params, tags, notes, error and the
+// rate-distortion points of one experiment, opened from the table or a shared ?exp= link;
+// with a write token, its curation controls (curate.js).
 
 import { ApiError } from "./api.js";
 import { pruneCharts, renderRdChart } from "./charts.js";
+import { curationPanel } from "./curate.js";
 import { renderCurves, stopCurves } from "./curves.js";
 import { badge, h, missing, timeAgo } from "./dom.js";
 import {
@@ -101,6 +103,11 @@ function valueText(v) {
   return String(v);
 }
 
+/** Draws the dialog again with `exp` as a write answered it (curate.js), if still open on it. */
+function redraw(exp) {
+  if (exp && current.id === exp.id && els.dialog?.open) renderExperiment(exp);
+}
+
 function renderExperiment(e) {
   els.title.textContent = e.name || e.id;
   const parts = [];
@@ -130,6 +137,8 @@ function renderExperiment(e) {
   );
   const note = omittedNote(e);
   if (note) parts.splice(1, 0, note);
+  const curate = curationPanel(e, redraw); // null for public viewers
+  if (curate) parts.push(curate);
   const curves = h("section", { class: "curves" });
   parts.push(curves);
   if (e.error) {
@@ -137,6 +146,10 @@ function renderExperiment(e) {
       h("h3", {}, "Error"),
       h("pre", { class: "error-box", tabindex: "0" }, String(e.error)),
     );
+  }
+  if (e.notes) {
+    // Markdown as plain text: a text node, never parsed as HTML.
+    parts.push(h("h3", {}, "Notes"), h("div", { class: "notes-box", tabindex: "0" }, String(e.notes)));
   }
   const tags = Array.isArray(e.tags) ? e.tags : [];
   parts.push(
@@ -194,10 +207,20 @@ function renderExperiment(e) {
     );
     els.body.replaceChildren(...parts);
     renderRdChart(box, points, rateKey, rateLabel);
-    renderCurves(curves, e);
+    drawCurves(curves, e);
     return;
   }
   parts.push(h("p", { class: "muted" }, "No rate-distortion points recorded."));
   els.body.replaceChildren(...parts);
-  renderCurves(curves, e);
+  drawCurves(curves, e);
+}
+
+/** Its training curves; none for an experiment in the trash (they are kept, not served). */
+function drawCurves(host, e) {
+  if (e.deleted_at) {
+    stopCurves({ keepUrl: true });
+    host.hidden = true;
+    return;
+  }
+  renderCurves(host, e);
 }

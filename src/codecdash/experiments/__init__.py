@@ -8,6 +8,8 @@
 - `service`: the writes: request models in, plain rows to the store, BD-rates derived on
   the way.
 - `anchors`: the anchor in force, BD-rates against it, and their re-derivation.
+- `curation`: delete to the trash, restore, purge, the audit log; `command`: the
+  `codecdash experiments …` commands over it.
 
 This module imports nothing, so the store can import `vocabulary` and `query` without
 loading the layers above it.

@@ -39,7 +39,7 @@ RECENT: Final = 20
 """Experiments in the snapshot's recent list."""
 SHORT_HISTORY_HOURS: Final = 72
 """Progress is charted per hour up to this much history, per day beyond."""
-TIME_FIELDS: Final = ("created_at", "started_at", "finished_at", "updated_at")
+TIME_FIELDS: Final = ("created_at", "started_at", "finished_at", "updated_at", "deleted_at")
 SUMMARY_FIELDS: Final[Mapping[str, tuple[str, str]]] = {
     "success_rate": ("completed ÷ (completed + failed)", "ratio"),
     "best_compression": ("best bitrate saving of a completed experiment", "%"),

@@ -10,17 +10,20 @@ changes is ``experiments/rederive.py``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from codecdash.codec_metrics import RateCurve, bd_rate, rate_curve
 from codecdash.config import Settings
 from codecdash.experiments.readmodel import experiment
 from codecdash.experiments.vocabulary import QualityMetric, average_points, rate_unit
-from codecdash.models import ExperimentIn, ExperimentPatch
+from codecdash.models import MAX_TAGS, MAX_TAGS_BYTES, ExperimentIn, ExperimentPatch
 from codecdash.results import rd_pairs
 from codecdash.store import Store
 
@@ -29,8 +32,34 @@ log = logging.getLogger("codecdash.bdrate")
 Derived = tuple[float | None, str | None]
 """(bd_rate_pct, bd_rate_anchor) of one experiment; (None, None) when there is none."""
 NONE: Derived = (None, None)
+AUDITED = frozenset({"name", "notes", "tags"})
+"""Fields whose edits the audit log records (with tags added or removed)."""
 IGNORED = ("duration_s", "updated_at", "bd_rate_pct", "bd_rate_anchor", "training")
 """Fields a client may send back as it got them: the server derives or sets them."""
+
+
+class TagsRefused(ValueError):
+    """Tags added past the limits (at most MAX_TAGS tags, MAX_TAGS_BYTES of JSON): 422."""
+
+
+def edited_tags(
+    current: Mapping[str, Any],
+    *,
+    changes: Mapping[str, Any],
+    add: Sequence[str],
+    remove: Sequence[str],
+) -> dict[str, Any]:
+    """The tags after `remove` then `add` (kept in order, each once) applied to the stored
+    ones, or to those the same PATCH sets."""
+    base = changes["tags"] if "tags" in changes else current.get("tags")
+    dropped = set(remove)
+    tags = [t for t in dict.fromkeys(base or []) if t not in dropped]
+    tags += [t for t in dict.fromkeys(add) if t not in tags]
+    if len(tags) > MAX_TAGS:
+        raise TagsRefused(f"an experiment has at most {MAX_TAGS} tags ({len(tags)} after this)")
+    if len(orjson.dumps(tags)) > MAX_TAGS_BYTES:
+        raise TagsRefused(f"tags are limited to {MAX_TAGS_BYTES // 1024} KiB of JSON in all")
+    return {"tags": tags}
 
 
 class BdRates:
@@ -189,11 +218,16 @@ class ExperimentService:
         stored, created = self.store.put_experiment(experiment_id, self.values(item))
         return experiment(stored), created
 
-    def patch(self, experiment_id: str, patch: ExperimentPatch) -> dict[str, Any] | None:
-        """Change the fields present in `patch` (None: no such experiment)."""
+    def patch(
+        self, experiment_id: str, patch: ExperimentPatch, actor: str | None = None
+    ) -> dict[str, Any] | None:
+        """Change the fields present in `patch` (None: no such experiment); `add_tags` and
+        `remove_tags` change the stored tags (TagsRefused past the limits). A change of the
+        name, notes or tags is recorded in the audit log, by `actor`."""
         changes = patch.model_dump(include=patch.model_fields_set, mode="python")
         for name in IGNORED:
             changes.pop(name, None)
+        add, remove = changes.pop("add_tags", None) or [], changes.pop("remove_tags", None) or []
         if "rd_points" in changes or "dataset" in changes:  # a new curve or set: a new BD-rate
             if "rd_points" in changes and "dataset" in changes:
                 points, dataset = changes["rd_points"], changes["dataset"]
@@ -206,7 +240,18 @@ class ExperimentService:
             changes["bd_rate_pct"], changes["bd_rate_anchor"] = self.bd_rates.derive(
                 points, dataset
             )
-        stored = self.store.patch_experiment(experiment_id, changes)
+        edit = None
+        if add or remove:
+            edit = functools.partial(edited_tags, changes=changes, add=add, remove=remove)
+        curated = sorted(set(changes) & AUDITED)
+        details: dict[str, Any] = {"fields": curated} if curated else {}
+        if add:
+            details["add_tags"] = add
+        if remove:
+            details["remove_tags"] = remove
+        stored = self.store.patch_experiment(
+            experiment_id, changes, edit=edit, audited=(actor, details) if details else None
+        )
         return None if stored is None else experiment(stored)
 
     def batch(self, items: Sequence[ExperimentIn]) -> int:

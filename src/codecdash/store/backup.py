@@ -70,6 +70,7 @@ class Facts:
     anchors: int = 0
     heartbeats: int = 0
     cost_records: int = 0
+    trashed: int = 0  # deleted experiments in the trash (not in `experiments`)
 
     @property
     def total_experiments(self) -> int:
@@ -85,6 +86,7 @@ class Facts:
             _count(self.anchors, "anchor"),
             _count(self.heartbeats, "heartbeat"),
             _count(self.cost_records, "cost record"),
+            *([f"{self.trashed:,} in the trash"] if self.trashed else []),
         ]
         return ", ".join(parts)
 
@@ -155,6 +157,7 @@ def read_facts(conn: sqlite3.Connection, size_bytes: int) -> Facts:
         anchors=rows("anchors"),
         heartbeats=found.get("rows.heartbeats", 0),
         cost_records=found.get("rows.cost_records", 0),
+        trashed=rows("experiments_trash"),
     )
 
 

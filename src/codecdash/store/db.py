@@ -25,7 +25,7 @@ from sqlalchemy.pool import NullPool
 from codecdash.experiments.query import Unavailable
 from codecdash.store import leaders, schema
 
-LATEST_VERSION = 7
+LATEST_VERSION = 8
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
@@ -338,6 +338,17 @@ def _v7_datasets_methods(conn: Connection) -> None:
         leaders.rebuild_all(conn)
 
 
+def _v8_curation(conn: Connection) -> None:
+    """Version 8: experiments' notes, the trash of deleted experiments, the audit log."""
+    columns = {c["name"] for c in inspect(conn).get_columns("experiments")}
+    if "notes" not in columns:
+        conn.execute(text("ALTER TABLE experiments ADD COLUMN notes TEXT"))
+    for table in schema.CURATION_TABLES:
+        table.create(conn, checkfirst=True)
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
+
+
 MIGRATIONS = {
     2: _v2_bd_rate,
     3: _v3_leaders,
@@ -345,4 +356,5 @@ MIGRATIONS = {
     5: _v5_alerts,
     6: _v6_training_curves,
     7: _v7_datasets_methods,
+    8: _v8_curation,
 }

@@ -10,7 +10,9 @@ file cannot be read):
 4. the summaries kept on write against the rows they summarise: experiments per status
    from the counters against the table, the heartbeat and cost-record counters against
    their tables, and each leaderboard (store/leaders.py) against the experiments at or
-   better than its bound.
+   better than its bound. Deleted experiments are in the trash (``experiments_trash``),
+   not in the experiments table: the summaries count only the live ones, and no id may
+   be in both (an experiment both live and deleted).
 """
 
 from __future__ import annotations
@@ -120,6 +122,8 @@ def _check(conn: sqlite3.Connection, path: Path, verdict: Verdict, latest: int) 
     verdict.facts = read_facts(conn, path.stat().st_size)
     present = tables(conn)
     verdict.problems += _counter_problems(conn, present)
+    if {"experiments", "experiments_trash"} <= present:
+        verdict.problems += _trash_problems(conn)
     if {"leaders", "leader_bounds"} <= present and _carries_filters(conn):
         verdict.problems += _leader_problems(conn)
 
@@ -148,6 +152,14 @@ def _counter_problems(conn: sqlite3.Connection, present: set[str]) -> list[str]:
         if kept.get(name, 0) != rows:
             problems.append(f"counter {name} says {kept.get(name, 0):,}, the table holds {rows:,}")
     return problems
+
+
+def _trash_problems(conn: sqlite3.Connection) -> list[str]:
+    both = _count(conn, "SELECT id FROM experiments INTERSECT SELECT id FROM experiments_trash", ())
+    if both:
+        verb = "experiment is" if both == 1 else "experiments are"
+        return [f"{both:,} {verb} both live and in the trash"]
+    return []
 
 
 def _carries_filters(conn: sqlite3.Connection) -> bool:

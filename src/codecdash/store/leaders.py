@@ -130,6 +130,35 @@ def update(
         _save(conn, metric, bound, n)
 
 
+def withdraw(
+    conn: Connection,
+    old: Mapping[str, Mapping[str, Any]],
+    current: Mapping[str, tuple[float | None, int]],
+) -> None:
+    """Follow a removal: ``old`` are the rows that left the experiments table, by id;
+    ``current`` the bounds read with ``lock=True`` before they were read."""
+    for metric, larger in METRICS.items():
+        bound, n = current[metric]
+        removes = [
+            {"i": i, "v": v}
+            for i, row in old.items()
+            if (v := row[metric]) is not None and _within(v, bound, larger)
+        ]
+        if not removes:
+            continue
+        conn.execute(
+            delete(L).where(
+                L.c.metric == metric, L.c.value == bindparam("v"), L.c.id == bindparam("i")
+            ),
+            removes,
+        )
+        n -= len(removes)
+        if bound is not None and n < KEEP // 2:
+            rebuild(conn, metric)
+            continue
+        _save(conn, metric, bound, n)
+
+
 def _entry(metric: str, value: float, row: Mapping[str, Any]) -> dict[str, Any]:
     entry = {"metric": metric, "value": value, "id": row["id"]}
     entry.update(zip(CARRIED, _copies(row), strict=True))

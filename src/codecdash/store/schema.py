@@ -63,6 +63,7 @@ experiments = Table(
     # R-D points belong to (NULL: the experiment is its own method).
     Column("dataset", String(100)),
     Column("method", String(200)),
+    Column("notes", Text),  # free text (Markdown shown as text), at most 10,000 characters
 )
 # Its column names as plain str, in table order: hand-written statements select these.
 EXPERIMENT_FIELDS = tuple(str(c.name) for c in experiments.columns)
@@ -353,6 +354,39 @@ training_summary = Table(
 )
 Index("ix_training_summary_seq", training_summary.c.seq)
 
+# Curation (store/trash.py, store/audit.py). A deleted experiment leaves `experiments`
+# for the trash: every list, count, leaderboard and figure forgets it with no filter to
+# remember, and a restore writes it back as it was. `stored_row` is the whole stored row as JSON
+# (its columns at deletion time, so a later column needs no copy here); the other columns
+# are what the trash is listed and purged by.
+experiments_trash = Table(
+    "experiments_trash",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("deleted_at", Float, nullable=False),
+    Column("deleted_by", String(100)),
+    Column("name", String(200)),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("stored_row", Text, nullable=False),
+)
+Index("ix_experiments_trash_deleted", experiments_trash.c.deleted_at, experiments_trash.c.id)
+
+# Who deleted, restored, purged or edited what, and when: one row per operation.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(100)),  # the write token's name; null for the local CLI's user
+    Column("action", String(16), nullable=False),  # delete, restore, purge, edit
+    Column("count", Integer, nullable=False),
+    Column("ids", Text, nullable=False),  # JSON list: the first AUDIT_IDS ids
+    Column("details", Text),  # JSON object: the filter, the fields changed
+)
+Index("ix_audit_log_at", audit_log.c.at)
+CURATION_TABLES = (experiments_trash, audit_log)
+
 schema_version = Table(
     "schema_version",
     metadata,
@@ -362,16 +396,19 @@ schema_version = Table(
 
 __all__ = [
     "ALERT_TABLES",
+    "CURATION_TABLES",
     "Integer",
     "alert_history",
     "alert_lease",
     "alert_outbox",
     "alerts",
     "anchors",
+    "audit_log",
     "cost_daily",
     "cost_records",
     "counters",
     "experiments",
+    "experiments_trash",
     "heartbeats",
     "leader_bounds",
     "leaders",

@@ -12,6 +12,7 @@ from typing import Any
 from codecdash.experiments.query import ListQuery
 from codecdash.store import (
     anchors,
+    audit,
     costs,
     curve_reads,
     curves,
@@ -21,9 +22,11 @@ from codecdash.store import (
     rows,
     tokens,
     training,
+    trash,
 )
 from codecdash.store.anchors import Curve, Derived
 from codecdash.store.counters import bump_data_version, data_version, read_counters
+from codecdash.store.curation import Curation
 from codecdash.store.db import Database
 from codecdash.store.reads import SqlRows
 
@@ -59,6 +62,7 @@ class Store:
         self._rows_at_analyze = 0
         self._analyzing = threading.Lock()
         self.totals = experiments.TotalCache()  # of filtered listings, until a write
+        self.curation = Curation(self)  # delete to the trash, restore, purge, audit
         if migrate:
             self.db.migrate()
 
@@ -84,6 +88,7 @@ class Store:
         with self.db.write() as conn:
             if rows.exists(conn, row["id"]):
                 raise Conflict(f"experiment {row['id']!r} already exists; use PUT to replace it")
+            trash.refuse_trashed(conn, [row["id"]])
             experiments.upsert(conn, [row])
             bump_data_version(conn)
         self.changed()
@@ -97,6 +102,8 @@ class Store:
         row["id"] = experiment_id
         with self.db.write() as conn:
             created = not rows.exists(conn, experiment_id)
+            if created:
+                trash.refuse_trashed(conn, [experiment_id])
             experiments.upsert(conn, [row])
             bump_data_version(conn)
             stored = SqlRows(conn).get(experiment_id)
@@ -105,15 +112,28 @@ class Store:
         return stored, created
 
     def patch_experiment(
-        self, experiment_id: str, changes: Mapping[str, Any]
+        self,
+        experiment_id: str,
+        changes: Mapping[str, Any],
+        *,
+        edit: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+        audited: tuple[str | None, Mapping[str, Any]] | None = None,
     ) -> dict[str, Any] | None:
-        """Change some fields of a stored experiment (None when there is none)."""
+        """Change some fields of a stored experiment (None when there is none).
+
+        `edit`: more changes made from the stored record, in the same transaction (tags
+        added or removed); `audited`: (actor, details) of an audit entry "edit" to record."""
+        now = time.time()
         with self.db.write() as conn:
             current = rows.get(conn, experiment_id)
             if current is None:
                 return None
-            row = rows.merged(current, changes, time.time())
+            if edit is not None:
+                changes = {**changes, **edit(rows.decode(current))}
+            row = rows.merged(current, changes, now)
             experiments.upsert(conn, [row])
+            if audited is not None:
+                audit.record(conn, "edit", [experiment_id], audited[0], now, audited[1])
             bump_data_version(conn)
             stored = rows.decode(row)
             training.attach(conn, [stored])
@@ -125,6 +145,7 @@ class Store:
         now = time.time()
         written = [rows.to_row(values, now) for values in items]
         with self.db.write() as conn:
+            trash.refuse_trashed(conn, [row["id"] for row in written])
             experiments.upsert(conn, written)
             bump_data_version(conn)
         self.changed()

@@ -33,6 +33,11 @@ class Summary(Protocol):
         """Follow one write (called after the rows are written, in its transaction)."""
         ...
 
+    def withdraw(self, conn: Connection, old: Old) -> None:
+        """Forget these rows (called after they left the table, in the same transaction:
+        a deletion to the trash or a purge)."""
+        ...
+
 
 class StatusCounts:
     """Experiments per status, as counters ``experiments.<status>``."""
@@ -51,6 +56,13 @@ class StatusCounts:
             deltas[key] = deltas.get(key, 0) + 1
         bump_counters(conn, deltas)
 
+    def withdraw(self, conn: Connection, old: Old) -> None:
+        deltas: dict[str, int] = {}
+        for previous in old.values():
+            key = self.PREFIX + previous["status"]
+            deltas[key] = deltas.get(key, 0) - 1
+        bump_counters(conn, deltas)
+
     def read(self, conn: Connection) -> dict[str, int]:
         counts = read_counters(conn, self.PREFIX)
         return {s: max(0, counts.get(self.PREFIX + s, 0)) for s in STATUSES}
@@ -65,6 +77,9 @@ class Leaderboards:
         # The bounds were locked by the write before it read `old` (leaders.bounds).
         leaders.update(conn, rows, old, leaders.bounds(conn))
 
+    def withdraw(self, conn: Connection, old: Old) -> None:
+        leaders.withdraw(conn, old, leaders.bounds(conn))
+
 
 class HourlyBests:
     """The best results of completed experiments per hour (``store/progress.py``)."""
@@ -74,6 +89,16 @@ class HourlyBests:
     def apply(self, conn: Connection, rows: Rows, old: Old) -> None:
         progress.merge_progress(conn, [r for r in rows if r["status"] == "completed"])
         progress.recompute_hours(conn, progress.hours_to_recompute(rows, old))
+
+    def withdraw(self, conn: Connection, old: Old) -> None:
+        progress.recompute_hours(
+            conn,
+            {
+                int(previous["finished_at"] // 3600)
+                for previous in old.values()
+                if previous["status"] == "completed" and previous["finished_at"] is not None
+            },
+        )
 
 
 STATUS_COUNTS = StatusCounts()
