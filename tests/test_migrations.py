@@ -235,15 +235,17 @@ def test_v1_database_is_upgraded_in_place(v1_url: str) -> None:
     store = Store(v1_url)
     try:
         assert versions(store) == list(range(1, LATEST_VERSION + 1))
-        assert LATEST_VERSION == 7
+        assert LATEST_VERSION == 8
         inspector = inspect(store.db.engine)
         assert {"anchors", "leaders", "leader_bounds"} <= set(inspector.get_table_names())
+        # version 8: curation
+        assert {"experiments_trash", "audit_log"} <= set(inspector.get_table_names())
         # version 6: training curves
         assert {"metric_series", "metric_chunks", "training_summary"} <= set(
             inspector.get_table_names()
         )
         columns = {c["name"] for c in inspector.get_columns("experiments")}
-        assert {"bd_rate_pct", "bd_rate_anchor"} <= columns
+        assert {"bd_rate_pct", "bd_rate_anchor", "dataset", "method", "notes"} <= columns
         assert "best_bd_rate_pct" in {c["name"] for c in inspector.get_columns("progress_hourly")}
         # version 3: leaderboards built from the rows, the ranked-column indexes dropped
         assert {i["name"] for i in inspector.get_indexes("experiments")} == {
