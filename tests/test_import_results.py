@@ -679,3 +679,36 @@ def test_a_bad_dataset_option(db: Path) -> None:
     err = failed(run(X264, "--dataset", "x" * 101, "--db", db))
     assert "--dataset: the test set's name is over 100 characters" in err
     assert "applies to experiments" in failed(run("--anchor", "--method", "m", X264), 2)
+
+
+def test_sets_methods_and_sequences_through_the_api(live_server: Any, tmp_path: Path) -> None:
+    api = ("--url", live_server.url, "--token", live_server.token)
+    sweep = [TESTS / f"eval_0_ssf2020_mse_{q}.json" for q in (1, 4, 8)]
+    ok(run(*sweep, "--dataset", "HEVC-C", "--method", "ssf-ours", *api))
+    files = _per_sequence(tmp_path / "uvg_1080p", "ssf2020-mse-3-ans", SEQUENCES)
+    ok(run(*files, *api))
+    rows = experiments(live_server.store)
+    assert {(rows[p.stem]["dataset"], rows[p.stem]["method"]) for p in sweep} == {
+        ("HEVC-C", "ssf-ours")
+    }
+    row = rows["ssf2020-mse-3-ans"]
+    # One λ run (its average one point): it joins the method its files name.
+    assert (row["dataset"], row["method"], len(row["rd_points"])) == ("UVG-1080p", "ssf2020", 4)
+    assert [p.get("sequence") for p in row["rd_points"]] == [None, "Beauty", "Bosphorus", "Jockey"]
+
+
+def test_an_anchor_from_per_sequence_curves(tmp_path: Path, store_url: str) -> None:
+    """Per-sequence curves of one codec make one anchor: its points carry their sequence,
+    and the set's average (given in its own file) is what BD-rates use."""
+    folder = tmp_path / "MCL-JCV"
+    folder.mkdir()
+    curve = json.loads(X264.read_text())
+    _write(folder, "x264.json", curve)
+    for sequence in ("videoSRC01_1920x1080_30", "videoSRC02_1920x1080_30"):
+        _write(folder, f"{sequence}-x264.json", {**curve, "source": sequence})
+    out = ok(run("--anchor", *sorted(folder.iterdir()), "--db", store_url))
+    assert out.count("anchor added") == 1 and "24 points" in out and "on MCL-JCV" in out
+    [anchor] = stored(store_url)[1]
+    assert (anchor["name"], anchor["dataset"]) == ("x264-medium-tune-zerolatency", "MCL-JCV")
+    sequences = [p.get("sequence") for p in anchor["rd_points"]]
+    assert sequences.count(None) == 8 and sequences.count("videoSRC01") == 8
