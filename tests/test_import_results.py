@@ -597,6 +597,7 @@ def test_yuv_6_1_1_where_a_file_has_no_rgb_psnr(tmp_path: Path, db: Path) -> Non
     path = _write(tmp_path, "x265-yuv.json", obj)
     out = ok(run(path, "--db", db))
     assert "psnr-y+psnr-u+psnr-v = YUV PSNR, (6Y+U+V)/8" in out
+    assert "warning" not in out  # no anchor: nothing compared
     row = stored(str(db))[0]["x265-yuv"]
     r = obj["results"]
     assert row["psnr_db"] == pytest.approx(
@@ -712,3 +713,14 @@ def test_an_anchor_from_per_sequence_curves(tmp_path: Path, store_url: str) -> N
     assert (anchor["name"], anchor["dataset"]) == ("x264-medium-tune-zerolatency", "MCL-JCV")
     sequences = [p.get("sequence") for p in anchor["rd_points"]]
     assert sequences.count(None) == 8 and sequences.count("videoSRC01") == 8
+
+
+def test_a_yuv_curve_against_an_rgb_anchor_is_flagged(tmp_path: Path, db: Path) -> None:
+    obj = json.loads(X265.read_text())
+    del obj["results"]["psnr-rgb"]  # the published x265 curve, YUV 6:1:1 from its components
+    path = _write(tmp_path, "x265-yuv.json", obj)
+    ok(run("--anchor", X264, "--db", db))
+    out = ok(run(path, "--dataset", "UVG-1080p", "--db", db))
+    assert "BD-rate" in out and "vs x264-medium-tune-zerolatency" in out
+    assert "warning: the file has no RGB PSNR, so its YUV PSNR, (6Y+U+V)/8 is compared" in out
+    assert "no RGB PSNR" not in ok(run(X265, "--db", db))
