@@ -886,10 +886,11 @@ def test_demo_fires_budget_stale_worker_and_nan_loss_alerts(tmp_path: Path) -> N
                     url = found.group(1)
                     try:
                         answer = http.get(f"{url}/api/v1/alerts").json()
+                        serving = True
                     except (httpx.HTTPError, ValueError):
-                        answer = {"alerts": []}
+                        answer, serving = {"alerts": []}, False
                     fired |= {a["rule"] for a in answer["alerts"] if a["state"] == "firing"}
-                    if page is not None:
+                    if page is not None and serving:  # the line comes before the socket
                         if page.url == "about:blank":
                             page.add_init_script(STRIP_RULES_SEEN)
                             page.goto(f"{url}/")

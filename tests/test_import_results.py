@@ -597,6 +597,7 @@ def test_yuv_6_1_1_where_a_file_has_no_rgb_psnr(tmp_path: Path, db: Path) -> Non
     path = _write(tmp_path, "x265-yuv.json", obj)
     out = ok(run(path, "--db", db))
     assert "psnr-y+psnr-u+psnr-v = YUV PSNR, (6Y+U+V)/8" in out
+    assert "warning" not in out  # no anchor: nothing compared
     row = stored(str(db))[0]["x265-yuv"]
     r = obj["results"]
     assert row["psnr_db"] == pytest.approx(
@@ -679,3 +680,47 @@ def test_a_bad_dataset_option(db: Path) -> None:
     err = failed(run(X264, "--dataset", "x" * 101, "--db", db))
     assert "--dataset: the test set's name is over 100 characters" in err
     assert "applies to experiments" in failed(run("--anchor", "--method", "m", X264), 2)
+
+
+def test_sets_methods_and_sequences_through_the_api(live_server: Any, tmp_path: Path) -> None:
+    api = ("--url", live_server.url, "--token", live_server.token)
+    sweep = [TESTS / f"eval_0_ssf2020_mse_{q}.json" for q in (1, 4, 8)]
+    ok(run(*sweep, "--dataset", "HEVC-C", "--method", "ssf-ours", *api))
+    files = _per_sequence(tmp_path / "uvg_1080p", "ssf2020-mse-3-ans", SEQUENCES)
+    ok(run(*files, *api))
+    rows = experiments(live_server.store)
+    assert {(rows[p.stem]["dataset"], rows[p.stem]["method"]) for p in sweep} == {
+        ("HEVC-C", "ssf-ours")
+    }
+    row = rows["ssf2020-mse-3-ans"]
+    # One λ run (its average one point): it joins the method its files name.
+    assert (row["dataset"], row["method"], len(row["rd_points"])) == ("UVG-1080p", "ssf2020", 4)
+    assert [p.get("sequence") for p in row["rd_points"]] == [None, "Beauty", "Bosphorus", "Jockey"]
+
+
+def test_an_anchor_from_per_sequence_curves(tmp_path: Path, store_url: str) -> None:
+    """Per-sequence curves of one codec make one anchor: its points carry their sequence,
+    and the set's average (given in its own file) is what BD-rates use."""
+    folder = tmp_path / "MCL-JCV"
+    folder.mkdir()
+    curve = json.loads(X264.read_text())
+    _write(folder, "x264.json", curve)
+    for sequence in ("videoSRC01_1920x1080_30", "videoSRC02_1920x1080_30"):
+        _write(folder, f"{sequence}-x264.json", {**curve, "source": sequence})
+    out = ok(run("--anchor", *sorted(folder.iterdir()), "--db", store_url))
+    assert out.count("anchor added") == 1 and "24 points" in out and "on MCL-JCV" in out
+    [anchor] = stored(store_url)[1]
+    assert (anchor["name"], anchor["dataset"]) == ("x264-medium-tune-zerolatency", "MCL-JCV")
+    sequences = [p.get("sequence") for p in anchor["rd_points"]]
+    assert sequences.count(None) == 8 and sequences.count("videoSRC01") == 8
+
+
+def test_a_yuv_curve_against_an_rgb_anchor_is_flagged(tmp_path: Path, db: Path) -> None:
+    obj = json.loads(X265.read_text())
+    del obj["results"]["psnr-rgb"]  # the published x265 curve, YUV 6:1:1 from its components
+    path = _write(tmp_path, "x265-yuv.json", obj)
+    ok(run("--anchor", X264, "--db", db))
+    out = ok(run(path, "--dataset", "UVG-1080p", "--db", db))
+    assert "BD-rate" in out and "vs x264-medium-tune-zerolatency" in out
+    assert "warning: the file has no RGB PSNR, so its YUV PSNR, (6Y+U+V)/8 is compared" in out
+    assert "no RGB PSNR" not in ok(run(X265, "--db", db))

@@ -75,6 +75,8 @@ def test_unknown_sets_are_kept_as_written() -> None:
         ("runs/uvg/UVG-4K/x.json", "UVG-4K"),  # the nearest name wins
         ("tests/data/rd-results/compressai-tests/bench_x265.json", None),
         ("results.json", None),
+        ("/home/uvg/projects/codec/runs/x.json", None),  # three folders up at most
+        ("/home/uvg/projects/codec/x.json", "UVG"),
     ],
 )
 def test_the_set_is_inferred_from_the_path(path: str, dataset: str | None) -> None:

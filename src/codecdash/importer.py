@@ -375,4 +375,9 @@ def _experiment_lines(item: Item, stored: dict[str, Any], target: Target) -> str
     )
     if report.get("warning"):
         line += f"\n  warning: {report['warning']}"
+    if item.curve.quality != "rgb" and report.get("quality_metric") == "psnr":
+        line += (
+            f"\n  warning: the file has no RGB PSNR, so its {item.curve.quality_label} is "
+            f"compared with {report['anchor']}'s: import an anchor measured the same way"
+        )
     return line

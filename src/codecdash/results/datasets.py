@@ -14,6 +14,8 @@ from pathlib import PurePath
 from typing import Final
 
 MAX_DATASET_CHARS: Final = 100
+PATH_DEPTH: Final = 3
+"""How many folders above a file `dataset_from_path` looks at (not a home or project folder)."""
 
 _HEVC_CLASSES: Final = "ABCDEF"
 _JVET_CLASSES: Final = ("A1", "A2", "B", "C", "D", "E", "F")
@@ -23,7 +25,7 @@ KNOWN_DATASETS: Final[dict[str, tuple[str, ...]]] = {
     "UVG": ("UVG",),
     "UVG-1080p": ("UVG-1080p", "UVG-HD"),
     "UVG-4K": ("UVG-4K", "UVG-2160p"),
-    "MCL-JCV": ("MCL-JCV", "MCL"),
+    "MCL-JCV": ("MCL-JCV",),
     **{f"HEVC-{c}": (f"HEVC-{c}", f"HEVC-Class-{c}", f"Class-{c}") for c in _HEVC_CLASSES},
     **{
         f"JVET-{c}": (f"JVET-{c}", f"JVET-Class-{c}", f"JVET-CTC-{c}", f"JVET-CTC-Class-{c}")
@@ -73,12 +75,12 @@ def canonical_dataset(name: str) -> str:
 def dataset_from_path(path: str | os.PathLike[str]) -> str | None:
     """The known set a file's path names, or None.
 
-    The file's name is looked at first, then its folders from the nearest outwards; in each,
+    The file's name is looked at first, then its `PATH_DEPTH` nearest folders outwards; in each,
     the longest run of words (split at `-`, `_`, `.`, space) that spells a known set wins, so
     `results/video/UVG-1080p/x264.json` is UVG-1080p and `kodak/vtm.json` Kodak.
     """
     pure = PurePath(path)
-    parts = [pure.stem, *(parent.name for parent in pure.parents)]
+    parts = [pure.stem, *(parent.name for parent in pure.parents)][: 1 + PATH_DEPTH]
     for part in parts:
         found = _dataset_in(re.split(r"[-_.\s]+", part))
         if found is not None:

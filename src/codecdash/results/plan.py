@@ -2,10 +2,12 @@
 experiments or anchors, before anything is written.
 
 Each file is one experiment (its id the file's name) or one anchor (named by its `name`),
-except per-sequence files: those of one model (`{sequence}-{model}.json`) make one experiment
-together (`codecdash.results.sequences`). The test set is `--dataset`, else the one the file
-names (`meta.dataset`), else the known set its path names, else none (unspecified). A file of
-one point (one λ run) joins the method its `name` says unless `--method` names one.
+except per-sequence files: those of one model (`{sequence}-{model}.json`), with the file of
+its set's average if there is one (`{model}.json`), make one experiment or anchor together
+(`codecdash.results.sequences`). The test set is `--dataset`, else the one the file
+names (`meta.dataset`), else the known set its path names, else none (unspecified). An
+experiment of one average point (one λ run) joins the method its `name` says unless
+`--method` names one.
 
 Every file is read and checked first; each one that cannot be used gets one line saying why,
 and then nothing at all is written (`ImportProblem`).
@@ -173,10 +175,12 @@ def _group_problem(
 ) -> str | None:
     if len(paths) == 1:
         return None
-    if not all(c.sequence is not None for c in curves):
+    # One set's average and per-sequence files of the same thing are one; two averages are not.
+    averages = [path for path, curve in zip(paths, curves, strict=True) if curve.sequence is None]
+    if len(averages) > 1:
         what = "anchor name" if anchor else "experiment id"
         hint = "" if anchor else " (use --id-prefix in separate runs)"
-        return f"{paths[0]} and {paths[1]} give the same {what} {key!r}{hint}"
+        return f"{averages[0]} and {averages[1]} give the same {what} {key!r}{hint}"
     if len(set(datasets)) > 1:
         listed = ", ".join(sorted(str(d) for d in set(datasets)))
         return f"{_where(paths)}: the sequences of {key!r} are of different sets ({listed})"
