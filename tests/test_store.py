@@ -644,6 +644,18 @@ async def test_forecast_projects_the_last_seven_days_to_the_month_end(store: Sto
     assert s["forecast_month_usd"] >= s["month_to_date_usd"]
 
 
+@pytest.mark.anyio
+async def test_a_new_fleets_rate_counts_from_its_first_cost(store: Store) -> None:
+    """Costs that began yesterday at 18:00 ($1 every hour): the burn is $1/h, not diluted
+    over the hours since that day's midnight."""
+    start = datetime(2025, 3, 13, 18, tzinfo=UTC)
+    store.add_costs([cost("training", 1.0, start + timedelta(hours=h)) for h in range(18)])
+    s = (await snapshot(store))["summary"]
+    assert s["month_to_date_usd"] == 18.0
+    # 18 h of records up to 2025-03-14 11:00, seen at 12:00: 18 h elapsed; 420 h remain
+    assert s["forecast_month_usd"] == pytest.approx(18.0 + 420.0, abs=0.01)
+
+
 # -- tokens ---------------------------------------------------------------------------
 def test_tokens_are_random_hashed_and_revocable(store: Store) -> None:
     token = store.create_token("ci")

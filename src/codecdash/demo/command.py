@@ -36,9 +36,27 @@ DEMO_TOKEN: Final = "codecdash-demo"  # noqa: S105 - a token's name, not its val
 """The write token the demo makes; its presence marks a database as a demo database."""
 DEFAULT_ANCHOR: Final = "x264-medium-tune-zerolatency"  # = rd_model.X264 (no SciPy import here)
 DB_HELP: Final = f"SQLite file or SQLAlchemy URL (default ./{DEFAULT_DB}; never a real one)."
-DEMO_BUDGET_USD: Final = 4000.0
-"""The demo's monthly budget unless one is set: the fleet's forecast (~$4,700) passes it, so
-the budget alert fires in the first minute, as the live hang makes a stale-worker alert."""
+BUDGET_SHARE: Final = 0.8
+"""The demo's monthly budget, unless one is set, is this share of the month's forecast that its
+fleet makes (see :func:`demo_budget`): the forecast passes it, so the budget alert fires in the
+first minute, as the live hang makes a stale-worker alert."""
+
+
+def demo_budget(now: float, history_days: float) -> float:
+    """A budget the demo's forecast passes, whatever the day of the month: the forecast is the
+    month's costs so far (the history, within this month) plus the fleet's hourly rate to the
+    month's end; the budget is :data:`BUDGET_SHARE` of the instances' part of it, in $100s."""
+    import calendar
+
+    from codecdash.demo.fleet import planned_hourly_usd
+
+    t = time.gmtime(now)
+    month_start = calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0))
+    days = calendar.monthrange(t.tm_year, t.tm_mon)[1]
+    month_end = month_start + days * 86400
+    counted_s = min(history_days * 86400, now - month_start) + (month_end - now)
+    usd = BUDGET_SHARE * planned_hourly_usd() * counted_s / 3600
+    return max(100.0, float(int(usd // 100) * 100))
 
 
 class NotADemoStore(click.ClickException):
@@ -210,7 +228,8 @@ def demo(
         default_anchor=DEFAULT_ANCHOR,
     )
     if "monthly_budget_usd" not in settings.model_fields_set:
-        settings = settings.model_copy(update={"monthly_budget_usd": DEMO_BUDGET_USD})
+        budget = demo_budget(time.time(), history_days)
+        settings = settings.model_copy(update={"monthly_budget_usd": budget})
     configure_logging(settings)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the workload's requests
     seed = random.SystemRandom().randrange(1, 100_000) if seed is None else seed

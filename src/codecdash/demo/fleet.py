@@ -119,6 +119,12 @@ class Worker:
         return max(0.0, hi - lo)
 
 
+def planned_hourly_usd() -> float:
+    """What the planned fleet's instances cost an hour, all together (list prices)."""
+    prices = PriceTable()
+    return sum(prices.hourly(t, spot) or 0.0 for _, _, t, spot in FLEET_PLAN)
+
+
 @dataclass
 class Fleet:
     """All workers that ever ran, and how replacements are named and priced."""

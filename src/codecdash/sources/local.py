@@ -144,7 +144,12 @@ class CostsSource(_LocalSource):
         if first is not None:
             start_day = max(window_first_day, first)
             spent = sum(costs.by_component(conn, start_day * costs.DAY).values())
-            elapsed = max(now - start_day * costs.DAY, 3600.0)
+            began = start_day * costs.DAY
+            if first >= window_first_day:
+                # Costs began inside the window (a new fleet): the rate counts from the first
+                # record, not from its day's midnight, which would dilute it up to twofold.
+                began = max(began, costs.first_at(conn) or began)
+            elapsed = max(now - began, 3600.0)
             burn_per_s = spent / elapsed
         forecast = mtd + burn_per_s * max(0.0, month_end - now)
         breakdown = [

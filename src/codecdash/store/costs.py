@@ -47,3 +47,9 @@ def by_component(conn: Connection, since: float, until: float | None = None) -> 
 def first_day(conn: Connection) -> int | None:
     value = conn.execute(select(func.min(D.c.day))).scalar()
     return int(value) if value is not None else None
+
+
+def first_at(conn: Connection) -> float | None:
+    """When the oldest cost record is dated (an index's first entry)."""
+    value = conn.execute(select(func.min(R.c.at))).scalar()
+    return float(value) if value is not None else None
