@@ -16,10 +16,8 @@ import {
   staticSnapshotUrl,
 } from "./api.js";
 import { initAlerts, refreshAlerts } from "./alerts.js";
-import { initBdTable } from "./bdtable.js";
 import { costsAsOf, qualityBar, storageView } from "./cards.js";
 import { renderDonut, renderProgressChart, rethemeCharts } from "./charts.js";
-import { initCompare } from "./compare.js";
 import { initCurves, onMetricsEvent } from "./curves.js";
 import { closeDetails, initDetails, openId, showExperiment } from "./details.js";
 import { append, badge, h, missing, refreshTimes, renderInto, setChildren, setHidden, timeAgo } from "./dom.js";
@@ -799,9 +797,6 @@ async function boot() {
     onUrlChange: syncDetailsWithUrl,
     onUnauthorized: askForToken,
   });
-  // The BD-rate table and Compare (bdtable.js, compare.js) reload on "codecdash:snapshot".
-  initCompare({ isStatic: () => state.mode === "static", getSnapshot: () => state.snapshot });
-  initBdTable({ isStatic: () => state.mode === "static" });
   document.addEventListener("click", (e) => {
     const link = e.target.closest(".card a[data-exp]");
     if (!link || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
@@ -811,6 +806,11 @@ async function boot() {
 
   await refresh();
   revealMain();
+  // The BD-rate Table and Compare sections (bdtable.js wires compare.js), after the first paint;
+  // they follow each snapshot through the "codecdash:snapshot" event that render() sends.
+  import("./bdtable.js")
+    .then((m) => m.initBdTable({ isStatic: () => state.mode === "static", getSnapshot: () => state.snapshot }))
+    .catch((err) => console.warn("codecdash: BD-rate table:", err));
   if (state.fetchOk) syncDetailsWithUrl();
   // The stream opens once the page has loaded, so that the first paint is not competing.
   if (document.readyState !== "complete") await new Promise((resolve) => window.addEventListener("load", resolve, { once: true }));
