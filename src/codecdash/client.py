@@ -205,6 +205,13 @@ class Client:
             path += "?" + str(httpx.QueryParams({"anchor": anchor}))
         return dict(self._request("GET", path))
 
+    def bd_rates(self, **query: Any) -> dict[str, Any]:
+        """The BD-rate table (``GET /api/v1/bd-rates``): methods × test sets against each
+        set's anchor. `query`: its parameters, e.g. ``dataset="UVG-1080p"``,
+        ``anchor=["UVG-1080p:x265-medium"]``, ``quality="ms_ssim"``."""
+        params = httpx.QueryParams({k: v for k, v in query.items() if v is not None})
+        return dict(self._request("GET", f"/api/v1/bd-rates?{params}"))
+
     # -- fleet and costs --------------------------------------------------------------
     def heartbeat(self, **fields: Any) -> None:
         """Report a worker's heartbeat (worker_id, role, and any figures)."""

@@ -11,10 +11,8 @@ from starlette.responses import Response
 
 from codecdash.api.auth import require_read
 from codecdash.api.errors import ApiError
-from codecdash.api.experiments import json_response
 from codecdash.api.state import state
 from codecdash.experiments.table import TableError, TableQuery, table_for
-from codecdash.experiments.table_formats import to_csv, to_latex
 from codecdash.models import ErrorResponse, Text
 
 router = APIRouter(prefix="/api/v1", tags=["bd-rates"])
@@ -158,20 +156,22 @@ async def bd_rates(
         per=per,
         sequences=sequences,
     )
+    if format is None:
+        format = "csv" if "text/csv" in (accept or "") else "json"
     try:
-        table = await run_in_threadpool(table_for(st.store, st.settings).answer, query)
+        body = await run_in_threadpool(table_for(st.store, st.settings).encoded, query, format)
     except TableError as exc:
         raise ApiError(exc.status, str(exc)) from None
-    if format == "csv" or (format is None and "text/csv" in (accept or "")):
+    if format == "csv":
         return Response(
-            to_csv(table),
+            body,
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="bd-rates.csv"'},
         )
     if format == "latex":
         return Response(
-            to_latex(table),
+            body,
             media_type="application/x-latex; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="bd-rates.tex"'},
         )
-    return json_response(table)
+    return Response(body, media_type="application/json")

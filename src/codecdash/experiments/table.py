@@ -29,11 +29,13 @@ import orjson
 from codecdash.config import Settings
 from codecdash.experiments import table_cells as cells
 from codecdash.experiments.service import choose_anchor
+from codecdash.experiments.table_formats import to_csv, to_latex
 from codecdash.experiments.vocabulary import QualityMetric
 from codecdash.store import Store
 from codecdash.store.rd_curves import CurveRow, stamp
 
 Per = Literal["method", "experiment"]
+Format = Literal["json", "csv", "latex"]
 UNSPECIFIED_KEY = ""
 """The unspecified set's key in `cells` (its `datasets` entry has `name` null)."""
 MAX_CELLS = 200_000
@@ -189,6 +191,7 @@ class BdTable:
         self.settings = settings
         self._lock = threading.Lock()
         self._answers: dict[tuple[int, TableQuery], dict[str, Any]] = {}
+        self._encoded: dict[tuple[int, TableQuery, str], bytes] = {}
         self._index = _Index()
         self._cells: dict[tuple[Any, ...], tuple[Any, dict[str, Any]]] = {}
 
@@ -209,6 +212,28 @@ class BdTable:
                 self._answers.clear()
             self._answers[(self._index.version or 0, query)] = table
             return table
+
+    def encoded(self, query: TableQuery, fmt: Format = "json") -> bytes:
+        """The answer as the API sends it: JSON, CSV or LaTeX bytes, kept like the answer
+        (a repeated request serialises nothing)."""
+        version = self.store.version()
+        key = (version, query, fmt)
+        with self._lock:
+            kept = self._encoded.get(key)
+        if kept is not None:
+            return kept
+        table = self.answer(query)
+        if fmt == "csv":
+            body = to_csv(table).encode()
+        elif fmt == "latex":
+            body = to_latex(table).encode()
+        else:
+            body = orjson.dumps(table)
+        with self._lock:
+            if len(self._encoded) > 64:
+                self._encoded.clear()
+            self._encoded[key] = body
+        return body
 
     def _refresh(self) -> None:
         index = self._index
