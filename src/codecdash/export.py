@@ -19,7 +19,7 @@ import html
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 import orjson
@@ -119,24 +119,24 @@ BD_TABLE_JSON = "bd-rates.json"
 
 
 def bd_table_files(settings: Settings) -> list[SiteFile]:
-    """The BD-rate table of the store, for a static export: JSON, CSV and LaTeX."""
+    """The BD-rate table of the store, for a static export: the bytes the API answers for
+    `GET /api/v1/bd-rates` (and its `format=csv` and `format=latex`) with no query."""
     from codecdash.experiments.table import TableQuery, table_for
-    from codecdash.experiments.table_formats import to_csv, to_latex
     from codecdash.store import Store
 
     store = Store(settings.database_url, active_window_s=settings.active_window_seconds)
     try:
-        table = table_for(store, settings).answer(TableQuery(quality=settings.quality_metric))
+        table = table_for(store, settings)
+        query = TableQuery(quality=settings.quality_metric)
+        formats: tuple[Literal["json", "csv", "latex"], ...] = ("json", "csv", "latex")
+        bodies = {fmt: table.encoded(query, fmt) for fmt in formats}
     finally:
         store.close()
     return [
-        SiteFile(BD_TABLE_JSON, orjson.dumps(table), "application/json", SNAPSHOT_CACHE),
-        SiteFile("bd-rates.csv", to_csv(table).encode(), "text/csv; charset=utf-8", SNAPSHOT_CACHE),
+        SiteFile(BD_TABLE_JSON, bodies["json"], "application/json", SNAPSHOT_CACHE),
+        SiteFile("bd-rates.csv", bodies["csv"], "text/csv; charset=utf-8", SNAPSHOT_CACHE),
         SiteFile(
-            "bd-rates.tex",
-            to_latex(table).encode(),
-            "application/x-latex; charset=utf-8",
-            SNAPSHOT_CACHE,
+            "bd-rates.tex", bodies["latex"], "application/x-latex; charset=utf-8", SNAPSHOT_CACHE
         ),
     ]
 
