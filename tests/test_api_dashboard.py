@@ -189,6 +189,7 @@ async def test_full_snapshot_has_every_contract_key(
         **s["best_compression"],
         "value_pct": 61.5,
         "experiment_id": "done-1",
+        "per": "experiment",
     }
     assert s["best_quality"] == {**s["best_quality"], "psnr_db": 34.2, "experiment_id": "done-1"}
     done = next(e for e in snap["recent_experiments"] if e["id"] == "done-1")

@@ -175,6 +175,7 @@ def test_a_refresh_reads_two_items_and_never_scans(aws: AwsEnv) -> None:
         "value_pct": 29.0,
         "experiment_id": "e29",
         "metric": "reported",
+        "per": "experiment",
     }
     assert [e["id"] for e in facts["recent_experiments"]] == [f"e{n:02d}" for n in range(29, 9, -1)]
     assert aws.calls == {"dynamodb.batch_get_item": 2}

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from aws_fixtures import AwsEnv, aws, moto_server  # noqa: F401 - fixtures for the AWS test
+from codecdash.api.bdrates import BdTableAnswer
 from codecdash.cli import main
 from codecdash.export import IMMUTABLE, REVALIDATE, site_files
 from codecdash.models import ExperimentIn, Snapshot
@@ -57,6 +58,9 @@ def test_export_writes_the_site_and_the_snapshot(filled_db: str, tmp_path: Path)
     index = (out / "index.html").read_text()
     assert "./app.js?v=" in index  # versioned references, as `serve` sends them
     assert '<meta name="codecdash-api-base" content="">' in index
+    # the BD-rate table beside it, as GET /api/v1/bd-rates answers it
+    table = BdTableAnswer.model_validate_json((out / "bd-rates.json").read_text())
+    assert table.per == "method" and table.quality_metric == "psnr"
 
 
 def test_export_api_base_is_written_and_escaped(filled_db: str, tmp_path: Path) -> None:

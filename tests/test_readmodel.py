@@ -136,6 +136,7 @@ def test_the_summary_follows_the_metric_switches_and_the_bd_rate_sign() -> None:
         "value_pct": 40.0,
         "experiment_id": "b",
         "metric": "reported",
+        "per": "experiment",
     }
     assert summary["best_quality"] == {"psnr_db": 35.0, "experiment_id": "a", "metric": "psnr"}
     summary = facts(RECORDS, compression_metric="bd_rate", quality_metric="ms_ssim")["summary"]
@@ -145,6 +146,7 @@ def test_the_summary_follows_the_metric_switches_and_the_bd_rate_sign() -> None:
         "experiment_id": "c",
         "metric": "bd_rate",
         "anchor": "x264",
+        "per": "experiment",
     }
     assert summary["best_quality"] == {
         "ms_ssim": 0.97,

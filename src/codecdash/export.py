@@ -28,6 +28,8 @@ from codecdash.config import Settings
 from codecdash.serving import command_settings, page_dir_option
 
 SNAPSHOT_NAME = "dashboard.json"
+BD_RATES_NAME = "bd-rates.json"
+"""The BD-rate table (as `GET /api/v1/bd-rates` answers it), beside the snapshot."""
 INDEX = "index.html"
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
@@ -111,6 +113,21 @@ def build_snapshot(settings: Settings) -> dict[str, Any]:
         store.close()
 
 
+def build_bd_rates(settings: Settings) -> dict[str, Any] | None:
+    """The BD-rate table of the local store with the settings' anchors (None on AWS: the
+    experiments are in DynamoDB there)."""
+    if settings.source != "local":
+        return None
+    from codecdash.experiments.table import TableQuery, table_for
+    from codecdash.store import Store
+
+    store = Store(settings.database_url, active_window_s=settings.active_window_seconds)
+    try:
+        return table_for(store, settings).answer(TableQuery(quality=settings.quality_metric))
+    finally:
+        store.close()
+
+
 def snapshot_file(snapshot: dict[str, Any]) -> SiteFile:
     return SiteFile(SNAPSHOT_NAME, orjson.dumps(snapshot), "application/json", SNAPSHOT_CACHE)
 
@@ -152,6 +169,11 @@ def write_export(out: Path, settings: Settings, api_base: str | None = None) -> 
         snapshot_file(snapshot),
         *bd_table_files(settings),
     ]
+    table = build_bd_rates(settings)
+    if table is not None:
+        files.append(
+            SiteFile(BD_RATES_NAME, orjson.dumps(table), "application/json", SNAPSHOT_CACHE)
+        )
     written: list[Path] = []
     for item in files:
         path = out.joinpath(*item.name.split("/"))
@@ -192,7 +214,8 @@ def export(
     api_base: str | None,
     page_dir: str | None,
 ) -> None:
-    """Write the static site plus a dashboard.json snapshot to --out."""
+    """Write the static site plus a dashboard.json snapshot (and, from a local store, the
+    BD-rate table as bd-rates.json) to --out."""
     from codecdash.config import ConfigError
     from codecdash.store import StoreUnavailable
 

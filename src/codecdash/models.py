@@ -489,6 +489,13 @@ class BestCompression(BaseModel):
     experiment_id: str
     metric: str | None = None
     anchor: str | None = None
+    per: Literal["experiment", "method"] | None = Field(
+        None,
+        description="What was ranked: experiments one by one (the summary); the BD-rate "
+        "table (GET /api/v1/bd-rates) ranks methods.",
+    )
+    dataset: str | None = Field(None, description="The experiment's test set, when it has one.")
+    method: str | None = Field(None, description="The experiment's method, when it has one.")
 
 
 class BestQuality(BaseModel):

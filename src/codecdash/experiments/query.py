@@ -77,6 +77,10 @@ class Best(NamedTuple):
     value: float
     anchor: str | None = None
     """Its `bd_rate_anchor` (the anchor a BD-rate was derived against)."""
+    dataset: str | None = None
+    """Its test set, where the backend knows it."""
+    method: str | None = None
+    """Its `method`, where the backend knows it."""
 
 
 class RowPage(NamedTuple):

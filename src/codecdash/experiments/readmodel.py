@@ -178,9 +178,15 @@ class ExperimentsReadModel:
             "value_pct": saving_pct(metric, best.value),
             "experiment_id": best.experiment_id,
             "metric": self.settings.compression_metric,
+            # Best of the experiments, one by one; the BD-rate table ranks methods.
+            "per": "experiment",
         }
         if metric == "bd_rate_pct":
             found["anchor"] = best.anchor
+        if best.dataset is not None:
+            found["dataset"] = best.dataset
+        if best.method is not None:
+            found["method"] = best.method
         return found
 
     def _best_quality(self, rows: ExperimentRows) -> dict[str, Any] | None:

@@ -41,7 +41,7 @@ class SqlRows:
         if not found:
             return None
         row = found[0]
-        return Best(row["id"], row[metric], row["bd_rate_anchor"])
+        return Best(row["id"], row[metric], row["bd_rate_anchor"], row["dataset"], row["method"])
 
     def newest(self, limit: int, not_after: float) -> list[dict[str, Any]]:
         stmt = (
