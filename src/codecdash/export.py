@@ -19,7 +19,7 @@ import html
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 import orjson
@@ -113,47 +113,32 @@ def build_snapshot(settings: Settings) -> dict[str, Any]:
         store.close()
 
 
-def build_bd_rates(settings: Settings) -> dict[str, Any] | None:
-    """The BD-rate table of the local store with the settings' anchors (None on AWS: the
-    experiments are in DynamoDB there)."""
-    if settings.source != "local":
-        return None
-    from codecdash.experiments.table import TableQuery, table_for
-    from codecdash.store import Store
-
-    store = Store(settings.database_url, active_window_s=settings.active_window_seconds)
-    try:
-        return table_for(store, settings).answer(TableQuery(quality=settings.quality_metric))
-    finally:
-        store.close()
-
-
 def snapshot_file(snapshot: dict[str, Any]) -> SiteFile:
     return SiteFile(SNAPSHOT_NAME, orjson.dumps(snapshot), "application/json", SNAPSHOT_CACHE)
 
 
-BD_TABLE_JSON = "bd-rates.json"
-
-
 def bd_table_files(settings: Settings) -> list[SiteFile]:
-    """The BD-rate table of the store, for a static export: JSON, CSV and LaTeX."""
+    """The BD-rate table of the local store, for a static export: the bytes the API answers
+    for `GET /api/v1/bd-rates` (and its `format=csv` and `format=latex`) with no query. None
+    from AWS: the experiments are in DynamoDB there."""
+    if settings.source != "local":
+        return []
     from codecdash.experiments.table import TableQuery, table_for
-    from codecdash.experiments.table_formats import to_csv, to_latex
     from codecdash.store import Store
 
     store = Store(settings.database_url, active_window_s=settings.active_window_seconds)
     try:
-        table = table_for(store, settings).answer(TableQuery(quality=settings.quality_metric))
+        table = table_for(store, settings)
+        query = TableQuery(quality=settings.quality_metric)
+        formats: tuple[Literal["json", "csv", "latex"], ...] = ("json", "csv", "latex")
+        bodies = {fmt: table.encoded(query, fmt) for fmt in formats}
     finally:
         store.close()
     return [
-        SiteFile(BD_TABLE_JSON, orjson.dumps(table), "application/json", SNAPSHOT_CACHE),
-        SiteFile("bd-rates.csv", to_csv(table).encode(), "text/csv; charset=utf-8", SNAPSHOT_CACHE),
+        SiteFile(BD_RATES_NAME, bodies["json"], "application/json", SNAPSHOT_CACHE),
+        SiteFile("bd-rates.csv", bodies["csv"], "text/csv; charset=utf-8", SNAPSHOT_CACHE),
         SiteFile(
-            "bd-rates.tex",
-            to_latex(table).encode(),
-            "application/x-latex; charset=utf-8",
-            SNAPSHOT_CACHE,
+            "bd-rates.tex", bodies["latex"], "application/x-latex; charset=utf-8", SNAPSHOT_CACHE
         ),
     ]
 
@@ -169,11 +154,6 @@ def write_export(out: Path, settings: Settings, api_base: str | None = None) -> 
         snapshot_file(snapshot),
         *bd_table_files(settings),
     ]
-    table = build_bd_rates(settings)
-    if table is not None:
-        files.append(
-            SiteFile(BD_RATES_NAME, orjson.dumps(table), "application/json", SNAPSHOT_CACHE)
-        )
     written: list[Path] = []
     for item in files:
         path = out.joinpath(*item.name.split("/"))

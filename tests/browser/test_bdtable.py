@@ -187,14 +187,17 @@ def points(name: str) -> list[dict[str, Any]]:
 def published(make_dashboard: MakeDashboard, settings: Settings) -> Dashboard:
     """The published UVG-1080p curves: x264, x265 and VTM as the set's anchors (x265 in
     force); SSF as its authors report it, as a λ sweep (one experiment per point, method
-    "ssf2020-authors"); SSF re-trained as one whole curve; and a run with no test set."""
+    "ssf2020-authors"); SSF re-trained as one whole curve; and a run with no test set.
+    Per-sequence rows (the set's curves again, under a sequence's name: the published files
+    hold averages only): "Beauty" for x265 and SSF re-trained, "Bosphorus" for SSF only."""
     dash = make_dashboard(
         filled=False,
         app_settings=settings.model_copy(update={"default_anchors": {UVG: X265}}),
     )
     for name in (X265, "x264-medium-tune-zerolatency", VTM):
+        extra = [{**p, "sequence": "Beauty"} for p in points(name)] if name == X265 else []
         response = dash.api.put(
-            f"/api/v1/anchors/{name}", json={"rd_points": points(name), "dataset": UVG}
+            f"/api/v1/anchors/{name}", json={"rd_points": points(name) + extra, "dataset": UVG}
         )
         assert response.status_code in (200, 201), response.text
     for i, point in enumerate(points("ssf2020-from-authors")):
@@ -206,13 +209,15 @@ def published(make_dashboard: MakeDashboard, settings: Settings) -> Dashboard:
             method="ssf2020-authors",
             rd_points=[point],
         )
+    vimeo = points("ssf2020-mse-ans-vimeo")
     dash.post_experiment(
         id="ssf-vimeo",
         name="SSF re-trained",
         status="completed",
         dataset=UVG,
         method="ssf2020-vimeo",
-        rd_points=points("ssf2020-mse-ans-vimeo"),
+        rd_points=points("ssf2020-mse-ans-vimeo")
+        + [{**p, "sequence": seq} for seq in ("Beauty", "Bosphorus") for p in vimeo],
     )
     dash.post_experiment(
         id="no-set", name="no set", status="completed", rd_points=points("ssf2020-mse-ans-vimeo")
@@ -255,6 +260,26 @@ def test_real_results_through_the_api(published: Dashboard, open_page: OpenPage)
     own = next(r for r in answer["rows"] if r["method"] == "no set")
     assert own["experiment_id"] == "no-set"  # no method: the experiment is its own
     expect(cell(page, "no set", "")).to_contain_text(own["cells"][""]["reason"])
+
+    # The per-sequence breakdown, as the API computes it.
+    page.locator(f'{SECTION} button[data-open="ssf2020-vimeo"]').click()
+    seqs = published.api.get(
+        "/api/v1/bd-rates",
+        params={
+            "quality": "psnr",
+            "method": "ssf2020-vimeo",
+            "sequences": "true",
+        },
+    ).json()["rows"][0]["cells"][UVG]["sequences"]
+    assert set(seqs) == {"Beauty", "Bosphorus"}
+    assert seqs["Beauty"]["bd_rate_pct"] is not None and "Bosphorus" in seqs["Bosphorus"]["reason"]
+    breakdown = page.locator(f'{SECTION} tr[data-breakdown="ssf2020-vimeo"]')
+    for name, found in seqs.items():
+        line = breakdown.locator("tbody tr", has=page.locator(f'th:text-is("{name}")'))
+        if found.get("bd_rate_pct") is None:
+            expect(line).to_contain_text(found["reason"])
+        else:
+            expect(line).to_contain_text(signed(found["bd_rate_pct"]))
 
     page.select_option(f'{SECTION} select[data-dataset="{UVG}"]', VTM)
     expect(page.locator(f'{SECTION} th[data-sort="set:{UVG}"]')).to_contain_text(f"vs {VTM}")

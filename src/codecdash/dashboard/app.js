@@ -52,9 +52,8 @@ function later() {
     import("./details.js"),
     import("./table.js"),
     import("./bdtable.js"),
-    import("./compare.js"),
-  ]).then(([charts, rd, alerts, curves, details, table, bdtable, compare]) => {
-    const rest = { charts, rd, alerts, curves, details, table, bdtable, compare };
+  ]).then(([charts, rd, alerts, curves, details, table, bdtable]) => {
+    const rest = { charts, rd, alerts, curves, details, table, bdtable };
     details.initDetails({
       onClosed: (id) => {
         view.exp = null;
@@ -68,9 +67,9 @@ function later() {
     rd.initRateDistortion({ isStatic });
     alerts.initAlerts({ isStatic });
     curves.initCurves({ isStatic, candidates: table.shownExperiments });
-    // Compare's checkboxes decorate the table's rows: it is set up before the table draws any.
-    compare.initCompare({ isStatic, getSnapshot: () => state.snapshot });
-    bdtable.initBdTable({ isStatic });
+    // The BD-rate table wires Compare, whose checkboxes decorate the experiments table's rows:
+    // both are set up before the table draws any.
+    bdtable.initBdTable({ isStatic, getSnapshot: () => state.snapshot });
     table.initTable({ isStatic, getSnapshot: () => state.snapshot, openExperiment, onUnauthorized: askForToken });
     state.modules.rest = rest;
     if (state.snapshot) {

@@ -9,7 +9,7 @@
 // static export from ./bd-rates.json beside the page (the anchors in force, no overrides).
 
 import { ApiError, apiUrl, getJSON } from "./api.js";
-import { compareBox } from "./compare.js";
+import { compareBox, initCompare } from "./compare.js";
 import { downloadUrl } from "./download.js";
 import { h, setChildren, setHidden } from "./dom.js";
 import { formatCount, formatSignedPct, isNum } from "./format.js";
@@ -73,8 +73,12 @@ export function bdUrl(format = null, extra = {}) {
 // Entry point (app.js)
 // ---------------------------------------------------------------------------------------------
 
-/** Wires the section. `ctx.isStatic()` says whether the page reads a static export. */
+/**
+ * Wires the section, and Compare (compare.js) with the same `ctx`: `isStatic()` (the page
+ * reads a static export) and `getSnapshot()`. Called once the page has its first snapshot.
+ */
 export function initBdTable(ctx) {
+  initCompare(ctx);
   bd.ctx = ctx;
   Object.assign(bdView, readBdUrl());
   els.section = document.getElementById("bd-table");
@@ -134,6 +138,7 @@ export function initBdTable(ctx) {
     else draw();
   });
   document.addEventListener("codecdash:snapshot", () => scheduleLoad());
+  load();
 }
 
 function bdQueryKey() {

@@ -6,11 +6,10 @@
 
 import { ApiError, apiUrl, fetchExperiment, fetchExperiments, getJSON } from "./api.js";
 import { cssVar, drawUPlot, removeChart } from "./charts.js";
+import { align, axisStyle, curvePoints, fmtRate, logRange, rateText, unitOf } from "./compare-curves.js";
 import { chartSvg } from "./compare-svg.js";
 import { h, setChildren, setHidden } from "./dom.js";
 import { savePng, saveSvg } from "./download.js";
-import { isNum } from "./format.js";
-import { align, axisStyle, curvePoints, fmtRate, logRange, rateText } from "./rd.js";
 import { addRowDecorator } from "./table.js";
 
 const MAX_PICKED = 12;
@@ -220,7 +219,6 @@ function quality() {
 
 const setOf = (thing) => (typeof thing?.dataset === "string" && thing.dataset ? thing.dataset : UNSPECIFIED);
 const averagePoints = (points) => (Array.isArray(points) ? points.filter((p) => p && !p.sequence) : []);
-const unitOf = (points) => (points.some((p) => isNum(p?.bitrate_kbps)) ? "kbps" : points.some((p) => isNum(p?.bpp)) ? "bpp" : null);
 
 /** Test set → {unit, curves}: the anchors of the set, then each picked method and experiment. */
 function curvesBySet() {

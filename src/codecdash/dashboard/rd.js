@@ -163,12 +163,17 @@ function reportKey(anchor, exp) {
   return JSON.stringify([anchor.name, anchor.rd_points, rd.quality, exp.id, exp.rd_points]);
 }
 
+/** Why `exp` can have no BD-rate against `anchor` of another test set (null: the unspecified). */
+function otherSet(anchor, exp) {
+  return (anchor.dataset ?? null) === (exp.dataset ?? null) ? null : `of another test set than ${anchor.name}`;
+}
+
 /** Asks the API for the BD reports the list needs against `anchor`, a few at a time. */
 function requestReports(anchor, experiments) {
   if (!anchor || rd.ctx.isStatic()) return;
   const wanted = experiments.filter((e) => {
     const key = reportKey(anchor, e);
-    return !rd.reports.has(key) && !rd.pending.has(key) && !whyNoBdRate(anchor, e);
+    return !rd.reports.has(key) && !rd.pending.has(key) && !otherSet(anchor, e) && !whyNoBdRate(anchor, e);
   });
   for (const exp of wanted) {
     const key = reportKey(anchor, exp);
@@ -244,8 +249,6 @@ export function paretoFrontier(points) {
 
 /** Why `exp` can have no BD-rate against `anchor` (checked before asking), or null. */
 function whyNoBdRate(anchor, exp) {
-  // BD-rates compare curves of one test set only (null: the unspecified set).
-  if ((anchor.dataset ?? null) !== (exp.dataset ?? null)) return `of another test set than ${anchor.name}`;
   const unit = unitOf(exp.rd_points);
   const wanted = anchorUnit(anchor);
   if (unit !== wanted) return `rates in ${unit || "no unit"}, the anchor's in ${wanted}`;
@@ -356,7 +359,7 @@ function bdFigure(anchor, exp) {
       ? { pct: exp.bd_rate_pct, anchor: exp.bd_rate_anchor || null }
       : { none: "no BD-rate stored" };
   }
-  const why = whyNoBdRate(anchor, exp);
+  const why = otherSet(anchor, exp) || whyNoBdRate(anchor, exp);
   if (why) return { none: why };
   const report = rd.reports.get(reportKey(anchor, exp));
   if (!report) return { pending: true };
@@ -456,7 +459,7 @@ function renderPicks(items, reports, unit) {
   }
 }
 
-export function fmtRate(unit) {
+function fmtRate(unit) {
   return (v) => {
     if (v === null || v === undefined) return "";
     if (unit === "bpp") return String(Number(v.toPrecision(2)));
@@ -464,12 +467,12 @@ export function fmtRate(unit) {
   };
 }
 
-export function rateText(v, unit) {
+function rateText(v, unit) {
   if (!isNum(v)) return "—";
   return unit === "bpp" ? `${Number(v.toPrecision(4))} bpp` : `${Number(v.toPrecision(5)).toLocaleString("en-US")} kbps`;
 }
 
-export function axisStyle(valueFormat, label) {
+function axisStyle(valueFormat, label) {
   const grid = cssVar("--chart-grid");
   return {
     stroke: cssVar("--chart-axis"),
@@ -484,7 +487,7 @@ export function axisStyle(valueFormat, label) {
 }
 
 /** A log axis' range around [min, max], from and to 1, 2 or 5 × 10^k (where ticks read well). */
-export function logRange(min, max) {
+function logRange(min, max) {
   if (!(min > 0) || !(max > 0)) return [1, 10];
   const below = (v) => {
     const p = 10 ** Math.floor(Math.log10(v));
@@ -498,7 +501,7 @@ export function logRange(min, max) {
 }
 
 /** Aligns curves of different rates on one x array (uPlot's data layout); gaps are null. */
-export function align(curves) {
+function align(curves) {
   const xs = [...new Set(curves.flatMap((c) => c.points.map((p) => p[0])))].sort((a, b) => a - b);
   const at = new Map(xs.map((x, i) => [x, i]));
   return [

@@ -33,6 +33,12 @@ const rowDecorators = [];
 /** Registers `fn(experiment)` → a node (or null) put in each row's first cell. */
 export function addRowDecorator(fn) {
   rowDecorators.push(fn);
+  // Rows drawn before now get theirs at once (the table keeps unchanged rows as they are).
+  for (const tr of els.body?.querySelectorAll("tr[data-id]") || []) {
+    const exp = table.items.find((e) => String(e.id) === tr.dataset.id);
+    const node = exp ? fn(exp) : null;
+    if (node) tr.querySelector("td")?.prepend(node);
+  }
 }
 
 const els = {};

@@ -1,0 +1,88 @@
+// The compare charts' curves and axes: R-D points as [rate, quality dB] pairs, uPlot's data
+// layout for several curves, and axes that read like the Rate-Distortion section's.
+
+import { cssVar } from "./charts.js";
+import { isNum } from "./format.js";
+
+/** MS-SSIM on a decibel scale, as codecdash.codec_metrics.ms_ssim_db; null where undefined. */
+export function msSsimDb(x) {
+  return isNum(x) && x < 1 ? -10 * Math.log10(1 - x) : null;
+}
+
+/** The rate unit of `points`: "kbps", "bpp" or null. */
+export function unitOf(points) {
+  if (!Array.isArray(points)) return null;
+  if (points.some((p) => isNum(p?.bitrate_kbps))) return "kbps";
+  if (points.some((p) => isNum(p?.bpp))) return "bpp";
+  return null;
+}
+
+/** [rate, quality dB] pairs of `points` in `unit`, sorted by rate. */
+export function curvePoints(points, unit, quality) {
+  const rateKey = unit === "bpp" ? "bpp" : "bitrate_kbps";
+  const out = [];
+  for (const p of Array.isArray(points) ? points : []) {
+    const rate = p?.[rateKey];
+    const q = quality === "ms_ssim" ? msSsimDb(p?.ms_ssim) : p?.psnr_db;
+    if (isNum(rate) && rate > 0 && isNum(q)) out.push([rate, q]);
+  }
+  return out.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+}
+
+/** Aligns curves of different rates on one x array (uPlot's data layout); gaps are null. */
+export function align(curves) {
+  const xs = [...new Set(curves.flatMap((c) => c.points.map((p) => p[0])))].sort((a, b) => a - b);
+  const at = new Map(xs.map((x, i) => [x, i]));
+  return [
+    xs,
+    ...curves.map((c) => {
+      const col = new Array(xs.length).fill(null);
+      for (const [x, y] of c.points) col[at.get(x)] = y;
+      return col;
+    }),
+  ];
+}
+
+/** A log axis' range around [min, max], from and to 1, 2 or 5 × 10^k (where ticks read well). */
+export function logRange(min, max) {
+  if (!(min > 0) || !(max > 0)) return [1, 10];
+  const below = (v) => {
+    const p = 10 ** Math.floor(Math.log10(v));
+    return [5, 2, 1].map((m) => m * p).find((c) => c <= v) ?? p;
+  };
+  const above = (v) => {
+    const p = 10 ** Math.floor(Math.log10(v));
+    return [1, 2, 5, 10].map((m) => m * p).find((c) => c >= v) ?? 10 * p;
+  };
+  return [below(min / 1.1), above(max * 1.1)];
+}
+
+/** Tick labels of a rate axis: `5k`, `120k`, `0.25`. */
+export function fmtRate(unit) {
+  return (v) => {
+    if (v === null || v === undefined) return "";
+    if (unit === "bpp") return String(Number(v.toPrecision(2)));
+    return v >= 1000 ? `${Number((v / 1000).toPrecision(3))}k` : String(Number(v.toPrecision(3)));
+  };
+}
+
+/** A rate for the data table: `12,345 kbps`, `0.2512 bpp`. */
+export function rateText(v, unit) {
+  if (!isNum(v)) return "—";
+  return unit === "bpp" ? `${Number(v.toPrecision(4))} bpp` : `${Number(v.toPrecision(5)).toLocaleString("en-US")} kbps`;
+}
+
+/** A uPlot axis in the page's chart colours, with a label. */
+export function axisStyle(valueFormat, label) {
+  const grid = cssVar("--chart-grid");
+  return {
+    stroke: cssVar("--chart-axis"),
+    grid: { stroke: grid, width: 1 },
+    ticks: { stroke: grid, width: 1, size: 4 },
+    font: "12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+    labelFont: "600 12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+    values: (_u, vals) => vals.map((v) => (v === null || v === undefined ? "" : valueFormat(v))),
+    label,
+    labelSize: 18,
+  };
+}
