@@ -29,6 +29,7 @@ from codecdash.api import (
     experiments,
     fleet,
     metrics_history,
+    vocabulary,
 )
 from codecdash.api.auth import install_log_redaction
 from codecdash.api.bodies import document_bodies
@@ -185,6 +186,7 @@ def create_app(
     app.include_router(fleet.router)
     app.include_router(anchors.router)
     app.include_router(alerts.router)
+    app.include_router(vocabulary.router)
     metrics_history.install(app, st)
     app.include_router(docs.router)
 

@@ -37,6 +37,8 @@ export const state = {
   view: { status: "", q: "", sort: "", exp: null },
   urlTyping: false, // was the last URL change typing in the search box?
 
+  vocabulary: null, // the promise of the server's rules and labels (vocabulary.js)
+
   /** Modules loaded after the first paint (app.js `later`), by name, once they have arrived. */
   modules: {},
 
