@@ -229,14 +229,19 @@ def create_app(
 
 
 async def _inline_snapshot(st: AppState) -> InlineSnapshot | None:
-    """The snapshot that goes into index.html (the headline figures in the first response);
-    None when it cannot be had, and the page then asks the API as usual."""
+    """The snapshot that goes into index.html (the headline figures in the first response),
+    with the current alerts; None when it cannot be had, and the page then asks the API."""
     try:
         cached = await st.cache.get()
     except Exception as exc:
         log.warning("index.html without the snapshot: %s", exc)
         return None
-    return InlineSnapshot(cached.body, cached.etag)
+    try:
+        alerts_json: bytes | None = await asyncio.to_thread(alerts.page_alerts_json, st)
+    except Exception as exc:  # the strip then asks the API, as it does after each change
+        log.warning("index.html without the alerts: %s", exc)
+        alerts_json = None
+    return InlineSnapshot(cached.body, cached.etag, alerts_json)
 
 
 def _write_routes(app: FastAPI) -> Callable[[Scope], bool]:

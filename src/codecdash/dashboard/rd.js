@@ -15,7 +15,7 @@
 import { ApiError, apiUrl, fetchExperiments, getJSON } from "./api.js";
 import { cssVar, drawUPlot, removeChart } from "./charts.js";
 import { h, setChildren, setHidden } from "./dom.js";
-import { formatPct, formatSignedPct, formatUsd, isNum } from "./format.js";
+import { formatPct, formatSignedPct, formatUsd, isNum, msSsimDb } from "./format.js";
 import { view } from "./url-state.js";
 import { fill, loadVocabulary, rateUnitOf, term } from "./vocabulary.js";
 
@@ -211,10 +211,7 @@ function queueUpdate() {
 // Curves
 // ---------------------------------------------------------------------------------------------
 
-/** MS-SSIM on a decibel scale, as codecdash.codec_metrics.ms_ssim_db; null where undefined. */
-export function msSsimDb(x) {
-  return isNum(x) && x < 1 ? -10 * Math.log10(1 - x) : null;
-}
+export { msSsimDb }; // where it was before it moved to format.js
 
 /** The rate unit of a curve's points (the server's rule, told by the vocabulary). */
 function unitOf(points) {
