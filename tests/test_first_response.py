@@ -120,3 +120,41 @@ def test_an_export_carries_its_snapshot_and_links_to_it(tmp_path: Path) -> None:
     assert link and link.groups() == ("dashboard.json", "dashboard.json")
     assert (out / link.group(1)).is_file()
     assert '<meta name="codecdash-snapshot-url" content="dashboard.json">' in index
+
+
+ALERTS = re.compile(r'<script type="application/json" id="codecdash-alerts">(.*?)</script>', re.S)
+
+
+async def test_the_page_carries_the_alert_strips_first_answer(
+    client: httpx.AsyncClient,
+) -> None:
+    """The strip sits above the cards: drawn from the page itself, it is there with the first
+    figures instead of pushing them down when its request returns."""
+    page = await client.get("/")
+    match = ALERTS.search(page.text)
+    assert match, "index.html carries no alerts"
+    api = await client.get("/api/v1/alerts", params={"state": "pending,firing"})
+    assert json.loads(match.group(1)) == api.json()
+    assert page.text.index("codecdash-snapshot") < page.text.index("codecdash-alerts")
+    assert page.text.index("codecdash-alerts") < page.text.index('src="./theme.js')
+
+
+def test_the_alerts_block_escapes_what_could_end_it() -> None:
+    from codecdash.api.static import with_snapshot
+
+    alerts = json.dumps({"alerts": [{"summary": NASTY}]}, ensure_ascii=False).encode()
+    page = with_snapshot(b"<head><script src=x></script></head>", b"{}", None, alerts).decode()
+    match = ALERTS.search(page)
+    assert match and "<" not in match.group(1) and "&" not in match.group(1)
+    assert json.loads(match.group(1)) == {"alerts": [{"summary": NASTY}]}
+
+
+async def test_a_private_dashboard_keeps_its_alerts_out_of_the_page(
+    make_app: Any, settings: Any
+) -> None:
+    app = await make_app(settings.model_copy(update={"private": True}))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+    ) as client:
+        page = await client.get("/")
+    assert 'id="codecdash-alerts"' not in page.text

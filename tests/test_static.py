@@ -89,7 +89,7 @@ async def test_big_text_files_are_gzipped(client: httpx.AsyncClient, name: str) 
     # httpx decodes it: the same file, but for the release on its references (and the
     # snapshot that index.html carries).
     served = re.sub(
-        rb'<script type="application/json" id="codecdash-snapshot".*?</script>\n',
+        rb'(<script type="application/json" id="codecdash-(snapshot|alerts)".*?</script>\n)+',
         b"",
         response.content,
     )
@@ -167,7 +167,8 @@ async def test_security_headers_on_the_page_and_its_assets(client: httpx.AsyncCl
 async def test_index_html_has_no_inline_script_or_style(client: httpx.AsyncClient) -> None:
     _, refs = await page_refs(client)
     assert refs.inline_scripts == 0
-    assert refs.data_blocks == ["codecdash-snapshot"]  # data, which no browser executes
+    # Data, which no browser executes: the snapshot and the alert strip's first answer.
+    assert refs.data_blocks == ["codecdash-snapshot", "codecdash-alerts"]
     assert refs.style_attrs == []
     assert refs.style_elements == 0
     assert refs.handlers == []
@@ -229,3 +230,27 @@ async def test_the_release_changes_with_the_files(tmp_path: Path) -> None:
     assets, after = load_assets(copy)
     assert before == same != after
     assert f"./styles.css?v={after}".encode() in assets["index.html"].body
+
+
+def test_the_first_paint_loads_only_the_first_screens_modules() -> None:
+    """app.js's static imports (followed through) are the first screen's: the charts, the
+    Rate-Distortion section, the table, the details dialog, live updates and uPlot come by
+    dynamic import() once the first figures are painted, and are not preloaded either."""
+    static_import = re.compile(r"""^import\s[^;]*?\sfrom\s*["']\./([\w-]+\.js)["'];""", re.M | re.S)
+    seen: set[str] = set()
+    todo = ["app.js"]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += static_import.findall((DASHBOARD / name).read_text(encoding="utf-8"))
+    later = {"charts.js", "chart-sections.js", "rd.js", "table.js", "details.js", "curves.js"}
+    later |= {"overlay.js", "live.js", "vocabulary.js"}
+    assert seen & later == set(), sorted(seen & later)
+    assert {"cards.js", "alerts.js", "state.js", "notices.js"} <= seen
+    app = (DASHBOARD / "app.js").read_text(encoding="utf-8")
+    for name in later - {"charts.js", "overlay.js", "vocabulary.js"}:
+        assert f'import("./{name}")' in app, name
+    index = (DASHBOARD / "index.html").read_text(encoding="utf-8")
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="\./([\w-]+\.js)">', index))
+    assert preloaded == seen - {"app.js"}, sorted(preloaded ^ (seen - {"app.js"}))

@@ -1,5 +1,8 @@
 """`codecdash export --out DIR`: the static site plus a `dashboard.json` snapshot.
 
+Beside them, `vocabulary.json` (the rules and labels the page reads: `GET /api/v1/vocabulary`
+where there is an API); `codecdash deploy` uploads it with the page's files.
+
 The page reads `./dashboard.json` (named in its `codecdash-snapshot-url` meta tag, unless
 `--api-base` names an API to try first), so the export works from any static file server
 (S3 behind CloudFront, `python -m http.server`, a file share). The files are the ones
@@ -86,7 +89,18 @@ def site_files(
         else:
             cache = SHORT
         files.append(SiteFile(name, body, asset.media_type, cache))
+    files.append(vocabulary_file())
     return files
+
+
+def vocabulary_file() -> SiteFile:
+    """`vocabulary.json`: the rules and labels the page reads where it has no API (a static
+    export, the AWS site when the API cannot be reached), as `GET /api/v1/vocabulary`."""
+    from codecdash.page_vocabulary import CACHE_CONTROL, VOCABULARY_NAME, vocabulary_body
+
+    return SiteFile(
+        VOCABULARY_NAME, vocabulary_body()[0], "application/json", f"public, {CACHE_CONTROL}"
+    )
 
 
 def warn_page_dir(page_dir: str) -> None:

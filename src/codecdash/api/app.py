@@ -31,6 +31,7 @@ from codecdash.api import (
     experiments,
     fleet,
     metrics_history,
+    vocabulary,
 )
 from codecdash.api.auth import install_log_redaction
 from codecdash.api.bodies import document_bodies
@@ -192,6 +193,7 @@ def create_app(
     app.include_router(anchors.router)
     app.include_router(bdrates.router)
     app.include_router(alerts.router)
+    app.include_router(vocabulary.router)
     metrics_history.install(app, st)
     app.include_router(docs.router)
 
@@ -234,14 +236,19 @@ def create_app(
 
 
 async def _inline_snapshot(st: AppState) -> InlineSnapshot | None:
-    """The snapshot that goes into index.html (the headline figures in the first response);
-    None when it cannot be had, and the page then asks the API as usual."""
+    """The snapshot that goes into index.html (the headline figures in the first response),
+    with the current alerts; None when it cannot be had, and the page then asks the API."""
     try:
         cached = await st.cache.get()
     except Exception as exc:
         log.warning("index.html without the snapshot: %s", exc)
         return None
-    return InlineSnapshot(cached.body, cached.etag)
+    try:
+        alerts_json: bytes | None = await asyncio.to_thread(alerts.page_alerts_json, st)
+    except Exception as exc:  # the strip then asks the API, as it does after each change
+        log.warning("index.html without the alerts: %s", exc)
+        alerts_json = None
+    return InlineSnapshot(cached.body, cached.etag, alerts_json)
 
 
 def _write_routes(app: FastAPI) -> Callable[[Scope], bool]:

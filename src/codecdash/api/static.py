@@ -10,9 +10,10 @@ A page directory (`--page-dir`, `codecdash page eject`) is laid over the install
 its files replace theirs, and what it lacks comes from the installed copy.
 
 `index.html` can carry the current snapshot (`with_snapshot`), so that the first response
-already holds the headline figures: a `<script type="application/json">` data block, which
-browsers never execute (the page's `script-src 'self'` has nothing to say about it), with
-`<`, `>`, `&`, U+2028 and U+2029 escaped so no text in the data can end the block.
+already holds the headline figures (`serve` adds the current alerts, so that the alert strip
+is drawn with them instead of pushing them down later): a `<script type="application/json">`
+data block, which browsers never execute (the page's `script-src 'self'` has nothing to say
+about it), with `<`, `>`, `&`, U+2028 and U+2029 escaped so no text in the data can end it.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ def _version_refs(data: bytes, release: str) -> bytes:
 
 
 SNAPSHOT_BLOCK_ID = "codecdash-snapshot"
+ALERTS_BLOCK_ID = "codecdash-alerts"
 # Before the first script of <head> (theme.js then knows the snapshot is there), else at its end.
 HEAD_SCRIPT = re.compile(rb"<script\b|</head>", re.IGNORECASE)
 JSON_ESCAPES = (
@@ -118,31 +120,46 @@ JSON_ESCAPES = (
 
 def snapshot_block(snapshot_json: bytes, etag: str | None = None) -> bytes:
     """The data block that carries a snapshot (JSON bytes) inside index.html."""
+    return data_block(SNAPSHOT_BLOCK_ID, snapshot_json, etag)
+
+
+def data_block(block_id: str, data_json: bytes, etag: str | None = None) -> bytes:
+    """A JSON data block for index.html, escaped so that no text in the data ends it."""
     for raw, escaped in JSON_ESCAPES:
-        snapshot_json = snapshot_json.replace(raw, escaped)
+        data_json = data_json.replace(raw, escaped)
     attrs = f' data-etag="{html.escape(etag, quote=True)}"' if etag else ""
     return (
-        f'<script type="application/json" id="{SNAPSHOT_BLOCK_ID}"{attrs}>'.encode()
-        + snapshot_json
+        f'<script type="application/json" id="{block_id}"{attrs}>'.encode()
+        + data_json
         + b"</script>"
     )
 
 
-def with_snapshot(index_html: bytes, snapshot_json: bytes, etag: str | None = None) -> bytes:
-    """index.html with the snapshot's data block in <head> (unchanged without a <head>)."""
+def with_snapshot(
+    index_html: bytes,
+    snapshot_json: bytes,
+    etag: str | None = None,
+    alerts_json: bytes | None = None,
+) -> bytes:
+    """index.html with the snapshot's data block in <head> (unchanged without a <head>),
+    and the current alerts' block after it when given."""
     match = HEAD_SCRIPT.search(index_html)
     if match is None:
         return index_html
     block = snapshot_block(snapshot_json, etag)
+    if alerts_json is not None:
+        block += b"\n" + data_block(ALERTS_BLOCK_ID, alerts_json)
     return index_html[: match.start()] + block + b"\n" + index_html[match.start() :]
 
 
 @dataclass(frozen=True)
 class InlineSnapshot:
-    """The snapshot to put in index.html: its JSON and its ETag (the API's)."""
+    """The snapshot to put in index.html: its JSON and its ETag (the API's); and the alert
+    strip's first answer (`GET /api/v1/alerts?state=pending,firing`), when there is one."""
 
     body: bytes
     etag: str
+    alerts: bytes | None = None
 
 
 class StaticPage:
@@ -156,7 +173,7 @@ class StaticPage:
         if cached is not None and cached[0] == snapshot:
             return cached[1]
         plain = self.assets["index.html"]
-        body = with_snapshot(plain.body, snapshot.body, snapshot.etag)
+        body = with_snapshot(plain.body, snapshot.body, snapshot.etag, snapshot.alerts)
         etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
         asset = Asset(body, gzip.compress(body, 6, mtime=0), plain.media_type, etag)
         self._index = (snapshot, asset)

@@ -1,5 +1,7 @@
 // The alerts strip: firing and pending alerts (since when, acknowledged or not) and, on
-// demand, their history. Fed by api/v1/alerts each time the snapshot changes (alert changes
+// demand, their history. Drawn first from the alerts `codecdash serve` puts in the page (it
+// sits above the first figures: drawn later, it would push them down), then fed by
+// api/v1/alerts each time the snapshot changes (alert changes
 // change the data version, so the event stream announces them too). Text goes in through
 // text nodes only (dom.js).
 
@@ -65,6 +67,42 @@ function severityClass(severity) {
   return ["critical", "warning", "info"].includes(severity) ? severity : "info";
 }
 
+/**
+ * The alerts the server put in the page (a data block, never executed, beside the snapshot):
+ * the strip is drawn with the first figures instead of pushing them down later. Taken once.
+ */
+export function takeInlineAlerts() {
+  const block = document.getElementById("codecdash-alerts");
+  if (!block) return null;
+  block.remove();
+  try {
+    return JSON.parse(block.textContent);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Puts `items` (new <li data-id>) into `list`, keeping each alert's element where it was
+ * already shown and changing only its content: an element put in anew counts as new content
+ * (the page's Largest Contentful Paint would move to it), and a focused element stays.
+ */
+function syncItems(list, items) {
+  if (!list) return;
+  const old = new Map([...list.children].map((li) => [li.dataset.id, li]));
+  const next = items.map((li) => {
+    const before = old.get(li.dataset.id);
+    if (!before) return li;
+    if (!before.isEqualNode(li)) {
+      before.className = li.className;
+      before.dataset.rule = li.dataset.rule;
+      before.replaceChildren(...li.childNodes);
+    }
+    return before;
+  });
+  if (next.length !== list.children.length || next.some((node, i) => node !== list.children[i])) list.replaceChildren(...next);
+}
+
 /** Draws the strip from an api/v1/alerts answer. Exported for the tests' sake. */
 export function renderAlerts(data) {
   const strip = document.getElementById("alert-strip");
@@ -72,7 +110,7 @@ export function renderAlerts(data) {
   const alerts = (Array.isArray(data?.alerts) ? data.alerts : []).filter((a) => a && (a.state === "firing" || a.state === "pending"));
   const firing = alerts.filter((a) => a.state === "firing");
   const list = document.getElementById("alert-list");
-  setChildren(list, ...alerts.map(item));
+  syncItems(list, alerts.map(item));
   setHidden(list, alerts.length === 0);
   const title = document.getElementById("alert-strip-title");
   const heading = firing.length

@@ -95,16 +95,17 @@ function takeFirstSnapshot(url, etag) {
 
 /**
  * GET a JSON document. Resolves `{status, data, etag}`; `status` 304 (with `data` null) when
- * `etag` still matches. Rejects with ApiError on network errors, HTTP errors and non-JSON bodies.
+ * `etag` still matches. `cache`: the fetch cache mode ("no-store" unless the answer may be
+ * reused, as the vocabulary's). Rejects with ApiError on network errors, HTTP errors and non-JSON bodies.
  */
-export async function getJSON(url, { etag = null, signal, auth = true } = {}) {
+export async function getJSON(url, { etag = null, signal, auth = true, cache = "no-store" } = {}) {
   const headers = { Accept: "application/json" };
   if (etag) headers["If-None-Match"] = etag;
   const token = auth ? getToken() : "";
   if (token) headers.Authorization = `Bearer ${token}`;
   let res;
   try {
-    res = await (takeFirstSnapshot(url, etag) || fetch(url, { headers, cache: "no-store", signal }));
+    res = await (takeFirstSnapshot(url, etag) || fetch(url, { headers, cache, signal }));
   } catch (err) {
     if (err?.name === "AbortError") throw err;
     throw new ApiError("The server could not be reached", { network: true });

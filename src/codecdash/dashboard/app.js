@@ -2,20 +2,21 @@
 //
 // Data flow: the snapshot (in index.html, then api/v1/dashboard or a static export's
 // dashboard.json: live.js) → render(snap) → the cards (cards.js CARD_RENDERERS), the
-// notices (notices.js) and, once loaded, the later sections. What the first screen needs is
-// imported here; the rest (the charts, Rate-Distortion, the table, the BD-rate table and
-// Compare, alerts, the details dialog and its training curves) is imported once the first figures are painted (`later`).
-// state.js holds what the page knows; url-state.js the URL; theme-toggle.js the theme
-// button; auth.js the read-token panel. See docs/customizing.md to add a card or a chart.
+// notices (notices.js) and, once loaded, the later sections. Only what the first screen
+// needs is imported here, and the snapshot the page came with is drawn at once; everything
+// else is imported once those figures are painted: live updates (live.js), the read-token
+// panel (auth.js), the theme button (theme-toggle.js), then the charts, Rate-Distortion, the
+// table, the BD-rate table and Compare, and the details dialog with its training curves
+// (`later`). The alert strip, at the
+// top, is drawn with the cards (from the alerts the server put in the page too). state.js holds
+// what the page knows; url-state.js the URL. See docs/customizing.md to add a card or a chart.
 
+import { initAlerts, refreshAlerts, renderAlerts, takeInlineAlerts } from "./alerts.js";
 import { ApiError, fetchExperiment } from "./api.js";
-import { initAuth } from "./auth.js";
 import { CARD_RENDERERS } from "./cards.js";
 import { h, refreshTimes, renderInto } from "./dom.js";
-import { askForToken, openStream, refresh } from "./live.js";
 import { renderBanners, renderSourceErrors, revealMain } from "./notices.js";
-import { isStatic, state } from "./state.js";
-import { initTheme } from "./theme-toggle.js";
+import { acceptSnapshot, figuresKey, isStatic, state, takeInlineSnapshot } from "./state.js";
 import { initUrlState, view, writeUrl } from "./url-state.js";
 
 /** Renders a whole snapshot. Each section is independent: one failing renderer spares the rest. */
@@ -42,18 +43,18 @@ export function render(snap) {
 // The sections below the first screen: imported after the first paint, all at once.
 // ---------------------------------------------------------------------------------------------
 
-/** The later modules, imported and wired once; resolves to {charts, rd, alerts, curves, details, table}. */
+/** The later modules, imported and wired once; resolves to {charts, rd, curves, details, table}. */
 function later() {
   state.modules.loading ??= Promise.all([
+    import("./live.js"),
     import("./chart-sections.js"),
     import("./rd.js"),
-    import("./alerts.js"),
     import("./curves.js"),
     import("./details.js"),
     import("./table.js"),
     import("./bdtable.js"),
-  ]).then(([charts, rd, alerts, curves, details, table, bdtable]) => {
-    const rest = { charts, rd, alerts, curves, details, table, bdtable };
+  ]).then(([live, charts, rd, curves, details, table, bdtable]) => {
+    const rest = { charts, rd, curves, details, table, bdtable };
     details.initDetails({
       onClosed: (id) => {
         view.exp = null;
@@ -65,17 +66,13 @@ function later() {
       },
     });
     rd.initRateDistortion({ isStatic });
-    alerts.initAlerts({ isStatic });
     curves.initCurves({ isStatic, candidates: table.shownExperiments });
     // The BD-rate table wires Compare, whose checkboxes decorate the experiments table's rows:
     // both are set up before the table draws any.
     bdtable.initBdTable({ isStatic, getSnapshot: () => state.snapshot });
-    table.initTable({ isStatic, getSnapshot: () => state.snapshot, openExperiment, onUnauthorized: askForToken });
+    table.initTable({ isStatic, getSnapshot: () => state.snapshot, openExperiment, onUnauthorized: live.askForToken });
     state.modules.rest = rest;
-    if (state.snapshot) {
-      drawLater(rest, state.snapshot);
-      if (state.mode === "api" && state.fetchOk) alerts.refreshAlerts();
-    }
+    if (state.snapshot) drawLater(rest, state.snapshot);
     if (state.fetchOk) afterRound({ changed: false, wantTable: false }); // the table's first page
     return rest;
   });
@@ -89,7 +86,7 @@ function drawLater(rest, snap) {
   } catch (err) {
     console.warn("codecdash: section rate-distortion:", err);
   }
-  // The BD-rate table and Compare (bdtable.js, compare.js) reload on "codecdash:snapshot".
+  // The BD-rate table and Compare (bdtable.js, compare.js) follow each snapshot through this.
   document.dispatchEvent(new CustomEvent("codecdash:snapshot", { detail: snap }));
 }
 
@@ -150,26 +147,50 @@ function fillServerUrl() {
   for (const el of document.querySelectorAll(".js-server-url")) el.textContent = url;
 }
 
+/**
+ * Draws the snapshot (and the alerts) the server put in the page, if any: the first paint
+ * needs no request. Returns null when there was none, else whether the alerts were drawn.
+ */
+function firstPaint() {
+  const inline = takeInlineSnapshot();
+  if (!inline || !acceptSnapshot(inline)) return null;
+  state.round.renderedKey = figuresKey(state.snapshot);
+  render(state.snapshot);
+  const alerts = takeInlineAlerts();
+  if (alerts && state.mode === "api") renderAlerts(alerts);
+  revealMain();
+  return { alerts: Boolean(alerts) };
+}
+
+/** Live updates, the read-token panel and the theme button: imported after the first paint. */
+async function startLive(painted) {
+  const [live, auth, theme] = await Promise.all([import("./live.js"), import("./auth.js"), import("./theme-toggle.js")]);
+  theme.initTheme(() => {
+    if (state.modules.rest) import("./charts.js").then((m) => m.rethemeCharts());
+  });
+  auth.initAuth(() => {
+    state.needsToken = false;
+    state.etag = null;
+    live.refresh().then(() => {
+      if (!state.needsToken) live.openStream();
+    });
+  });
+  if (painted) live.settleInline({ alertsDrawn: painted.alerts });
+  else await live.refresh();
+  return live;
+}
+
 async function boot() {
   state.hooks.render = render;
   state.hooks.afterRound = afterRound;
-  state.hooks.alertsChanged = () => state.modules.rest?.alerts.refreshAlerts();
+  state.hooks.alertsChanged = refreshAlerts;
   state.hooks.onMetrics = (data) => state.modules.rest?.curves.onMetricsEvent(data);
   initUrlState((before) => {
     state.modules.rest?.table.followUrl(before);
     syncDetailsWithUrl();
   });
-  initTheme(() => {
-    if (state.modules.rest) import("./charts.js").then((m) => m.rethemeCharts());
-  });
-  initAuth(() => {
-    state.needsToken = false;
-    state.etag = null;
-    refresh().then(() => {
-      if (!state.needsToken) openStream();
-    });
-  });
   fillServerUrl();
+  initAlerts({ isStatic });
   document.addEventListener("click", (e) => {
     const link = e.target.closest(".card a[data-exp]");
     if (!link || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
@@ -177,22 +198,23 @@ async function boot() {
     openExperiment(link.dataset.exp, link);
   });
 
-  await refresh();
-  revealMain();
+  const painted = firstPaint();
   await afterPaint(); // the first figures are on screen: now the rest
+  const live = await startLive(painted);
+  revealMain();
   await later();
   if (state.fetchOk) syncDetailsWithUrl();
   // The stream opens once the page has loaded, so that the first paint is not competing.
   if (document.readyState !== "complete") await new Promise((resolve) => window.addEventListener("load", resolve, { once: true }));
-  if (state.mode === "api" && !state.needsToken) openStream();
+  if (state.mode === "api" && !state.needsToken) live.openStream();
 
   document.addEventListener("visibilitychange", () => {
     if (document.hidden) return;
-    const live = state.stream && state.stream.readyState === EventSource.OPEN;
-    if (!live || state.missedWhileHidden) refresh({ table: state.missedWhileHidden });
+    const open = state.stream && state.stream.readyState === EventSource.OPEN;
+    if (!open || state.missedWhileHidden) live.refresh({ table: state.missedWhileHidden });
     state.missedWhileHidden = false;
   });
-  window.addEventListener("online", () => refresh());
+  window.addEventListener("online", () => live.refresh());
   setInterval(() => refreshTimes(), 15000);
 }
 

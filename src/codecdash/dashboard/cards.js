@@ -14,6 +14,7 @@ import {
   formatSsim,
   formatUsd,
   isNum,
+  msSsimDb,
   parseTime,
 } from "./format.js";
 import { isStatic } from "./state.js";
@@ -258,8 +259,6 @@ export function storageView(st) {
   };
 }
 
-const ssimDb = (v) => -10 * Math.log10(Math.max(1 - v, 1e-12));
-
 /**
  * The Quality card's bar, on the scale that matters for a logarithmic quantity: the dB between
  * the first result (the first point of `progress.quality`) and the target, so 30 dB of 35 from
@@ -270,7 +269,7 @@ export function qualityBar(snap, value, target, useSsim) {
   const field = useSsim ? "best_ms_ssim" : "best_psnr_db";
   const first = (snap.progress?.quality || []).map((p) => p?.[field]).find(isNum);
   if (!isNum(first) || !isNum(value) || !isNum(target)) return [];
-  const db = useSsim ? ssimDb : (v) => v;
+  const db = useSsim ? (v) => msSsimDb(Math.min(v, 1 - 1e-12)) : (v) => v;
   const fmt = useSsim ? formatSsim : formatDb;
   const name = useSsim ? "MS-SSIM" : "PSNR";
   const span = db(target) - db(first);

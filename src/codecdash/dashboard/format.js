@@ -53,6 +53,11 @@ export function formatSsim(v) {
   return isNum(v) ? v.toFixed(4) : "—";
 }
 
+/** MS-SSIM on a decibel scale, as codecdash.codec_metrics.ms_ssim_db: −10·log10(1 − x); null where undefined (x ≥ 1). */
+export function msSsimDb(x) {
+  return isNum(x) && x < 1 ? -10 * Math.log10(1 - x) : null;
+}
+
 /** `-23.4 %` with an explicit sign: BD-rate, where negative means fewer bits. */
 export function formatSignedPct(v) {
   if (!isNum(v)) return "—";

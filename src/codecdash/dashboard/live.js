@@ -8,33 +8,18 @@ import { hideTokenPanel, showTokenPanel } from "./auth.js";
 import { h, setChildren, setHidden } from "./dom.js";
 import { formatClock } from "./format.js";
 import { showLoadError } from "./notices.js";
-import { DEFAULT_REFRESH_SECONDS, state } from "./state.js";
-
-/**
- * The snapshot the server put in the page (a data block, never executed): the headline
- * figures come with the first response, and no request is needed to draw them. Taken once.
- */
-function takeInlineSnapshot() {
-  const block = document.getElementById("codecdash-snapshot");
-  if (!block) return null;
-  block.remove();
-  try {
-    return { status: 200, data: JSON.parse(block.textContent), etag: block.dataset.etag || null, inline: true };
-  } catch {
-    return null;
-  }
-}
+import { acceptSnapshot, figuresKey, state, takeInlineSnapshot } from "./state.js";
 
 /** Fetches the snapshot; resolves true when it changed. Falls back to a static export once. */
 async function loadSnapshot() {
   const inline = state.snapshot ? null : takeInlineSnapshot();
-  if (inline) return accept(inline);
+  if (inline) return acceptSnapshot(inline);
   if (state.mode === "static") {
     const res = await fetchStaticSnapshot(state.etag);
-    return accept(res);
+    return acceptSnapshot(res);
   }
   try {
-    return accept(await fetchSnapshot(state.etag));
+    return acceptSnapshot(await fetchSnapshot(state.etag));
   } catch (err) {
     const unavailable = err instanceof ApiError && (err.network || err.notJson || err.status === 404 || err.status === 403);
     if ((state.snapshot && !state.inlineOnly) || !unavailable) throw err;
@@ -42,20 +27,8 @@ async function loadSnapshot() {
     const res = await fetchStaticSnapshot(null);
     state.mode = "static";
     state.etag = null;
-    return accept(res);
+    return acceptSnapshot(res);
   }
-}
-
-function accept(res) {
-  state.inlineOnly = Boolean(res.inline); // no answer from the API (or dashboard.json) yet
-  state.lastSuccess = new Date();
-  if (res.status === 304) return false;
-  if (!res.data || typeof res.data !== "object") throw new ApiError("The snapshot was empty", { notJson: true });
-  state.snapshot = res.data;
-  state.etag = res.etag || null;
-  const seconds = Number(res.data.refresh_seconds);
-  state.refreshSeconds = Number.isFinite(seconds) && seconds >= 1 ? seconds : DEFAULT_REFRESH_SECONDS;
-  return true;
 }
 
 const MIN_REFRESH_GAP_MS = 1000;
@@ -112,8 +85,7 @@ async function refreshOnce() {
   }
   if (changed) {
     // A new ETag with the same figures (only generated_at moved) needs no redraw.
-    const { generated_at: _at, ...figures } = state.snapshot;
-    const key = JSON.stringify(figures);
+    const key = figuresKey(state.snapshot);
     if (key !== round.renderedKey) {
       round.renderedKey = key;
       state.hooks.render(state.snapshot);
@@ -233,6 +205,18 @@ export function closeStream() {
   state.stream.close();
   state.stream = null;
   state.streamOpened = false;
+}
+
+/**
+ * After app.js drew the snapshot the page came with: what a refresh round does once it has a
+ * snapshot, without a request (the event stream's first event is the catch-up).
+ */
+export function settleInline({ alertsDrawn = false } = {}) {
+  state.fetchOk = true;
+  state.needsToken = false;
+  if (state.mode === "api" && !alertsDrawn) state.hooks.alertsChanged();
+  state.hooks.afterRound({ changed: true, wantTable: false });
+  updateConnection();
 }
 
 /** A private dashboard without a (valid) token: stop, and ask for one. */

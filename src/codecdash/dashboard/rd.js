@@ -3,6 +3,8 @@
 // the experiments' points, each experiment's BD-rate against the anchor picked in
 // #anchor-select, and a scatter of cost against BD-rate saving.
 //
+// The rules (minimum points, the overlap threshold, the reasons' texts, rate units and labels)
+// are the server's: api/v1/vocabulary (vocabulary.js).
 // Data: api/v1/anchors and api/v1/experiments?status=completed&sort=bd_rate_pct, fetched again
 // when the snapshot changes (at most every RELOAD_MS); BD reports from
 // api/v1/experiments/{id}/bd-rate?anchor=NAME, cached per anchor and curve. A static export has
@@ -13,22 +15,22 @@
 import { ApiError, apiUrl, fetchExperiments, getJSON } from "./api.js";
 import { cssVar, drawUPlot, removeChart } from "./charts.js";
 import { h, setChildren, setHidden } from "./dom.js";
-import { formatPct, formatSignedPct, formatUsd, isNum } from "./format.js";
+import { formatPct, formatSignedPct, formatUsd, isNum, msSsimDb } from "./format.js";
 import { view } from "./url-state.js";
+import { fill, loadVocabulary, rateUnitOf, term } from "./vocabulary.js";
 
 const OFFERED = 8; // experiments offered in the list (the best by BD-rate)
 const SHOWN_FIRST = 5; // of which ticked until the reader says otherwise
 const LIST_LIMIT = 50; // completed experiments fetched (the cost scatter's points)
 const RELOAD_MS = 5000;
 const PALETTE = 10; // --rd-c1 … --rd-c10 in styles.css
-const OVERLAP_WARNING = 0.75; // as codecdash.codec_metrics.OVERLAP_WARNING_THRESHOLD
-const MIN_POINTS = 4;
 
 const els = {};
 const rd = {
   ctx: null,
   loaded: false,
   error: "",
+  vocab: null, // the server's rules and labels (vocabulary.js): min points, reasons, units
   anchors: [], // [{name, description, rd_points, rate_unit}], oldest first
   serverDefault: null, // the anchor in force for the stored bd_rate_pct
   anchor: "", // the anchor picked in #anchor-select
@@ -96,8 +98,18 @@ export function renderRateDistortion(snap) {
     rd.quality = snap?.targets?.quality_metric === "ms_ssim" ? "ms_ssim" : "psnr";
     rd.anchors = [];
     rd.completed = sortByBdRate((snap?.recent_experiments || []).filter((e) => e && e.status === "completed"));
-    rd.loaded = true;
-    update();
+    loadVocabulary()
+      .then((vocab) => {
+        rd.vocab = vocab;
+        rd.error = "";
+      })
+      .catch((err) => {
+        rd.error = `The rate-distortion rules could not be loaded (${err.message}); the page tries again with the next update.`;
+      })
+      .finally(() => {
+        rd.loaded = true;
+        update();
+      });
     return;
   }
   scheduleLoad();
@@ -140,10 +152,12 @@ function scheduleLoad() {
 
 async function load() {
   try {
-    const [anchors, list] = await Promise.all([
+    const [anchors, list, vocab] = await Promise.all([
       getJSON(apiUrl("api/v1/anchors")),
       fetchExperiments({ status: "completed", sort: "bd_rate_pct", limit: LIST_LIMIT }),
+      loadVocabulary(),
     ]);
+    rd.vocab = vocab;
     const a = anchors.data || {};
     rd.anchors = (Array.isArray(a.items) ? a.items : []).filter((x) => x && typeof x.name === "string");
     rd.serverDefault = typeof a.default === "string" ? a.default : null;
@@ -202,29 +216,25 @@ function queueUpdate() {
 // Curves
 // ---------------------------------------------------------------------------------------------
 
-/** MS-SSIM on a decibel scale, as codecdash.codec_metrics.ms_ssim_db; null where undefined. */
-export function msSsimDb(x) {
-  return isNum(x) && x < 1 ? -10 * Math.log10(1 - x) : null;
-}
+export { msSsimDb }; // where it was before it moved to format.js
 
+/** The rate unit of a curve's points (the server's rule, told by the vocabulary). */
 function unitOf(points) {
-  if (!Array.isArray(points)) return null;
-  if (points.some((p) => isNum(p?.bitrate_kbps))) return "kbps";
-  if (points.some((p) => isNum(p?.bpp))) return "bpp";
-  return null;
+  return rateUnitOf(rd.vocab, points);
 }
 
 function anchorUnit(anchor) {
-  return anchor.rate_unit === "kbps" || anchor.rate_unit === "bpp" ? anchor.rate_unit : unitOf(anchor.rd_points);
+  return term(rd.vocab.rate_units, anchor.rate_unit) ? anchor.rate_unit : unitOf(anchor.rd_points);
 }
 
 /** [rate, quality dB] pairs of `points` in `unit`, sorted by rate. */
 export function curvePoints(points, unit, quality) {
-  const rateKey = unit === "bpp" ? "bpp" : "bitrate_kbps";
+  const rateKey = term(rd.vocab.rate_units, unit)?.field;
+  const qualityKey = term(rd.vocab.quality_metrics, quality)?.field;
   const out = [];
   for (const p of Array.isArray(points) ? points : []) {
     const rate = p?.[rateKey];
-    const q = quality === "ms_ssim" ? msSsimDb(p?.ms_ssim) : p?.psnr_db;
+    const q = quality === "ms_ssim" ? msSsimDb(p?.[qualityKey]) : p?.[qualityKey];
     if (isNum(rate) && rate > 0 && isNum(q)) out.push([rate, q]);
   }
   return out.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
@@ -249,23 +259,24 @@ export function paretoFrontier(points) {
 
 /** Why `exp` can have no BD-rate against `anchor` (checked before asking), or null. */
 function whyNoBdRate(anchor, exp) {
-  const unit = unitOf(exp.rd_points);
-  const wanted = anchorUnit(anchor);
-  if (unit !== wanted) return `rates in ${unit || "no unit"}, the anchor's in ${wanted}`;
-  const a = curvePoints(anchor.rd_points, unit, rd.quality);
-  const t = curvePoints(exp.rd_points, unit, rd.quality);
-  if (t.length < MIN_POINTS) return `fewer than ${MIN_POINTS} points with ${qualityName()}`;
-  if (a.length < MIN_POINTS) return `the anchor has fewer than ${MIN_POINTS} points with ${qualityName()}`;
+  const { min_points: minPoints, reasons } = rd.vocab.bd_rate;
+  const values = { unit: unitOf(exp.rd_points), anchor_unit: anchorUnit(anchor), min_points: minPoints, quality: qualityName() };
+  if (!values.unit) return fill(reasons.no_unit, values);
+  if (values.unit !== values.anchor_unit) return fill(reasons.unit_mismatch, values);
+  const a = curvePoints(anchor.rd_points, values.unit, rd.quality);
+  const t = curvePoints(exp.rd_points, values.unit, rd.quality);
+  if (t.length < minPoints) return fill(reasons.too_few_points, values);
+  if (a.length < minPoints) return fill(reasons.anchor_too_few_points, values);
   const qa = a.map((p) => p[1]);
   const qt = t.map((p) => p[1]);
   if (Math.max(Math.min(...qa), Math.min(...qt)) >= Math.min(Math.max(...qa), Math.max(...qt))) {
-    return "no quality range in common with the anchor";
+    return fill(reasons.no_overlap, values);
   }
   return null;
 }
 
 function qualityName() {
-  return rd.quality === "ms_ssim" ? "MS-SSIM" : "PSNR";
+  return term(rd.vocab.quality_metrics, rd.quality)?.label || rd.quality;
 }
 
 function sortByBdRate(items) {
@@ -323,7 +334,7 @@ function update() {
   const isStatic = rd.ctx.isStatic();
   if (!view.exp) rd.open = null;
   showMessage(rd.error);
-  if (!rd.loaded) return;
+  if (!rd.loaded || !rd.vocab) return;
   const noAnchor = !isStatic && rd.anchors.length === 0;
   // No anchor: how to import one; or, when the anchors could not be read, only the message.
   setHidden(els.empty, !noAnchor || Boolean(rd.error));
@@ -340,7 +351,7 @@ function update() {
   items.forEach((item, i) => {
     item.color = (rd.anchors.length + i) % PALETTE;
   });
-  const unit = anchor ? anchorUnit(anchor) : unitOf(items.find((it) => unitOf(it.exp.rd_points))?.exp.rd_points) || "kbps";
+  const unit = anchor ? anchorUnit(anchor) : unitOf(items.find((it) => unitOf(it.exp.rd_points))?.exp.rd_points) || rd.vocab.rate_units[0]?.name;
   const reports = new Map(items.map((item) => [item.exp.id, bdFigure(anchor, item.exp)]));
   renderStatus(anchor, items, reports);
   renderPicks(items, reports, unit);
@@ -357,13 +368,13 @@ function bdFigure(anchor, exp) {
   if (!anchor) {
     return isNum(exp.bd_rate_pct)
       ? { pct: exp.bd_rate_pct, anchor: exp.bd_rate_anchor || null }
-      : { none: "no BD-rate stored" };
+      : { none: rd.vocab.bd_rate.reasons.not_stored };
   }
   const why = otherSet(anchor, exp) || whyNoBdRate(anchor, exp);
   if (why) return { none: why };
   const report = rd.reports.get(reportKey(anchor, exp));
   if (!report) return { pending: true };
-  if (report.failed || !isNum(report.bd_rate_pct)) return { none: report.failed || "no BD-rate" };
+  if (report.failed || !isNum(report.bd_rate_pct)) return { none: report.failed || rd.vocab.bd_rate.reasons.no_answer };
   return { pct: report.bd_rate_pct, anchor: anchor.name, overlap: report.overlap, warning: report.warning };
 }
 
@@ -397,13 +408,14 @@ function bdNodes(figure) {
       figure.anchor ? h("span", { class: "muted" }, ` vs ${figure.anchor}`) : "",
     ),
   ];
-  if (isNum(figure.overlap) && figure.overlap < OVERLAP_WARNING) {
+  const threshold = rd.vocab.bd_rate.overlap_warning;
+  if (isNum(figure.overlap) && figure.overlap < threshold) {
     nodes.push(
       h(
         "span",
         { class: "rd-warning", title: figure.warning || "" },
         h("span", { "aria-hidden": "true" }, "⚠ "),
-        `Overlap ${Math.round(figure.overlap * 100)} % of the quality range (under ${OVERLAP_WARNING * 100} %): the BD-rate covers that part only`,
+        fill(rd.vocab.bd_rate.overlap_warning_text, { overlap: Math.round(figure.overlap * 100), threshold: Math.round(threshold * 100) }),
       ),
     );
   }
@@ -414,7 +426,8 @@ function renderPicks(items, reports, unit) {
   const rows = items.map((item, i) => {
     const e = item.exp;
     const id = `rd-pick-${i}`;
-    const otherUnit = unitOf(e.rd_points) !== unit;
+    const own = unitOf(e.rd_points);
+    const otherUnit = own !== unit;
     return h(
       "li",
       { class: "rd-pick", "data-id": e.id },
@@ -434,7 +447,7 @@ function renderPicks(items, reports, unit) {
         "p",
         { class: "rd-pick-facts" },
         ...bdNodes(reports.get(e.id)),
-        otherUnit ? h("span", { class: "muted" }, `Not on the chart: rates in ${unitOf(e.rd_points) || "no unit"}`) : null,
+        otherUnit ? h("span", { class: "muted" }, `Not on the chart: ${own ? `rates in ${own}` : rd.vocab.bd_rate.reasons.no_unit}`) : null,
       ),
     );
   });
@@ -515,7 +528,7 @@ function align(curves) {
 }
 
 function renderCurves(anchor, items, reports, unit) {
-  const qLabel = rd.quality === "ms_ssim" ? "MS-SSIM (dB)" : "PSNR (dB)";
+  const qLabel = term(rd.vocab.quality_metrics, rd.quality)?.axis_label || qualityName();
   const anchors = rd.anchors
     .map((a, i) => ({ kind: "anchor", name: a.name, color: i % PALETTE, selected: a.name === anchor?.name, points: anchorUnit(a) === unit ? curvePoints(a.rd_points, unit, rd.quality) : [] }))
     .filter((c) => c.points.length);
@@ -528,7 +541,7 @@ function renderCurves(anchor, items, reports, unit) {
   const curves = [...(frontier.length > 1 ? [{ kind: "frontier", name: "Pareto frontier", color: -1, points: frontier }] : []), ...anchors, ...experiments];
 
   renderKey(curves);
-  const unitLabel = unit === "bpp" ? "bits per pixel" : "kbps";
+  const unitLabel = term(rd.vocab.rate_units, unit)?.label || unit;
   if (!anchors.length && !experiments.length) {
     removeChart(els.chart);
     els.chart.setAttribute("aria-label", "Rate-distortion chart: no curves to show.");

@@ -3,7 +3,7 @@
 // nothing of their own: they read and write this object, so the flow stays easy to follow.
 // (A section module loaded later keeps its own drawing state: rd.js, curves.js, details.js.)
 
-import { staticSnapshotUrl } from "./api.js";
+import { ApiError, staticSnapshotUrl } from "./api.js";
 
 export const DEFAULT_REFRESH_SECONDS = 30;
 
@@ -38,6 +38,8 @@ export const state = {
   view: { status: "", q: "", sort: "", exp: null },
   urlTyping: false, // was the last URL change typing in the search box?
 
+  vocabulary: null, // the promise of the server's rules and labels (vocabulary.js)
+
   /** Modules loaded after the first paint (app.js `later`), by name, once they have arrived. */
   modules: {},
 
@@ -56,3 +58,37 @@ export const state = {
 
 /** True when the page reads a static export (no API). */
 export const isStatic = () => state.mode === "static";
+
+/**
+ * The snapshot the server put in the page (a data block, never executed): the headline
+ * figures come with the first response, and no request is needed to draw them. Taken once.
+ */
+export function takeInlineSnapshot() {
+  const block = document.getElementById("codecdash-snapshot");
+  if (!block) return null;
+  block.remove();
+  try {
+    return { status: 200, data: JSON.parse(block.textContent), etag: block.dataset.etag || null, inline: true };
+  } catch {
+    return null;
+  }
+}
+
+/** Takes a snapshot answer (`{status, data, etag, inline}`) into the state; true when it changed. */
+export function acceptSnapshot(res) {
+  state.inlineOnly = Boolean(res.inline); // no answer from the API (or dashboard.json) yet
+  state.lastSuccess = new Date();
+  if (res.status === 304) return false;
+  if (!res.data || typeof res.data !== "object") throw new ApiError("The snapshot was empty", { notJson: true });
+  state.snapshot = res.data;
+  state.etag = res.etag || null;
+  const seconds = Number(res.data.refresh_seconds);
+  state.refreshSeconds = Number.isFinite(seconds) && seconds >= 1 ? seconds : DEFAULT_REFRESH_SECONDS;
+  return true;
+}
+
+/** What a snapshot shows: all of it but `generated_at` (a new ETag with the same figures needs no redraw). */
+export function figuresKey(snap) {
+  const { generated_at: _at, ...figures } = snap;
+  return JSON.stringify(figures);
+}

@@ -1,5 +1,5 @@
 // Runs in <head> before the first paint (a classic script: it must block, so it stays tiny).
-// 1. Applies the remembered theme. The toggle itself lives in app.js; without a remembered
+// 1. Applies the remembered theme. The toggle itself lives in theme-toggle.js; without a remembered
 //    choice, prefers-color-scheme rules.
 // 2. Starts the first snapshot request, so that it loads alongside the modules instead of after
 //    them (api.js takes it up once: takeFirstSnapshot). Only in the plain case: the API beside

@@ -4,7 +4,9 @@
 
 import { state } from "./state.js";
 
-export const STATUSES = ["queued", "running", "completed", "failed", "cancelled"];
+/** The statuses a filter may name: the options of #filter-status (the server's statuses, as
+ * api/v1/vocabulary lists them); none without the table's filter. */
+export const STATUSES = [...(document.getElementById("filter-status")?.options || [])].map((o) => o.value).filter(Boolean);
 
 /** Sortable fields, their labels, and which direction a first click picks. */
 export const SORT_FIELDS = {

@@ -20,7 +20,13 @@ from codecdash.codec_metrics import MIN_POINTS, bd_rate, bd_report
 from codecdash.config import Settings
 from codecdash.experiments.rederive import background_sync, sync_bd_rates
 from codecdash.experiments.service import bd_rates_for
-from codecdash.experiments.vocabulary import QualityMetric, RateUnit, average_points, rate_unit
+from codecdash.experiments.vocabulary import (
+    QUALITY_LABELS,
+    QualityMetric,
+    RateUnit,
+    average_points,
+    rate_unit,
+)
 from codecdash.results import rd_pairs
 from codecdash.store import Store
 
@@ -174,7 +180,7 @@ def _pairs(
 ) -> list[tuple[float, float]]:
     pairs = rd_pairs(points, quality)
     if len(pairs) < MIN_POINTS:
-        label = "MS-SSIM" if quality == "ms_ssim" else "PSNR"
+        label = QUALITY_LABELS[quality]
         raise ValueError(
             f"{len(pairs)} of {whose}'s {len(points)} points have {label}; "
             f"BD figures need at least {MIN_POINTS}"

@@ -15,6 +15,7 @@ from typing import Any, Final, Literal, get_args
 # -- statuses ---------------------------------------------------------------------------
 ExperimentStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 STATUSES: Final[tuple[ExperimentStatus, ...]] = get_args(ExperimentStatus)
+STATUS_LABELS: Final[Mapping[ExperimentStatus, str]] = {s: s.capitalize() for s in STATUSES}
 FINISHED: Final = frozenset({"completed", "failed", "cancelled"})
 """Statuses that end an experiment: the server dates `finished_at` when it is not given."""
 
@@ -58,6 +59,7 @@ COMPRESSION_FIELDS: Final[Mapping[CompressionMetric, str]] = {
     "bd_rate": "bd_rate_pct",
 }
 QUALITY_FIELDS: Final[Mapping[QualityMetric, str]] = {"psnr": "psnr_db", "ms_ssim": "ms_ssim"}
+QUALITY_LABELS: Final[Mapping[QualityMetric, str]] = {"psnr": "PSNR", "ms_ssim": "MS-SSIM"}
 
 
 def saving_pct(metric: str, value: float) -> float:
@@ -74,6 +76,7 @@ def saving_pct(metric: str, value: float) -> float:
 RateUnit = Literal["kbps", "bpp"]
 RATE_FIELDS: Final[tuple[tuple[str, RateUnit], ...]] = (("bitrate_kbps", "kbps"), ("bpp", "bpp"))
 """A rate-distortion point's rate: its `bitrate_kbps` (video), else its `bpp` (image)."""
+RATE_LABELS: Final[Mapping[RateUnit, str]] = {"kbps": "kbps", "bpp": "bits per pixel"}
 
 
 def point_rate(point: Mapping[str, Any], index: int = 0) -> tuple[float, RateUnit]:

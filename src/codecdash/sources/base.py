@@ -5,15 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-# The parts of the snapshot a source can provide.
-SECTIONS = (
-    "experiments",
-    "orchestrator",
-    "training_workers",
-    "inference_workers",
-    "storage",
-    "costs",
-)
+# The parts of the snapshot a source can provide, and how the page names them.
+SECTION_LABELS = {
+    "experiments": "Experiments",
+    "orchestrator": "Orchestrator",
+    "training_workers": "Training workers",
+    "inference_workers": "Inference workers",
+    "storage": "Storage",
+    "costs": "Costs",
+}
+SECTIONS = tuple(SECTION_LABELS)
 
 Facts = dict[str, Any]
 
