@@ -14,6 +14,8 @@ from codecdash.config import Settings
 from codecdash.sources.aws.costs import CostExplorerRow, CostsSource, CostState
 from codecdash.sources.aws.experiments import ExperimentsSource
 from codecdash.sources.aws.fleet import FleetSource
+from codecdash.sources.aws.read_model import ReplicaExperimentsSource
+from codecdash.sources.aws.replica import ReplicaCopy
 from codecdash.sources.aws.storage import StorageSource
 from codecdash.sources.base import Source
 
@@ -34,15 +36,22 @@ def aws_sources(
     clients: ClientFactory | None = None,
     cost_explorer: bool = True,
     cost_state: CostState | None = None,
+    replica: ReplicaCopy | None = None,
+    refresh_replica: bool = False,
 ) -> list[Source]:
     """The sources for the configured AWS resources.
 
     `cost_explorer=False` reads Cost Explorer figures only from the shared S3 cache (the
-    API function); `clients` replaces the process-wide client factory (tests).
+    API function); `clients` replaces the process-wide client factory (tests). With a
+    `replica` (``aws_read_model_bucket`` set) the experiments come from the read replica,
+    checked for a new version before each reading when `refresh_replica`; else from the
+    table's older running aggregate.
     """
     clients = clients or default_factory(settings.aws_region)
     sources: list[Source] = []
-    if settings.aws_experiments_table:
+    if replica is not None:
+        sources.append(ReplicaExperimentsSource(replica, settings, refresh=refresh_replica))
+    elif settings.aws_experiments_table:
         sources.append(ExperimentsSource(settings, clients))
     fleet = FleetSource(settings, clients)
     if fleet.parts:
