@@ -490,3 +490,30 @@ def test_import_results_aws_says_what_is_missing(
         main, ["import-results", "--aws", "--db", "x.db", str(UVG / f"{ANCHOR}.json")]
     )
     assert both.exit_code == 2 and "--aws" in both.output
+
+
+# -- codecdash doctor -------------------------------------------------------------------------
+def test_doctor_checks_the_read_replica_and_reads_through_it(
+    deployed: AwsEnv, tmp_path: Path
+) -> None:
+    from codecdash.doctor import Doctor
+
+    settings = Settings(
+        aws_experiments_table=TABLE,
+        aws_read_model_bucket=READ_MODEL,
+        database_url=str(tmp_path / "unused.db"),
+    )
+    lines: list[str] = []
+    assert Doctor(settings, echo=lines.append).run(skip_cost_explorer=True) == 1
+    text = "\n".join(lines)
+    assert "✗ experiments read replica: not found" in text
+    assert "fix: codecdash deploy --stack STACK --rebuild-read-model" in text
+    assert "aggregate" not in text  # the older aggregate is not looked for
+
+    put_items(deployed, [experiment_item(dataset()[0], "exp-00")])
+    aws_lambda.stream_handler({"rebuild": True}, None)
+    lines.clear()
+    Doctor(settings, echo=lines.append).run(skip_cost_explorer=True)
+    text = "\n".join(lines)
+    assert f"✓ experiments read replica: s3://{READ_MODEL}/{KEY}" in text
+    assert "✓ source aws.experiments" in text

@@ -604,3 +604,25 @@ def test_a_read_token_stays_with_the_tab_unless_remembered(
     third.click("#forget-token")
     expect(third.locator("#auth-panel")).to_be_visible()
     assert third.evaluate(stored) == [None, None]
+
+
+# -- both modes: pages to the end, totals ---------------------------------------------------
+def test_load_more_reaches_the_end_with_the_right_totals(served: Served, page: Page) -> None:
+    """The list pages through every experiment and stops (on AWS too: the same read code
+    over the read replica), and a filtered total counts the whole table."""
+    page.goto(served.url)
+    wait_for_data(page)
+    rows = page.locator("#experiments-body tr[data-id]")
+    expect(rows).to_have_count(20)
+    expect(page.locator("#table-summary")).to_have_text("Showing 20 of 30 experiments")
+    page.click("#load-more")
+    expect(rows).to_have_count(30)
+    expect(page.locator("#load-more")).to_be_hidden()
+    assert row_ids(page) == api_ids(served, limit=30)
+
+    page.select_option("#filter-status", "failed")
+    expect(rows).to_have_count(5)
+    expect(page.locator("#table-summary")).to_contain_text("5")
+    expect(page.locator("#load-more")).to_be_hidden()
+    page.select_option("#filter-sort", "-cost_usd")
+    expect_rows(page, api_ids(served, status="failed", sort="-cost_usd"))
