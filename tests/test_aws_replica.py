@@ -517,3 +517,22 @@ def test_doctor_checks_the_read_replica_and_reads_through_it(
     text = "\n".join(lines)
     assert f"✓ experiments read replica: s3://{READ_MODEL}/{KEY}" in text
     assert "✓ source aws.experiments" in text
+
+
+def test_a_replica_of_a_newer_schema_is_not_installed(deployed: AwsEnv, tmp_path: Path) -> None:
+    """A half-deployed release: the writer's code is newer than a reader's. The reader keeps
+    the copy it has and says why."""
+    import sqlite3
+
+    put_items(deployed, [experiment_item(dataset()[0], "exp-00")])
+    aws_lambda.stream_handler({"rebuild": True}, None)
+    assert aws_get("/api/v1/experiments")[1]["total"] == 1
+    newer = tmp_path / "newer.db"
+    newer.write_bytes(deployed.client("s3").get_object(Bucket=READ_MODEL, Key=KEY)["Body"].read())
+    with sqlite3.connect(newer) as conn:
+        conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (999, 0)")
+        conn.execute("DELETE FROM experiments")
+    deployed.client("s3").put_object(Bucket=READ_MODEL, Key=KEY, Body=newer.read_bytes())
+    status, page = aws_get("/api/v1/experiments")
+    assert status == 200 and page["total"] == 1  # the copy in hand
+    assert "newer than this codecdash understands" in (aws_lambda._replica.error or "")

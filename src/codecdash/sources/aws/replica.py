@@ -50,6 +50,22 @@ class ReplicaUnavailable(Exception):
     ids, no ARNs)."""
 
 
+class ReplicaTooNew(Exception):
+    """The published replica's schema is newer than this code (a release half deployed):
+    the copy in hand stays in service."""
+
+
+def migrate(path: Path) -> None:
+    """Brings a downloaded copy to this code's schema before it is served (or refuses one
+    newer than this code understands: ReplicaTooNew)."""
+    try:
+        staged = Store(str(path))
+    except RuntimeError as exc:
+        raise ReplicaTooNew(f"the read replica was not installed: {exc}") from None
+    staged.close()  # the last connection folds the WAL in
+    _drop_sidecars(path)
+
+
 class ReplicaConflict(Exception):
     """Another writer published a new version first: read it again and reapply."""
 
@@ -144,6 +160,10 @@ class ReplicaCopy:
                 self.error = described(exc)
                 log.warning("s3://%s/%s: %s", self.bucket, self.key, exc)
                 return False
+            except ReplicaTooNew as exc:
+                self.error = str(exc)
+                log.error("%s", exc)
+                return False
             self.error = None
             return installed
 
@@ -166,6 +186,7 @@ class ReplicaCopy:
                 body = answer["Body"]
                 for chunk in iter(lambda: body.read(1 << 20), b""):
                     out.write(chunk)
+            migrate(Path(name))
             self.install(Path(name))
         finally:
             with contextlib.suppress(FileNotFoundError):

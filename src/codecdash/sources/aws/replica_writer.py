@@ -83,14 +83,20 @@ def experiment_item(item: ExperimentIn, experiment_id: str) -> dict[str, Any]:
 
 
 def anchor_item(
-    name: str, description: str | None, points: Sequence[Mapping[str, Any]]
+    name: str,
+    description: str | None,
+    points: Sequence[Mapping[str, Any]],
+    dataset: str | None = None,
 ) -> dict[str, Any]:
-    """An anchor as the table's item: the replica's writer stores it as an anchor."""
+    """An anchor as the table's item: the replica's writer stores it as an anchor. Its id is
+    ``__codecdash_anchor__/NAME``, or ``__codecdash_anchor__/DATASET/NAME`` for an anchor
+    of a test set (names have no slash)."""
     return to_dynamo(
         {
-            "id": ANCHOR_PREFIX + name,
+            "id": ANCHOR_PREFIX + (name if dataset is None else f"{dataset}/{name}"),
             "kind": "anchor",
             "name": name,
+            "dataset": dataset,
             "description": description,
             "rd_points": json.dumps(list(points), separators=(",", ":")),
             "updated_at": time.time(),
@@ -153,7 +159,8 @@ def apply_records(
             continue  # the older aggregate's own items
         new = deserialize(data["NewImage"]) if data.get("NewImage") else None
         if record.get("eventName") == "REMOVE" or new is None:
-            _remove(store, settings, key, changes)
+            old = deserialize(data["OldImage"]) if data.get("OldImage") else {}
+            _remove(store, settings, key, old, changes)
             continue
         if key.startswith(ANCHOR_PREFIX):
             _put_anchor(store, settings, key, new, changes)
@@ -170,9 +177,19 @@ def apply_records(
     return changes
 
 
-def _remove(store: Store, settings: Settings, key: str, changes: Changes) -> None:
+def _anchor_of(key: str, item: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The anchor's name, and its test set as keyword arguments (none when unspecified)."""
+    name = str(item.get("name") or key[len(ANCHOR_PREFIX) :].rpartition("/")[2])
+    dataset = item.get("dataset")
+    return name, ({"dataset": str(dataset)} if dataset else {})
+
+
+def _remove(
+    store: Store, settings: Settings, key: str, old: Mapping[str, Any], changes: Changes
+) -> None:
     if key.startswith(ANCHOR_PREFIX):
-        if remove_anchor(store, settings, key[len(ANCHOR_PREFIX) :]) is not None:
+        name, test_set = _anchor_of(key, old)
+        if remove_anchor(store, settings, name, **test_set) is not None:
             changes.anchors += 1
     elif store.remove_experiment(key):
         changes.removed += 1
@@ -181,12 +198,12 @@ def _remove(store: Store, settings: Settings, key: str, changes: Changes) -> Non
 def _put_anchor(
     store: Store, settings: Settings, key: str, item: Mapping[str, Any], changes: Changes
 ) -> None:
-    name = key[len(ANCHOR_PREFIX) :]
+    name, test_set = _anchor_of(key, item)
     try:
         points = json.loads(str(item.get("rd_points") or "[]"))
         described = item.get("description")
         description = None if described is None else str(described)
-        save_anchor(store, settings, name, description, points)
+        save_anchor(store, settings, name, description, points, **test_set)
     except (ValueError, TypeError) as exc:
         log.warning("skipped anchor %r: %s", name, _short(exc))
         changes.skipped.append(key)
