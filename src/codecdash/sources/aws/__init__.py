@@ -9,15 +9,18 @@ page says which service is failing while the others keep their figures.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from codecdash.aws_clients import ClientFactory, default_factory
 from codecdash.config import Settings
 from codecdash.sources.aws.costs import CostExplorerRow, CostsSource, CostState
 from codecdash.sources.aws.experiments import ExperimentsSource
 from codecdash.sources.aws.fleet import FleetSource
-from codecdash.sources.aws.read_model import ReplicaExperimentsSource
-from codecdash.sources.aws.replica import ReplicaCopy
 from codecdash.sources.aws.storage import StorageSource
 from codecdash.sources.base import Source
+
+if TYPE_CHECKING:
+    from codecdash.sources.aws.replica import ReplicaCopy
 
 __all__ = [
     "ClientFactory",
@@ -49,7 +52,9 @@ def aws_sources(
     """
     clients = clients or default_factory(settings.aws_region)
     sources: list[Source] = []
-    if replica is not None:
+    if replica is not None:  # the SQL store only then (a function's cold start)
+        from codecdash.sources.aws.read_model import ReplicaExperimentsSource
+
         sources.append(ReplicaExperimentsSource(replica, settings, refresh=refresh_replica))
     elif settings.aws_experiments_table:
         sources.append(ExperimentsSource(settings, clients))
