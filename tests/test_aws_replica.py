@@ -293,6 +293,26 @@ def test_the_snapshot_reads_the_same_read_model(both_modes: tuple[Get, Get]) -> 
     assert [e["id"] for e in snapshot["recent_experiments"]] == [e["id"] for e in newest]
     source = next(s for s in snapshot["sources"] if s["name"] == "aws.experiments")
     assert source["ok"], source
+    # The scheduled function: its own copy, the same figures in dashboard.json.
+    written = aws_lambda.snapshot_handler({}, None)
+    assert "aws.experiments" not in written["failing"]
+    site = deployed_s3().get_object(Bucket=SITE, Key="dashboard.json")["Body"].read()
+    assert json.loads(site)["summary"]["total_experiments"] == 36
+
+
+def deployed_s3() -> Any:
+    import boto3
+
+    return boto3.client("s3", region_name="us-east-1")
+
+
+def test_rebuild_read_model_says_when_the_stack_has_none() -> None:
+    from codecdash.deploy.package import DeployError
+    from codecdash.deploy.stack import Deployer, DeployOptions
+
+    deployer = Deployer(DeployOptions(stack="old-stack", region="us-east-1"), Settings())
+    with pytest.raises(DeployError, match="no read replica"):
+        deployer.rebuild_read_model({"StreamFunctionName": "old-stack-stream"})
 
 
 # -- the stream keeps the replica current ---------------------------------------------------
