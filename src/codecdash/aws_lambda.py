@@ -7,9 +7,16 @@
 - ``snapshot_handler``: run every minute by EventBridge; builds the snapshot and writes it
   to the site bucket as ``dashboard.json`` (the page's static mode) and as
   ``api/v1/dashboard`` (CloudFront's fallback when the API is slow or down).
-- ``stream_handler``: applies DynamoDB Streams batches of the experiments table to its
-  running aggregates (``codecdash.sources.aws.dynamodb``); ``{"rebuild": true}`` rebuilds
-  them with one scan.
+- ``stream_handler``: applies DynamoDB Streams batches of the experiments table to the
+  read replica (``codecdash.sources.aws.replica_writer``: the SQLite store in S3 that the
+  other functions read, ``aws_read_model_bucket``), or without one to the table's older
+  running aggregates (``codecdash.sources.aws.dynamodb``); ``{"rebuild": true}`` makes
+  them anew with one scan.
+
+With a read replica the API serves every experiments, anchors, curves and BD-rate route
+from its local copy of the replica through the same code as ``codecdash serve``; before a
+request it checks for a new version at most every ``aws_read_model_refresh_seconds`` (one
+conditional GET).
 
 Each function builds what it needs once per container and keeps it warm: the app, the
 snapshot builder (so last known values survive between runs), the boto3 clients.
@@ -37,6 +44,8 @@ STREAM_PATHS = ("/api/v1/events",)
 _api: Any = None
 _builder: Any = None
 _loop: asyncio.AbstractEventLoop | None = None
+_replica: Any = None  # the API's or the snapshot function's copy of the read replica
+_writer: Any = None  # the stream function's
 
 
 def lambda_settings() -> Settings:
@@ -54,9 +63,29 @@ def lambda_settings() -> Settings:
 
 def reset() -> None:
     """Forgets what the warm container built (tests; a new configuration)."""
-    global _api, _builder
+    global _api, _builder, _replica, _writer
     _api = None
     _builder = None
+    for held in (_replica, _writer and _writer.copy):
+        if held is not None:
+            held.close()
+    _replica = None
+    _writer = None
+
+
+def replica_copy(settings: Settings, name: str = "replica.db") -> Any:
+    """This container's copy of the read replica (None without ``aws_read_model_bucket``),
+    beside the configured store: the store the app reads is the copy."""
+    global _replica
+    if _replica is None and settings.aws_read_model_bucket:
+        from codecdash.aws_clients import default_factory
+        from codecdash.sources.aws.replica import ReplicaCopy
+        from codecdash.store.backup import sqlite_file
+
+        path = sqlite_file(settings.database_url).with_name(name)
+        s3 = default_factory(settings.aws_region)("s3")
+        _replica = ReplicaCopy.from_settings(settings, s3, path)
+    return _replica
 
 
 def _api_handler() -> Any:
@@ -70,17 +99,27 @@ def _api_handler() -> Any:
         from codecdash.sources.aws.experiments import DynamoExperiments
 
         settings = lambda_settings()
-        table = (
-            DynamoExperiments(settings, default_factory(settings.aws_region))
-            if settings.aws_experiments_table
-            else None
-        )
-        app = create_app(
-            settings,
-            sources=aws_sources(settings, cost_explorer=False),
-            background=False,
-            experiments_backend=table,
-        )
+        replica = replica_copy(settings)
+        if replica is not None:  # every read through the same code as `codecdash serve`
+            replica.refresh(force=True)
+            app = create_app(
+                settings,
+                store=replica.store,
+                sources=aws_sources(settings, cost_explorer=False, replica=replica),
+                background=False,
+            )
+        else:
+            table = (
+                DynamoExperiments(settings, default_factory(settings.aws_region))
+                if settings.aws_experiments_table
+                else None
+            )
+            app = create_app(
+                settings,
+                sources=aws_sources(settings, cost_explorer=False),
+                background=False,
+                experiments_backend=table,
+            )
         _api = Mangum(app, lifespan="off")
     return _api
 
@@ -101,7 +140,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "body": orjson.dumps(body).decode(),
             "isBase64Encoded": False,
         }
-    result: dict[str, Any] = _api_handler()(event, context)
+    api = _api_handler()
+    if _replica is not None:
+        _replica.refresh()  # between requests: at most every refresh interval
+    result: dict[str, Any] = api(event, context)
     return result
 
 
@@ -120,7 +162,9 @@ def build_snapshot(settings: Settings) -> dict[str, Any]:
         from codecdash.snapshot import SnapshotBuilder
         from codecdash.sources.aws import aws_sources
 
-        _builder = SnapshotBuilder(settings, aws_sources(settings))
+        replica = replica_copy(settings)
+        sources = aws_sources(settings, replica=replica, refresh_replica=True)
+        _builder = SnapshotBuilder(settings, sources)
     data: dict[str, Any] = _event_loop().run_until_complete(_builder.build(time.time()))
     return data
 
@@ -160,8 +204,22 @@ def _table_of(record: dict[str, Any]) -> str | None:
     return parts[1] if len(parts) >= 2 and parts[0].endswith(":table") else None
 
 
+def replica_writer(settings: Settings) -> Any:
+    """The stream function's writer of the read replica (kept warm with its copy)."""
+    global _writer
+    if _writer is None:
+        from codecdash.aws_clients import default_factory
+        from codecdash.sources.aws.replica_writer import ReplicaWriter
+        from codecdash.store.backup import sqlite_file
+
+        path = sqlite_file(settings.database_url).with_name("replica-writer.db")
+        _writer = ReplicaWriter(settings, default_factory(settings.aws_region)("s3"), path)
+    return _writer
+
+
 def stream_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """DynamoDB Streams batch → the experiments aggregate (raises to have it retried)."""
+    """DynamoDB Streams batch → the read replica, or the older aggregate without one
+    (raises to have the batch retried)."""
     from codecdash.aws_clients import default_factory
     from codecdash.sources.aws.dynamodb import apply_stream_records, rebuild
 
@@ -171,6 +229,14 @@ def stream_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     table = (_table_of(records[0]) if records else None) or settings.aws_experiments_table
     if not table:
         raise RuntimeError("CODECDASH_AWS_EXPERIMENTS_TABLE is not set")
+    if settings.aws_read_model_bucket:
+        writer = replica_writer(settings)
+        if event.get("rebuild"):
+            rebuilt: dict[str, Any] = writer.rebuild(client, table)
+            return rebuilt
+        result = writer.apply(records)
+        log.info("read replica of %s: %s", table, result)
+        return {**result, "table": table}
     if event.get("rebuild"):
         agg = rebuild(client, table)
         return {"rebuilt": True, "total": agg.total, "table": table}

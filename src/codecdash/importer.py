@@ -36,6 +36,7 @@ from codecdash.results.plan import (
 if TYPE_CHECKING:
     from codecdash.client import Client
     from codecdash.config import Settings
+    from codecdash.sources.aws.importing import TableWriter
     from codecdash.store import Store
 
 RECOMPUTE_WAIT_S = 600.0
@@ -130,6 +131,31 @@ class StoreTarget:
         self.store.close()
 
 
+class AwsTarget(StoreTarget):
+    """The AWS deployment (``--aws``): checked and reported on a private copy of the read
+    replica, written into the DynamoDB table with the caller's AWS credentials; the
+    stream function carries the writes into the replica (``sources/aws/importing.py``)."""
+
+    def __init__(self, writer: TableWriter, settings: Settings) -> None:
+        super().__init__(writer.store, settings)
+        self.writer = writer
+
+    def put_anchor(self, item: Item) -> AnchorWrite:
+        written = super().put_anchor(item)
+        self.writer.put_anchor(item.key, item.body["description"], item.points, item.dataset)
+        return written
+
+    def put_experiment(self, item: Item) -> dict[str, Any]:
+        from codecdash.models import ExperimentIn
+
+        stored = super().put_experiment(item)
+        self.writer.put_experiment(item.key, ExperimentIn.model_validate(item.body))
+        return stored
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class ApiTarget:
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -209,6 +235,12 @@ class ApiTarget:
 @click.option(
     "--db", default=None, help="Write this store directly: SQLite file or SQLAlchemy URL."
 )
+@click.option(
+    "--aws",
+    "to_aws",
+    is_flag=True,
+    help="Write into the AWS deployment's DynamoDB table with your AWS credentials.",
+)
 @click.option("--name", default=None, help="Name instead of the file's (one FILE only).")
 @click.option(
     "--status",
@@ -238,6 +270,7 @@ def import_results(
     url: str | None,
     token: str | None,
     db: str | None,
+    to_aws: bool,
     name: str | None,
     status: str,
     id_prefix: str,
@@ -248,8 +281,9 @@ def import_results(
 
     Each FILE becomes a completed experiment with its rd_points (per-sequence files of one
     model: one experiment), or with --anchor an anchor of its test set that BD-rates are
-    measured against. Writes through a dashboard's API (--url and --token) or into a store
-    directly (--db; default: the configured database). Every file is checked first: one that
+    measured against. Writes through a dashboard's API (--url and --token), into a store
+    directly (--db; default: the configured database), or into an AWS deployment's table with
+    your AWS credentials (--aws). Every file is checked first: one that
     cannot be read gets one line saying why, and then nothing is imported.
     """
     explicit = {
@@ -257,6 +291,10 @@ def import_results(
     }
     if explicit["url"] and explicit["db"]:
         raise click.UsageError("use either --url (with --token) or --db, not both")
+    if to_aws and (explicit["url"] or explicit["db"]):
+        raise click.UsageError("--aws writes the AWS deployment: leave out --url and --db")
+    if to_aws:
+        url = None
     if db is not None:
         url = None
     if url is not None and not token:
@@ -271,7 +309,7 @@ def import_results(
     options = Options(anchor, name, status, id_prefix, dataset, method)
     try:
         items = read_items(list(files), options)
-        target = _open_target(ctx, url, token, db)
+        target = _open_target(ctx, url, token, db, to_aws)
     except ImportProblem as exc:
         raise click.ClickException(f"nothing imported:\n{exc}") from None
     try:
@@ -280,8 +318,21 @@ def import_results(
         target.close()
 
 
-def _open_target(ctx: click.Context, url: str | None, token: str | None, db: str | None) -> Target:
+def _open_target(
+    ctx: click.Context, url: str | None, token: str | None, db: str | None, to_aws: bool = False
+) -> Target:
     from codecdash.config import ConfigError, load_settings
+
+    if to_aws:
+        from codecdash.aws_clients import default_factory
+        from codecdash.sources.aws.importing import TableWriter
+        from codecdash.store import StoreUnavailable
+
+        try:
+            settings = load_settings((ctx.obj or {}).get("config"))
+            return AwsTarget(TableWriter(settings, default_factory(settings.aws_region)), settings)
+        except (ConfigError, StoreUnavailable, ValueError, OSError) as exc:
+            raise ImportProblem(str(exc)) from None
 
     if url is not None:
         from codecdash.client import Client

@@ -48,6 +48,12 @@ from codecdash.serving import command_settings, page_dir_option
     show_default=True,
     help="Where the package's dependencies come from.",
 )
+@click.option(
+    "--rebuild-read-model",
+    is_flag=True,
+    help="Only rebuild the stack's read replica of the experiments from one scan of the "
+    "table (docs/aws.md), then exit.",
+)
 @page_dir_option("Page files to upload instead of the installed ones (see `codecdash page eject`).")
 @click.pass_obj
 def deploy(
@@ -59,6 +65,7 @@ def deploy(
     arch: str,
     lambda_zip: Path | None,
     package_mode: str,
+    rebuild_read_model: bool,
     page_dir: str | None,
 ) -> None:
     """Deploy the dashboard to AWS (S3 + CloudFront, API Gateway + Lambda)."""
@@ -79,6 +86,10 @@ def deploy(
         lambda_zip=lambda_zip.read_bytes() if lambda_zip else None,
         package_mode=package_mode,
     )
+    if rebuild_read_model:
+        rebuilt = Deployer(options, settings).rebuild_read_model()
+        click.echo(f"Read replica rebuilt: {rebuilt.get('total', '?')} experiments")
+        return
     result = Deployer(options, settings).run()
     click.echo(f"API URL: {result.api_url}")
     click.echo(f"Dashboard URL: {result.dashboard_url}")
