@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infrastructure" / "cloudformation" / "dashboard.yaml"
 DOCS = ROOT / "docs" / "aws.md"
 SITE = "codecdash-site"
+READ_MODEL = "codecdash-read-model"
 TABLE = "experiments"
 START = 1_796_515_200.0  # 2026-12-06T00:00:00Z, a UTC midnight
 VIEWERS = 1000
@@ -103,7 +104,7 @@ def stack_env(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> I
         put_experiment(ddb, TABLE, id=f"exp-{n}", psnr_db=30 + n / 10, created_at=START - n * 60)
     rebuild(ddb, TABLE)
     s3 = aws.client("s3")
-    for bucket in (SITE, "raw-video", "models"):
+    for bucket in (SITE, READ_MODEL, "raw-video", "models"):
         s3.create_bucket(Bucket=bucket)
     ec2 = aws.client("ec2")
     ec2.create_launch_template(LaunchTemplateName="gpu", LaunchTemplateData={"ImageId": aws.image})
@@ -152,12 +153,16 @@ def stack_env(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> I
         "CODECDASH_AWS_INFERENCE_ASG": "inference",
         "CODECDASH_AWS_ORCHESTRATOR_INSTANCE_ID": orchestrator["InstanceId"],
         "CODECDASH_AWS_BUCKETS": "raw-video,models",
+        "CODECDASH_AWS_READ_MODEL_BUCKET": READ_MODEL,
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     meter = Meter()
     aws_clients._DEFAULT[None] = ClientFactory(REGION, wrap=meter.wrap)
     aws_lambda.reset()
+    assert aws_lambda.stream_handler({"rebuild": True}, None)["rebuilt"]  # the first replica
+    meter.calls.clear()
+    meter.metrics, meter.read_units = 0, 0.0
     yield meter
     aws_lambda.reset()
 
@@ -247,6 +252,8 @@ def test_a_simulated_day_costs_less_than_the_budget(stack_env: Meter) -> None:
         event = {"time": _iso(at), "detail-type": "Scheduled Event", "source": "aws.events"}
         aws_lambda.snapshot_handler(event, None)
     snapshot_calls = sum(meter.calls.values())
+    day_calls = Counter(meter.calls)
+    batch = one_stream_batch(stream_env_client(), meter)
 
     snapshot = gzip.compress(
         aws_clients._DEFAULT[None]("s3")
@@ -283,14 +290,19 @@ def test_a_simulated_day_costs_less_than_the_budget(stack_env: Meter) -> None:
         viewers=VIEWERS,
         snapshot_runs=1440,
         snapshot_aws_calls=snapshot_calls,
-        s3_puts=meter.calls["s3.put_object"],
-        s3_gets=meter.calls["s3.get_object"] + cdn.s3_gets,
-        cost_explorer_requests=meter.calls["ce.get_cost_and_usage"]
-        + meter.calls["ce.get_cost_forecast"],
+        s3_puts=day_calls["s3.put_object"],
+        s3_gets=day_calls["s3.get_object"] + day_calls["s3.head_object"] + cdn.s3_gets,
+        cost_explorer_requests=day_calls["ce.get_cost_and_usage"]
+        + day_calls["ce.get_cost_forecast"],
         metrics_requested=meter.metrics,
         dynamodb_read_units=meter.read_units,
-        sqs_requests=meter.calls["sqs.get_queue_attributes"],
+        sqs_requests=day_calls["sqs.get_queue_attributes"],
         stream_batches=min(2000, int(86400 / window)),
+        stream_s3_puts_per_batch=batch["s3.put_object"],
+        stream_s3_gets_per_batch=batch["s3.get_object"] + batch["s3.head_object"],
+        stream_dynamodb_writes_per_batch=batch["dynamodb.put_item"]
+        + batch["dynamodb.transact_write_items"],
+        api_replica_checks=min(cdn.api_requests, 86400 // 10),  # at most one per 10 s
         cloudfront_requests=cdn.requests,
         cloudfront_bytes=cdn.bytes,
         api_requests=cdn.api_requests,
@@ -299,11 +311,10 @@ def test_a_simulated_day_costs_less_than_the_budget(stack_env: Meter) -> None:
     )
     print(day)
     # The levers, measured.
-    assert (
-        meter.calls["s3.put_object"] <= 1440 + 2
-    )  # one snapshot write a minute (+ the cost cache)
+    assert day_calls["s3.put_object"] <= 1440 + 2  # a snapshot write a minute, the cost cache
     assert day.cost_explorer_requests <= 2  # once a day
-    assert meter.calls["cloudwatch.get_metric_data"] <= 288 + 24  # fleet every 5 min, S3 every 6 h
+    assert day_calls["cloudwatch.get_metric_data"] <= 288 + 24  # fleet every 5 min, S3 every 6 h
+    assert batch["s3.put_object"] >= 1  # the stream function publishes the replica
     assert cdn.api_requests == VIEWERS * (len(api_paths) + INTERACTIONS)  # no poll reaches the API
     assert alarm_metrics == 10  # all within CloudWatch's 10 free alarm metrics
 
@@ -313,6 +324,30 @@ def test_a_simulated_day_costs_less_than_the_budget(stack_env: Meter) -> None:
     assert estimate.total(fixed=True, free=True) <= 2.00
     assert estimate.total(free=True) <= 5.00
     assert table in DOCS.read_text(), "docs/aws.md's cost table differs from the measured one"
+
+
+def stream_env_client() -> Any:
+    return aws_clients._DEFAULT[None]
+
+
+def one_stream_batch(clients: Any, meter: Meter) -> Counter[str]:
+    """The requests the stream function makes for one batch (one new experiment)."""
+    ddb, streams = clients("dynamodb"), clients("dynamodbstreams")
+    arn = ddb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST")[
+        "ShardIterator"
+    ]
+    put_experiment(ddb, TABLE, id="exp-new", psnr_db=36.0, created_at=START + 86400)
+    records = streams.get_records(ShardIterator=iterator)["Records"]
+    event = {
+        "Records": [
+            {**json.loads(json.dumps(r, default=str)), "eventSourceARN": arn} for r in records
+        ]
+    }
+    before = Counter(meter.calls)
+    aws_lambda.stream_handler(event, None)
+    return Counter(meter.calls) - before
 
 
 def _iso(ts: float) -> str:

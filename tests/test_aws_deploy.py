@@ -129,6 +129,15 @@ def test_template_least_privilege() -> None:
         "__codecdash_aggregate__",
         "__codecdash_progress__",
     ]
+    # The read replica: one writer (the stream function); the others only read it.
+    publish = [s for s in statements(stream) if actions(s) == ["s3:PutObject"]]
+    assert [s["Resource"] for s in publish] == [{"Fn::Sub": "${ReadModelBucket.Arn}/read-model/*"}]
+    for reader in (api, snapshot):
+        assert not any("ReadModelBucket" in str(s["Resource"]) for s in statements(reader))
+    replica_read = resources("AWS::IAM::Policy")["ReadModelReadPolicy"]["Properties"]
+    assert {r["Ref"] for r in replica_read["Roles"]} == {"ApiRole", "SnapshotRole", "StreamRole"}
+    bucket = resources("AWS::S3::Bucket")["ReadModelBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
     # Every read policy is scoped to one configured resource and read-only.
     for name, policy in resources("AWS::IAM::Policy").items():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -660,6 +669,15 @@ def test_deploy_flow(aws: AwsEnv, research: Settings, tmp_path: Path) -> None:
     env = functions["codecdash-test-api"]["Environment"]["Variables"]
     assert env["CODECDASH_AWS_EXPERIMENTS_TABLE"] == TABLE
     assert env["CODECDASH_AWS_SITE_BUCKET"] == result.bucket
+    # The read replica's private bucket, known to its writer and its readers; the first
+    # deploy asks the stream function to build it (moto cannot run it: a note says how).
+    replica = result.outputs["ReadModelBucketName"]
+    for name in ("api", "snapshot", "stream"):
+        variables = functions[f"codecdash-test-{name}"]["Environment"]["Variables"]
+        assert variables["CODECDASH_AWS_READ_MODEL_BUCKET"] == replica, name
+    assert any("rebuild-read-model" in line for line in lines) or any(
+        "Rebuilding the read replica" in line for line in lines
+    )
     # The site: content types and cache headers, the page last.
     s3 = aws.client("s3")
     index = s3.head_object(Bucket=result.bucket, Key="index.html")

@@ -257,7 +257,8 @@ def test_item_conversion() -> None:
 
 def test_the_aws_sources_and_the_snapshot_load_without_the_store() -> None:
     """What the snapshot and stream functions run (the AWS sources, the snapshot builder,
-    time formatting) imports neither the SQL store nor SQLAlchemy."""
+    time formatting) imports neither the SQL store nor SQLAlchemy (but for the read
+    replica's source, and only when a replica is configured)."""
     code = (
         "import sys\n"
         "import codecdash.snapshot, codecdash.sources.aws, codecdash.sources.aws.dynamodb\n"

@@ -794,3 +794,37 @@ def test_q_matches_a_tag_too(store: Store) -> None:
     for sort in ("-psnr_db", "psnr_db"):
         items, _, total = store.list_experiments(ListQuery(q="KOD", sort=sort))
         assert [r["id"] for r in items] == ["b"] and total == 1
+
+
+def test_remove_experiment_keeps_every_summary_as_if_it_never_was(store: Store) -> None:
+    """A read replica follows deleted items: counts, leaderboards, hourly bests."""
+    service = writes(store)
+    for i in range(6):
+        service.put(
+            f"r{i}",
+            ExperimentIn(
+                status="completed" if i % 3 else "failed",
+                created_at=T0 + timedelta(minutes=i),
+                started_at=T0 + timedelta(minutes=i),
+                finished_at=T0 + timedelta(minutes=10 + i),
+                psnr_db=30.0 + i,
+                bitrate_reduction_pct=10.0 + i,
+            ),
+        )
+    best = store.list_experiments(ListQuery(sort="-psnr_db", status=["completed"], limit=1))
+    assert best[0][0]["id"] == "r5"
+    version = store.version()
+
+    assert store.remove_experiment("r5") is True
+    assert store.remove_experiment("r5") is False
+    assert store.get_experiment("r5") is None
+    assert store.version() > version
+    items, _, total = store.list_experiments(ListQuery(sort="-psnr_db", limit=10))
+    assert [e["id"] for e in items] == ["r4", "r3", "r2", "r1", "r0"] and total == 5
+    with store.db.read() as conn:
+        counts = experiments_mod.status_counts(conn)
+        assert counts["completed"] == 3 and counts["failed"] == 2
+        hourly = progress.best_per_bucket(conn, ["best_psnr_db"], 1)["best_psnr_db"]
+    assert [value for _t, value in hourly] == [34.0]
+    page = store.list_experiments(ListQuery(sort="-bitrate_reduction_pct", limit=2))[0]
+    assert [e["id"] for e in page] == ["r4", "r3"]

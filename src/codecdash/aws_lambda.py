@@ -10,9 +10,16 @@
 - ``snapshot_handler``: run every minute by EventBridge; builds the snapshot and writes it
   once to the site bucket as ``api/v1/dashboard``, which CloudFront serves as the API's
   answer to every polling viewer (one write a minute; no API request per poll).
-- ``stream_handler``: applies DynamoDB Streams batches of the experiments table to its
-  running aggregates (``codecdash.sources.aws.dynamodb``); ``{"rebuild": true}`` rebuilds
-  them with one scan.
+- ``stream_handler``: applies DynamoDB Streams batches of the experiments table to the
+  read replica (``codecdash.sources.aws.replica_writer``: the SQLite store in S3 that the
+  other functions read, ``aws_read_model_bucket``), or without one to the table's older
+  running aggregates (``codecdash.sources.aws.dynamodb``); ``{"rebuild": true}`` makes
+  them anew with one scan.
+
+With a read replica the API serves every experiments, anchors, curves and BD-rate route
+from its local copy of the replica through the same code as ``codecdash serve``; before a
+request it checks for a new version at most every ``aws_read_model_refresh_seconds`` (one
+conditional GET).
 
 Each function builds what it needs once per container and keeps it warm: the app, the
 snapshot builder (so last known values survive between runs), the boto3 clients.
@@ -44,6 +51,8 @@ _api: Any = None
 _builder: Any = None
 _origin_secret: str | None = None
 _loop: asyncio.AbstractEventLoop | None = None
+_replica: Any = None  # the API's or the snapshot function's copy of the read replica
+_writer: Any = None  # the stream function's
 
 
 def lambda_settings() -> Settings:
@@ -61,10 +70,30 @@ def lambda_settings() -> Settings:
 
 def reset() -> None:
     """Forgets what the warm container built (tests; a new configuration)."""
-    global _api, _builder, _origin_secret
+    global _api, _builder, _replica, _writer, _origin_secret
     _api = None
     _builder = None
     _origin_secret = None
+    for held in (_replica, _writer and _writer.copy):
+        if held is not None:
+            held.close()
+    _replica = None
+    _writer = None
+
+
+def replica_copy(settings: Settings, name: str = "replica.db") -> Any:
+    """This container's copy of the read replica (None without ``aws_read_model_bucket``),
+    beside the configured store: the store the app reads is the copy."""
+    global _replica
+    if _replica is None and settings.aws_read_model_bucket:
+        from codecdash.aws_clients import default_factory
+        from codecdash.sources.aws.replica import ReplicaCopy
+        from codecdash.store.backup import sqlite_file
+
+        path = sqlite_file(settings.database_url).with_name(name)
+        s3 = default_factory(settings.aws_region)("s3")
+        _replica = ReplicaCopy.from_settings(settings, s3, path)
+    return _replica
 
 
 def _api_handler() -> Any:
@@ -78,17 +107,27 @@ def _api_handler() -> Any:
         from codecdash.sources.aws.experiments import DynamoExperiments
 
         settings = lambda_settings()
-        table = (
-            DynamoExperiments(settings, default_factory(settings.aws_region))
-            if settings.aws_experiments_table
-            else None
-        )
-        app = create_app(
-            settings,
-            sources=aws_sources(settings, cost_explorer=False),
-            background=False,
-            experiments_backend=table,
-        )
+        replica = replica_copy(settings)
+        if replica is not None:  # every read through the same code as `codecdash serve`
+            replica.refresh(force=True)
+            app = create_app(
+                settings,
+                store=replica.store,
+                sources=aws_sources(settings, cost_explorer=False, replica=replica),
+                background=False,
+            )
+        else:
+            table = (
+                DynamoExperiments(settings, default_factory(settings.aws_region))
+                if settings.aws_experiments_table
+                else None
+            )
+            app = create_app(
+                settings,
+                sources=aws_sources(settings, cost_explorer=False),
+                background=False,
+                experiments_backend=table,
+            )
         _api = Mangum(app, lifespan="off")
     return _api
 
@@ -127,7 +166,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return _json_error(
             404, "not_found", "no event stream on AWS Lambda; poll /api/v1/dashboard"
         )
-    result: dict[str, Any] = _api_handler()(event, context)
+    api = _api_handler()
+    if _replica is not None:
+        _replica.refresh()  # between requests: at most every refresh interval
+    result: dict[str, Any] = api(event, context)
     return result
 
 
@@ -146,7 +188,9 @@ def build_snapshot(settings: Settings, now: float | None = None) -> dict[str, An
         from codecdash.snapshot import SnapshotBuilder
         from codecdash.sources.aws import aws_sources
 
-        _builder = SnapshotBuilder(settings, aws_sources(settings))
+        replica = replica_copy(settings)
+        sources = aws_sources(settings, replica=replica, refresh_replica=True)
+        _builder = SnapshotBuilder(settings, sources)
     at = time.time() if now is None else now
     data: dict[str, Any] = _event_loop().run_until_complete(_builder.build(at))
     return data
@@ -197,8 +241,22 @@ def _table_of(record: dict[str, Any]) -> str | None:
     return parts[1] if len(parts) >= 2 and parts[0].endswith(":table") else None
 
 
+def replica_writer(settings: Settings) -> Any:
+    """The stream function's writer of the read replica (kept warm with its copy)."""
+    global _writer
+    if _writer is None:
+        from codecdash.aws_clients import default_factory
+        from codecdash.sources.aws.replica_writer import ReplicaWriter
+        from codecdash.store.backup import sqlite_file
+
+        path = sqlite_file(settings.database_url).with_name("replica-writer.db")
+        _writer = ReplicaWriter(settings, default_factory(settings.aws_region)("s3"), path)
+    return _writer
+
+
 def stream_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """DynamoDB Streams batch → the experiments aggregate (raises to have it retried)."""
+    """DynamoDB Streams batch → the read replica, or the older aggregate without one
+    (raises to have the batch retried)."""
     from codecdash.aws_clients import default_factory
     from codecdash.sources.aws.dynamodb import apply_stream_records, rebuild
 
@@ -208,6 +266,14 @@ def stream_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     table = (_table_of(records[0]) if records else None) or settings.aws_experiments_table
     if not table:
         raise RuntimeError("CODECDASH_AWS_EXPERIMENTS_TABLE is not set")
+    if settings.aws_read_model_bucket:
+        writer = replica_writer(settings)
+        if event.get("rebuild"):
+            rebuilt: dict[str, Any] = writer.rebuild(client, table)
+            return rebuilt
+        result = writer.apply(records)
+        log.info("read replica of %s: %s", table, result)
+        return {**result, "table": table}
     if event.get("rebuild"):
         agg = rebuild(client, table)
         return {"rebuilt": True, "total": agg.total, "table": table}

@@ -138,6 +138,15 @@ class Settings(BaseModel):
     aws_origin_secret: str | None = Field(
         None, description="Header value CloudFront sends the API; other requests are refused."
     )
+    aws_read_model_bucket: str | None = Field(
+        None, description="Private bucket of the experiments' read replica (SQLite file)."
+    )
+    aws_read_model_key: str = Field(
+        "read-model/codecdash.db", description="Object key of the read replica."
+    )
+    aws_read_model_refresh_seconds: float = Field(
+        10.0, ge=0, description="How often a function checks the replica for a new copy, s."
+    )
     # Alerts (codecdash/alerts; docs/alerts.md). Secrets are SecretStr: never shown.
     alert_rules: dict[str, dict[str, Any]] = Field(
         default_factory=dict,

@@ -13,7 +13,10 @@ Asking Cost Explorer costs $0.01 a request: the tag check makes one request, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import tempfile
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -181,18 +184,30 @@ class Doctor:
     def aws_sources(self, skip_cost_explorer: bool, rebuild_aggregate: bool) -> None:
         """Each AWS source checks its resources; then one refresh of them all."""
         from codecdash.sources.aws import CostsSource, FleetSource, StorageSource, aws_sources
-        from codecdash.sources.aws.checks import check_table
+        from codecdash.sources.aws.checks import check_read_model, check_table
 
         s = self.settings
+        replica = bool(s.aws_read_model_bucket)
         if s.aws_experiments_table:
             self.report(
                 check_table(
                     self.clients("dynamodb"),
                     s.aws_experiments_table,
                     self.clients.region_name,
-                    rebuild_aggregate,
+                    rebuild_aggregate and not replica,
+                    aggregate=not replica,
                 )
             )
+        if s.aws_read_model_bucket:
+            bucket, key = s.aws_read_model_bucket, s.aws_read_model_key
+            self.report(check_read_model(self.clients("s3"), bucket, key))
+            if rebuild_aggregate:
+                self.add(
+                    WARN,
+                    "experiments aggregate",
+                    "not used: the read replica serves the experiments",
+                    "codecdash deploy --stack STACK --rebuild-read-model rebuilds the replica",
+                )
         else:
             self.add(
                 WARN,
@@ -200,13 +215,23 @@ class Doctor:
                 "not configured (no experiments card)",
                 "set CODECDASH_AWS_EXPERIMENTS_TABLE",
             )
-        sources = aws_sources(s, clients=self.clients, cost_explorer=False)
-        for source in sources:
-            if isinstance(source, (FleetSource, StorageSource)):
-                self.report(source.check())
-            elif isinstance(source, CostsSource):
-                self.report(source.check(tag=not skip_cost_explorer))
-        self.refresh(sources)
+        with contextlib.ExitStack() as stack:
+            copy = None
+            if s.aws_read_model_bucket:
+                from codecdash.sources.aws.replica import ReplicaCopy
+
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                copy = ReplicaCopy.from_settings(s, self.clients("s3"), folder / "replica.db")
+                stack.callback(copy.close)
+            sources = aws_sources(
+                s, clients=self.clients, cost_explorer=False, replica=copy, refresh_replica=True
+            )
+            for source in sources:
+                if isinstance(source, (FleetSource, StorageSource)):
+                    self.report(source.check())
+                elif isinstance(source, CostsSource):
+                    self.report(source.check(tag=not skip_cost_explorer))
+            self.refresh(sources)
 
     def deployment(self, stack: str) -> None:
         """The deployed dashboard: its alarms, its snapshot's age, its failure queue."""
@@ -286,6 +311,7 @@ def _any_aws(s: Settings) -> bool:
             s.aws_buckets,
             s.aws_efs_id,
             s.aws_site_bucket,
+            s.aws_read_model_bucket,
         )
     )
 
@@ -299,7 +325,8 @@ def _any_aws(s: Settings) -> bool:
 @click.option(
     "--rebuild-aggregate",
     is_flag=True,
-    help="Rebuild the experiments aggregate with one scan of the table.",
+    help="Rebuild the experiments aggregate with one scan of the table (not with a read "
+    "replica: `codecdash deploy --rebuild-read-model` rebuilds that).",
 )
 @click.option(
     "--stack",

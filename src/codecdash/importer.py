@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from codecdash.client import Client
     from codecdash.config import Settings
     from codecdash.results import ResultCurve
+    from codecdash.sources.aws.importing import TableWriter
     from codecdash.store import Store
 
 ID_CHARS = re.compile(r"[^A-Za-z0-9._:\-]+")
@@ -131,6 +132,31 @@ class StoreTarget:
 
     def close(self) -> None:
         self.store.close()
+
+
+class AwsTarget(StoreTarget):
+    """The AWS deployment (``--aws``): checked and reported on a private copy of the read
+    replica, written into the DynamoDB table with the caller's AWS credentials; the
+    stream function carries the writes into the replica (``sources/aws/importing.py``)."""
+
+    def __init__(self, writer: TableWriter, settings: Settings) -> None:
+        super().__init__(writer.store, settings)
+        self.writer = writer
+
+    def put_anchor(self, item: Item) -> AnchorWrite:
+        written = super().put_anchor(item)
+        self.writer.put_anchor(item.key, item.body["description"], item.points)
+        return written
+
+    def put_experiment(self, item: Item) -> dict[str, Any]:
+        from codecdash.models import ExperimentIn
+
+        stored = super().put_experiment(item)
+        self.writer.put_experiment(item.key, ExperimentIn.model_validate(item.body))
+        return stored
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 class ApiTarget:
@@ -330,6 +356,12 @@ def check_anchor_curves(items: list[Item], quality: QualityMetric) -> None:
 @click.option(
     "--db", default=None, help="Write this store directly: SQLite file or SQLAlchemy URL."
 )
+@click.option(
+    "--aws",
+    "to_aws",
+    is_flag=True,
+    help="Write into the AWS deployment's DynamoDB table with your AWS credentials.",
+)
 @click.option("--name", default=None, help="Name instead of the file's (one FILE only).")
 @click.option(
     "--status",
@@ -347,6 +379,7 @@ def import_results(
     url: str | None,
     token: str | None,
     db: str | None,
+    to_aws: bool,
     name: str | None,
     status: str,
     id_prefix: str,
@@ -355,13 +388,18 @@ def import_results(
 
     Each FILE becomes a completed experiment with its rd_points, or with --anchor an anchor
     that BD-rates are measured against. Writes through a dashboard's API (--url and
-    --token) or into a store directly (--db; default: the configured database).
+    --token), into a store directly (--db; default: the configured database), or into an
+    AWS deployment's table with your AWS credentials (--aws).
     """
     explicit = {
         p: ctx.get_parameter_source(p) == ParameterSource.COMMANDLINE for p in ("url", "db")
     }
     if explicit["url"] and explicit["db"]:
         raise click.UsageError("use either --url (with --token) or --db, not both")
+    if to_aws and (explicit["url"] or explicit["db"]):
+        raise click.UsageError("--aws writes the AWS deployment: leave out --url and --db")
+    if to_aws:
+        url = None
     if db is not None:
         url = None
     if url is not None and not token:
@@ -375,7 +413,7 @@ def import_results(
         items = read_items(
             list(files), anchor=anchor, name=name, status=status, id_prefix=id_prefix
         )
-        target = _open_target(ctx, url, token, db)
+        target = _open_target(ctx, url, token, db, to_aws)
     except ImportProblem as exc:
         raise click.ClickException(f"nothing imported:\n{exc}") from None
     try:
@@ -384,8 +422,21 @@ def import_results(
         target.close()
 
 
-def _open_target(ctx: click.Context, url: str | None, token: str | None, db: str | None) -> Target:
+def _open_target(
+    ctx: click.Context, url: str | None, token: str | None, db: str | None, to_aws: bool = False
+) -> Target:
     from codecdash.config import ConfigError, load_settings
+
+    if to_aws:
+        from codecdash.aws_clients import default_factory
+        from codecdash.sources.aws.importing import TableWriter
+        from codecdash.store import StoreUnavailable
+
+        try:
+            settings = load_settings((ctx.obj or {}).get("config"))
+            return AwsTarget(TableWriter(settings, default_factory(settings.aws_region)), settings)
+        except (ConfigError, StoreUnavailable, ValueError, OSError) as exc:
+            raise ImportProblem(str(exc)) from None
 
     if url is not None:
         from codecdash.client import Client

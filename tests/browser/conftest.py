@@ -11,6 +11,11 @@
   30 experiments of every status (exp-027 is the best completed one: 67.0 %, 35.05 dB;
   exp-026 failed with an error), heartbeats of every role, costs of every component.
 - ``dashboard`` — ``make_dashboard()``; ``empty_dashboard`` — ``make_dashboard(filled=False)``.
+- ``make_aws_dashboard`` — ``make_aws_dashboard(**settings)``: the AWS deployment on moto
+  behind a local CloudFront (``browser/aws_mode.py``: the API function behind an HTTP shim,
+  the site files from the bucket as deployed), its experiments in the DynamoDB table and the
+  read replica. ``served`` — the seeded dashboard in both modes (``codecdash serve`` and
+  AWS), for the page tests that must behave the same on both.
 - ``open_page`` — ``open_page(url=None, *, width=1280, height=900, color_scheme="light")``:
   a page in a fresh browser context (its own storage), navigated to ``url`` when given. Each
   page records console errors, uncaught exceptions and Content-Security-Policy violations
@@ -52,6 +57,17 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from aws_fixtures import *  # noqa: F403 (the `aws` and `moto_server` fixtures)
+from aws_fixtures import AwsEnv, create_experiments_table
+from browser.aws_mode import (
+    READ_MODEL,
+    SITE,
+    TABLE,
+    AwsDashboard,
+    CloudFrontShim,
+    upload_site,
+)
+from codecdash import aws_clients, aws_lambda
 from codecdash.sources.base import FieldInfo, SourceError
 from conftest import LiveServer  # tests/conftest.py (tests/ is on sys.path)
 
@@ -117,6 +133,10 @@ class PageProblems:
 
 
 PROBLEMS = pytest.StashKey[list[tuple[Page, PageProblems]]]()
+AWS_MODE = pytest.StashKey[bool]()
+# On AWS the event stream answers 404 at once (a Lambda cannot hold it open) and the page
+# polls instead; Chromium logs that refusal, which no script can silence.
+NO_EVENT_STREAM = r"status of 404 \(Not Found\) \([^)]*/api/v1/events\)"
 
 
 def page_problems(page: Page) -> PageProblems:
@@ -128,6 +148,9 @@ def page_problems(page: Page) -> PageProblems:
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     """After a test body passes, fail it if any of its pages logged an unexpected problem."""
     result = yield
+    if item.stash.get(AWS_MODE, False):
+        for _page, problems in item.stash.get(PROBLEMS, []):
+            problems.allow(NO_EVENT_STREAM)
     found = [
         f"{page.url}: {message}"
         for page, problems in item.stash.get(PROBLEMS, [])
@@ -330,6 +353,71 @@ def dashboard(make_dashboard: MakeDashboard) -> Dashboard:
 @pytest.fixture
 def empty_dashboard(make_dashboard: MakeDashboard) -> Dashboard:
     return make_dashboard(filled=False)
+
+
+MakeAwsDashboard = Callable[..., AwsDashboard]
+
+
+@pytest.fixture
+def make_aws_dashboard(
+    aws: AwsEnv,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[MakeAwsDashboard]:
+    """The AWS deployment on moto behind a local CloudFront (see browser/aws_mode.py);
+    keyword arguments are settings of its functions (``default_anchor="x264"``)."""
+    request.node.stash[AWS_MODE] = True
+    shims: list[CloudFrontShim] = []
+    clients: list[httpx.Client] = []
+
+    def make(**settings: str) -> AwsDashboard:
+        s3 = aws.client("s3")
+        s3.create_bucket(Bucket=SITE)
+        s3.create_bucket(Bucket=READ_MODEL)
+        dynamodb = aws.client("dynamodb")
+        create_experiments_table(dynamodb, TABLE)
+        for name, value in {
+            "CODECDASH_SOURCE": "aws",
+            "CODECDASH_DATABASE_URL": str(tmp_path / "lambda" / "codecdash.db"),
+            "CODECDASH_AWS_SITE_BUCKET": SITE,
+            "CODECDASH_AWS_EXPERIMENTS_TABLE": TABLE,
+            "CODECDASH_AWS_READ_MODEL_BUCKET": READ_MODEL,
+            "CODECDASH_AWS_BUCKETS": "",
+            **{f"CODECDASH_{k.upper()}": v for k, v in settings.items()},
+        }.items():
+            monkeypatch.setenv(name, value)
+        aws_clients._DEFAULT.clear()
+        aws_lambda.reset()
+        upload_site(s3)
+        shims.append(CloudFrontShim(s3))
+        clients.append(httpx.Client(base_url=shims[-1].url, timeout=30))
+        return AwsDashboard(shims[-1], dynamodb, clients[-1])
+
+    try:
+        yield make
+    finally:
+        for client in clients:
+            client.close()
+        for shim in shims:
+            shim.close()
+        aws_lambda.reset()
+
+
+@pytest.fixture(params=["serve", "aws"])
+def served(request: pytest.FixtureRequest) -> Dashboard | AwsDashboard:
+    """The seeded experiments (no heartbeats nor costs: the AWS mode has its own fleet
+    sources) behind `codecdash serve`, then behind the AWS deployment."""
+    if request.param == "serve":
+        dash: Dashboard = request.getfixturevalue("make_dashboard")(filled=False)
+        response = dash.api.post("/api/v1/experiments/batch", json={"items": seed_experiments()})
+        assert response.status_code < 300, response.text
+        return dash
+    deployed: AwsDashboard = request.getfixturevalue("make_aws_dashboard")()
+    deployed.put_experiments(seed_experiments())
+    deployed.publish()
+    deployed.snapshot()
+    return deployed
 
 
 class BrokenSource:

@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 from playwright.sync_api import Page, expect
 
+from browser.aws_mode import AwsDashboard
 from browser.conftest import (
     NETWORK_ERRORS,
     BrokenSource,
@@ -37,6 +38,7 @@ from codecdash.sources.local import local_sources
 from codecdash.store import Store
 
 pytestmark = pytest.mark.browser
+Served = Dashboard | AwsDashboard
 
 SECTIONS = [
     "total-experiments",
@@ -77,7 +79,7 @@ def expect_rows(page: Page, ids: list[str]) -> None:
         expect(rows.nth(i)).to_have_attribute("data-id", experiment_id)
 
 
-def api_ids(dash: Dashboard, **params: Any) -> list[str]:
+def api_ids(dash: Served, **params: Any) -> list[str]:
     response = dash.api.get("/api/v1/experiments", params={"limit": 20, **params})
     assert response.status_code == 200, response.text
     return [e["id"] for e in response.json()["items"]]
@@ -180,7 +182,8 @@ def test_new_experiment_appears_within_2_s_without_reload(dashboard: Dashboard, 
 
 
 # -- the table's URL state ------------------------------------------------------------------
-def test_filter_sort_url_state_reload_and_history(dashboard: Dashboard, page: Page) -> None:
+def test_filter_sort_url_state_reload_and_history(served: Served, page: Page) -> None:
+    dashboard = served  # both modes: `codecdash serve` and the AWS deployment
     page.goto(dashboard.url)
     wait_for_data(page)
 
@@ -243,10 +246,8 @@ def test_filter_sort_url_state_reload_and_history(dashboard: Dashboard, page: Pa
 
 
 # -- details ---------------------------------------------------------------------------------
-def test_row_opens_details_with_params_tags_error_and_rd_points(
-    dashboard: Dashboard, page: Page
-) -> None:
-    page.goto(dashboard.url)
+def test_row_opens_details_with_params_tags_error_and_rd_points(served: Served, page: Page) -> None:
+    page.goto(served.url)
     wait_for_data(page)
     dialog = page.locator("#experiment-details")
 
@@ -287,7 +288,8 @@ def test_row_opens_details_with_params_tags_error_and_rd_points(
     expect(page).not_to_have_url(re.compile(r"[?&]exp="))
 
 
-def test_exp_deep_link_opens_details(dashboard: Dashboard, page: Page) -> None:
+def test_exp_deep_link_opens_details(served: Served, page: Page) -> None:
+    dashboard = served
     page.goto(dashboard.url + "?exp=exp-027")
     dialog = page.locator("#experiment-details")
     expect(dialog).to_be_visible()
@@ -602,3 +604,25 @@ def test_a_read_token_stays_with_the_tab_unless_remembered(
     third.click("#forget-token")
     expect(third.locator("#auth-panel")).to_be_visible()
     assert third.evaluate(stored) == [None, None]
+
+
+# -- both modes: pages to the end, totals ---------------------------------------------------
+def test_load_more_reaches_the_end_with_the_right_totals(served: Served, page: Page) -> None:
+    """The list pages through every experiment and stops (on AWS too: the same read code
+    over the read replica), and a filtered total counts the whole table."""
+    page.goto(served.url)
+    wait_for_data(page)
+    rows = page.locator("#experiments-body tr[data-id]")
+    expect(rows).to_have_count(20)
+    expect(page.locator("#table-summary")).to_have_text("Showing 20 of 30 experiments")
+    page.click("#load-more")
+    expect(rows).to_have_count(30)
+    expect(page.locator("#load-more")).to_be_hidden()
+    assert row_ids(page) == api_ids(served, limit=30)
+
+    page.select_option("#filter-status", "failed")
+    expect(rows).to_have_count(5)
+    expect(page.locator("#table-summary")).to_contain_text("5")
+    expect(page.locator("#load-more")).to_be_hidden()
+    page.select_option("#filter-sort", "-cost_usd")
+    expect_rows(page, api_ids(served, status="failed", sort="-cost_usd"))

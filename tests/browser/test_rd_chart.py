@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
+from browser.aws_mode import AwsDashboard
 from browser.conftest import (
     Dashboard,
     MakeDashboard,
@@ -95,6 +96,29 @@ def codec_dashboard(make_dashboard: MakeDashboard, settings: Settings) -> Dashbo
     return dash
 
 
+@pytest.fixture(params=["serve", "aws"])
+def codec_served(request: pytest.FixtureRequest) -> Dashboard | AwsDashboard:
+    """The same, behind `codecdash serve`, then behind the AWS deployment (the anchors and
+    experiments written into its table, the read replica built from it)."""
+    if request.param == "serve":
+        dash: Dashboard = request.getfixturevalue("codec_dashboard")
+        return dash
+    deployed: AwsDashboard = request.getfixturevalue("make_aws_dashboard")(default_anchor=X264)
+    for path in sorted(UVG.glob("*.json")):
+        result = read_result_file(path)
+        deployed.put_anchor(result.name, result.description, curve(path.stem))
+    running = {"name": "still training", "status": "running", "rd_points": scaled(X265, 0.95)}
+    deployed.put_experiments(
+        [
+            {"id": i, "name": n, "status": "completed", "rd_points": p, "cost_usd": c}
+            for i, (n, p, c) in EXPERIMENTS.items()
+        ]
+        + [{"id": "running-1", **running}]
+    )
+    deployed.publish()
+    return deployed
+
+
 def open_section(page: Page) -> None:
     """Waits for the data, scrolls the section into view and for its charts to be drawn."""
     wait_for_data(page)
@@ -109,8 +133,10 @@ def pick(page: Page, exp_id: str) -> Any:
     return page.locator(f'{SECTION} .rd-pick[data-id="{exp_id}"]')
 
 
-def test_chart_anchor_switcher_and_bd_rates(codec_dashboard: Dashboard, page: Page) -> None:
-    dash = codec_dashboard
+def test_chart_anchor_switcher_and_bd_rates(
+    codec_served: Dashboard | AwsDashboard, page: Page
+) -> None:
+    dash = codec_served  # both modes
     page.goto(dash.url)
     open_section(page)
     section = page.locator(SECTION)
@@ -189,8 +215,8 @@ def test_chart_anchor_switcher_and_bd_rates(codec_dashboard: Dashboard, page: Pa
     expect(pick(page, "learned-c").locator("input")).not_to_be_checked()
 
 
-def test_cost_against_bd_rate(codec_dashboard: Dashboard, page: Page) -> None:
-    page.goto(codec_dashboard.url)
+def test_cost_against_bd_rate(codec_served: Dashboard | AwsDashboard, page: Page) -> None:
+    page.goto(codec_served.url)
     open_section(page)
     cost = page.locator(f"{SECTION} .rd-cost")
     expect(cost.locator("h3")).to_have_text("Cost against BD-rate")
@@ -236,9 +262,9 @@ def test_bd_rate_column_sorts_and_names_the_anchor(codec_dashboard: Dashboard, p
 
 
 def test_the_experiment_open_in_details_joins_the_chart(
-    codec_dashboard: Dashboard, page: Page
+    codec_served: Dashboard | AwsDashboard, page: Page
 ) -> None:
-    page.goto(codec_dashboard.url + "?exp=running-1")
+    page.goto(codec_served.url + "?exp=running-1")
     wait_for_data(page)
     expect(page.locator("#experiment-details")).to_be_visible()
     expect(pick(page, "running-1")).to_contain_text("(open in details)")

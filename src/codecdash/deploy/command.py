@@ -71,6 +71,12 @@ PREVIOUS = "__previous__"  # --rollback without a release: the one before the cu
     show_default=True,
     help="Where the package's dependencies come from.",
 )
+@click.option(
+    "--rebuild-read-model",
+    is_flag=True,
+    help="Only rebuild the stack's read replica of the experiments from one scan of the "
+    "table (docs/aws.md), then exit.",
+)
 @page_dir_option("Page files to upload instead of the installed ones (see `codecdash page eject`).")
 @click.pass_obj
 def deploy(
@@ -85,6 +91,7 @@ def deploy(
     rollback: str | None,
     lambda_zip: Path | None,
     package_mode: str,
+    rebuild_read_model: bool,
     page_dir: str | None,
 ) -> None:
     """Deploy the dashboard to AWS (S3 + CloudFront, API Gateway + Lambda)."""
@@ -106,6 +113,10 @@ def deploy(
         package_mode=package_mode,
         alarm_email=alarm_email,
     )
+    if rebuild_read_model:
+        rebuilt = Deployer(options, settings).rebuild_read_model()
+        click.echo(f"Read replica rebuilt: {rebuilt.get('total', '?')} experiments")
+        return
     deployer = Deployer(options, settings)
     if list_releases:
         releases, current = deployer.list_releases()

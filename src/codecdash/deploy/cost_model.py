@@ -63,7 +63,7 @@ class Assumptions:
     api_seconds_per_request: float = 0.10
     log_bytes_per_invocation: int = 300  # START, END, REPORT and a line or two
     experiment_writes_per_day: int = 2000
-    write_units_per_stream_batch: float = 8.0  # the aggregate item (≈ 8 KB)
+    write_units_per_dynamodb_write: float = 8.0  # an aggregate item (≈ 8 KB), if written
 
 
 @dataclass
@@ -80,6 +80,10 @@ class Day:
     dynamodb_read_units: float
     sqs_requests: int
     stream_batches: int
+    stream_s3_puts_per_batch: int  # the read replica's publication (measured on one batch)
+    stream_s3_gets_per_batch: int
+    stream_dynamodb_writes_per_batch: int
+    api_replica_checks: int  # the API function's conditional GETs of the replica
     cloudfront_requests: int
     cloudfront_bytes: int
     api_requests: int  # requests that reached API Gateway and the API function
@@ -131,7 +135,7 @@ def monthly(day: Day, assume: Assumptions = Assumptions()) -> Estimate:
             "S3 PUT (the snapshot, the cost cache)", day.s3_puts * DAYS, "requests", "s3_put", True
         ),
         Line(
-            "S3 GET (cost cache, CloudFront misses)",
+            "S3 GET (the snapshot function's reads, CloudFront's misses)",
             day.s3_gets * DAYS,
             "requests",
             "s3_get",
@@ -160,8 +164,23 @@ def monthly(day: Day, assume: Assumptions = Assumptions()) -> Estimate:
         ),
         Line("SQS GetQueueAttributes", day.sqs_requests * DAYS, "requests", "sqs_request", True),
         Line(
-            f"stream function: {assume.experiment_writes_per_day:,} experiment writes a day",
-            batches * assume.write_units_per_stream_batch,
+            f"stream function: {assume.experiment_writes_per_day:,} experiment writes a day, "
+            "the replica published per batch",
+            batches * day.stream_s3_puts_per_batch,
+            "requests",
+            "s3_put",
+            True,
+        ),
+        Line(
+            "stream function: replica reads",
+            batches * day.stream_s3_gets_per_batch,
+            "requests",
+            "s3_get",
+            True,
+        ),
+        Line(
+            "stream function: DynamoDB writes",
+            batches * day.stream_dynamodb_writes_per_batch * assume.write_units_per_dynamodb_write,
             "write units",
             "dynamodb_write_unit",
             True,
@@ -186,6 +205,13 @@ def monthly(day: Day, assume: Assumptions = Assumptions()) -> Estimate:
         ),
         Line("API Gateway requests", api, "requests", "api_gateway_http_request", False),
         Line("API function: requests", api, "requests", "lambda_request", False),
+        Line(
+            "API function: replica checks (conditional GET)",
+            day.api_replica_checks * DAYS,
+            "requests",
+            "s3_get",
+            False,
+        ),
         Line(
             f"API function: {assume.api_seconds_per_request:g} s × "
             f"{assume.api_memory_gb:g} GB per request",

@@ -224,7 +224,10 @@ class Deployer:
         uploaded = self._upload_site(bucket, files, account)
         releases.record(Release(release, iso_now(), code[1], versions, [f.name for f in files]))
         if stream_arn and opts.rebuild_aggregate:
-            self._rebuild_aggregate(outputs.get("StreamFunctionName"), notes)
+            if outputs.get("ReadModelBucketName"):
+                self._first_read_model(outputs, notes)
+            else:
+                self._rebuild_aggregate(outputs.get("StreamFunctionName"), notes)
         self._invalidate(outputs["DistributionId"])
         for note in notes:
             self.echo(f"note: {note}")
@@ -448,6 +451,51 @@ class Deployer:
             uploaded.append(item.name)
         self.echo(f"Uploaded {len(uploaded)} files to s3://{bucket}")
         return uploaded
+
+    # -- the read replica (docs/aws.md, "The read replica")
+    def _first_read_model(self, outputs: dict[str, str], notes: list[str]) -> None:
+        """After a deploy: the replica made from the table when none is published yet."""
+        bucket = outputs["ReadModelBucketName"]
+        key = self.settings.aws_read_model_key
+        try:
+            self.clients("s3").head_object(Bucket=bucket, Key=key)
+        except Exception:  # 404: none yet; anything else is tried below all the same
+            published = False
+        else:
+            published = True
+        if published:
+            return
+        try:
+            self.rebuild_read_model(outputs)
+        except DeployError as exc:
+            notes.append(f"{exc}; build it with `codecdash deploy --rebuild-read-model`")
+
+    def rebuild_read_model(self, outputs: dict[str, str] | None = None) -> dict[str, Any]:
+        """The read replica anew from one scan of the table, by the stack's stream
+        function (its only writer); returns what the function answered."""
+        if outputs is None:
+            outputs = _outputs(
+                self.step("reading the stack", lambda: self._describe(self.options.stack))
+            )
+        function = outputs.get("StreamFunctionName")
+        if not function or not outputs.get("ReadModelBucketName"):
+            raise DeployError(
+                f"stack {self.options.stack} has no read replica (no experiments table with "
+                "a stream was configured, or the stack predates it: deploy again)"
+            )
+        table = self.settings.aws_experiments_table or "the table"
+        self.echo(f"Rebuilding the read replica from {table} (one scan)…")
+        answer = self.step(
+            "rebuilding the read replica",
+            lambda: self.clients("lambda").invoke(
+                FunctionName=function, Payload=json.dumps({"rebuild": True}).encode()
+            ),
+        )
+        payload = answer["Payload"].read().decode()
+        if answer.get("FunctionError"):
+            raise DeployError(f"the read replica was not rebuilt: {payload[:300]}")
+        result: dict[str, Any] = json.loads(payload or "{}")
+        return result
 
     def _rebuild_aggregate(self, function: str | None, notes: list[str]) -> None:
         from codecdash.sources.aws.dynamodb import AGGREGATE_ID

@@ -45,7 +45,7 @@ class ExperimentsSource(_LocalSource):
     """The experiments section, from the store through the read model."""
 
     name = "local.experiments"
-    sections = ("experiments",)
+    sections: tuple[str, ...] = ("experiments",)
     fields = {  # noqa: RUF012
         "total_experiments": FieldInfo("experiments ever reported"),
         "experiments_24h": FieldInfo("experiments created in the last 24 hours"),

@@ -15,8 +15,8 @@ from sqlalchemy import Connection, and_, func, select, true
 
 from codecdash.experiments.query import ListQuery, encode_cursor
 from codecdash.experiments.vocabulary import STATUSES
-from codecdash.store import leaders, schema, summaries
-from codecdash.store.counters import data_version
+from codecdash.store import leaders, progress, schema, summaries
+from codecdash.store.counters import bump_counters, data_version
 from codecdash.store.ranking import matching, ranked_page
 from codecdash.store.rows import AS_PARAMETERS, FIELDS, FILLED, duration, select_by_id
 
@@ -73,6 +73,31 @@ def upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     conn.exec_driver_sql(_upsert_sql(conn.dialect.name), [AS_PARAMETERS(r) for r in rows])
     for summary in kept:
         summary.apply(conn, rows, old)
+
+
+def remove(conn: Connection, experiment_id: str) -> bool:
+    """Delete one experiment for good, keeping the summaries current (False: none such).
+
+    Rare (a read replica following a deleted item): its leaders rows go and a metric whose
+    leaderboard held it is rebuilt (one scan of that column), and its hour's best values
+    are recomputed."""
+    leaders.bounds(conn, lock=True)
+    columns = _old_columns(summaries.SUMMARIES)
+    old = select_by_id(conn, columns, [experiment_id]).get(experiment_id)
+    if old is None:
+        return False
+    conn.execute(T.delete().where(T.c.id == experiment_id))
+    led: list[str] = list(
+        conn.execute(
+            select(leaders.L.c.metric).where(leaders.L.c.id == experiment_id).distinct()
+        ).scalars()
+    )
+    for metric in sorted(led):
+        leaders.rebuild(conn, metric)
+    bump_counters(conn, {summaries.STATUS_COUNTS.PREFIX + old["status"]: -1})
+    if old["status"] == "completed" and old["finished_at"] is not None:
+        progress.recompute_hours(conn, [int(old["finished_at"] // 3600)])
+    return True
 
 
 def status_counts(conn: Connection) -> dict[str, int]:

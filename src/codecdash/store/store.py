@@ -119,6 +119,26 @@ class Store:
         self.changed()
         return stored
 
+    def remove_experiment(self, experiment_id: str) -> bool:
+        """Delete an experiment for good (a read replica following the source of truth);
+        False when there is none."""
+        with self.db.write() as conn:
+            removed = experiments.remove(conn, experiment_id)
+            if removed:
+                bump_data_version(conn)
+        if removed:
+            self.changed()
+        return removed
+
+    def reopened(self) -> None:
+        """The database file was replaced under this store (a read replica installed a new
+        copy): forget pooled connections and everything cached of the old file."""
+        self.db.engine.dispose()
+        self.totals = experiments.TotalCache()
+        with self._tokens_lock:
+            self._tokens, self._tokens_at = {}, 0.0
+        self.changed()
+
     def batch(self, items: Sequence[Mapping[str, Any]]) -> int:
         """Upsert all items in one transaction: all or nothing."""
         now = time.time()

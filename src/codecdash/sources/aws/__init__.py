@@ -9,6 +9,8 @@ page says which service is failing while the others keep their figures.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from codecdash.aws_clients import ClientFactory, default_factory
 from codecdash.config import Settings
 from codecdash.sources.aws.costs import CostExplorerRow, CostsSource, CostState
@@ -16,6 +18,9 @@ from codecdash.sources.aws.experiments import ExperimentsSource
 from codecdash.sources.aws.fleet import FleetSource
 from codecdash.sources.aws.storage import StorageSource
 from codecdash.sources.base import Source
+
+if TYPE_CHECKING:
+    from codecdash.sources.aws.replica import ReplicaCopy
 
 __all__ = [
     "ClientFactory",
@@ -34,15 +39,24 @@ def aws_sources(
     clients: ClientFactory | None = None,
     cost_explorer: bool = True,
     cost_state: CostState | None = None,
+    replica: ReplicaCopy | None = None,
+    refresh_replica: bool = False,
 ) -> list[Source]:
     """The sources for the configured AWS resources.
 
     `cost_explorer=False` reads Cost Explorer figures only from the shared S3 cache (the
-    API function); `clients` replaces the process-wide client factory (tests).
+    API function); `clients` replaces the process-wide client factory (tests). With a
+    `replica` (``aws_read_model_bucket`` set) the experiments come from the read replica,
+    checked for a new version before each reading when `refresh_replica`; else from the
+    table's older running aggregate.
     """
     clients = clients or default_factory(settings.aws_region)
     sources: list[Source] = []
-    if settings.aws_experiments_table:
+    if replica is not None:  # the SQL store only then (a function's cold start)
+        from codecdash.sources.aws.read_model import ReplicaExperimentsSource
+
+        sources.append(ReplicaExperimentsSource(replica, settings, refresh=refresh_replica))
+    elif settings.aws_experiments_table:
         sources.append(ExperimentsSource(settings, clients))
     fleet = FleetSource(settings, clients)
     if fleet.parts:

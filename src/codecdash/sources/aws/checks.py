@@ -86,16 +86,44 @@ def enable_stream(table: str) -> str:
 
 
 def check_table(
-    client: Any, name: str, region: str | None, rebuild_aggregate: bool
+    client: Any,
+    name: str,
+    region: str | None,
+    rebuild_aggregate: bool,
+    *,
+    aggregate: bool = True,
 ) -> list[Finding]:
-    """The experiments table: its key, its stream, and its aggregate (rebuilt, if asked)."""
+    """The experiments table: its key, its stream, and its aggregate (rebuilt, if asked;
+    not with `aggregate=False`: a read replica serves the experiments instead)."""
     checkup = Checkup()
-    _check_table(checkup, client, name, region, rebuild_aggregate)
+    _check_table(checkup, client, name, region, rebuild_aggregate, aggregate)
+    return checkup.findings
+
+
+def check_read_model(s3: Any, bucket: str, key: str) -> list[Finding]:
+    """The read replica of the experiments: published, how large, how recent."""
+    checkup = Checkup()
+    checkup.call(
+        "experiments read replica",
+        lambda: s3.head_object(Bucket=bucket, Key=key),
+        "codecdash deploy --stack STACK --rebuild-read-model (once); the deployed stream "
+        "function keeps it current",
+        missing=("404", "NoSuchKey", "NotFound"),
+        ok=lambda head: (
+            f"s3://{bucket}/{key}: {int(head.get('ContentLength', 0)):,} bytes, "
+            f"published {head.get('LastModified')}"
+        ),
+    )
     return checkup.findings
 
 
 def _check_table(
-    checkup: Checkup, client: Any, name: str, region: str | None, rebuild_aggregate: bool
+    checkup: Checkup,
+    client: Any,
+    name: str,
+    region: str | None,
+    rebuild_aggregate: bool,
+    aggregate: bool = True,
 ) -> None:
     what = f"experiments table {name}"
     described = checkup.call(
@@ -126,6 +154,8 @@ def _check_table(
             "no stream with old and new images",
             f"{enable_stream(name)}, then deploy again",
         )
+    if not aggregate:
+        return
     if rebuild_aggregate:
         agg = checkup.call(
             f"{what} aggregate rebuild",
@@ -234,7 +264,8 @@ def check_failure_queue(sqs: Any, url: str) -> list[Finding]:
             "stream failure queue",
             f"{count} failed batch{'es' if count != 1 else ''} recorded",
             "read them from the queue (they name the stream records), fix the cause, then "
-            "codecdash doctor --rebuild-aggregate and purge the queue",
+            "rebuild (codecdash deploy --stack STACK --rebuild-read-model, or codecdash "
+            "doctor --rebuild-aggregate without a read replica) and purge the queue",
         )
     else:
         checkup.add(OK, "stream failure queue", "empty")
