@@ -6,7 +6,10 @@
 #
 # The stack defaults to $CODECDASH_STACK or "codecdash-dashboard". What the dashboard reports
 # comes from the usual settings (codecdash.toml or CODECDASH_AWS_* variables). Prints
-# "Dashboard URL: https://…" at the end.
+# "Dashboard URL: https://…" at the end. Every deployment is a release:
+#
+#   scripts/deploy_dashboard.sh --releases              # list them, * = live
+#   scripts/deploy_dashboard.sh --rollback [RELEASE]    # site and functions back, one command
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

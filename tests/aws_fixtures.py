@@ -28,6 +28,7 @@ from codecdash.sources.aws import costs
 
 REGION = "us-east-1"
 IMAGE: list[str] = []  # an AMI id moto knows (found once: listing them is slow)
+_MODELS: list[type] = []
 # moto warns about template resources its CloudFormation does not model (CloudFront, API
 # Gateway v2…): the deploy test leaves them out on purpose.
 AWS_WARNINGS = [
@@ -51,6 +52,7 @@ def moto_server() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
+    register_cloudformation_models()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -58,6 +60,148 @@ def moto_server() -> Iterator[str]:
     _warm_up(endpoint)
     yield endpoint
     server.stop()
+
+
+def register_cloudformation_models() -> None:
+    """What the dashboard's template uses and moto's CloudFormation does not model: Lambda
+    aliases, CloudWatch alarms, and a Version replaced on update (a new version published).
+    Each is a thin shim over moto's own Lambda and CloudWatch backends (the server runs in
+    this process), so the deploy test creates them from the real template."""
+    from moto.awslambda.models import LambdaVersion, lambda_backends
+    from moto.cloudformation import parsing
+    from moto.cloudwatch.models import cloudwatch_backends
+    from moto.core.common_models import CloudFormationModel
+
+    if "AWS::Lambda::Alias" in parsing.get_model_map():
+        return
+
+    class MotoLambdaAlias(CloudFormationModel):
+        __module__ = "moto.awslambda.models"  # moto files its models by service
+
+        def __init__(self, arn: str, function: str, name: str) -> None:
+            self.arn, self.function, self.name = arn, function, name
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::Lambda::Alias"
+
+        @property
+        def physical_resource_id(self) -> str:
+            return self.arn
+
+        @classmethod
+        def create_from_cloudformation_json(  # type: ignore[override]
+            cls,
+            resource_name: str,
+            cloudformation_json: Any,
+            account_id: str,
+            region_name: str,
+            **kwargs: Any,
+        ) -> MotoLambdaAlias:
+            p = cloudformation_json["Properties"]
+            alias = lambda_backends[account_id][region_name].create_alias(
+                p["Name"], p["FunctionName"], str(p["FunctionVersion"]), "", ""
+            )
+            return cls(alias.arn, p["FunctionName"], p["Name"])
+
+        @classmethod
+        def update_from_cloudformation_json(  # type: ignore[override]
+            cls,
+            original_resource: Any,
+            new_resource_name: str,
+            cloudformation_json: Any,
+            account_id: str,
+            region_name: str,
+        ) -> MotoLambdaAlias:
+            p = cloudformation_json["Properties"]
+            lambda_backends[account_id][region_name].update_alias(
+                p["Name"], p["FunctionName"], str(p["FunctionVersion"]), "", ""
+            )
+            return original_resource  # type: ignore[no-any-return]
+
+        def get_cfn_attribute(self, attribute_name: str) -> str:
+            return self.arn
+
+    class MotoAlarm(CloudFormationModel):
+        __module__ = "moto.cloudwatch.models"
+
+        def __init__(self, name: str, arn: str) -> None:
+            self.name, self.arn = name, arn
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::CloudWatch::Alarm"
+
+        @property
+        def physical_resource_id(self) -> str:
+            return self.name
+
+        @classmethod
+        def create_from_cloudformation_json(  # type: ignore[override]
+            cls,
+            resource_name: str,
+            cloudformation_json: Any,
+            account_id: str,
+            region_name: str,
+            **kwargs: Any,
+        ) -> MotoAlarm:
+            p = cloudformation_json["Properties"]
+            alarm = cloudwatch_backends[account_id][region_name].put_metric_alarm(
+                name=p.get("AlarmName", resource_name),
+                namespace=p.get("Namespace", ""),
+                metric_name=p.get("MetricName", ""),
+                comparison_operator=p["ComparisonOperator"],
+                evaluation_periods=int(p["EvaluationPeriods"]),
+                period=int(p.get("Period", 60)),
+                threshold=float(p["Threshold"]),
+                statistic=p.get("Statistic", ""),
+                description=p.get("AlarmDescription", ""),
+                dimensions=p.get("Dimensions", []),
+                alarm_actions=p.get("AlarmActions", []),
+                ok_actions=p.get("OKActions", []),
+                extended_statistic=p.get("ExtendedStatistic"),
+                treat_missing_data=p.get("TreatMissingData"),
+            )
+            return cls(alarm.name, alarm.alarm_arn)
+
+        @classmethod
+        def update_from_cloudformation_json(  # type: ignore[override]
+            cls,
+            original_resource: Any,
+            new_resource_name: str,
+            cloudformation_json: Any,
+            account_id: str,
+            region_name: str,
+        ) -> MotoAlarm:
+            return cls.create_from_cloudformation_json(
+                new_resource_name, cloudformation_json, account_id, region_name
+            )
+
+        def get_cfn_attribute(self, attribute_name: str) -> str:
+            return self.arn
+
+    def version_attribute(self: Any, attribute_name: str) -> str:
+        return str(self.version)
+
+    def replace_version(
+        cls: Any,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        # A changed Version is replaced: a new version is published (the old one is kept).
+        return LambdaVersion.create_from_cloudformation_json(
+            new_resource_name, cloudformation_json, account_id, region_name
+        )
+
+    _MODELS.extend([MotoLambdaAlias, MotoAlarm])  # __subclasses__ holds them weakly
+    LambdaVersion.get_cfn_attribute = version_attribute  # type: ignore[method-assign]
+    LambdaVersion.update_from_cloudformation_json = classmethod(replace_version)  # type: ignore[method-assign,assignment]
+    for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
+        cached.cache_clear()
+    assert {"AWS::Lambda::Alias", "AWS::CloudWatch::Alarm"} <= set(parsing.get_model_map())
 
 
 def _warm_up(endpoint: str) -> None:

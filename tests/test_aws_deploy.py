@@ -87,11 +87,21 @@ def test_template_site_is_private_https_compressed_with_security_headers() -> No
     assert headers["ContentSecurityPolicy"]["ContentSecurityPolicy"] == CSP
     assert headers["FrameOptions"]["FrameOption"] == "DENY"
     assert "StrictTransportSecurity" in headers
-    # /api/v1/dashboard fails over to the snapshot in the bucket when the API is down.
+    # /api/v1/dashboard is the snapshot object in the bucket: polling never reaches the API.
     dashboard = next(b for b in config["CacheBehaviors"] if b["PathPattern"] == "/api/v1/dashboard")
-    group = config["OriginGroups"]["Items"][0]
-    assert dashboard["TargetOriginId"] == group["Id"]
-    assert [m["OriginId"] for m in group["Members"]["Items"]] == ["api", "site"]
+    assert dashboard["TargetOriginId"] == "site"
+    assert config["CacheBehaviors"][0] is dashboard  # before /api/*
+    assert "OriginGroups" not in config
+    # The API is reachable only with the secret header CloudFront adds.
+    api = next(o for o in config["Origins"] if o["Id"] == "api")
+    assert api["OriginCustomHeaders"] == [
+        {"HeaderName": "x-codecdash-origin", "HeaderValue": {"Ref": "OriginSecret"}}
+    ]
+    function = resources("AWS::Lambda::Function")["ApiFunction"]["Properties"]
+    assert function["Environment"]["Variables"]["CODECDASH_AWS_ORIGIN_SECRET"] == {
+        "Ref": "OriginSecret"
+    }
+    assert load_template()["Parameters"]["OriginSecret"]["NoEcho"] is True
 
 
 def test_template_api_allows_get_from_the_site_only() -> None:
@@ -113,7 +123,7 @@ def test_template_least_privilege() -> None:
     ce = [a for s in statements(snapshot) for a in actions(s) if a.startswith("ce:")]
     assert sorted(ce) == ["ce:GetCostAndUsage", "ce:GetCostForecast"]
     writes = [s for s in statements(snapshot) if "s3:PutObject" in actions(s)]
-    assert len(writes) == 1 and len(writes[0]["Resource"]) == 3  # exactly the three keys
+    assert len(writes) == 1 and len(writes[0]["Resource"]) == 2  # the snapshot, the cost cache
     put = next(s for s in statements(stream) if actions(s) == ["dynamodb:PutItem"])
     assert put["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"] == [
         "__codecdash_aggregate__",
@@ -160,6 +170,247 @@ def test_template_functions_schedule_logs_outputs() -> None:
     env = functions["ApiFunction"]["Properties"]["Environment"]["Variables"]
     settings_names = {f"CODECDASH_{name.upper()}" for name in Settings.model_fields}
     assert set(env) <= settings_names
+    # The newest Python runtime, the one the package is built for; arm64 by default.
+    assert {f["Properties"]["Runtime"] for f in functions.values()} == {deploy_package.RUNTIME}
+    assert load_template()["Parameters"]["Architecture"]["Default"] == "arm64"
+
+
+def test_template_releases_are_versions_behind_an_alias() -> None:
+    template = load_template()
+    res = template["Resources"]
+    for name in ("Api", "Snapshot", "Stream"):
+        version = res[f"{name}Version"]
+        assert version["Type"] == "AWS::Lambda::Version"
+        assert version["DeletionPolicy"] == version["UpdateReplacePolicy"] == "Retain"
+        assert version["Properties"]["FunctionName"] == {"Ref": f"{name}Function"}
+        described = version["Properties"]["Description"]["Fn::Join"][1]
+        assert {"Ref": "Release"} in described and {"Ref": "CodeKey"} in described
+        alias = res[f"{name}Alias"]["Properties"]
+        assert alias["Name"] == "live" and alias["Description"] == {"Ref": "Release"}
+        assert alias["FunctionVersion"] == {"Fn::GetAtt": [f"{name}Version", "Version"]}
+    # Everything that invokes a function invokes its alias.
+    assert res["ApiIntegration"]["Properties"]["IntegrationUri"] == {"Ref": "ApiAlias"}
+    assert res["ApiInvokePermission"]["Properties"]["FunctionName"] == {"Ref": "ApiAlias"}
+    assert res["SnapshotSchedule"]["Properties"]["Targets"][0]["Arn"] == {"Ref": "SnapshotAlias"}
+    assert res["SnapshotSchedulePermission"]["Properties"]["FunctionName"] == {
+        "Ref": "SnapshotAlias"
+    }
+    assert res["StreamMapping"]["Properties"]["FunctionName"] == {"Ref": "StreamAlias"}
+
+
+def test_template_watches_itself() -> None:
+    from codecdash.sources.aws.costs import BUDGET_USED_UP
+
+    res = load_template()["Resources"]
+    alarms = {
+        r["Properties"]["AlarmName"]["Fn::Sub"]: r
+        for r in res.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    assert set(alarms) == {
+        f"${{AWS::StackName}}-{n}"
+        for n in (
+            "api-5xx",
+            "api-errors",
+            "api-throttles",
+            "api-duration",
+            "snapshot-stale",
+            "stream-errors",
+            "stream-iterator-age",
+            "stream-failed-batches",
+            "cost-explorer-budget",
+        )
+    }
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    stale = alarms["${AWS::StackName}-snapshot-stale"]["Properties"]
+    assert stale["TreatMissingData"] == "breaching"  # no run at all is stale too
+    assert stale["EvaluationPeriods"] * 60 == 300
+    # The budget alarm counts the line the costs source logs.
+    pattern = res["CostExplorerBudgetFilter"]["Properties"]["FilterPattern"]
+    assert pattern.strip('"') in f"{BUDGET_USED_UP} (9 requests today)"
+    # A stream batch that fails every retry lands in the failure queue, which is alarmed.
+    mapping = res["StreamMapping"]["Properties"]
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["StreamFailureQueue", "Arn"]
+    }
+    stream_role = statements(res["StreamRole"])
+    assert any(actions(s) == ["sqs:SendMessage"] for s in stream_role)
+    assert res["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
+    # The health dashboard's body is JSON once its names are filled in.
+    body, _names = res["HealthDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    filled = re.sub(r"\$\{[^}]+\}", "x", body)
+    widgets = json.loads(filled)["widgets"]
+    titles = " ".join(w["properties"]["title"] for w in widgets)
+    for needle in ("Lambda duration", "CloudFront", "API Gateway", "Site bucket", "Alarms"):
+        assert needle in titles
+
+
+# -- the deployer's policy -------------------------------------------------------------------
+POLICY = ROOT / "infrastructure" / "iam" / "deployer-policy.json"
+# What CloudFormation calls to create, update, tag and delete each resource type.
+NEEDS = {
+    "AWS::S3::Bucket": [
+        "s3:CreateBucket",
+        "s3:DeleteBucket",
+        "s3:PutBucketPublicAccessBlock",
+        "s3:PutEncryptionConfiguration",
+        "s3:PutBucketOwnershipControls",
+        "s3:PutBucketTagging",
+    ],
+    "AWS::S3::BucketPolicy": ["s3:PutBucketPolicy", "s3:GetBucketPolicy", "s3:DeleteBucketPolicy"],
+    "AWS::CloudFront::OriginAccessControl": [
+        "cloudfront:CreateOriginAccessControl",
+        "cloudfront:DeleteOriginAccessControl",
+    ],
+    "AWS::CloudFront::ResponseHeadersPolicy": [
+        "cloudfront:CreateResponseHeadersPolicy",
+        "cloudfront:UpdateResponseHeadersPolicy",
+    ],
+    "AWS::CloudFront::CachePolicy": [
+        "cloudfront:CreateCachePolicy",
+        "cloudfront:UpdateCachePolicy",
+    ],
+    "AWS::CloudFront::Distribution": [
+        "cloudfront:CreateDistribution",
+        "cloudfront:UpdateDistribution",
+        "cloudfront:GetDistribution",
+        "cloudfront:TagResource",
+    ],
+    "AWS::ApiGatewayV2::Api": [
+        "apigateway:POST",
+        "apigateway:PATCH",
+        "apigateway:DELETE",
+        "apigateway:GET",
+        "apigateway:TagResource",
+    ],
+    "AWS::ApiGatewayV2::Integration": ["apigateway:POST"],
+    "AWS::ApiGatewayV2::Route": ["apigateway:POST"],
+    "AWS::ApiGatewayV2::Stage": ["apigateway:POST", "apigateway:PATCH"],
+    "AWS::Lambda::Permission": ["lambda:AddPermission", "lambda:RemovePermission"],
+    "AWS::Lambda::Function": [
+        "lambda:CreateFunction",
+        "lambda:UpdateFunctionCode",
+        "lambda:UpdateFunctionConfiguration",
+        "lambda:GetFunction",
+        "lambda:DeleteFunction",
+        "lambda:TagResource",
+        "iam:PassRole",
+        "s3:GetObject",
+    ],
+    "AWS::Lambda::Version": ["lambda:PublishVersion", "lambda:ListVersionsByFunction"],
+    "AWS::Lambda::Alias": [
+        "lambda:CreateAlias",
+        "lambda:UpdateAlias",
+        "lambda:DeleteAlias",
+        "lambda:GetAlias",
+    ],
+    "AWS::Lambda::EventInvokeConfig": [
+        "lambda:PutFunctionEventInvokeConfig",
+        "lambda:DeleteFunctionEventInvokeConfig",
+    ],
+    "AWS::Lambda::EventSourceMapping": [
+        "lambda:CreateEventSourceMapping",
+        "lambda:UpdateEventSourceMapping",
+        "lambda:DeleteEventSourceMapping",
+        "lambda:GetEventSourceMapping",
+    ],
+    "AWS::IAM::ManagedPolicy": [
+        "iam:CreatePolicy",
+        "iam:CreatePolicyVersion",
+        "iam:DeletePolicy",
+        "iam:DeletePolicyVersion",
+        "iam:ListPolicyVersions",
+        "iam:TagPolicy",
+    ],
+    "AWS::IAM::Policy": ["iam:PutRolePolicy", "iam:DeleteRolePolicy"],
+    "AWS::IAM::Role": [
+        "iam:CreateRole",
+        "iam:DeleteRole",
+        "iam:GetRole",
+        "iam:TagRole",
+        "iam:PutRolePolicy",
+        "iam:AttachRolePolicy",
+        "iam:DetachRolePolicy",
+    ],
+    "AWS::Logs::LogGroup": [
+        "logs:CreateLogGroup",
+        "logs:DeleteLogGroup",
+        "logs:PutRetentionPolicy",
+        "logs:TagResource",
+    ],
+    "AWS::Logs::MetricFilter": ["logs:PutMetricFilter", "logs:DeleteMetricFilter"],
+    "AWS::Events::Rule": [
+        "events:PutRule",
+        "events:DeleteRule",
+        "events:PutTargets",
+        "events:RemoveTargets",
+        "events:TagResource",
+    ],
+    "AWS::SQS::Queue": [
+        "sqs:CreateQueue",
+        "sqs:DeleteQueue",
+        "sqs:GetQueueAttributes",
+        "sqs:SetQueueAttributes",
+        "sqs:TagQueue",
+    ],
+    "AWS::SNS::Topic": [
+        "sns:CreateTopic",
+        "sns:DeleteTopic",
+        "sns:GetTopicAttributes",
+        "sns:TagResource",
+    ],
+    "AWS::SNS::Subscription": ["sns:Subscribe", "sns:Unsubscribe"],
+    "AWS::CloudWatch::Alarm": [
+        "cloudwatch:PutMetricAlarm",
+        "cloudwatch:DeleteAlarms",
+        "cloudwatch:DescribeAlarms",
+        "cloudwatch:TagResource",
+    ],
+    "AWS::CloudWatch::Dashboard": ["cloudwatch:PutDashboard", "cloudwatch:DeleteDashboards"],
+}
+# What `codecdash deploy` itself calls (besides CloudFormation).
+DEPLOY_CALLS = [
+    "sts:GetCallerIdentity",
+    "cloudformation:CreateStack",
+    "cloudformation:UpdateStack",
+    "cloudformation:DescribeStacks",
+    "cloudformation:DescribeStackEvents",
+    "cloudformation:TagResource",
+    "s3:CreateBucket",
+    "s3:ListBucket",
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:PutBucketPublicAccessBlock",
+    "lambda:GetAlias",
+    "lambda:UpdateAlias",
+    "lambda:InvokeFunction",
+    "cloudfront:CreateInvalidation",
+    "dynamodb:DescribeTable",
+    "dynamodb:GetItem",
+]
+
+
+def test_deployer_policy_covers_every_resource_type_with_its_tags() -> None:
+    policy = json.loads(POLICY.read_text())
+    granted = {a for s in policy["Statement"] for a in actions(s) if s["Effect"] == "Allow"}
+    types = {r["Type"] for r in load_template()["Resources"].values()}
+    assert types <= set(NEEDS), f"add the new resource types to NEEDS: {types - set(NEEDS)}"
+    missing = {t: [a for a in NEEDS[t] if a not in granted] for t in types}
+    assert not {t: m for t, m in missing.items() if m}
+    assert not [a for a in DEPLOY_CALLS if a not in granted]
+    # Scoped to the stack's own resources except where a service allows nothing narrower.
+    for statement in policy["Statement"]:
+        resources_ = statement["Resource"]
+        resources_ = resources_ if isinstance(resources_, list) else [resources_]
+        if "*" in resources_:
+            assert statement["Sid"] in ("Identity", "Cdn", "StreamMappingCreate"), statement
+            if statement["Sid"] == "StreamMappingCreate":
+                assert "lambda:FunctionArn" in json.dumps(statement["Condition"])
+        assert not any(a.endswith(":*") or a == "*" for a in actions(statement))
+    # The docs show exactly this policy.
+    docs = (ROOT / "docs" / "aws.md").read_text()
+    assert POLICY.read_text().strip() in docs
 
 
 # -- the Lambda package ------------------------------------------------------------------------
@@ -193,12 +444,38 @@ def test_lambda_zip_with_pip_targets_lambdas_platform() -> None:
     )
     command = seen[0]
     assert command[1:4] == ["-m", "pip", "install"]
-    assert "--only-binary=:all:" in command
-    assert command[command.index("--python-version") + 1] == "3.11"
-    assert "manylinux2014_aarch64" in command
-    assert command[-1] == "fastapi>=0.115,<1"
+    assert "--only-binary=:all:" in command and "--no-deps" in command
+    assert command[command.index("--python-version") + 1] == "3.14"
+    assert "manylinux2014_aarch64" in command and "manylinux_2_34_aarch64" in command
+    assert "manylinux_2_35_aarch64" not in command  # Amazon Linux 2023 has glibc 2.34
+    # Exactly the installed versions, the closure of the requirement, and nothing unpinned.
+    from importlib.metadata import version
+
+    pins = [a for a in command if "==" in a]
+    assert f"fastapi=={version('fastapi')}" in pins
+    assert f"starlette=={version('starlette')}" in pins  # fastapi's own requirement
+    assert f"pydantic=={version('pydantic')}" in pins
+    assert not [a for a in command if re.search(r"[<>~]|^fastapi$", a)]
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     assert "somepackage/__init__.py" in names and "codecdash/aws_lambda.py" in names
+
+
+def test_a_tested_version_without_a_lambda_wheel_fails_the_build_loudly() -> None:
+    import sys
+
+    failing = [
+        sys.executable,
+        "-c",
+        "import sys; sys.stderr.write('ERROR: Could not find a version that satisfies the "
+        "requirement numpy==2.4.6\\nERROR: No matching distribution found for numpy==2.4.6\\n'); "
+        "sys.exit(1)",
+    ]
+    with pytest.raises(DeployError) as caught:
+        deploy_package._run_pip(failing)
+    message = caught.value.message
+    assert "No matching distribution found for numpy==2.4.6" in message
+    assert "never built with other versions" in message
+    assert "python3.14" in message
 
 
 def test_runtime_requirements_leave_out_the_server() -> None:
@@ -217,10 +494,12 @@ def test_wheel_tags_for_lambda() -> None:
             return self.text
 
     assert _wheel_fits(Dist("py3-none-any"), "x86_64")  # type: ignore[arg-type]
-    assert _wheel_fits(Dist("cp311-cp311-manylinux_2_17_x86_64"), "x86_64")  # type: ignore[arg-type]
-    assert not _wheel_fits(Dist("cp311-cp311-manylinux_2_28_x86_64"), "x86_64")  # type: ignore[arg-type]
-    assert not _wheel_fits(Dist("cp311-cp311-manylinux2014_x86_64"), "aarch64")  # type: ignore[arg-type]
-    assert not _wheel_fits(Dist("cp312-cp312-manylinux2014_x86_64"), "x86_64")  # type: ignore[arg-type]
+    assert _wheel_fits(Dist("cp314-cp314-manylinux_2_17_x86_64"), "x86_64")  # type: ignore[arg-type]
+    assert _wheel_fits(Dist("cp314-cp314-manylinux_2_28_x86_64"), "x86_64")  # type: ignore[arg-type]
+    assert _wheel_fits(Dist("cp39-abi3-manylinux_2_17_aarch64"), "aarch64")  # type: ignore[arg-type]
+    assert not _wheel_fits(Dist("cp314-cp314-manylinux_2_35_x86_64"), "x86_64")  # type: ignore[arg-type]
+    assert not _wheel_fits(Dist("cp314-cp314-manylinux2014_x86_64"), "aarch64")  # type: ignore[arg-type]
+    assert not _wheel_fits(Dist("cp311-cp311-manylinux2014_x86_64"), "x86_64")  # type: ignore[arg-type]
 
 
 def test_stack_parameters_derive_the_arns() -> None:
@@ -255,6 +534,25 @@ def moto_template(distribution_id: str) -> str:
     supported = get_model_map()
     resources_ = template["Resources"]
     removed = {k for k, r in resources_.items() if r["Type"] not in supported}
+    # The alarms and the health dashboard name the API and the distribution: give them
+    # stand-in ids rather than leave them out.
+    stand_ins = {"HttpApi": "a1b2c3d4e5", "Distribution": distribution_id}
+
+    def stand_in(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("Ref") in stand_ins:
+                return stand_ins[node["Ref"]]
+            return {k: stand_in(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [stand_in(v) for v in node]
+        if isinstance(node, str):
+            for name, value in stand_ins.items():
+                node = node.replace("${" + name + "}", value)
+        return node
+
+    for name, resource in resources_.items():
+        if resource["Type"] in ("AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard"):
+            resources_[name] = stand_in(resource)
 
     def refers(node: Any) -> bool:
         if isinstance(node, dict):
@@ -393,27 +691,99 @@ def test_deploy_flow(aws: AwsEnv, research: Settings, tmp_path: Path) -> None:
     )
     assert any(k.startswith("vendor/") for k in result.uploaded)
     assert result.uploaded[-1] == "index.html"
-    snapshot = json.loads(s3.get_object(Bucket=result.bucket, Key="dashboard.json")["Body"].read())
+    snapshot = json.loads(
+        s3.get_object(Bucket=result.bucket, Key="api/v1/dashboard")["Body"].read()
+    )
     assert set(snapshot) >= {"generated_at", "summary", "infrastructure", "sources"}
-    # The package, content-addressed in the artifacts bucket.
-    keys = [
-        o["Key"]
-        for o in s3.list_objects_v2(Bucket="codecdash-artifacts-123456789012-us-east-1")["Contents"]
-    ]
+    # The package, content-addressed in a new artifacts bucket with an unguessable name.
+    params = {p["ParameterKey"]: p.get("ParameterValue") for p in stack["Parameters"]}
+    artifacts = params["CodeBucket"]
+    assert re.fullmatch(r"codecdash-artifacts-[0-9a-f]{16}", artifacts)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=artifacts)["Contents"]]
     assert len(keys) == 1 and re.fullmatch(r"codecdash/lambda-[0-9a-f]{20}\.zip", keys[0])
+    # A release: each function's alias `live` on the version the stack published for it.
+    lam = aws.client("lambda")
+    first = result.release
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{8}", first)
+    record = json.loads(
+        s3.get_object(Bucket=result.bucket, Key=f"_codecdash/releases/{first}/release.json")[
+            "Body"
+        ].read()
+    )
+    assert set(record["versions"]) == {
+        "codecdash-test-api",
+        "codecdash-test-snapshot",
+        "codecdash-test-stream",
+    }
+    for function, version in record["versions"].items():
+        assert lam.get_alias(FunctionName=function, Name="live")["FunctionVersion"] == version
+    assert "index.html" in record["files"]
+    kept = s3.get_object(Bucket=result.bucket, Key=f"_codecdash/releases/{first}/site/index.html")
+    kept_index = kept["Body"].read()
+    assert kept_index == s3.get_object(Bucket=result.bucket, Key="index.html")["Body"].read()
+    # The API's origin secret: made once, random, on the API function only.
+    secret = functions["codecdash-test-api"]["Environment"]["Variables"][
+        "CODECDASH_AWS_ORIGIN_SECRET"
+    ]
+    assert len(secret) >= 40
     # CloudFront was invalidated; the URL was printed.
     invalidations = aws.client("cloudfront").list_invalidations(DistributionId=distribution)
     assert invalidations["InvalidationList"]["Quantity"] == 1
     assert any("invalidation" in line for line in lines)
 
-    # Deploying again updates in place, reuses the uploaded package, keeps dashboard.json.
+    # Deploying again updates in place, reuses the uploaded package and the secret, keeps
+    # the snapshot, and is a new release with new versions of the functions.
     lines.clear()
-    s3.put_object(Bucket=result.bucket, Key="dashboard.json", Body=b'{"kept": true}')
-    Deployer(options, research, echo=lines.append).run()
+    s3.put_object(Bucket=result.bucket, Key="api/v1/dashboard", Body=b'{"kept": true}')
+    s3.put_object(Bucket=result.bucket, Key="index.html", Body=b"<p>tampered</p>")
+    second = Deployer(options, research, echo=lines.append).run()
     assert any("already uploaded" in line for line in lines)
-    assert json.loads(s3.get_object(Bucket=result.bucket, Key="dashboard.json")["Body"].read()) == {
-        "kept": True
+    assert json.loads(
+        s3.get_object(Bucket=result.bucket, Key="api/v1/dashboard")["Body"].read()
+    ) == {"kept": True}
+    assert second.release != first
+    api_env = lam.get_function(FunctionName="codecdash-test-api")["Configuration"]["Environment"]
+    assert api_env["Variables"]["CODECDASH_AWS_ORIGIN_SECRET"] == secret
+    now_live = {
+        f: lam.get_alias(FunctionName=f, Name="live")["FunctionVersion"] for f in record["versions"]
     }
+    assert all(int(now_live[f]) > int(v) for f, v in record["versions"].items())
+
+    # --releases lists both, the live one marked; --rollback returns to the first: the
+    # aliases and the site's files together.
+    runner = CliRunner()
+    common = ["deploy", "--stack", "codecdash-test", "--region", REGION]
+    listed = runner.invoke(main, [*common, "--releases"])
+    assert listed.exit_code == 0, listed.output
+    rows = listed.output.splitlines()
+    assert rows[0].startswith(f"* {second.release}") and rows[1].startswith(f"  {first}")
+    s3.put_object(Bucket=result.bucket, Key="index.html", Body=b"<p>tampered</p>")
+    rolled = runner.invoke(main, [*common, "--rollback"])
+    assert rolled.exit_code == 0, rolled.output
+    assert rolled.output.splitlines()[-1] == f"Rolled back to release {first}"
+    for function, version in record["versions"].items():
+        assert lam.get_alias(FunctionName=function, Name="live")["FunctionVersion"] == version
+    index = s3.get_object(Bucket=result.bucket, Key="index.html")
+    assert index["Body"].read() == kept_index
+    assert index["CacheControl"] == "no-cache"
+    listed = runner.invoke(main, [*common, "--releases"])
+    assert listed.output.splitlines()[1].startswith(f"* {first}")
+    # Forward again, by name; an unknown release is refused with a clear message.
+    again = runner.invoke(main, [*common, "--rollback", second.release])
+    assert again.exit_code == 0, again.output
+    assert (
+        lam.get_alias(FunctionName="codecdash-test-api", Name="live")["FunctionVersion"]
+        == (now_live["codecdash-test-api"])
+    )
+    missing = runner.invoke(main, [*common, "--rollback", "20200101T000000Z-00000000"])
+    assert missing.exit_code == 1
+    assert "no release 20200101T000000Z-00000000" in missing.output
+    assert invalidation_count(aws, distribution) == 4  # two deploys, two rollbacks
+
+
+def invalidation_count(aws: AwsEnv, distribution: str) -> int:
+    answer = aws.client("cloudfront").list_invalidations(DistributionId=distribution)
+    return int(answer["InvalidationList"]["Quantity"])
 
 
 def test_deploy_command_prints_the_urls(
@@ -688,3 +1058,95 @@ def test_doctor_local(tmp_path: Path) -> None:
 def test_cli_registers_the_commands() -> None:
     assert {"export", "deploy", "doctor"} <= set(main.commands)
     assert main.commands["deploy"] is deploy_command.deploy
+
+
+def test_doctor_reports_the_deployed_dashboards_alarms_snapshot_and_failures(
+    aws: AwsEnv, research: Settings, tmp_path: Path
+) -> None:
+    from codecdash.sources.aws.checks import check_snapshot_age
+
+    template = tmp_path / "dashboard.json"
+    template.write_text(moto_template(make_distribution(aws)))
+    options = DeployOptions(
+        stack="watched",
+        region=REGION,
+        template=template,
+        lambda_zip=small_zip(),
+        poll_seconds=0.2,
+        timeout_s=120,
+    )
+    result = Deployer(options, research, echo=lambda _: None).run()
+    cw = aws.client("cloudwatch")
+    alarms = cw.describe_alarms(AlarmNamePrefix="watched-")["MetricAlarms"]
+    names = sorted(a["AlarmName"] for a in alarms)
+    assert len(names) == 9 and "watched-snapshot-stale" in names
+    assert all(a["AlarmActions"] == [result.outputs["AlarmTopicArn"]] for a in alarms)
+    for name in names:
+        cw.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="fine")
+    cw.set_alarm_state(
+        AlarmName="watched-snapshot-stale",
+        StateValue="ALARM",
+        StateReason="Threshold Crossed: 5 datapoints were less than the threshold (1.0)",
+    )
+    queue = result.outputs["StreamFailureQueueUrl"]
+    aws.client("sqs").send_message(QueueUrl=queue, MessageBody='{"DDBStreamBatchInfo": {}}')
+
+    lines: list[str] = []
+    status = Doctor(research, echo=lines.append).run(skip_cost_explorer=True, stack="watched")
+    text = "\n".join(lines)
+    assert status == 1
+    assert "✗ alarm watched-snapshot-stale: ALARM: Threshold Crossed: 5 datapoints" in text
+    assert "No snapshot was written for 5 minutes" in text  # the alarm's description as fix
+    assert "✓ alarm watched-api-5xx: OK" in text
+    assert re.search(r"✓ snapshot: written \d+ s ago", text)
+    assert "✗ stream failure queue: 1 failed batch recorded" in text
+    # A snapshot older than 5 minutes is a problem too.
+    later = time.time() + 600
+    findings = check_snapshot_age(aws.client("s3"), result.bucket, "api/v1/dashboard", later)
+    assert findings[0].status == "fail" and "minutes ago" in findings[0].detail
+    # A stack that does not exist says so.
+    lines.clear()
+    Doctor(Settings(), echo=lines.append).run(stack="no-such-stack")
+    assert any(line.startswith("✗ stack no-such-stack") for line in lines)
+
+
+def test_artifacts_go_only_to_a_bucket_of_this_account(aws: AwsEnv) -> None:
+    from botocore.exceptions import ClientError
+
+    from codecdash.deploy.artifacts import new_bucket_name, upload_code
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+    s3 = aws.client("s3")
+
+    class Recording:
+        def __getattr__(self, name: str) -> Any:
+            def call(**kwargs: Any) -> Any:
+                seen.append((name, kwargs))
+                return getattr(s3, name)(**kwargs)
+
+            return call
+
+    bucket = new_bucket_name()
+    assert bucket != new_bucket_name() and re.fullmatch(r"codecdash-artifacts-[0-9a-f]{16}", bucket)
+    common = {"account": "123456789012", "region": REGION, "echo": lambda _: None}
+    step = lambda doing, call: call()  # noqa: E731
+    upload_code(Recording(), data=b"zip", bucket=bucket, step=step, **common)
+    assert [name for name, _ in seen] == [
+        "head_bucket",
+        "create_bucket",
+        "put_public_access_block",
+        "head_object",
+        "put_object",
+    ]
+    assert all(
+        kwargs.get("ExpectedBucketOwner") == "123456789012"
+        for name, kwargs in seen
+        if name != "create_bucket"  # CreateBucket has no owner to expect
+    )
+
+    class Foreign:
+        def head_bucket(self, **kwargs: Any) -> Any:
+            raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadBucket")
+
+    with pytest.raises(DeployError, match="belongs to another account"):
+        upload_code(Foreign(), data=b"zip", bucket="codecdash-artifacts-x", step=step, **common)

@@ -150,6 +150,29 @@ def test_event_stream_is_refused_at_once(lambda_env: AwsEnv) -> None:
     assert json.loads(response["body"])["error"]["code"] == "not_found"
 
 
+def test_the_api_answers_only_requests_through_cloudfront(
+    lambda_env: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CODECDASH_AWS_ORIGIN_SECRET", "s3cr3t-from-the-stack")
+    aws_lambda.reset()
+    direct = aws_lambda.handler(http_event("/api/v1/health"), None)  # the execute-api URL
+    assert direct["statusCode"] == 403
+    assert json.loads(direct["body"])["error"]["code"] == "forbidden"
+    wrong = aws_lambda.handler(
+        http_event("/api/v1/health", headers={"x-codecdash-origin": "guess"}), None
+    )
+    assert wrong["statusCode"] == 403
+    through = aws_lambda.handler(
+        http_event("/api/v1/health", headers={"x-codecdash-origin": "s3cr3t-from-the-stack"}),
+        None,
+    )
+    assert through["statusCode"] == 200
+    # Without a secret configured (serve --source aws, older stacks) nothing is checked.
+    monkeypatch.delenv("CODECDASH_AWS_ORIGIN_SECRET")
+    aws_lambda.reset()
+    assert aws_lambda.handler(http_event("/api/v1/health"), None)["statusCode"] == 200
+
+
 def test_errors_are_json(lambda_env: AwsEnv) -> None:
     missing = aws_lambda.handler(http_event("/api/v1/experiments/nope"), None)
     assert missing["statusCode"] == 404
@@ -211,20 +234,25 @@ def test_snapshot_handler_writes_the_site_snapshot(lambda_env: AwsEnv) -> None:
         "detail-type": "Scheduled Event",
         "source": "aws.events",
         "account": "123456789012",
-        "time": "2026-11-26T10:00:00Z",
+        "time": time.strftime("%Y-%m-%dT%H:%M:00Z", t),
         "region": REGION,
         "resources": ["arn:aws:events:us-east-1:123456789012:rule/snapshot"],
         "detail": {},
     }
     result = aws_lambda.snapshot_handler(scheduled, None)
-    assert result["written"] == [f"s3://{SITE}/dashboard.json", f"s3://{SITE}/api/v1/dashboard"]
+    # One write a minute: the object CloudFront serves as /api/v1/dashboard.
+    assert result["written"] == [f"s3://{SITE}/api/v1/dashboard"]
+    assert (
+        lambda_env.calls["s3.put_object"] == 1 + 2
+    )  # the snapshot; the cost cache's claim and figures
     s3 = lambda_env.client("s3")
-    for key in ("dashboard.json", "api/v1/dashboard"):
-        obj = s3.get_object(Bucket=SITE, Key=key)
-        assert obj["ContentType"] == "application/json"
-        assert obj["CacheControl"] == "public, max-age=15"
-        snapshot = json.loads(obj["Body"].read())
-        Snapshot.model_validate(snapshot)
+    obj = s3.get_object(Bucket=SITE, Key="api/v1/dashboard")
+    assert obj["ContentType"] == "application/json"
+    assert obj["CacheControl"] == "public, max-age=15"
+    snapshot = json.loads(obj["Body"].read())
+    Snapshot.model_validate(snapshot)
+    # The scheduled minute is the snapshot's time.
+    assert snapshot["generated_at"].startswith(time.strftime("%Y-%m-%dT%H:%M:00", t))
     assert snapshot["summary"]["month_to_date_usd"] == 42.5
     assert snapshot["infrastructure"]["training_workers"]["queue_depth"] == 1
     # The schedule asked Cost Explorer once (usage) + once (forecast; moto lacks it: fallback)…
@@ -246,9 +274,12 @@ def test_snapshot_handler_keeps_working_when_a_service_fails(
     result = aws_lambda.snapshot_handler({}, None)
     assert "aws.fleet.cloudformation" in result["failing"]
     snapshot = json.loads(
-        lambda_env.client("s3").get_object(Bucket=SITE, Key="dashboard.json")["Body"].read()
+        lambda_env.client("s3").get_object(Bucket=SITE, Key="api/v1/dashboard")["Body"].read()
     )
     assert snapshot["infrastructure"]["training_workers"]["queue_depth"] == 1
+    # What the public snapshot says of the failure: no ARN, no account id, no AWS message.
+    row = next(s for s in snapshot["sources"] if s["name"] == "aws.fleet.cloudformation")
+    assert row["error"] and "123456789012" not in row["error"] and "arn:" not in row["error"]
 
 
 def test_stream_handler(lambda_env: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> None:

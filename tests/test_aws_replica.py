@@ -290,10 +290,10 @@ def test_the_snapshot_reads_the_same_read_model(both_modes: tuple[Get, Get]) -> 
     assert [e["id"] for e in snapshot["recent_experiments"]] == [e["id"] for e in newest]
     source = next(s for s in snapshot["sources"] if s["name"] == "aws.experiments")
     assert source["ok"], source
-    # The scheduled function: its own copy, the same figures in dashboard.json.
+    # The scheduled function: its own copy, the same figures in the snapshot CloudFront serves.
     written = aws_lambda.snapshot_handler({}, None)
     assert "aws.experiments" not in written["failing"]
-    site = deployed_s3().get_object(Bucket=SITE, Key="dashboard.json")["Body"].read()
+    site = deployed_s3().get_object(Bucket=SITE, Key="api/v1/dashboard")["Body"].read()
     assert json.loads(site)["summary"]["total_experiments"] == 36
 
 

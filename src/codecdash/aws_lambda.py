@@ -3,10 +3,13 @@
 - ``handler``: the API (the ASGI app through mangum) for API Gateway HTTP APIs, payload 2.0.
   Facts come from the AWS sources; Cost Explorer figures only from the shared S3 cache
   (this function never calls Cost Explorer). ``/api/v1/events`` answers 404 at once: a
-  Lambda cannot hold a stream open, and the page then polls.
+  Lambda cannot hold a stream open, and the page then polls. With
+  ``CODECDASH_AWS_ORIGIN_SECRET`` set (the stack sets it) a request without CloudFront's
+  ``x-codecdash-origin`` header answers 403: the API is reachable only through the
+  dashboard's address.
 - ``snapshot_handler``: run every minute by EventBridge; builds the snapshot and writes it
-  to the site bucket as ``dashboard.json`` (the page's static mode) and as
-  ``api/v1/dashboard`` (CloudFront's fallback when the API is slow or down).
+  once to the site bucket as ``api/v1/dashboard``, which CloudFront serves as the API's
+  answer to every polling viewer (one write a minute; no API request per poll).
 - ``stream_handler``: applies DynamoDB Streams batches of the experiments table to the
   read replica (``codecdash.sources.aws.replica_writer``: the SQLite store in S3 that the
   other functions read, ``aws_read_model_bucket``), or without one to the table's older
@@ -25,9 +28,11 @@ snapshot builder (so last known values survive between runs), the boto3 clients.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import time
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -36,13 +41,15 @@ from codecdash.config import Settings, load_settings
 
 log = logging.getLogger("codecdash.aws_lambda")
 
-SNAPSHOT_KEY = "dashboard.json"
-FAILOVER_KEY = "api/v1/dashboard"
+SNAPSHOT_KEY = "api/v1/dashboard"  # CloudFront serves it as /api/v1/dashboard
+FAILOVER_KEY = SNAPSHOT_KEY  # the earlier name of the same object
+ORIGIN_HEADER = "x-codecdash-origin"
 SNAPSHOT_CACHE_CONTROL = "public, max-age=15"
 STREAM_PATHS = ("/api/v1/events",)
 
 _api: Any = None
 _builder: Any = None
+_origin_secret: str | None = None
 _loop: asyncio.AbstractEventLoop | None = None
 _replica: Any = None  # the API's or the snapshot function's copy of the read replica
 _writer: Any = None  # the stream function's
@@ -63,9 +70,10 @@ def lambda_settings() -> Settings:
 
 def reset() -> None:
     """Forgets what the warm container built (tests; a new configuration)."""
-    global _api, _builder, _replica, _writer
+    global _api, _builder, _replica, _writer, _origin_secret
     _api = None
     _builder = None
+    _origin_secret = None
     for held in (_replica, _writer and _writer.copy):
         if held is not None:
             held.close()
@@ -124,22 +132,40 @@ def _api_handler() -> Any:
     return _api
 
 
+def _json_error(status: int, code: str, message: str) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"content-type": "application/json", "cache-control": "no-store"},
+        "body": orjson.dumps({"error": {"code": code, "message": message}}).decode(),
+        "isBase64Encoded": False,
+    }
+
+
+def _expected_origin_secret() -> str:
+    global _origin_secret
+    if _origin_secret is None:
+        _origin_secret = lambda_settings().aws_origin_secret or ""
+    return _origin_secret
+
+
+def from_cloudfront(event: dict[str, Any]) -> bool:
+    """Whether the request carries the header CloudFront adds (always, when none is set)."""
+    secret = _expected_origin_secret()
+    if not secret:
+        return True
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    return hmac.compare_digest(headers.get(ORIGIN_HEADER, "").encode(), secret.encode())
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """API Gateway HTTP API (payload 2.0) → the codecdash app."""
+    if not from_cloudfront(event):
+        return _json_error(403, "forbidden", "this API answers through the dashboard's address")
     path = str(event.get("rawPath") or event.get("path") or "")
     if path.rstrip("/") in STREAM_PATHS:
-        body = {
-            "error": {
-                "code": "not_found",
-                "message": "no event stream on AWS Lambda; poll /api/v1/dashboard",
-            }
-        }
-        return {
-            "statusCode": 404,
-            "headers": {"content-type": "application/json", "cache-control": "no-store"},
-            "body": orjson.dumps(body).decode(),
-            "isBase64Encoded": False,
-        }
+        return _json_error(
+            404, "not_found", "no event stream on AWS Lambda; poll /api/v1/dashboard"
+        )
     api = _api_handler()
     if _replica is not None:
         _replica.refresh()  # between requests: at most every refresh interval
@@ -156,7 +182,7 @@ def _event_loop() -> asyncio.AbstractEventLoop:
     return _loop
 
 
-def build_snapshot(settings: Settings) -> dict[str, Any]:
+def build_snapshot(settings: Settings, now: float | None = None) -> dict[str, Any]:
     global _builder
     if _builder is None:
         from codecdash.snapshot import SnapshotBuilder
@@ -165,33 +191,44 @@ def build_snapshot(settings: Settings) -> dict[str, Any]:
         replica = replica_copy(settings)
         sources = aws_sources(settings, replica=replica, refresh_replica=True)
         _builder = SnapshotBuilder(settings, sources)
-    data: dict[str, Any] = _event_loop().run_until_complete(_builder.build(time.time()))
+    at = time.time() if now is None else now
+    data: dict[str, Any] = _event_loop().run_until_complete(_builder.build(at))
     return data
 
 
+def _scheduled_time(event: dict[str, Any]) -> float | None:
+    """The minute EventBridge scheduled this run for (its event's ``time``), if given."""
+    value = event.get("time")
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def snapshot_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """EventBridge schedule → ``dashboard.json`` (and the API's fallback) in the site bucket."""
+    """EventBridge schedule → ``api/v1/dashboard`` in the site bucket (one write)."""
     from codecdash.aws_clients import default_factory
 
     settings = lambda_settings()
     if not settings.aws_site_bucket:
         raise RuntimeError("CODECDASH_AWS_SITE_BUCKET is not set: nowhere to write the snapshot")
-    data = build_snapshot(settings)
+    data = build_snapshot(settings, _scheduled_time(event or {}))
     body = orjson.dumps(data)
     s3 = default_factory(settings.aws_region)("s3")
-    for key in (SNAPSHOT_KEY, FAILOVER_KEY):
-        s3.put_object(
-            Bucket=settings.aws_site_bucket,
-            Key=key,
-            Body=body,
-            ContentType="application/json",
-            CacheControl=SNAPSHOT_CACHE_CONTROL,
-        )
+    s3.put_object(
+        Bucket=settings.aws_site_bucket,
+        Key=SNAPSHOT_KEY,
+        Body=body,
+        ContentType="application/json",
+        CacheControl=SNAPSHOT_CACHE_CONTROL,
+    )
     failing = [s["name"] for s in data.get("sources", []) if not s.get("ok")]
     if failing:
         log.warning("snapshot written; failing sources: %s", ", ".join(failing))
     return {
-        "written": [f"s3://{settings.aws_site_bucket}/{k}" for k in (SNAPSHOT_KEY, FAILOVER_KEY)],
+        "written": [f"s3://{settings.aws_site_bucket}/{SNAPSHOT_KEY}"],
         "bytes": len(body),
         "generated_at": data["generated_at"],
         "failing": failing,

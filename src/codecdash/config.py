@@ -146,8 +146,14 @@ class Settings(BaseModel):
     aws_efs_id: str | None = Field(None, description="EFS file system counted as Storage.")
     aws_metrics_namespace: str = Field("AIVideoCodec", description="CloudWatch namespace.")
     aws_cost_tag: str = Field("Component", description="Cost-allocation tag for components.")
-    aws_cost_cache_seconds: float = Field(21600.0, gt=0, description="Cost Explorer cache, s.")
+    aws_cost_cache_seconds: float = Field(86400.0, gt=0, description="Cost Explorer cache, s.")
     aws_site_bucket: str | None = Field(None, description="Bucket the snapshot is written to.")
+    release: str | None = Field(
+        None, description="The deployed release this process runs (set by the stack)."
+    )
+    aws_origin_secret: str | None = Field(
+        None, description="Header value CloudFront sends the API; other requests are refused."
+    )
     aws_read_model_bucket: str | None = Field(
         None, description="Private bucket of the experiments' read replica (SQLite file)."
     )

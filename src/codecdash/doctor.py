@@ -59,14 +59,22 @@ class Doctor:
         return sum(1 for c in self.checks if c.status == FAIL)
 
     # -- the checks
-    def run(self, skip_cost_explorer: bool = False, rebuild_aggregate: bool = False) -> int:
+    def run(
+        self,
+        skip_cost_explorer: bool = False,
+        rebuild_aggregate: bool = False,
+        stack: str | None = None,
+    ) -> int:
         s = self.settings
         self.echo(f"codecdash doctor (source: {s.source})")
         if s.source == "local":
             self.local()
         self.alert_channels()
-        if (s.source == "aws" or _any_aws(s)) and self.credentials():
-            self.aws_sources(skip_cost_explorer, rebuild_aggregate)
+        if (s.source == "aws" or _any_aws(s) or stack) and self.credentials():
+            if s.source == "aws" or _any_aws(s):
+                self.aws_sources(skip_cost_explorer, rebuild_aggregate)
+            if stack:
+                self.deployment(stack)
         self.echo("")
         if self.failed:
             self.echo(
@@ -225,6 +233,44 @@ class Doctor:
                     self.report(source.check(tag=not skip_cost_explorer))
             self.refresh(sources)
 
+    def deployment(self, stack: str) -> None:
+        """The deployed dashboard: its alarms, its snapshot's age, its failure queue."""
+        import time
+
+        from codecdash.aws_lambda import SNAPSHOT_KEY
+        from codecdash.sources.aws.checks import (
+            Checkup,
+            check_alarms,
+            check_failure_queue,
+            check_snapshot_age,
+        )
+
+        self.echo("")
+        self.echo(f"Deployed dashboard (stack {stack}):")
+        checkup = Checkup()
+        described = checkup.call(
+            f"stack {stack}",
+            lambda: self.clients("cloudformation").describe_stacks(StackName=stack),
+            f"check the name and the region ({self.clients.region_name}); "
+            f"deploy it with codecdash deploy --stack {stack}",
+            missing=("ValidationError",),
+        )
+        self.report(checkup.findings)
+        if described is None:
+            return
+        found = described["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
+        self.add(OK, f"stack {stack}", str(found.get("StackStatus", "")))
+        self.report(check_alarms(self.clients("cloudwatch"), stack))
+        if outputs.get("SiteBucketName"):
+            self.report(
+                check_snapshot_age(
+                    self.clients("s3"), outputs["SiteBucketName"], SNAPSHOT_KEY, time.time()
+                )
+            )
+        if outputs.get("StreamFailureQueueUrl"):
+            self.report(check_failure_queue(self.clients("sqs"), outputs["StreamFailureQueueUrl"]))
+
     def cost_explorer(self) -> None:
         """The cost-allocation tag (one Cost Explorer request, $0.01)."""
         from codecdash.sources.aws import CostsSource
@@ -282,12 +328,19 @@ def _any_aws(s: Settings) -> bool:
     help="Rebuild the experiments aggregate with one scan of the table (not with a read "
     "replica: `codecdash deploy --rebuild-read-model` rebuilds that).",
 )
+@click.option(
+    "--stack",
+    default=None,
+    help="Also check this deployed dashboard stack: its alarms, snapshot and failure queue.",
+)
 @click.pass_context
-def doctor(ctx: click.Context, skip_cost_explorer: bool, rebuild_aggregate: bool) -> None:
+def doctor(
+    ctx: click.Context, skip_cost_explorer: bool, rebuild_aggregate: bool, stack: str | None
+) -> None:
     """Check each configured source and say how to fix what is wrong."""
     try:
         settings = command_settings(ctx.obj)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    status = Doctor(settings).run(skip_cost_explorer, rebuild_aggregate)
+    status = Doctor(settings).run(skip_cost_explorer, rebuild_aggregate, stack)
     ctx.exit(status)

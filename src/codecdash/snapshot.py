@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from codecdash import models
 from codecdash.config import Settings
+from codecdash.redact import public_text
 from codecdash.sources.base import SECTIONS, Facts, Source
 from codecdash.timefmt import iso
 
@@ -129,7 +130,7 @@ class SnapshotBuilder:
         self._status[source.name] = {
             "name": source.name,
             "ok": False,
-            "error": error,
+            "error": public_text(error),  # public: no ARNs, account ids or AWS messages
             "as_of": previous.get("as_of"),  # when it last answered, if ever
             "sections": list(source.sections),
         }

@@ -17,6 +17,7 @@ from codecdash.api.metrics import render_metrics
 from codecdash.api.state import AppState, state
 from codecdash.events import METRICS
 from codecdash.models import ErrorResponse, Snapshot
+from codecdash.redact import public_text
 
 router = APIRouter(tags=["dashboard"])
 KEEPALIVE_SECONDS = 15.0
@@ -32,7 +33,7 @@ async def health(request: Request) -> Response:
             "status": "degraded",
             "version": __version__,
             "store": "unavailable",
-            "error": str(exc)[:200],
+            "error": (public_text(str(exc)) or "")[:200],
         }
         return Response(
             orjson.dumps(body), 503, media_type="application/json", headers={"Retry-After": "2"}

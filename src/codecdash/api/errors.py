@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from codecdash.events import TooManyClients
 from codecdash.experiments.query import BadCursor, QueryNotSupported, Unavailable
+from codecdash.redact import public_text
 from codecdash.store import Conflict, InvalidData
 from codecdash.store.trash import Exists, InTrash
 
@@ -127,7 +128,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Unavailable)  # the store's StoreUnavailable, or DynamoDB's
     async def _unavailable(_request: Request, exc: Unavailable) -> Response:
         log.warning("store unavailable: %s", exc)
-        return error_response(503, str(exc), headers={"Retry-After": "2"})
+        return error_response(503, public_text(str(exc)) or "", headers={"Retry-After": "2"})
 
     @app.exception_handler(Conflict)
     async def _conflict(_request: Request, exc: Conflict) -> Response:

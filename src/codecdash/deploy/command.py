@@ -11,6 +11,8 @@ from codecdash.config import ConfigError
 from codecdash.deploy.stack import TEMPLATE, Deployer, DeployOptions
 from codecdash.serving import command_settings, page_dir_option
 
+PREVIOUS = "__previous__"  # --rollback without a release: the one before the current one
+
 
 @click.command("deploy")
 @click.option("--stack", required=True, help="CloudFormation stack name (created or updated).")
@@ -24,15 +26,36 @@ from codecdash.serving import command_settings, page_dir_option
 @click.option(
     "--artifacts-bucket",
     default=None,
-    help="Bucket for the Lambda package (default: codecdash-artifacts-ACCOUNT-REGION, "
-    "created if missing).",
+    help="Bucket for the Lambda package (default: the stack's, else a new private one "
+    "with a random name).",
 )
 @click.option(
     "--arch",
     type=click.Choice(["x86_64", "arm64"]),
-    default="x86_64",
+    default="arm64",
     show_default=True,
-    help="Lambda architecture.",
+    help="Lambda architecture (arm64 costs 20 % less).",
+)
+@click.option(
+    "--alarm-email",
+    default=None,
+    help="Subscribe this address to the stack's alarms (default: keep the stack's; '' removes it).",
+)
+@click.option(
+    "--releases",
+    "list_releases",
+    is_flag=True,
+    help="List the stack's releases (newest first) and exit.",
+)
+@click.option(
+    "--rollback",
+    "rollback",
+    is_flag=False,
+    flag_value=PREVIOUS,
+    default=None,
+    metavar="[RELEASE]",
+    help="Return site and functions to RELEASE (default: the release before the current "
+    "one), without building or updating the stack.",
 )
 @click.option(
     "--lambda-zip",
@@ -63,6 +86,9 @@ def deploy(
     template: Path | None,
     artifacts_bucket: str | None,
     arch: str,
+    alarm_email: str | None,
+    list_releases: bool,
+    rollback: str | None,
     lambda_zip: Path | None,
     package_mode: str,
     rebuild_read_model: bool,
@@ -85,11 +111,25 @@ def deploy(
         arch=arch,
         lambda_zip=lambda_zip.read_bytes() if lambda_zip else None,
         package_mode=package_mode,
+        alarm_email=alarm_email,
     )
     if rebuild_read_model:
         rebuilt = Deployer(options, settings).rebuild_read_model()
         click.echo(f"Read replica rebuilt: {rebuilt.get('total', '?')} experiments")
         return
-    result = Deployer(options, settings).run()
+    deployer = Deployer(options, settings)
+    if list_releases:
+        releases, current = deployer.list_releases()
+        if not releases:
+            click.echo(f"No releases recorded for stack {stack} yet.")
+        for release in releases:
+            mark = "*" if release.id == current else " "
+            click.echo(f"{mark} {release.describe()}")
+        return
+    if rollback is not None:
+        target = deployer.rollback(None if rollback == PREVIOUS else rollback)
+        click.echo(f"Rolled back to release {target.id}")
+        return
+    result = deployer.run()
     click.echo(f"API URL: {result.api_url}")
     click.echo(f"Dashboard URL: {result.dashboard_url}")

@@ -1,5 +1,9 @@
 """The Lambda package: a zip of the installed codecdash and its runtime dependencies, for
-Lambda's Python 3.11 (copied from this environment when its wheels fit, else built with pip).
+Lambda's newest Python runtime (copied from this environment when its wheels fit, else built
+with pip). Either way the package holds exactly the versions installed here, the ones the
+tests ran with (``constraints.txt``): pip installs each of them pinned (``name==version``,
+no dependency resolution), and a version without a wheel for Lambda's platform fails the
+build with its name, never falling back to another version.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from pathlib import Path
 
 import click
 
-PYTHON = "3.11"
-GLIBC = (2, 26)  # the python3.11 runtime runs on Amazon Linux 2
+PYTHON = "3.14"  # the runtime of the template's functions: python3.14
+RUNTIME = f"python{PYTHON}"
+GLIBC = (2, 34)  # the python3.14 runtime runs on Amazon Linux 2023
 # Runtime dependencies that Lambda does not need: the local server and the agent's GPU probe.
 NOT_IN_LAMBDA = frozenset(
     {
@@ -105,8 +110,22 @@ def _marker_holds(marker: str) -> bool:
         return True
 
 
+def _python_fits(python: str, abi: str) -> bool:
+    """Whether a wheel's python and abi tags load on Lambda's Python."""
+    major, minor = (int(p) for p in PYTHON.split("."))
+    if python in ("py3", "py2.py3"):
+        return True
+    found = re.fullmatch(r"cp(\d)(\d+)", python)
+    if not found or int(found[1]) != major:
+        return False
+    if abi == "abi3":
+        return int(found[2]) <= minor
+    return int(found[2]) == minor
+
+
 def _wheel_fits(dist: metadata.Distribution, arch: str) -> bool:
-    """Whether the installed wheel runs on Lambda (pure, or manylinux ≤ glibc 2.26, cp311)."""
+    """Whether the installed wheel runs on Lambda (pure, or manylinux within Amazon Linux
+    2023's glibc, for Lambda's Python)."""
     tags = [
         line.split(":", 1)[1].strip()
         for line in (dist.read_text("WHEEL") or "").splitlines()
@@ -116,10 +135,7 @@ def _wheel_fits(dist: metadata.Distribution, arch: str) -> bool:
         python, abi, platform = tag.split("-", 2)
         if platform == "any":
             return True
-        if (
-            python not in ("cp311", "cp36", "cp37", "cp38", "cp39", "cp310", "py3")
-            and abi != "abi3"
-        ):
+        if not _python_fits(python, abi):
             continue
         for plat in platform.split("."):
             if not plat.endswith(arch):
@@ -174,18 +190,21 @@ def build_lambda_zip(
     """The zip for the functions: codecdash plus its runtime dependencies.
 
     `mode`: "env" copies the installed wheels (they must fit Lambda unless `requirements`
-    is given explicitly), "pip" installs them for Lambda's platform with pip, "auto" picks
-    "env" when every wheel fits and pip otherwise.
+    is given explicitly), "pip" installs the same versions for Lambda's platform with pip,
+    "auto" picks "env" when every wheel fits and pip otherwise. pip gets every package of
+    the closure pinned to its installed version, with ``--no-deps``: the package is what
+    the tests ran with, or the build fails naming what has no wheel for Lambda.
     """
     requirements = list(requirements) if requirements is not None else runtime_requirements()
     machine = {"x86_64": "x86_64", "arm64": "aarch64"}[arch]
+    dists = _closure(requirements)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         _add_codecdash(zf)
         if mode in ("env", "auto"):
-            dists = _closure(requirements)
             misfits = [d.metadata["Name"] for d in dists if not _wheel_fits(d, machine)]
-            local = sys.platform == "linux" and sys.version_info[:2] == (3, 11)
+            here = tuple(int(p) for p in PYTHON.split("."))
+            local = sys.platform == "linux" and sys.version_info[:2] == here
             if mode == "env" or (not misfits and local):
                 if misfits and mode == "auto":
                     raise DeployError(f"wheels not built for Lambda: {', '.join(misfits)}")
@@ -201,15 +220,14 @@ def build_lambda_zip(
                 return _finish(zf, buffer, echo, "copied from this environment")
             echo(
                 f"building the Lambda package with pip for {machine} "
-                f"({', '.join(misfits) or 'this is not a Linux Python 3.11'} "
+                f"({', '.join(misfits) or f'this is not a Linux Python {PYTHON}'} "
                 "must be fetched for Lambda's platform)"
             )
         with tempfile.TemporaryDirectory(prefix="codecdash-lambda-") as target:
-            platforms = [
-                f"manylinux2014_{machine}",
-                f"manylinux_2_17_{machine}",
-                f"manylinux_2_24_{machine}",
-                f"manylinux_2_26_{machine}",
+            platforms = [f"manylinux2014_{machine}"] + [
+                f"manylinux_2_{minor}_{machine}"
+                for minor in (17, 24, 26, 27, 28, 31, 34)
+                if minor <= GLIBC[1]
             ]
             command = [
                 sys.executable,
@@ -224,24 +242,39 @@ def build_lambda_zip(
                 "--python-version",
                 PYTHON,
                 "--only-binary=:all:",
+                "--no-deps",  # the closure below is complete: no resolution, no other versions
                 "--upgrade",
             ]
             for platform in platforms:
                 command += ["--platform", platform]
-            command += requirements
+            command += pinned(dists)
             (run or _run_pip)(command)
             _add_tree(zf, Path(target))
         return _finish(zf, buffer, echo, "built with pip")
 
 
+def pinned(dists: Iterable[metadata.Distribution]) -> list[str]:
+    """``name==version`` of each distribution, as installed here (sorted)."""
+    return sorted(f"{_canonical(d.metadata['Name'])}=={d.version}" for d in dists)
+
+
 def _run_pip(command: list[str]) -> None:
     try:
-        subprocess.run(command, check=True)  # noqa: S603 - our own argument list
-    except (OSError, subprocess.CalledProcessError) as exc:
+        answer = subprocess.run(  # noqa: S603 - our own argument list
+            command, check=False, capture_output=True, text=True
+        )
+    except OSError as exc:
+        raise DeployError(f"pip could not run ({exc})") from None
+    if answer.returncode != 0:
+        lines = [line for line in answer.stderr.splitlines() if line.strip()]
+        missing = [line for line in lines if "No matching distribution" in line]
         raise DeployError(
-            f"pip could not build the Lambda package ({exc}); check the network, "
-            "or pass --lambda-zip with a package you built"
-        ) from None
+            "pip could not build the Lambda package from the tested versions "
+            f"({(missing or lines or ['no output'])[-1].strip()[:300]}). The package is "
+            f"never built with other versions: install versions that have wheels for "
+            f"{RUNTIME} on Amazon Linux 2023 (glibc {GLIBC[0]}.{GLIBC[1]}) and test them, "
+            "check the network, or pass --lambda-zip with a package you built"
+        )
 
 
 def _finish(zf: zipfile.ZipFile, buffer: io.BytesIO, echo: Echo, how: str) -> bytes:

@@ -4,9 +4,9 @@ the CloudFormation stack, the static site, the aggregate, CloudFront."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,57 +17,15 @@ from typing import Any
 import click
 
 from codecdash.config import Settings
+from codecdash.deploy.artifacts import new_bucket_name, upload_code
+from codecdash.deploy.errors import explain
 from codecdash.deploy.package import DeployError, Echo, build_lambda_zip
+from codecdash.deploy.releases import Release, Releases, new_release_id
 
 # boto3 and the AWS sources load when a deployment runs, not when the CLI starts.
 
 TEMPLATE = Path("infrastructure") / "cloudformation" / "dashboard.yaml"
 STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,49}$")
-PERMISSIONS_DOC = "docs/aws.md (section 'What the deployer needs')"
-
-
-def explain(exc: Exception, doing: str) -> DeployError:
-    """A boto3 failure as a clear message that says what to do."""
-    from botocore.exceptions import (
-        ClientError,
-        EndpointConnectionError,
-        NoCredentialsError,
-        NoRegionError,
-    )
-
-    from codecdash.aws_clients import ACCESS_DENIED, error_code
-
-    if isinstance(exc, NoCredentialsError):
-        return DeployError(
-            "no AWS credentials found. Configure them (`aws configure`, `aws sso login`, "
-            "AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) and run again."
-        )
-    if isinstance(exc, NoRegionError):
-        return DeployError(
-            "no AWS region: pass --region, or set AWS_REGION or CODECDASH_AWS_REGION."
-        )
-    if isinstance(exc, EndpointConnectionError):
-        return DeployError(f"{doing}: cannot reach AWS ({exc}). Check the network and region.")
-    if isinstance(exc, ClientError):
-        code = error_code(exc)
-        message = str(exc.response.get("Error", {}).get("Message", ""))
-        if code in ("ExpiredToken", "ExpiredTokenException"):
-            return DeployError(
-                "the AWS credentials have expired: refresh them "
-                "(`aws sso login`, or new session keys) and run again."
-            )
-        if code in ("InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch"):
-            return DeployError(
-                f"the AWS credentials were rejected ({code}): check "
-                "AWS_PROFILE / AWS_ACCESS_KEY_ID and the secret key."
-            )
-        if code in ACCESS_DENIED:
-            return DeployError(
-                f"{doing}: permission denied ({exc.operation_name}: {message}). "
-                f"The deploying identity needs the permissions listed in {PERMISSIONS_DOC}."
-            )
-        return DeployError(f"{doing}: {exc.operation_name} failed: {code}: {message}")
-    return DeployError(f"{doing}: {exc}")
 
 
 @dataclass
@@ -76,9 +34,10 @@ class DeployOptions:
     region: str | None = None
     template: Path | None = None
     artifacts_bucket: str | None = None
-    arch: str = "x86_64"
+    arch: str = "arm64"
     lambda_zip: bytes | None = None
     package_mode: str = "auto"
+    alarm_email: str | None = None  # None: keep the stack's (none on a first deployment)
     poll_seconds: float = 10.0
     timeout_s: float = 3600.0
     rebuild_aggregate: bool = True
@@ -93,6 +52,7 @@ class DeployResult:
     outputs: dict[str, str]
     uploaded: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    release: str = ""
 
 
 def find_template(given: Path | None = None) -> Path:
@@ -130,6 +90,9 @@ def stack_parameters(
     code: tuple[str, str],
     arch: str,
     site_origin: str,
+    *,
+    release: str = "",
+    alarm_email: str = "",
 ) -> list[dict[str, str]]:
     queues = [u for u in (settings.aws_training_queue_url, settings.aws_inference_queue_url) if u]
     values = {
@@ -152,6 +115,8 @@ def stack_parameters(
         "MetricsNamespace": settings.aws_metrics_namespace or "AIVideoCodec",
         "CostTag": settings.aws_cost_tag or "Component",
         "CostCacheSeconds": str(int(max(3600, settings.aws_cost_cache_seconds))),
+        "Release": release,
+        "AlarmEmail": alarm_email,
     }
     return [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()]
 
@@ -206,29 +171,58 @@ class Deployer:
         )
         notes: list[str] = []
         stream_arn = self._stream(notes)
-        code = self._upload_code(account)
         existing = self._describe(opts.stack)
         if existing and existing["StackStatus"] == "ROLLBACK_COMPLETE":
             raise DeployError(
                 f"stack {opts.stack} failed to create before and must be deleted first: "
                 f"aws cloudformation delete-stack --stack-name {opts.stack}"
             )
+        previous_params = _parameters(existing)
+        code = self._upload_code(account, previous_params.get("CodeBucket"))
+        files = self._site_files()
+        release = new_release_id(time.time(), code[1], [(f.name, f.body) for f in files])
+        self.echo(f"Release {release}")
         previous = _outputs(existing) if existing else {}
         origin = previous.get("SiteOriginValue", "")
-        params = stack_parameters(self.settings, self.region, stream_arn, code, opts.arch, origin)
-        self._apply(template, params, create=existing is None)
+
+        def parameters(site_origin: str) -> list[dict[str, Any]]:
+            values: list[dict[str, Any]] = stack_parameters(
+                self.settings,
+                self.region,
+                stream_arn,
+                code,
+                opts.arch,
+                site_origin,
+                release=release,
+                alarm_email=opts.alarm_email or "",
+            )
+            kept = {"OriginSecret"} | ({"AlarmEmail"} if opts.alarm_email is None else set())
+            values = [v for v in values if v["ParameterKey"] not in kept]
+            for name in sorted(kept):
+                if name in previous_params:  # NoEcho: its value is not readable, only kept
+                    values.append({"ParameterKey": name, "UsePreviousValue": True})
+                elif name == "OriginSecret":
+                    values.append({"ParameterKey": name, "ParameterValue": new_origin_secret()})
+                else:  # no address yet
+                    values.append({"ParameterKey": name, "ParameterValue": ""})
+            return values
+
+        self._apply(template, parameters(origin), create=existing is None)
         outputs = _outputs(self._describe(opts.stack))
         if outputs.get("SiteOriginValue") and outputs["SiteOriginValue"] != origin:
             self.echo("Allowing the dashboard's origin in the API's CORS…")
-            params = stack_parameters(
-                self.settings, self.region, stream_arn, code, opts.arch, outputs["SiteOriginValue"]
-            )
-            self._apply(template, params, create=False)
+            previous_params = _parameters(self._describe(opts.stack))
+            self._apply(template, parameters(outputs["SiteOriginValue"]), create=False)
             outputs = _outputs(self._describe(opts.stack))
         for name in ("DashboardURL", "ApiURL", "SiteBucketName", "DistributionId"):
             if not outputs.get(name):
                 raise DeployError(f"the stack has no output {name}; is the template current?")
-        uploaded = self._upload_site(outputs["SiteBucketName"])
+        bucket = outputs["SiteBucketName"]
+        releases = self.releases(bucket, account)
+        versions = releases.live_versions(outputs)
+        releases.keep_files(release, files)
+        uploaded = self._upload_site(bucket, files, account)
+        releases.record(Release(release, iso_now(), code[1], versions, [f.name for f in files]))
         if stream_arn and opts.rebuild_aggregate:
             if outputs.get("ReadModelBucketName"):
                 self._first_read_model(outputs, notes)
@@ -245,7 +239,50 @@ class Deployer:
             outputs,
             uploaded,
             notes,
+            release,
         )
+
+    # -- releases
+    def releases(self, bucket: str, account: str) -> Releases:
+        return Releases(
+            s3=self.clients("s3"),
+            lambda_=self.clients("lambda"),
+            bucket=bucket,
+            account=account,
+            step=self.step,
+            echo=self.echo,
+        )
+
+    def _deployed(self) -> tuple[dict[str, str], Releases]:
+        """The stack's outputs and its releases (for --releases and --rollback)."""
+        if not STACK_NAME.match(self.options.stack):
+            raise DeployError("--stack: letters, digits and hyphens, starting with a letter")
+        account = self.step(
+            "checking the credentials", lambda: self.clients("sts").get_caller_identity()
+        )["Account"]
+        stack = self._describe(self.options.stack)
+        outputs = _outputs(stack)
+        if not outputs.get("SiteBucketName"):
+            raise DeployError(
+                f"stack {self.options.stack} is not deployed here (region {self.region}): "
+                "nothing to list or roll back"
+            )
+        return outputs, self.releases(outputs["SiteBucketName"], account)
+
+    def list_releases(self) -> tuple[list[Release], str | None]:
+        """The recorded releases (newest first) and the current one's id."""
+        _, releases = self._deployed()
+        return releases.all(), releases.current()
+
+    def rollback(self, wanted: str | None) -> Release:
+        """Returns site and functions to release `wanted` (default: the one before)."""
+        outputs, releases = self._deployed()
+        target = releases.target(wanted)
+        self.echo(f"Rolling back stack {self.options.stack} to release {target.id}")
+        releases.rollback(target)
+        if outputs.get("DistributionId"):
+            self._invalidate(outputs["DistributionId"])
+        return target
 
     # -- the steps
     def _stream(self, notes: list[str]) -> str:
@@ -266,56 +303,22 @@ class Deployer:
             )
         return arn
 
-    def _upload_code(self, account: str) -> tuple[str, str]:
+    def _upload_code(self, account: str, previous_bucket: str | None) -> tuple[str, str]:
         opts = self.options
         data = (
             opts.lambda_zip
             if opts.lambda_zip is not None
             else build_lambda_zip(opts.arch, mode=opts.package_mode, echo=self.echo)
         )
-        key = f"codecdash/lambda-{hashlib.sha256(data).hexdigest()[:20]}.zip"
-        bucket = opts.artifacts_bucket or f"codecdash-artifacts-{account}-{self.region}"
-        s3 = self.clients("s3")
-        from botocore.exceptions import ClientError
-
-        from codecdash.aws_clients import error_code
-
-        try:
-            s3.head_bucket(Bucket=bucket)
-        except ClientError as exc:
-            if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
-                raise explain(exc, f"checking the artifacts bucket {bucket}") from None
-            self.echo(f"Creating the artifacts bucket {bucket}")
-            kwargs: dict[str, Any] = {"Bucket": bucket}
-            if self.region != "us-east-1":
-                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
-            self.step(f"creating bucket {bucket}", lambda: s3.create_bucket(**kwargs))
-            self.step(
-                f"blocking public access to {bucket}",
-                lambda: s3.put_public_access_block(
-                    Bucket=bucket,
-                    PublicAccessBlockConfiguration={
-                        "BlockPublicAcls": True,
-                        "IgnorePublicAcls": True,
-                        "BlockPublicPolicy": True,
-                        "RestrictPublicBuckets": True,
-                    },
-                ),
-            )
-        try:
-            s3.head_object(Bucket=bucket, Key=key)
-            self.echo(f"Lambda package already uploaded: s3://{bucket}/{key}")
-        except ClientError as exc:
-            if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
-                raise explain(exc, f"checking s3://{bucket}/{key}") from None
-            self.echo(f"Uploading the Lambda package to s3://{bucket}/{key}")
-            self.step(
-                "uploading the Lambda package",
-                lambda: s3.put_object(
-                    Bucket=bucket, Key=key, Body=data, ContentType="application/zip"
-                ),
-            )
-        return bucket, key
+        return upload_code(
+            self.clients("s3"),
+            data=data,
+            bucket=opts.artifacts_bucket or previous_bucket or new_bucket_name(),
+            account=account,
+            region=self.region,
+            step=self.step,
+            echo=self.echo,
+        )
 
     def _describe(self, stack: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
@@ -331,7 +334,7 @@ class Deployer:
         stacks: list[dict[str, Any]] = answer["Stacks"]
         return stacks[0] if stacks else None
 
-    def _apply(self, template: str, params: list[dict[str, str]], create: bool) -> None:
+    def _apply(self, template: str, params: list[dict[str, Any]], create: bool) -> None:
         from botocore.exceptions import ClientError
 
         cfn = self.clients("cloudformation")
@@ -397,22 +400,40 @@ class Deployer:
         ]
         return list(dict.fromkeys(reasons))[:8] or ["no failure reason recorded"]
 
-    def _upload_site(self, bucket: str) -> list[str]:
-        from botocore.exceptions import ClientError
+    def _site_files(self) -> list[Any]:
+        """The page's files as they will be served (SiteFile), index.html last."""
+        from codecdash.export import site_files
 
-        from codecdash.aws_clients import error_code
-        from codecdash.export import SNAPSHOT_NAME, site_files, snapshot_file
-
-        s3 = self.clients("s3")
         page_dir = Path(self.settings.page_dir) if self.settings.page_dir else None
         files = site_files("", page_dir=page_dir)
         files.sort(key=lambda f: f.name == "index.html")  # the page last, when all it needs is up
+        return files
+
+    def _upload_site(self, bucket: str, files: list[Any], account: str) -> list[str]:
+        from botocore.exceptions import ClientError
+
+        from codecdash.aws_clients import error_code
+        from codecdash.aws_lambda import SNAPSHOT_KEY
+        from codecdash.export import SiteFile, snapshot_file
+
+        s3 = self.clients("s3")
+        owner = {"ExpectedBucketOwner": account}
+        files = list(files)
         try:
-            s3.head_object(Bucket=bucket, Key=SNAPSHOT_NAME)
+            s3.head_object(Bucket=bucket, Key=SNAPSHOT_KEY, **owner)
         except ClientError as exc:
             if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
-                raise explain(exc, f"checking s3://{bucket}/{SNAPSHOT_NAME}") from None
-            files.insert(0, snapshot_file(_placeholder_snapshot(self.settings)))
+                raise explain(exc, f"checking s3://{bucket}/{SNAPSHOT_KEY}") from None
+            placeholder = snapshot_file(_placeholder_snapshot(self.settings))
+            files.insert(
+                0,
+                SiteFile(
+                    SNAPSHOT_KEY,
+                    placeholder.body,
+                    placeholder.content_type,
+                    placeholder.cache_control,
+                ),
+            )
         uploaded = []
         for item in files:
             self.step(
@@ -424,6 +445,7 @@ class Deployer:
                     Body=item.body,
                     ContentType=item.content_type,
                     CacheControl=item.cache_control,
+                    **owner,
                 ),
             )
             uploaded.append(item.name)
@@ -512,6 +534,21 @@ class Deployer:
             ),
         )
         self.echo("CloudFront invalidation started (a minute or two)")
+
+
+def _parameters(stack: dict[str, Any] | None) -> dict[str, str]:
+    if not stack:
+        return {}
+    return {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
+
+
+def new_origin_secret() -> str:
+    """The value CloudFront sends the API in x-codecdash-origin (32 random bytes)."""
+    return secrets.token_urlsafe(32)
+
+
+def iso_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _outputs(stack: dict[str, Any] | None) -> dict[str, str]:

@@ -14,7 +14,7 @@ from typing import Any, Final
 from codecdash.aws_clients import ACCESS_DENIED, describe_error, error_code
 from codecdash.sources.aws.dynamodb import read_aggregate, rebuild
 from codecdash.sources.base import SourceError
-from codecdash.sources.checks import FAIL, OK, Finding, Status
+from codecdash.sources.checks import FAIL, OK, WARN, Finding, Status
 
 STREAM_VIEW: Final = "NEW_AND_OLD_IMAGES"
 
@@ -178,3 +178,95 @@ def _check_table(
             "codecdash doctor --rebuild-aggregate (once); the deployed stream "
             "function keeps it current",
         )
+
+
+# -- the deployed dashboard itself (`codecdash doctor --stack NAME`) ----------------------------
+SNAPSHOT_MAX_AGE_S: Final = 300  # the stack's alarm fires at the same age
+
+
+def check_alarms(cloudwatch: Any, stack: str) -> list[Finding]:
+    """The state of each alarm the stack made (their names start with the stack's)."""
+    checkup = Checkup()
+    paginator = cloudwatch.get_paginator("describe_alarms")
+    pages = checkup.call(
+        f"alarms of {stack}",
+        lambda: list(paginator.paginate(AlarmNamePrefix=f"{stack}-", AlarmTypes=["MetricAlarm"])),
+        "check the stack name and the region",
+    )
+    if pages is None:
+        return checkup.findings
+    alarms = [a for page in pages for a in page.get("MetricAlarms", [])]
+    if not alarms:
+        checkup.add(
+            WARN,
+            f"alarms of {stack}",
+            "none found",
+            f"deploy again with the current template: codecdash deploy --stack {stack}",
+        )
+    for alarm in sorted(alarms, key=lambda a: str(a["AlarmName"])):
+        name = str(alarm["AlarmName"])
+        state = str(alarm.get("StateValue", "INSUFFICIENT_DATA"))
+        if state == "OK":
+            checkup.add(OK, f"alarm {name}", "OK")
+        elif state == "ALARM":
+            reason = str(alarm.get("StateReason", ""))[:200]
+            checkup.add(
+                FAIL,
+                f"alarm {name}",
+                f"ALARM: {reason}" if reason else "ALARM",
+                str(alarm.get("AlarmDescription", "")) or "see the stack's health dashboard",
+            )
+        else:
+            checkup.add(WARN, f"alarm {name}", "no data yet")
+    return checkup.findings
+
+
+def check_snapshot_age(s3: Any, bucket: str, key: str, now: float) -> list[Finding]:
+    """How old the snapshot CloudFront serves is (the schedule writes it every minute)."""
+    checkup = Checkup()
+    head = checkup.call(
+        "snapshot",
+        lambda: s3.head_object(Bucket=bucket, Key=key),
+        "deploy again: the deployment writes a first snapshot",
+        missing=("404", "NoSuchKey", "NotFound"),
+    )
+    if head is None:
+        return checkup.findings
+    age = now - head["LastModified"].timestamp()
+    if age <= SNAPSHOT_MAX_AGE_S:
+        checkup.add(OK, "snapshot", f"written {max(0, round(age))} s ago")
+    else:
+        checkup.add(
+            FAIL,
+            "snapshot",
+            f"written {round(age / 60)} minutes ago (the schedule writes it every minute)",
+            "look at the snapshot function's log group (/aws/lambda/STACK-snapshot)",
+        )
+    return checkup.findings
+
+
+def check_failure_queue(sqs: Any, url: str) -> list[Finding]:
+    """Stream batches that failed every retry, recorded in the stack's failure queue."""
+    checkup = Checkup()
+    answer = checkup.call(
+        "stream failure queue",
+        lambda: sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        ),
+        "deploy again with the current template",
+    )
+    if answer is None:
+        return checkup.findings
+    count = int(answer.get("Attributes", {}).get("ApproximateNumberOfMessages", 0))
+    if count:
+        checkup.add(
+            FAIL,
+            "stream failure queue",
+            f"{count} failed batch{'es' if count != 1 else ''} recorded",
+            "read them from the queue (they name the stream records), fix the cause, then "
+            "rebuild (codecdash deploy --stack STACK --rebuild-read-model, or codecdash "
+            "doctor --rebuild-aggregate without a read replica) and purge the queue",
+        )
+    else:
+        checkup.add(OK, "stream failure queue", "empty")
+    return checkup.findings

@@ -4,7 +4,7 @@ A refresh of the figures costs two requests: ``GetCostAndUsage`` (month to date,
 grouped by the cost-allocation tag ``CODECDASH_AWS_COST_TAG``) and ``GetCostForecast``
 (today to the month's end; when it fails, as it does early in a month or without enough
 history, codecdash's own burn-rate forecast is used). The figures are then reused for
-``CODECDASH_AWS_COST_CACHE_SECONDS`` (6 h by default), never fetched per page view:
+``CODECDASH_AWS_COST_CACHE_SECONDS`` (a day by default), never fetched per page view:
 
 - in memory, for the life of the process (a warm Lambda keeps it between invocations);
 - in an S3 object, ``_codecdash/cost-explorer.json`` in ``CODECDASH_AWS_SITE_BUCKET`` when
@@ -15,7 +15,7 @@ history, codecdash's own burn-rate forecast is used). The figures are then reuse
 
 In the deployed stack only the scheduled snapshot function asks Cost Explorer; the API
 function reads the S3 object (``may_call=False``) and has no ``ce:`` permission at all.
-With the defaults that is 4 refreshes × 2 requests = 8 requests a day, whatever the traffic.
+With the defaults that is 1 refresh × 2 requests = 2 requests a day, whatever the traffic.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from botocore.exceptions import ClientError
 
 from codecdash.aws_clients import SINGLE_ATTEMPT, ClientFactory, describe_error
 from codecdash.config import Settings
+from codecdash.redact import public_text
 from codecdash.sources.aws._common import iso
 from codecdash.sources.aws.checks import Checkup
 from codecdash.sources.base import Facts, FieldInfo, SourceError
@@ -43,6 +44,8 @@ log = logging.getLogger("codecdash.aws.costs")
 
 CACHE_KEY = "_codecdash/cost-explorer.json"
 DAILY_LIMIT = 9  # requests per UTC day, per deployment
+# Logged when the budget refuses a refresh; the stack's alarm matches this text.
+BUDGET_USED_UP = "Cost Explorer daily budget used up"
 REQUESTS_PER_REFRESH = 2
 RETRY_AFTER_FAILURE_S = 3600.0
 S3_RECHECK_S = 300.0  # how often a reader looks for newer figures in the S3 object
@@ -161,7 +164,7 @@ class CostsSource:
             "as_of": iso(entry["fetched_at"]),
             "forecast_method": entry.get("forecast_method"),
             "stale": not self._fresh(entry, now),
-            "error": entry.get("error"),
+            "error": public_text(entry.get("error")),
             "source": "cost_explorer",
         }
 
@@ -234,7 +237,7 @@ class CostsSource:
         today = _day(now)
         used = previous.get("calls_today", 0) if previous.get("day") == today else 0
         if used + REQUESTS_PER_REFRESH > self.daily_limit:
-            log.info("Cost Explorer daily budget reached (%d requests today)", used)
+            log.warning("%s (%d requests today)", BUDGET_USED_UP, used)
             return st.entry
         attempted = previous.get("attempted_at")
         if (

@@ -6,7 +6,8 @@ Per refresh, at most (each part only when its settings are given):
 - ``aws.fleet.autoscaling``: ``DescribeAutoScalingGroups`` ×1 (both groups), plus
   ``DescribeInstances`` ×1 for groups without a mixed-instances policy; reused for 30 s;
 - ``aws.fleet.sqs``: ``GetQueueAttributes`` ×1 per queue, reused for 30 s;
-- ``aws.fleet.cloudwatch``: ``GetMetricData`` ×1 (up to 3 metrics), reused for 60 s.
+- ``aws.fleet.cloudwatch``: ``GetMetricData`` ×1 (up to 3 metrics), reused for 5 minutes
+  (the period of EC2's basic monitoring: asking more often finds nothing new).
 
 Each part keeps its last good answer, so one failing service leaves its own figures as
 they were and says so in its own row of ``sources``; the sections fail only when no part
@@ -33,6 +34,7 @@ from codecdash.sources.aws.cloudwatch import metric_query, newest_points
 from codecdash.sources.base import Facts, FieldInfo
 from codecdash.sources.checks import FAIL, OK, WARN, Finding
 
+METRICS_TTL_S = 300  # EC2 basic monitoring's period; each metric asked costs $0.00001
 METRICS_WINDOW_S = 900  # the orchestrator is down when its CPU metric is older than this
 OK_STACK = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE")
 DEGRADED_STACK = ("UPDATE_ROLLBACK_COMPLETE",)
@@ -100,7 +102,7 @@ class FleetSource(PartedSource):
         if self.queues:
             self.parts.append(Part("aws.fleet.sqs", self._queues, ttl_s=30))
         if s.aws_orchestrator_instance_id or s.aws_inference_asg:
-            self.parts.append(Part("aws.fleet.cloudwatch", self._metrics, ttl_s=60))
+            self.parts.append(Part("aws.fleet.cloudwatch", self._metrics, ttl_s=METRICS_TTL_S))
 
     async def collect(self, now: float) -> Facts:
         values = await gather_values(self.parts, now)

@@ -5,7 +5,8 @@ Per refresh, at most (each part only when its settings are given):
 - ``aws.storage.s3``: ``GetMetricData`` ×1 per 45 buckets (S3's daily storage metrics,
   ``NumberOfObjects`` and ``BucketSizeBytes`` per storage class); for a bucket without
   metrics (new, or in another region) a listing of at most 10 pages of 1,000 keys;
-  reused for an hour;
+  reused for 6 hours (the metrics are daily: asking hourly paid for 24 answers a day
+  where 1 is new);
 - ``aws.storage.efs``: ``DescribeFileSystems`` ×1, reused for 5 minutes;
 - ``aws.storage.dynamodb``: ``DescribeTable`` ×1 (``ItemCount``, which AWS updates about
   every 6 hours), reused for an hour.
@@ -46,6 +47,7 @@ STORAGE_CLASSES = (
 QUERIES_PER_CALL = 500
 MAX_LIST_PAGES = 10
 DAY = 86400
+S3_TTL_S = 6 * 3600  # S3 storage metrics are daily
 
 
 class StorageSource(PartedSource):
@@ -66,7 +68,7 @@ class StorageSource(PartedSource):
         self.buckets = list(dict.fromkeys(settings.aws_buckets))
         self.parts: list[Part] = []
         if self.buckets:
-            self.parts.append(Part("aws.storage.s3", self._s3, ttl_s=3600, timeout_s=7.0))
+            self.parts.append(Part("aws.storage.s3", self._s3, ttl_s=S3_TTL_S, timeout_s=7.0))
         if settings.aws_efs_id:
             self.parts.append(Part("aws.storage.efs", self._efs, ttl_s=300))
         if settings.aws_experiments_table:
