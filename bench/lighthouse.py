@@ -330,7 +330,7 @@ def markdown(runs: list[dict[str, Any]], meta: dict[str, str]) -> str:
 
 
 NOTES = """\
-## Where the time goes (analysis of the reports, 2026-11-27; LCP updated 2026-12-06)
+## Where the time goes (analysis of the reports, 2026-11-27; LCP updated 2026-12-07)
 
 - **Total Blocking Time** (30 % of the score) is the figure that moves with the machine: the
   page's own JavaScript is small (about 90 ms of script over the whole load under the 4× CPU
@@ -340,23 +340,24 @@ NOTES = """\
   those tasks run 2–5 × longer, and Lighthouse multiplies them by 4 again. Before the change
   below, five runs gave a median of 80 (62–97, TBT 84–1,288 ms) while other test suites kept the
   load average at 14, and 87–89 at a load average of 4–6.
-- **Largest Contentful Paint** (25 %) is the KPI cards. Since issue 16 the snapshot comes
-  inside `index.html` (a JSON data block), so the cards no longer wait for a second request:
-  median LCP 1,935 → 1,604 ms and FCP 1,393 → 1,291 ms (five runs each, 2026-12-06; the
-  "after" runs at a load average of 5–6 against 2 for "before"). It is not yet at the 1.2 s
-  goal: the cards are drawn by `app.js`, which runs only once all its modules (about 45 KB
-  compressed) have arrived, and Lighthouse's simulation counts every request that ended
-  before the observed LCP. Reaching 1.2 s needs the figures painted before the modules
-  arrive: the headline cards rendered on the server into `index.html`, or the modules kept
-  out of the first paint's window (loaded at low priority after it).
-- **Transfer**: a third of the first load is the Rate-Distortion section's data
-  (`api/v1/experiments?status=completed&sort=bd_rate_pct`, about 36 KB, plus `api/v1/anchors`)
-  and `rd.js` (about 10 KB), fetched on every load although the section is below the fold on a
-  phone; loading them when the section nears the viewport, as the progress charts load uPlot,
-  would save about 45 KB and the work of drawing it. In about one load in five the page's
+- **Largest Contentful Paint** (25 %) is the first screen's cards. Since issue 16 the snapshot
+  comes inside `index.html` (a JSON data block), so the cards no longer wait for a second
+  request: median LCP 1,935 → 1,604 ms and FCP 1,393 → 1,291 ms (five runs each, 2026-12-06).
+  Since issue 17 (2026-12-07) the first paint imports only the first screen's modules and the
+  rest comes with `import()` after it, and the alert strip above the cards is drawn from a
+  second data block in `index.html`: before, it arrived with its own request, pushed the cards
+  down (CLS 0.35–0.84) and, the largest block on a phone, became the LCP element seconds
+  late. Interleaved runs at a load average of 15: LCP 3,903 → 1,728 ms, CLS 0.828 → 0.001
+  (docs/performance.md). LCP is now about FCP + 100 ms; what remains is FCP (the
+  render-blocking `styles.css` and `theme.js`, and the first screen's modules under the
+  simulated round trips).
+- **Transfer**: a third of the first load was the Rate-Distortion section's data
+  (`api/v1/experiments?status=completed&sort=bd_rate_pct`, about 36 KB, plus `api/v1/anchors`),
+  fetched on every load although the section is below the fold on a phone; since 2026-12-07 it
+  is read when the section comes within a screen of the viewport. In some loads the page's
   catch-up request (when the event stream opens) gets the whole snapshot again (+17 KB): the
-  snapshot's ETag changes every 5 s with `generated_at` even when no figure did; an ETag over the
-  figures alone would answer 304.
+  snapshot's ETag changes every 5 s with `generated_at` even when no figure did; an ETag over
+  the figures alone would answer 304.
 """
 
 

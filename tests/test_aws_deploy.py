@@ -691,6 +691,11 @@ def test_deploy_flow(aws: AwsEnv, research: Settings, tmp_path: Path) -> None:
     )
     assert any(k.startswith("vendor/") for k in result.uploaded)
     assert result.uploaded[-1] == "index.html"
+    # The page's rules and labels, for when it reads the site without the API.
+    vocabulary = json.loads(
+        s3.get_object(Bucket=result.bucket, Key="vocabulary.json")["Body"].read()
+    )
+    assert vocabulary["bd_rate"]["min_points"] == 4
     snapshot = json.loads(
         s3.get_object(Bucket=result.bucket, Key="api/v1/dashboard")["Body"].read()
     )

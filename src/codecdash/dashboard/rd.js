@@ -5,7 +5,8 @@
 //
 // The rules (minimum points, the overlap threshold, the reasons' texts, rate units and labels)
 // are the server's: api/v1/vocabulary (vocabulary.js).
-// Data: api/v1/anchors and api/v1/experiments?status=completed&sort=bd_rate_pct, fetched again
+// Data (read once the section nears the viewport): api/v1/anchors and
+// api/v1/experiments?status=completed&sort=bd_rate_pct, fetched again
 // when the snapshot changes (at most every RELOAD_MS); BD reports from
 // api/v1/experiments/{id}/bd-rate?anchor=NAME, cached per anchor and curve. A static export has
 // no API: the section then draws the snapshot's recent experiments with their stored BD-rates.
@@ -47,6 +48,8 @@ const rd = {
   inflight: null,
   again: false,
   updateQueued: false,
+  near: false, // has the section come within a screen of the viewport (its data is read then)
+  watch: null, // the IntersectionObserver waiting for that
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -85,10 +88,15 @@ export function initRateDistortion(ctx) {
   });
 }
 
-/** Called with each new snapshot: re-reads the section's data (API) or draws the snapshot's. */
+/**
+ * Called with each new snapshot: re-reads the section's data (API) or draws the snapshot's.
+ * Nothing is read until the section is within a screen's height of the viewport: on a phone
+ * it is far below the first screen, and its data is the largest part of a first load.
+ */
 export function renderRateDistortion(snap) {
   if (!els.section) return;
   rd.snap = snap;
+  if (!nearViewport()) return;
   const recomputing = snap?.summary?.bd_rate_recomputing === true;
   if (recomputing !== rd.recomputing) {
     rd.recomputing = recomputing;
@@ -113,6 +121,22 @@ export function renderRateDistortion(snap) {
     return;
   }
   scheduleLoad();
+}
+
+/** Whether the section is (or has been) near the viewport; watches it until it is. */
+function nearViewport() {
+  if (rd.near || typeof IntersectionObserver === "undefined") return true;
+  rd.watch ??= new IntersectionObserver(
+    (entries) => {
+      if (!entries.some((e) => e.isIntersecting)) return;
+      rd.near = true;
+      rd.watch.disconnect();
+      if (rd.snap) renderRateDistortion(rd.snap);
+    },
+    { rootMargin: "0px 0px 100% 0px" },
+  );
+  rd.watch.observe(els.section);
+  return false;
 }
 
 /** The details dialog opened on `exp` (an Experiment), or closed (null). */
