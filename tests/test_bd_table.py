@@ -315,3 +315,12 @@ async def test_csv_and_latex_downloads(table_client: httpx.AsyncClient) -> None:
     )
     vtm_line = next(line for line in tex.splitlines() if line.startswith("VTM"))
     assert "\\textbf{" in vtm_line  # the best of its column
+
+
+async def test_compressed_when_the_client_accepts_it(table_client: httpx.AsyncClient) -> None:
+    plain = await table_client.get(TABLE, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    packed = await table_client.get(TABLE, headers={"Accept-Encoding": "gzip"})
+    assert packed.headers["content-encoding"] == "gzip"
+    assert packed.json() == plain.json()  # httpx decodes it
+    assert "Accept-Encoding" in packed.headers["vary"]

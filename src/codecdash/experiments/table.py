@@ -17,6 +17,7 @@ BD-rates are only ever computed between curves of one set.
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
 import weakref
@@ -192,6 +193,7 @@ class BdTable:
         self._lock = threading.Lock()
         self._answers: dict[tuple[int, TableQuery], dict[str, Any]] = {}
         self._encoded: dict[tuple[int, TableQuery, str], bytes] = {}
+        self._gzipped: dict[tuple[int, TableQuery, str], bytes] = {}
         self._index = _Index()
         self._cells: dict[tuple[Any, ...], tuple[Any, dict[str, Any]]] = {}
 
@@ -213,15 +215,19 @@ class BdTable:
             self._answers[(self._index.version or 0, query)] = table
             return table
 
-    def encoded(self, query: TableQuery, fmt: Format = "json") -> bytes:
-        """The answer as the API sends it: JSON, CSV or LaTeX bytes, kept like the answer
-        (a repeated request serialises nothing)."""
+    def encoded(self, query: TableQuery, fmt: Format = "json", gzipped: bool = False) -> bytes:
+        """The answer as the API sends it: JSON, CSV or LaTeX bytes (`gzipped`: compressed
+        with gzip), kept like the answer: a repeated request serialises and compresses
+        nothing."""
         version = self.store.version()
         key = (version, query, fmt)
         with self._lock:
             kept = self._encoded.get(key)
+            packed = self._gzipped.get(key) if gzipped else None
+        if packed is not None:
+            return packed
         if kept is not None:
-            return kept
+            return self._gzip(key, kept) if gzipped else kept
         table = self.answer(query)
         if fmt == "csv":
             body = to_csv(table).encode()
@@ -232,8 +238,15 @@ class BdTable:
         with self._lock:
             if len(self._encoded) > 64:
                 self._encoded.clear()
+                self._gzipped.clear()
             self._encoded[key] = body
-        return body
+        return self._gzip(key, body) if gzipped else body
+
+    def _gzip(self, key: tuple[int, TableQuery, str], body: bytes) -> bytes:
+        packed = gzip.compress(body, 5, mtime=0)
+        with self._lock:
+            self._gzipped[key] = packed
+        return packed
 
     def _refresh(self) -> None:
         index = self._index
