@@ -6,6 +6,7 @@ dark mode, and a phone's width."""
 
 from __future__ import annotations
 
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -390,3 +391,45 @@ def test_a_phone_can_read_the_table(dashboard: Dashboard, open_page: OpenPage, w
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
     dl = page.locator("#bd-download-csv").bounding_box()
     assert dl is not None and dl["x"] + dl["width"] <= width
+
+
+def test_a_long_table_draws_its_first_hundred_rows(
+    dashboard: Dashboard, open_page: OpenPage
+) -> None:
+    """A thousand-row table takes seconds to lay out: 100 rows first, more on demand."""
+    rows = [
+        {
+            "method": f"method-{m:03d}",
+            "experiments": 1,
+            "cells": {UVG: {"bd_rate_pct": -m / 10, "bd_psnr_db": 0.1, "overlap": 1.0}},
+        }
+        for m in range(150)
+    ]
+    body = {
+        "quality_metric": "psnr",
+        "per": "method",
+        "datasets": [{"name": UVG, "key": UVG, "anchor": X265, "rate_unit": "kbps"}],
+        "rows": rows,
+    }
+    page = open_page()
+    page.route(
+        "**/api/v1/bd-rates*",
+        lambda route: route.fulfill(
+            status=200, content_type="application/json", body=json.dumps(body)
+        ),
+    )
+    page.goto(dashboard.url)
+    wait_for_data(page)
+    shown = page.locator(f"{SECTION} tbody tr[data-method]")
+    expect(shown).to_have_count(100)
+    expect(page.locator("#bd-summary")).to_have_text(
+        "100 shown, 150 of 150 methods · 1 test set · PSNR"
+    )
+    more = page.locator(f"{SECTION} button[data-more]")
+    expect(more).to_have_text("Show 50 more of 50")
+    more.click()
+    expect(shown).to_have_count(150)
+    expect(page.locator(f'{SECTION} button[data-open="method-100"]')).to_be_focused()
+    # Sorting still covers every row: the best of all 150 comes first.
+    page.locator(f'{SECTION} th[data-sort="set:{UVG}"] button').click()
+    expect(shown.first).to_have_attribute("data-method", "method-149")

@@ -15,6 +15,7 @@ import { h, setChildren, setHidden } from "./dom.js";
 import { formatCount, formatSignedPct, isNum } from "./format.js";
 
 const RELOAD_MS = 3000;
+const PAGE_ROWS = 100; // rows drawn at first (a 1,000-row table takes seconds to lay out)
 const QUALITIES = { psnr: "PSNR", ms_ssim: "MS-SSIM" };
 const UNSPECIFIED = "unspecified";
 export const STATIC_FILE = "./bd-rates.json";
@@ -27,7 +28,7 @@ const setKey = (name) => (typeof name === "string" ? name : "");
 const pickText = (key, name) => `${key}:${name}`;
 
 const els = {};
-const bd = { ctx: null, data: null, anchors: [], error: "", lastLoad: 0, timer: 0, inflight: null, again: false, breakdown: new Map() };
+const bd = { ctx: null, limit: PAGE_ROWS, data: null, anchors: [], error: "", lastLoad: 0, timer: 0, inflight: null, again: false, breakdown: new Map() };
 
 /** Reads the view from a query string (unknown values fall back to the defaults). */
 export function readBdUrl(search = window.location.search) {
@@ -121,6 +122,13 @@ export function initBdTable(ctx) {
     change({ sort: next });
   });
   els.body?.addEventListener("click", (e) => {
+    if (e.target.closest("button[data-more]")) {
+      const first = bd.limit; // the first row added: focus moves there
+      bd.limit += PAGE_ROWS * 5;
+      draw();
+      els.body.querySelectorAll("tr[data-method]")[first]?.querySelector(".bd-expand")?.focus();
+      return;
+    }
     const button = e.target.closest("button[data-open]");
     if (!button) return;
     const method = button.dataset.open;
@@ -335,7 +343,7 @@ function draw() {
   );
   if (focusedHead && !els.section.contains(document.activeElement)) els.section.querySelector(focusedHead)?.focus();
   const body = [];
-  for (const r of shown) {
+  for (const r of shown.slice(0, bd.limit)) {
     const open = bdView.open.includes(r.method);
     body.push(
       h(
@@ -359,6 +367,16 @@ function draw() {
     );
     if (open) body.push(breakdownRow(r.method, sets, quality));
   }
+  if (shown.length > bd.limit) {
+    const left = shown.length - bd.limit;
+    body.push(
+      h(
+        "tr",
+        { class: "bd-more-row" },
+        h("td", { colspan: String(3 + sets.length) }, h("button", { type: "button", class: "button", "data-more": "" }, `Show ${formatCount(Math.min(left, PAGE_ROWS * 5))} more of ${formatCount(left)}`)),
+      ),
+    );
+  }
   if (!body.length) {
     const text = !bd.data ? (bd.error ? "" : "Loading…") : filter ? `No ${noun} matches this filter.` : `No ${noun} has R-D points on a test set yet.`;
     body.push(h("tr", { class: "empty-row" }, h("td", { colspan: String(3 + sets.length), class: "table-empty" }, text)));
@@ -367,7 +385,7 @@ function draw() {
   setChildren(els.body, ...body);
   if (focused && !els.section.contains(document.activeElement)) els.section.querySelector(focused)?.focus();
   const summary = all.length
-    ? `${formatCount(shown.length)} of ${formatCount(all.length)} ${noun}${all.length === 1 ? "" : "s"} · ${sets.length} test set${sets.length === 1 ? "" : "s"} · ${quality}`
+    ? `${shown.length > bd.limit ? `${formatCount(bd.limit)} shown, ` : ""}${formatCount(shown.length)} of ${formatCount(all.length)} ${noun}${all.length === 1 ? "" : "s"} · ${sets.length} test set${sets.length === 1 ? "" : "s"} · ${quality}`
     : "";
   if (els.summary && els.summary.textContent !== summary) els.summary.textContent = summary;
   for (const b of [els.csv, els.latex]) if (b) b.disabled = !bd.data;
