@@ -460,6 +460,19 @@ def test_lambda_zip_with_pip_targets_lambdas_platform() -> None:
     assert "somepackage/__init__.py" in names and "codecdash/aws_lambda.py" in names
 
 
+def test_the_package_holds_the_versions_constraints_txt_pins(tmp_path: Path) -> None:
+    from importlib import metadata
+
+    dists = [metadata.distribution("fastapi"), metadata.distribution("starlette")]
+    assert deploy_package.find_constraints() == ROOT / "constraints.txt"
+    # This environment is the tested one (scripts/bootstrap installs with -c constraints.txt).
+    deploy_package.check_tested_versions(dists, ROOT / "constraints.txt")
+    other = tmp_path / "constraints.txt"
+    other.write_text("# pins\nfastapi==0.0.1\nstarlette==" + dists[1].version + "\n")
+    with pytest.raises(DeployError, match=r"fastapi .* \(tested: 0\.0\.1\)"):
+        deploy_package.check_tested_versions(dists, other)
+
+
 def test_a_tested_version_without_a_lambda_wheel_fails_the_build_loudly() -> None:
     import sys
 

@@ -198,6 +198,7 @@ def build_lambda_zip(
     requirements = list(requirements) if requirements is not None else runtime_requirements()
     machine = {"x86_64": "x86_64", "arm64": "aarch64"}[arch]
     dists = _closure(requirements)
+    check_tested_versions(dists, find_constraints())
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         _add_codecdash(zf)
@@ -251,6 +252,36 @@ def build_lambda_zip(
             (run or _run_pip)(command)
             _add_tree(zf, Path(target))
         return _finish(zf, buffer, echo, "built with pip")
+
+
+def find_constraints() -> Path | None:
+    """The checkout's ``constraints.txt`` (the versions the tests ran with), if any."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
+        if (root / "constraints.txt").is_file() and (root / "pyproject.toml").is_file():
+            return root / "constraints.txt"
+    return None
+
+
+def check_tested_versions(dists: Iterable[metadata.Distribution], constraints: Path | None) -> None:
+    """Refuses to package a version other than the one ``constraints.txt`` pins."""
+    if constraints is None:
+        return
+    tested: dict[str, str] = {}
+    for line in constraints.read_text().splitlines():
+        found = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;#]+)", line.strip())
+        if found:
+            tested[_canonical(found[1])] = found[2]
+    wrong = [
+        f"{name} {d.version} (tested: {tested[name]})"
+        for d in dists
+        if (name := _canonical(d.metadata["Name"])) in tested and tested[name] != d.version
+    ]
+    if wrong:
+        raise DeployError(
+            f"installed versions differ from {constraints.name}, the ones the tests ran with: "
+            f"{', '.join(sorted(wrong))}. Install them (pip install -c {constraints} -e "
+            "'.[aws]') or pass --lambda-zip with a package you built"
+        )
 
 
 def pinned(dists: Iterable[metadata.Distribution]) -> list[str]:
