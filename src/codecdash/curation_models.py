@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from codecdash.experiments.vocabulary import STATUSES, ExperimentStatus
-from codecdash.models import Experiment, ExperimentId, Text, Timestamp, _Strict
+from codecdash.models import Experiment, ExperimentId, JsonInt, Text, Timestamp, _Strict
 
 MAX_BULK = 10_000
 """Ids one bulk request names, and experiments one bulk deletion moves, at most."""
@@ -32,7 +32,7 @@ class BulkDelete(_Strict):
     dry_run: bool = Field(
         False, description="Only count: `matched` says how many would go; nothing moves."
     )
-    limit: int = Field(
+    limit: JsonInt = Field(
         MAX_BULK,
         ge=1,
         le=MAX_BULK,

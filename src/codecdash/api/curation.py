@@ -27,7 +27,7 @@ from codecdash.curation_models import (
 from codecdash.experiments.curation import CurationService, Filter
 from codecdash.experiments.query import CURSOR_PATTERN
 from codecdash.models import ErrorResponse, Experiment, Text
-from codecdash.store.audit import ACTIONS
+from codecdash.store.audit import Action
 
 router = APIRouter(prefix="/api/v1", tags=["curation"])
 BULK_DELETE: JsonBody[BulkDelete] = JsonBody(BulkDelete, "BulkDelete")
@@ -106,7 +106,9 @@ def restore_experiment(
         "fields AND-ed as in the list's query (at least one is needed). `dry_run: true` "
         "only counts (`matched`); send it first. One transaction moves at most `limit` "
         "(10,000), the oldest first: call again while `deleted` < `matched`. Recorded in "
-        "the audit log with the filter."
+        "the audit log with the filter.\n\n"
+        "Refused beyond what the schema states:\n"
+        "- **422** `invalid`: neither `ids` nor any filter field (nothing would match all)."
     ),
     responses=WRITE_ERRORS,
     openapi_extra=BULK_DELETE.openapi,
@@ -164,6 +166,12 @@ async def restore_many(
     response_model=TrashPage,
     dependencies=[Depends(require_read)],
     summary="The experiments in the trash, most recently deleted first",
+    description=(
+        "The next page: `cursor` set to the `next_cursor` of this one (null on the last).\n\n"
+        "Refused beyond what the schema states:\n"
+        "- **400** `bad_cursor`: a `cursor` that this server did not make."
+    ),
+    responses={400: {"model": ErrorResponse, "description": "A cursor not made by this server"}},
 )
 def trash(
     request: Request,
@@ -211,14 +219,9 @@ def audit(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[
-        int | None, Query(ge=1, description="`next_before` of the previous page")
+        int | None, Query(ge=1, le=2**53, description="`next_before` of the previous page")
     ] = None,
-    action: Annotated[
-        str | None,
-        Query(description="Only this action", json_schema_extra={"enum": list(ACTIONS)}),
-    ] = None,
+    action: Annotated[Action | None, Query(description="Only this action")] = None,
     actor: Annotated[Text | None, Query(max_length=100, description="Only this token")] = None,
 ) -> Response:
-    if action is not None and action not in ACTIONS:
-        raise ApiError(400, f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
     return json_response(curation(request).audit(limit, before, action, actor))

@@ -28,8 +28,9 @@ Derive = Callable[[Any], tuple[float | None, str | None]]
 """rd_points (decoded) -> (bd_rate_pct, bd_rate_anchor) against the anchor in force."""
 
 
-class InTrash(Exception):
-    """An id to create is in the trash (409): restore or purge it first."""
+class InTrash(ValueError):
+    """An id to create is in the trash (409): restore or purge it first. A ValueError, so
+    that commands (codecdash import-results --db) say it in one line."""
 
     def __init__(self, ids: Sequence[str]) -> None:
         self.ids = list(ids)
@@ -41,7 +42,7 @@ class InTrash(Exception):
         )
 
 
-class Exists(Exception):
+class Exists(ValueError):
     """An experiment to restore has a live namesake (409)."""
 
 
