@@ -254,3 +254,13 @@ def test_the_first_paint_loads_only_the_first_screens_modules() -> None:
     index = (DASHBOARD / "index.html").read_text(encoding="utf-8")
     preloaded = set(re.findall(r'<link rel="modulepreload" href="\./([\w-]+\.js)">', index))
     assert preloaded == seen - {"app.js"}, sorted(preloaded ^ (seen - {"app.js"}))
+
+
+def test_the_stylesheet_closes_every_block() -> None:
+    """An unclosed block (an @media left open by an edit) swallows every rule after it."""
+    css = re.sub(r"/\*.*?\*/", "", (dashboard_dir() / "styles.css").read_text(), flags=re.S)
+    depth = 0
+    for number, line in enumerate(css.splitlines(), 1):
+        depth += line.count("{") - line.count("}")
+        assert depth >= 0, f"styles.css line {number} closes a block never opened"
+    assert depth == 0, "styles.css leaves a block open"
