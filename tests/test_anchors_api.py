@@ -480,7 +480,12 @@ async def test_best_compression_stays_the_reported_figure_by_default(
     await put_experiment(client, auth, X265, bitrate_reduction_pct=95.0)
     await put_experiment(client, auth, VTM, bitrate_reduction_pct=10.0)
     best = (await client.get("/api/v1/dashboard")).json()["summary"]["best_compression"]
-    assert best == {"value_pct": 95.0, "experiment_id": X265, "metric": "reported"}
+    assert best == {
+        "value_pct": 95.0,
+        "experiment_id": X265,
+        "metric": "reported",
+        "per": "experiment",
+    }
 
 
 # -- the BD report --------------------------------------------------------------------------
