@@ -149,9 +149,18 @@ class Changes:
 def apply_records(
     store: Store, settings: Settings, records: Iterable[Mapping[str, Any]]
 ) -> Changes:
-    """Applies DynamoDB Streams records (NEW_AND_OLD_IMAGES or NEW_IMAGE) to `store`."""
+    """Applies DynamoDB Streams records (NEW_AND_OLD_IMAGES or NEW_IMAGE) to `store`, in
+    order; consecutive experiment writes go in one transaction."""
     service = ExperimentService(store, settings)
     changes = Changes()
+    pending: list[ExperimentIn] = []
+
+    def flush() -> None:
+        if pending:
+            service.batch(pending)
+            changes.written += len(pending)
+            pending.clear()
+
     for record in records:
         data = record.get("dynamodb", {})
         key = str(deserialize(data.get("Keys", {})).get("id", ""))
@@ -159,21 +168,21 @@ def apply_records(
             continue  # the older aggregate's own items
         new = deserialize(data["NewImage"]) if data.get("NewImage") else None
         if record.get("eventName") == "REMOVE" or new is None:
+            flush()
             old = deserialize(data["OldImage"]) if data.get("OldImage") else {}
             _remove(store, settings, key, old, changes)
             continue
         if key.startswith(ANCHOR_PREFIX):
+            flush()
             _put_anchor(store, settings, key, new, changes)
             continue
         stamp = to_epoch(data.get("ApproximateCreationDateTime"))  # seconds in a real event
         try:
-            experiment = experiment_of(new, stamp)
+            pending.append(experiment_of(new, stamp))
         except (ValidationError, ValueError, TypeError) as exc:
             log.warning("skipped item %r: not a valid experiment: %s", key, _short(exc))
             changes.skipped.append(key)
-            continue
-        service.put(key, experiment)
-        changes.written += 1
+    flush()
     return changes
 
 
