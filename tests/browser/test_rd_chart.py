@@ -116,6 +116,7 @@ def codec_served(request: pytest.FixtureRequest) -> Dashboard | AwsDashboard:
         + [{"id": "running-1", **running}]
     )
     deployed.publish()
+    deployed.snapshot()  # the schedule's run: CloudFront serves /api/v1/dashboard from it
     return deployed
 
 

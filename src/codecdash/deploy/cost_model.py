@@ -124,8 +124,7 @@ def monthly(day: Day, assume: Assumptions = Assumptions()) -> Estimate:
     lines = [
         Line("snapshot function: runs", runs, "requests", "lambda_request", True),
         Line(
-            f"snapshot function: {snapshot_seconds:.2f} s × "
-            f"{assume.snapshot_memory_gb:g} GB per run",
+            f"snapshot function: compute at {assume.snapshot_memory_gb:g} GB",
             runs * snapshot_seconds * assume.snapshot_memory_gb,
             "GB-s",
             "lambda_gb_s_arm64",
