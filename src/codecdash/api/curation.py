@@ -219,7 +219,7 @@ def audit(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[
-        int | None, Query(ge=1, le=2**53, description="`next_before` of the previous page")
+        int | None, Query(ge=1, le=2**31 - 1, description="`next_before` of the previous page")
     ] = None,
     action: Annotated[Action | None, Query(description="Only this action")] = None,
     actor: Annotated[Text | None, Query(max_length=100, description="Only this token")] = None,
