@@ -114,7 +114,8 @@ async def test_delete_hides_and_restore_brings_back_exactly(api: Api) -> None:
     assert back == best == r.json()
     summary = (await api.client.get(DASHBOARD)).json()["summary"]
     assert summary["total_experiments"] == 2 and summary["best_quality"]["experiment_id"] == "best"
-    assert_error(await api.client.post(f"{API}/best/restore", headers=api.auth), 404)
+    assert_error(await api.client.post(f"{API}/best/restore", headers=api.auth), 409)  # live
+    assert_error(await api.client.post(f"{API}/nothing/restore", headers=api.auth), 404)
 
 
 async def test_writes_need_a_write_token(api: Api) -> None:

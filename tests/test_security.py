@@ -67,6 +67,18 @@ WRITES: dict[tuple[str, str], tuple[str, Any]] = {
         "/api/v1/metrics",
         {"items": [{"experiment_id": "sec-0", "points": [{"step": 2, "values": {"loss": 0.4}}]}]},
     ),
+    # curation (after sec-1 was created above: the real token's pass runs them in order)
+    ("DELETE", "/api/v1/experiments/{experiment_id}"): ("/api/v1/experiments/sec-1", None),
+    ("POST", "/api/v1/experiments/{experiment_id}/restore"): (
+        "/api/v1/experiments/sec-1/restore",
+        None,
+    ),
+    ("POST", "/api/v1/experiments/delete"): (
+        "/api/v1/experiments/delete",
+        {"ids": ["sec-1"], "dry_run": True},
+    ),
+    ("POST", "/api/v1/experiments/restore"): ("/api/v1/experiments/restore", {"ids": ["sec-1"]}),
+    ("POST", "/api/v1/trash/purge"): ("/api/v1/trash/purge", {"dry_run": True}),
 }
 
 

@@ -35,7 +35,7 @@ BULK_IDS: JsonBody[BulkIds] = JsonBody(BulkIds, "BulkIds")
 PURGE: JsonBody[Purge] = JsonBody(Purge, "Purge")
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
 CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"model": ErrorResponse, "description": "A live experiment has the same id"}
+    409: {"model": ErrorResponse, "description": "The experiment is live (not in the trash)"}
 }
 # The body-less writes answer these of the write errors.
 NO_BODY_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -82,7 +82,8 @@ def delete_experiment(
     summary="Bring an experiment back from the trash, as it was",
     description=(
         "Its BD-rate is derived again against the anchor in force (the same figure when the "
-        "anchor has not changed since). Recorded in the audit log."
+        "anchor has not changed since). Recorded in the audit log. 409 for an experiment that "
+        "is live (not in the trash), 404 for one that is neither."
     ),
     responses={**NOT_FOUND, **CONFLICT, **WRITE_ERRORS},
 )
@@ -91,9 +92,14 @@ def restore_experiment(
     experiment_id: IdPath,
     token: Annotated[str, Depends(require_write)],
 ) -> Response:
-    back = curation(request).restore([experiment_id], token)
+    service = curation(request)
+    back = service.restore([experiment_id], token)
     if not back:
-        raise ApiError(404, f"experiment {experiment_id!r} is not in the trash")
+        if service.store.curation.live([experiment_id]):
+            raise ApiError(
+                409, f"experiment {experiment_id!r} is live: there is nothing to restore"
+            )
+        raise ApiError(404, f"no experiment {experiment_id!r} in the trash")
     return json_response(back[0])
 
 
@@ -219,7 +225,7 @@ def audit(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[
-        int | None, Query(ge=1, le=2**53, description="`next_before` of the previous page")
+        int | None, Query(ge=1, le=2**31 - 1, description="`next_before` of the previous page")
     ] = None,
     action: Annotated[Action | None, Query(description="Only this action")] = None,
     actor: Annotated[Text | None, Query(max_length=100, description="Only this token")] = None,

@@ -55,7 +55,6 @@ class Link:
 EXPERIMENT = "/api/v1/experiments/{experiment_id}"
 EXPERIMENT_BD_RATE = "/api/v1/experiments/{experiment_id}/bd-rate"
 EXPERIMENT_METRICS = "/api/v1/experiments/{experiment_id}/metrics"
-EXPERIMENT_RESTORE = "/api/v1/experiments/{experiment_id}/restore"
 ANCHOR = "/api/v1/anchors/{name}"
 ANCHOR_BD_RATE = "/api/v1/anchors/{name}/bd-rate"
 _WRITTEN = ("200", "201")
@@ -160,14 +159,6 @@ LINKS: tuple[Link, ...] = (
     *_experiment_links(("put", EXPERIMENT), _WRITTEN, ""),
     *_experiment_links(("patch", EXPERIMENT), ("200",), ""),
     *_anchor_links(("put", ANCHOR), _WRITTEN, "$response.body#/name"),
-    Link(
-        "RestoreExperiment",
-        ("delete", EXPERIMENT),
-        ("200",),
-        ("post", EXPERIMENT_RESTORE),
-        {"path.experiment_id": "$request.path.experiment_id"},
-        "Bring the experiment just deleted back from the trash",
-    ),
     Link(
         "GetDeletedAnchor",
         ("delete", ANCHOR),
