@@ -55,7 +55,12 @@ def test_import_results_aws_writes_the_table_and_the_stream_carries_it(
     status, found = aws_get("/api/v1/experiments/VTM-v15.0-lowdelay")
     assert status == 200 and found["bd_rate_anchor"] == ANCHOR
     assert round(found["bd_rate_pct"], 2) == -73.71
-    assert aws_get("/api/v1/anchors")[1]["default"] == ANCHOR
+    # The files' folder names their test set: the anchor is UVG-1080p's, in force there.
+    in_force = aws_get("/api/v1/anchors")[1]["in_force"]
+    assert {"dataset": "UVG-1080p", "anchor": ANCHOR} in [
+        {"dataset": f["dataset"], "anchor": f["anchor"]} for f in in_force
+    ]
+    assert found["dataset"] == "UVG-1080p"
     assert not any(k.endswith(("scan", "query")) for k in deployed.calls if "import" in k)
 
 
