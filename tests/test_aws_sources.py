@@ -685,7 +685,7 @@ def test_cost_explorer_is_asked_fewer_than_10_times_a_day(aws: AwsEnv) -> None:
     builds = asyncio.run(day())
     assert builds == 3 * 17_280
     assert 0 < ce_calls < 10
-    assert ce_calls == 8  # four refreshes of two requests each with the 6-hour cache
+    assert ce_calls == 2  # one refresh of two requests with the default one-day cache
 
 
 def test_cost_budget_holds_with_a_short_cache(aws: AwsEnv) -> None:
