@@ -85,8 +85,10 @@ def beyond_the_schema() -> dict[str, set[int]]:
     defaults = SchemathesisConfig().projects.default.checks.positive_data_acceptance
     declared: dict[str, set[int]] = {}
     for entry in tomllib.loads(CONFIG.read_text(encoding="utf-8")).get("operations", []):
-        statuses = entry["checks"]["positive_data_acceptance"]["expected-statuses"]
-        extra = set(statuses) - set(defaults.expected_statuses)
+        accepted = entry.get("checks", {}).get("positive_data_acceptance")
+        if accepted is None:  # an entry about another check
+            continue
+        extra = set(accepted["expected-statuses"]) - set(defaults.expected_statuses)
         declared[entry["include-name"]] = {int(status) for status in extra}
     return declared
 
