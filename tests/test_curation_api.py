@@ -94,7 +94,9 @@ async def test_delete_hides_and_restore_brings_back_exactly(api: Api) -> None:
     assert deleted["deleted_at"].endswith("Z") and deleted["notes"] == "keep *this*"
 
     assert_error(await api.client.get(f"{API}/best"), 404, "not_found")
-    shown = (await api.client.get(f"{API}/best", params={"include_deleted": "true"})).json()
+    shown = (
+        await api.client.get(f"{API}/best", params={"include_deleted": "true"}, headers=api.auth)
+    ).json()
     assert shown["deleted_at"] == deleted["deleted_at"] and shown["psnr_db"] == 40.0
     assert await api.ids() == ["other"]
     assert (await api.client.get(API, params={"sort": "-psnr_db"})).json()["total"] == 1
@@ -190,11 +192,17 @@ async def test_trash_lists_newest_first_and_purge_drops_for_good(api: Api) -> No
     for i in range(5):
         await api.put(f"t{i}")
         await api.client.delete(f"{API}/t{i}", headers=api.auth)
-    page = (await api.client.get("/api/v1/trash", params={"limit": 3})).json()
+    page = (await api.client.get("/api/v1/trash", params={"limit": 3}, headers=api.auth)).json()
     assert page["total"] == 5 and [e["id"] for e in page["items"]] == ["t4", "t3", "t2"]
-    rest = (await api.client.get("/api/v1/trash", params={"cursor": page["next_cursor"]})).json()
+    rest = (
+        await api.client.get(
+            "/api/v1/trash", params={"cursor": page["next_cursor"]}, headers=api.auth
+        )
+    ).json()
     assert [e["id"] for e in rest["items"]] == ["t1", "t0"] and rest["next_cursor"] is None
-    assert_error(await api.client.get("/api/v1/trash", params={"cursor": "bad!"}), 422)
+    assert_error(
+        await api.client.get("/api/v1/trash", params={"cursor": "bad!"}, headers=api.auth), 422
+    )
 
     r = await api.client.post(
         "/api/v1/trash/purge", json={"older_than_days": 1, "dry_run": True}, headers=api.auth
@@ -206,11 +214,13 @@ async def test_trash_lists_newest_first_and_purge_drops_for_good(api: Api) -> No
     assert r.json() == {"dry_run": True, "matched": 1, "purged": 0, "ids": ["t0"]}
     r = await api.client.post("/api/v1/trash/purge", json={"ids": ["t0"]}, headers=api.auth)
     assert r.json()["purged"] == 1
-    assert_error(await api.client.get(f"{API}/t0", params={"include_deleted": "true"}), 404)
+    assert_error(
+        await api.client.get(f"{API}/t0", params={"include_deleted": "true"}, headers=api.auth), 404
+    )
     await api.put("t0")  # a purged id is free again
     r = await api.client.post("/api/v1/trash/purge", json={}, headers=api.auth)
     assert r.json()["purged"] == 4
-    assert (await api.client.get("/api/v1/trash")).json()["total"] == 0
+    assert (await api.client.get("/api/v1/trash", headers=api.auth)).json()["total"] == 0
 
 
 async def test_serve_purges_what_is_past_retention(make_app: Any, settings: Settings) -> None:
@@ -268,7 +278,9 @@ async def test_notes_and_tag_edits_without_resending_the_list(api: Api) -> None:
     assert "at most 50 tags" in error["message"]
     assert (await api.client.get(f"{API}/n")).json()["tags"] == ["a", "b"]  # unchanged
     await api.client.patch(f"{API}/n", json={"status": "running"}, headers=api.auth)
-    entries = (await api.client.get("/api/v1/audit", params={"action": "edit"})).json()["items"]
+    entries = (
+        await api.client.get("/api/v1/audit", params={"action": "edit"}, headers=api.auth)
+    ).json()["items"]
     assert [e["details"] for e in entries] == [
         {"fields": ["tags"], "add_tags": ["b"]},
         {"fields": ["notes"], "add_tags": ["mse", "uvg"], "remove_tags": ["wip", "absent"]},
@@ -284,7 +296,7 @@ async def test_audit_log_records_who_what_when(api: Api) -> None:
     await api.client.post(f"{API}/delete", json={"status": ["failed"]}, headers=api.auth)
     await api.client.post(f"{API}/a/restore", headers=api.auth)
     await api.client.post("/api/v1/trash/purge", json={"ids": ["b"]}, headers=api.auth)
-    page = (await api.client.get("/api/v1/audit")).json()
+    page = (await api.client.get("/api/v1/audit", headers=api.auth)).json()
     assert [(e["action"], e["ids"], e["actor"]) for e in page["items"]] == [
         ("purge", ["b"], "curator"),
         ("restore", ["a"], "curator"),
@@ -293,10 +305,16 @@ async def test_audit_log_records_who_what_when(api: Api) -> None:
     ]
     assert page["items"][2]["details"] == {"filter": {"status": ["failed"]}}
     assert all(e["at"].endswith("Z") for e in page["items"])
-    first = (await api.client.get("/api/v1/audit", params={"limit": 3})).json()
-    rest = (await api.client.get("/api/v1/audit", params={"before": first["next_before"]})).json()
+    first = (await api.client.get("/api/v1/audit", params={"limit": 3}, headers=api.auth)).json()
+    rest = (
+        await api.client.get(
+            "/api/v1/audit", params={"before": first["next_before"]}, headers=api.auth
+        )
+    ).json()
     assert [e["seq"] for e in first["items"] + rest["items"]] == [e["seq"] for e in page["items"]]
-    assert_error(await api.client.get("/api/v1/audit", params={"action": "nuke"}), 422)
+    assert_error(
+        await api.client.get("/api/v1/audit", params={"action": "nuke"}, headers=api.auth), 422
+    )
 
 
 async def test_private_mode_needs_a_token_to_read_the_trash_and_audit(
@@ -307,6 +325,28 @@ async def test_private_mode_needs_a_token_to_read_the_trash_and_audit(
     async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         for path in ("/api/v1/trash", "/api/v1/audit"):
             assert_error(await client.get(path), 401)
+
+
+async def test_what_was_deleted_is_for_write_tokens_only(api: Api) -> None:
+    """On a public dashboard too: the trash, the audit log and a trashed experiment need a
+    write token; a read token or none gets 401/403, and a plain read still 404."""
+    await api.put("secret-run", status="completed", name="wrongly named run")
+    assert (await api.client.delete(f"{API}/secret-run", headers=api.auth)).status_code == 200
+    reader = api.store.create_token("viewer", "read")
+    for headers in ({}, {"Authorization": f"Bearer {reader}"}):
+        for path, params in (
+            ("/api/v1/trash", {}),
+            ("/api/v1/audit", {}),
+            (f"{API}/secret-run", {"include_deleted": "true"}),
+        ):
+            r = await api.client.get(path, params=params, headers=headers)
+            assert r.status_code in (401, 403), (path, headers, r.text)
+            assert "wrongly named run" not in r.text
+    assert_error(await api.client.get(f"{API}/secret-run"), 404)
+    shown = await api.client.get(
+        f"{API}/secret-run", params={"include_deleted": "true"}, headers=api.auth
+    )
+    assert shown.json()["name"] == "wrongly named run"
 
 
 async def test_restore_derives_the_bd_rate_against_the_anchor_in_force_now(api: Api) -> None:

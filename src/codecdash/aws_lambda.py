@@ -144,7 +144,8 @@ def _json_error(status: int, code: str, message: str) -> dict[str, Any]:
 def _expected_origin_secret() -> str:
     global _origin_secret
     if _origin_secret is None:
-        _origin_secret = lambda_settings().aws_origin_secret or ""
+        secret = lambda_settings().aws_origin_secret
+        _origin_secret = secret.get_secret_value() if secret is not None else ""
     return _origin_secret
 
 

@@ -151,7 +151,7 @@ class Settings(BaseModel):
     release: str | None = Field(
         None, description="The deployed release this process runs (set by the stack)."
     )
-    aws_origin_secret: str | None = Field(
+    aws_origin_secret: SecretStr | None = Field(
         None, description="Header value CloudFront sends the API; other requests are refused."
     )
     aws_read_model_bucket: str | None = Field(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from codecdash.api.auth import require_read, require_write
+from codecdash.api.auth import require_write
 from codecdash.api.bodies import JsonBody
 from codecdash.api.errors import ApiError
 from codecdash.api.experiments import WRITE_ERRORS, IdPath, json_response
@@ -170,14 +170,18 @@ async def restore_many(
 @router.get(
     "/trash",
     response_model=TrashPage,
-    dependencies=[Depends(require_read)],
+    # What people deleted is not for every viewer of a public dashboard: a write token.
+    dependencies=[Depends(require_write)],
     summary="The experiments in the trash, most recently deleted first",
     description=(
         "The next page: `cursor` set to the `next_cursor` of this one (null on the last).\n\n"
         "Refused beyond what the schema states:\n"
         "- **400** `bad_cursor`: a `cursor` that this server did not make."
     ),
-    responses={400: {"model": ErrorResponse, "description": "A cursor not made by this server"}},
+    responses={
+        400: {"model": ErrorResponse, "description": "A cursor not made by this server"},
+        401: {"model": ErrorResponse, "description": "Not a write token"},
+    },
 )
 def trash(
     request: Request,
@@ -218,8 +222,11 @@ async def purge(
 @router.get(
     "/audit",
     response_model=AuditPage,
-    dependencies=[Depends(require_read)],
+    dependencies=[Depends(require_write)],
     summary="The audit log: deletions, restores, purges and edits, newest first",
+    responses={
+        401: {"model": ErrorResponse, "description": "Not a write token"},
+    },
 )
 def audit(
     request: Request,

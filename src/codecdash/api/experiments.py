@@ -220,20 +220,36 @@ def list_experiments(
     return Response(body, media_type="application/json")
 
 
+async def deleted_readers(
+    request: Request,
+    include_deleted: Annotated[
+        bool,
+        Query(
+            description="Answer an experiment in the trash too (with its `deleted_at`); "
+            "needs a write token: what people deleted is not for every viewer"
+        ),
+    ] = False,
+) -> bool:
+    """`include_deleted`, allowed to write tokens only (401/403 otherwise)."""
+    if include_deleted:
+        await require_write(request)
+    return include_deleted
+
+
 @router.get(
     "/experiments/{experiment_id}",
     response_model=Experiment,
     dependencies=[Depends(require_read)],
     summary="One experiment",
-    responses={404: {"model": ErrorResponse}},
+    responses={
+        401: {"model": ErrorResponse, "description": "include_deleted without a write token"},
+        404: {"model": ErrorResponse},
+    },
 )
 def get_experiment(
     request: Request,
     experiment_id: IdPath,
-    include_deleted: Annotated[
-        bool,
-        Query(description="Answer an experiment in the trash too (with its `deleted_at`)"),
-    ] = False,
+    include_deleted: Annotated[bool, Depends(deleted_readers)],
 ) -> Response:
     found = state(request).experiments.get(experiment_id)
     if found is None:
