@@ -236,6 +236,31 @@ async def test_etag_and_304(client: httpx.AsyncClient) -> None:
     assert other.status_code == 200 and other.json()["summary"] == first.json()["summary"]
 
 
+async def test_a_write_during_a_build_changes_the_next_etag() -> None:
+    """A build that read the data before a write landed must not carry the write's version:
+    otherwise the next, correct build has the same ETag and open pages keep the old data."""
+    from codecdash.api.cache import SnapshotCache
+    from codecdash.events import ChangeFeed
+
+    version = 1
+    feed = ChangeFeed()
+
+    class Builder:
+        async def build(self) -> dict[str, object]:
+            nonlocal version
+            seen = version
+            if version == 1:  # a write lands after the data was read, before the build ends
+                version += 1
+                feed.generation += 1
+            return {"seen": seen}
+
+    cache = SnapshotCache(Builder(), feed, lambda: version, ttl=3600)  # type: ignore[arg-type]
+    first = await cache.get()
+    second = await cache.get()
+    assert first.data != second.data
+    assert first.etag != second.etag, "two snapshots with different data share one ETag"
+
+
 async def test_every_write_invalidates_the_snapshot(
     client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:

@@ -75,11 +75,13 @@ class SnapshotCache:
             if hit is not None:
                 return hit
             key = self._key()
-            data = await self.builder.build()
+            # The version is read before the build: a write that lands during the build
+            # then changes the next ETag, so no page keeps data older than its ETag says.
             try:
                 version = str(await asyncio.to_thread(self.read_version))
             except Exception:  # the store is down: the snapshot (sources marked) still serves
                 version = f"g{key[0]}"
+            data = await self.builder.build()
             body = orjson.dumps(data)
             etag = f'"{version}-{key[1]}"'
             self._current = CachedSnapshot(key, body, etag, data, time.monotonic())
