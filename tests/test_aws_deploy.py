@@ -210,14 +210,11 @@ def test_template_watches_itself() -> None:
     assert set(alarms) == {
         f"${{AWS::StackName}}-{n}"
         for n in (
-            "api-5xx",
-            "api-errors",
-            "api-throttles",
+            "api-5xx",  # the API function's errors, timeouts and throttles reach viewers as 5xx
             "api-duration",
             "snapshot-stale",
             "stream-errors",
             "stream-iterator-age",
-            "stream-failed-batches",
             "cost-explorer-budget",
         )
     }
@@ -229,7 +226,8 @@ def test_template_watches_itself() -> None:
     # The budget alarm counts the line the costs source logs.
     pattern = res["CostExplorerBudgetFilter"]["Properties"]["FilterPattern"]
     assert pattern.strip('"') in f"{BUDGET_USED_UP} (9 requests today)"
-    # A stream batch that fails every retry lands in the failure queue, which is alarmed.
+    # A stream batch that fails every retry lands in the failure queue (after the
+    # stream-errors alarm fired on its first failure; doctor reports the queue's depth).
     mapping = res["StreamMapping"]["Properties"]
     assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {
         "Fn::GetAtt": ["StreamFailureQueue", "Arn"]
@@ -237,7 +235,10 @@ def test_template_watches_itself() -> None:
     stream_role = statements(res["StreamRole"])
     assert any(actions(s) == ["sqs:SendMessage"] for s in stream_role)
     assert res["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
-    # The health dashboard's body is JSON once its names are filled in.
+    # The health dashboard ($3 a month at list price) is there when asked for.
+    assert res["HealthDashboard"]["Condition"] == "WantsHealthDashboard"
+    assert load_template()["Parameters"]["WithHealthDashboard"]["Default"] == "false"
+    # Its body is JSON once its names are filled in.
     body, _names = res["HealthDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     filled = re.sub(r"\$\{[^}]+\}", "x", body)
     widgets = json.loads(filled)["widgets"]
@@ -534,6 +535,13 @@ def test_stack_parameters_derive_the_arns() -> None:
     template_params = load_template()["Parameters"]
     assert set(params) <= set(template_params)
     assert all("Default" in template_params[name] for name in set(template_params) - set(params))
+    # The health dashboard ($3 a month at list price) only when asked for.
+    assert params["WithHealthDashboard"] == "false"
+    asked = stack_parameters(
+        settings, "eu-west-1", "", ("code", "key.zip"), "arm64", "", health_dashboard=True
+    )
+    assert {"ParameterKey": "WithHealthDashboard", "ParameterValue": "true"} in asked
+    assert template_params["WithHealthDashboard"]["AllowedValues"] == ["true", "false"]
 
 
 # -- the deploy flow against moto ------------------------------------------------------------

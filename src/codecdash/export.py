@@ -39,6 +39,9 @@ REVALIDATE = "no-cache"
 SHORT = "public, max-age=300"
 SNAPSHOT_CACHE = "public, max-age=15"
 API_BASE_META = re.compile(rb'(<meta\s+name="codecdash-api-base"\s+content=")[^"]*(")')
+# Put after the API base's meta by site_files(event_stream=False); read by live.js.
+API_BASE_TAG = re.compile(rb'<meta\s+name="codecdash-api-base"[^>]*>')
+NO_EVENTS_META = b'\n  <meta name="codecdash-events" content="off">'
 SNAPSHOT_URL_META = re.compile(rb'(<meta\s+name="codecdash-snapshot-url"\s+content=")[^"]*(")')
 # The no-JavaScript link to the data: the API's path, or in an export the snapshot file.
 DATA_LINK = re.compile(rb'(<noscript>.*?<a href=")api/v1/dashboard(">)api/v1/dashboard(</a>)', re.S)
@@ -57,12 +60,14 @@ def site_files(
     *,
     page_dir: Path | None = None,
     snapshot: dict[str, Any] | None = None,
+    event_stream: bool = True,
 ) -> list[SiteFile]:
     """The page's files as served: versioned references, content types, cache headers.
 
     With `snapshot` (a static export), index.html reads `dashboard.json` (unless
     `api_base` names an API), links to it for readers without JavaScript, and carries the
-    snapshot itself.
+    snapshot itself. Without `event_stream` (the AWS deployment: API Gateway holds no
+    connection open), the page is told so and polls without trying `api/v1/events`.
     """
     from codecdash.api.static import load_assets, with_snapshot
 
@@ -78,6 +83,8 @@ def site_files(
                 body = API_BASE_META.sub(
                     rb"\g<1>" + value.replace(b"\\", b"\\\\") + rb"\g<2>", body
                 )
+            if not event_stream:
+                body = API_BASE_TAG.sub(rb"\g<0>" + NO_EVENTS_META, body, count=1)
             if snapshot is not None:
                 link = SNAPSHOT_NAME.encode()
                 if not api_base:

@@ -25,7 +25,7 @@ import httpx
 
 from codecdash import aws_lambda
 from codecdash.api.guard import CSP
-from codecdash.export import site_files
+from codecdash.deploy.stack import aws_site_files
 from codecdash.models import ExperimentIn
 from codecdash.sources.aws.replica_writer import anchor_item, experiment_item
 
@@ -185,7 +185,7 @@ class AwsDashboard:
 
 def upload_site(s3: Any) -> None:
     """The site bucket as `codecdash deploy` fills it."""
-    for item in site_files(""):
+    for item in aws_site_files():
         s3.put_object(
             Bucket=SITE,
             Key=item.name,

@@ -137,10 +137,6 @@ class PageProblems:
 
 
 PROBLEMS = pytest.StashKey[list[tuple[Page, PageProblems]]]()
-AWS_MODE = pytest.StashKey[bool]()
-# On AWS the event stream answers 404 at once (a Lambda cannot hold it open) and the page
-# polls instead; Chromium logs that refusal, which no script can silence.
-NO_EVENT_STREAM = r"status of 404 \(Not Found\) \([^)]*/api/v1/events\)"
 
 
 def page_problems(page: Page) -> PageProblems:
@@ -152,9 +148,6 @@ def page_problems(page: Page) -> PageProblems:
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     """After a test body passes, fail it if any of its pages logged an unexpected problem."""
     result = yield
-    if item.stash.get(AWS_MODE, False):
-        for _page, problems in item.stash.get(PROBLEMS, []):
-            problems.allow(NO_EVENT_STREAM)
     found = [
         f"{page.url}: {message}"
         for page, problems in item.stash.get(PROBLEMS, [])
@@ -372,7 +365,6 @@ def make_aws_dashboard(
 ) -> Iterator[MakeAwsDashboard]:
     """The AWS deployment on moto behind a local CloudFront (see browser/aws_mode.py);
     keyword arguments are settings of its functions (``default_anchor="x264"``)."""
-    request.node.stash[AWS_MODE] = True
     shims: list[CloudFrontShim] = []
     clients: list[httpx.Client] = []
 

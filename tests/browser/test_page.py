@@ -9,7 +9,7 @@ import contextlib
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from browser.conftest import (
     StaticServer,
     deadline,
     page_problems,
+    seed_experiments,
     wait_for_data,
     wait_live,
 )
@@ -626,3 +627,24 @@ def test_load_more_reaches_the_end_with_the_right_totals(served: Served, page: P
     expect(page.locator("#load-more")).to_be_hidden()
     page.select_option("#filter-sort", "-cost_usd")
     expect_rows(page, api_ids(served, status="failed", sort="-cost_usd"))
+
+
+def test_the_aws_page_polls_and_never_asks_for_an_event_stream(
+    make_aws_dashboard: Callable[..., AwsDashboard], page: Page
+) -> None:
+    """API Gateway holds no connection open: the deployed page is told so and polls the
+    snapshot CloudFront serves, without a refused request (and its console error) first."""
+    deployed = make_aws_dashboard()
+    deployed.put_experiments(seed_experiments()[:3])
+    deployed.publish()
+    deployed.snapshot()
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url))
+    page.goto(deployed.url)
+    wait_for_data(page)
+    expect(page.locator("#connection-status .conn-text")).to_have_text(
+        re.compile(r"^Live · every \d+ s$")
+    )
+    page.wait_for_load_state("load")
+    page.wait_for_timeout(1000)  # the stream would be tried once the page has loaded
+    assert not [u for u in asked if "/api/v1/events" in u], asked

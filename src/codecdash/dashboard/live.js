@@ -107,7 +107,7 @@ export function updateConnection() {
   } else if (state.fetchOk === false) {
     stateName = "offline";
     label = state.lastSuccess ? `Offline — showing data from ${formatClock(state.lastSuccess)}` : "Offline — no data yet";
-  } else if (state.fetchOk === null || (state.mode === "api" && !state.streamTried && typeof EventSource !== "undefined")) {
+  } else if (state.fetchOk === null || (state.mode === "api" && !state.streamTried && typeof EventSource !== "undefined" && streamOffered())) {
     // Before the stream is first tried (it opens once the page has loaded), a write would show
     // only when it opens: the page does not call itself live before that.
     stateName = "reconnecting";
@@ -156,9 +156,13 @@ async function poll() {
   if (state.mode === "api" && state.fetchOk && !state.stream && due) openStream();
 }
 
+/** False where the page was told the API has no event stream (the AWS deployment). */
+const streamOffered = () => document.querySelector('meta[name="codecdash-events"]')?.content !== "off";
+
 /** Subscribes to api/v1/events. If it never opens (no stream here), polling carries on. */
+
 export function openStream() {
-  if (state.mode !== "api" || state.needsToken || typeof EventSource === "undefined") return;
+  if (state.mode !== "api" || state.needsToken || typeof EventSource === "undefined" || !streamOffered()) return;
   closeStream();
   const stream = new EventSource(eventsUrl());
   state.stream = stream;

@@ -42,6 +42,13 @@ PREVIOUS = "__previous__"  # --rollback without a release: the one before the cu
     help="Subscribe this address to the stack's alarms (default: keep the stack's; '' removes it).",
 )
 @click.option(
+    "--health-dashboard/--no-health-dashboard",
+    default=None,
+    help="Add (or remove) the CloudWatch dashboard of the dashboard's own health: $3 a month "
+    "at list price, free within an account's first three (default: keep the stack's; none on "
+    "a first deployment).",
+)
+@click.option(
     "--releases",
     "list_releases",
     is_flag=True,
@@ -87,6 +94,7 @@ def deploy(
     artifacts_bucket: str | None,
     arch: str,
     alarm_email: str | None,
+    health_dashboard: bool | None,
     list_releases: bool,
     rollback: str | None,
     lambda_zip: Path | None,
@@ -112,6 +120,7 @@ def deploy(
         lambda_zip=lambda_zip.read_bytes() if lambda_zip else None,
         package_mode=package_mode,
         alarm_email=alarm_email,
+        health_dashboard=health_dashboard,
     )
     if rebuild_read_model:
         rebuilt = Deployer(options, settings).rebuild_read_model()

@@ -186,7 +186,13 @@ def monthly(day: Day, assume: Assumptions = Assumptions()) -> Estimate:
         ),
         Line("stream function: batches", batches, "requests", "lambda_request", True),
         Line("alarms", day.alarm_metrics, "alarm metrics", "cloudwatch_alarm_metric", True),
-        Line("health dashboard", day.dashboards, "dashboards", "cloudwatch_dashboard", True),
+        Line(
+            "health dashboard (off unless deployed with --health-dashboard)",
+            day.dashboards,
+            "dashboards",
+            "cloudwatch_dashboard",
+            True,
+        ),
         Line("CloudWatch Logs", log_gb, "GB", "logs_ingested_gb", True),
         Line(
             "CloudFront requests",

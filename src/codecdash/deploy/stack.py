@@ -38,6 +38,7 @@ class DeployOptions:
     lambda_zip: bytes | None = None
     package_mode: str = "auto"
     alarm_email: str | None = None  # None: keep the stack's (none on a first deployment)
+    health_dashboard: bool | None = None  # None: keep the stack's (none on a first deployment)
     poll_seconds: float = 10.0
     timeout_s: float = 3600.0
     rebuild_aggregate: bool = True
@@ -93,6 +94,7 @@ def stack_parameters(
     *,
     release: str = "",
     alarm_email: str = "",
+    health_dashboard: bool = False,
 ) -> list[dict[str, str]]:
     queues = [u for u in (settings.aws_training_queue_url, settings.aws_inference_queue_url) if u]
     values = {
@@ -117,8 +119,20 @@ def stack_parameters(
         "CostCacheSeconds": str(int(max(3600, settings.aws_cost_cache_seconds))),
         "Release": release,
         "AlarmEmail": alarm_email,
+        "WithHealthDashboard": "true" if health_dashboard else "false",
     }
     return [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()]
+
+
+def aws_site_files(page_dir: Path | None = None) -> list[Any]:
+    """The page's files as the AWS site serves them (SiteFile), index.html last: the API on
+    the same origin, and no event stream (API Gateway holds no connection open), so the
+    page polls the snapshot CloudFront serves."""
+    from codecdash.export import site_files
+
+    files = site_files("", page_dir=page_dir, event_stream=False)
+    files.sort(key=lambda f: f.name == "index.html")  # the page last, when all it needs is up
+    return files
 
 
 class Deployer:
@@ -195,16 +209,19 @@ class Deployer:
                 site_origin,
                 release=release,
                 alarm_email=opts.alarm_email or "",
+                health_dashboard=bool(opts.health_dashboard),
             )
-            kept = {"OriginSecret"} | ({"AlarmEmail"} if opts.alarm_email is None else set())
+            kept = {"OriginSecret"}
+            kept |= {"AlarmEmail"} if opts.alarm_email is None else set()
+            kept |= {"WithHealthDashboard"} if opts.health_dashboard is None else set()
             values = [v for v in values if v["ParameterKey"] not in kept]
             for name in sorted(kept):
                 if name in previous_params:  # NoEcho: its value is not readable, only kept
                     values.append({"ParameterKey": name, "UsePreviousValue": True})
                 elif name == "OriginSecret":
                     values.append({"ParameterKey": name, "ParameterValue": new_origin_secret()})
-                else:  # no address yet
-                    values.append({"ParameterKey": name, "ParameterValue": ""})
+                # else: not in the stack yet, so the template's default (no e-mail, no
+                # health dashboard)
             return values
 
         self._apply(template, parameters(origin), create=existing is None)
@@ -401,13 +418,8 @@ class Deployer:
         return list(dict.fromkeys(reasons))[:8] or ["no failure reason recorded"]
 
     def _site_files(self) -> list[Any]:
-        """The page's files as they will be served (SiteFile), index.html last."""
-        from codecdash.export import site_files
-
         page_dir = Path(self.settings.page_dir) if self.settings.page_dir else None
-        files = site_files("", page_dir=page_dir)
-        files.sort(key=lambda f: f.name == "index.html")  # the page last, when all it needs is up
-        return files
+        return aws_site_files(page_dir)
 
     def _upload_site(self, bucket: str, files: list[Any], account: str) -> list[str]:
         from botocore.exceptions import ClientError
