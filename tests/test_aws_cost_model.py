@@ -294,7 +294,10 @@ def test_a_simulated_day_costs_less_than_the_budget(stack_env: Meter) -> None:
         snapshot_runs=1440,
         snapshot_aws_calls=snapshot_calls,
         s3_puts=day_calls["s3.put_object"],
-        s3_gets=day_calls["s3.get_object"] + day_calls["s3.head_object"] + cdn.s3_gets,
+        # + one replica check a run: a run comes every 60 s, more than the 10 s between
+        # checks, but the simulated day runs faster than real time and skips most of them
+        snapshot_s3_gets=day_calls["s3.get_object"] + day_calls["s3.head_object"] + 1440,
+        s3_gets=cdn.s3_gets,
         cost_explorer_requests=day_calls["ce.get_cost_and_usage"]
         + day_calls["ce.get_cost_forecast"],
         metrics_requested=meter.metrics,
@@ -319,7 +322,7 @@ def test_a_simulated_day_costs_less_than_the_budget(stack_env: Meter) -> None:
     print(day)
     # The levers, measured.
     assert day_calls["s3.put_object"] <= 1440 + 2  # a snapshot write a minute, the cost cache
-    assert day.cost_explorer_requests <= 2  # once a day
+    assert day.cost_explorer_requests == 1  # once a day, usage only (the forecast: burn rate)
     assert day_calls["cloudwatch.get_metric_data"] <= 288 + 24  # fleet every 5 min, S3 every 6 h
     assert batch["s3.put_object"] >= 1  # the stream function publishes the replica
     assert cdn.api_requests == VIEWERS * (len(api_paths) + INTERACTIONS)  # no poll reaches the API
@@ -329,7 +332,7 @@ def test_a_simulated_day_costs_less_than_the_budget(stack_env: Meter) -> None:
     estimate = monthly(day)
     table = render(estimate, day)
     print(table)
-    assert estimate.total(fixed=True, free=True) <= 2.00
+    assert estimate.total(fixed=True) <= 2.00  # at list price, without the free tier
     assert estimate.total(free=True) <= 5.00
     # docs/aws.md shows this table: the same lines, each within a cent (a run's timing can
     # move a request or two), and the same totals.

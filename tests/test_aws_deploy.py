@@ -1105,7 +1105,7 @@ def test_doctor_reports_the_deployed_dashboards_alarms_snapshot_and_failures(
     cw = aws.client("cloudwatch")
     alarms = cw.describe_alarms(AlarmNamePrefix="watched-")["MetricAlarms"]
     names = sorted(a["AlarmName"] for a in alarms)
-    assert len(names) == 9 and "watched-snapshot-stale" in names
+    assert len(names) == 6 and "watched-snapshot-stale" in names
     assert all(a["AlarmActions"] == [result.outputs["AlarmTopicArn"]] for a in alarms)
     for name in names:
         cw.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="fine")

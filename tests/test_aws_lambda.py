@@ -255,7 +255,7 @@ def test_snapshot_handler_writes_the_site_snapshot(lambda_env: AwsEnv) -> None:
     assert snapshot["generated_at"].startswith(time.strftime("%Y-%m-%dT%H:%M:00", t))
     assert snapshot["summary"]["month_to_date_usd"] == 42.5
     assert snapshot["infrastructure"]["training_workers"]["queue_depth"] == 1
-    # The schedule asked Cost Explorer once (usage) + once (forecast; moto lacks it: fallback)…
+    # The schedule asked Cost Explorer once (usage; the forecast is the burn rate)…
     assert lambda_env.calls["ce.get_cost_and_usage"] == 1
     assert snapshot["cost_breakdown"] == [{"component": "training", "usd": 42.5}]
     # …and a minute later, a warm container asks nothing of Cost Explorer.

@@ -13,7 +13,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -578,11 +578,16 @@ def noon(day: int = 15) -> float:
     return float(calendar.timegm((t.tm_year, t.tm_mon, day, 12, 0, 0)))
 
 
-def test_costs_from_cost_explorer_with_the_burn_rate_fallback(aws: AwsEnv) -> None:
+@pytest.mark.parametrize("forecast", ["burn_rate", "cost_explorer"])
+def test_costs_from_cost_explorer_with_the_burn_rate_forecast(
+    aws: AwsEnv, forecast: Literal["burn_rate", "cost_explorer"]
+) -> None:
+    """One request a refresh by default (the forecast is codecdash's burn rate); two with
+    Cost Explorer's forecast, falling back to the burn rate when it has none."""
     now = noon(15)
     aws.set_cost_and_usage(usage_result(now))
     aws.client("s3").create_bucket(Bucket="site")
-    settings = Settings(aws_site_bucket="site")
+    settings = Settings(aws_site_bucket="site", aws_cost_forecast=forecast)
     source = CostsSource(settings, aws.factory(), state=CostState())
     facts = run(source.collect(now))["costs"]
     assert facts["month_to_date_usd"] == 15 * 125.0
@@ -591,20 +596,21 @@ def test_costs_from_cost_explorer_with_the_burn_rate_fallback(aws: AwsEnv) -> No
         {"component": "inference", "usd": 300.0},
         {"component": "other", "usd": 75.0},
     ]
-    # moto has no GetCostForecast: codecdash's own burn-rate forecast is used.
+    # moto has no GetCostForecast: codecdash's own burn-rate forecast is used either way.
     assert facts["forecast_method"] == "burn_rate"
     _, month_end = month_bounds(now)
     assert facts["forecast_month_usd"] == round(15 * 125.0 + 125.0 / 86400 * (month_end - now), 2)
     assert facts["as_of"] == time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now))
+    asked = 2 if forecast == "cost_explorer" else 1
     assert aws.calls == {
         "ce.get_cost_and_usage": 1,
-        "ce.get_cost_forecast": 1,
+        **({"ce.get_cost_forecast": 1} if forecast == "cost_explorer" else {}),
         "s3.get_object": 1,
         "s3.put_object": 2,
     }
     stored = json.loads(aws.client("s3").get_object(Bucket="site", Key=CACHE_KEY)["Body"].read())
     assert stored["month_to_date_usd"] == facts["month_to_date_usd"]
-    assert stored["calls_today"] == 2
+    assert stored["calls_today"] == asked
 
 
 def month_bounds(now: float) -> tuple[float, float]:
@@ -686,7 +692,7 @@ def test_cost_explorer_is_asked_fewer_than_10_times_a_day(aws: AwsEnv) -> None:
     builds = asyncio.run(day())
     assert builds == 3 * 17_280
     assert 0 < ce_calls < 10
-    assert ce_calls == 2  # one refresh of two requests with the 24-hour cache (the default)
+    assert ce_calls == 1  # one refresh of one request with the 24-hour cache (the default)
 
 
 def test_cost_budget_holds_with_a_short_cache(aws: AwsEnv) -> None:
@@ -741,7 +747,7 @@ def test_cost_explorer_failure_is_reported_and_retried_later(aws: AwsEnv) -> Non
     assert rows["aws.costs.cost_explorer"]["ok"] is False
     assert snapshot["summary"]["month_to_date_usd"] is None  # never known: empty, not wrong
     run(builder.build(now + 60))
-    assert source.state.entry is not None and source.state.entry["calls_today"] == 2
+    assert source.state.entry is not None and source.state.entry["calls_today"] == 1
 
 
 def test_aws_sources_follow_the_settings(aws: AwsEnv) -> None:

@@ -147,6 +147,12 @@ class Settings(BaseModel):
     aws_metrics_namespace: str = Field("AIVideoCodec", description="CloudWatch namespace.")
     aws_cost_tag: str = Field("Component", description="Cost-allocation tag for components.")
     aws_cost_cache_seconds: float = Field(86400.0, gt=0, description="Cost Explorer cache, s.")
+    aws_cost_forecast: Literal["burn_rate", "cost_explorer"] = Field(
+        "burn_rate",
+        description="The month's forecast: burn_rate (month to date + the last 7 days' rate, "
+        "no request) or cost_explorer (GetCostForecast: one more request a refresh, $0.30 a "
+        "month at a refresh a day).",
+    )
     aws_site_bucket: str | None = Field(None, description="Bucket the snapshot is written to.")
     release: str | None = Field(
         None, description="The deployed release this process runs (set by the stack)."

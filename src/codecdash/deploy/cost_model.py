@@ -74,7 +74,8 @@ class Day:
     snapshot_runs: int
     snapshot_aws_calls: int  # every AWS request the snapshot function made
     s3_puts: int
-    s3_gets: int  # the snapshot function's and CloudFront's misses
+    snapshot_s3_gets: int  # the snapshot function's reads (the replica, the cost cache)
+    s3_gets: int  # CloudFront's misses
     cost_explorer_requests: int
     metrics_requested: int  # GetMetricData metrics (each query counts)
     dynamodb_read_units: float
@@ -120,7 +121,8 @@ def monthly(day: Day, assume: Assumptions = Assumptions()) -> Estimate:
     )
     api = day.api_requests * DAYS
     batches = day.stream_batches * DAYS
-    log_gb = (runs + api + batches) * assume.log_bytes_per_invocation / 1e9
+    log_gb = (runs + batches) * assume.log_bytes_per_invocation / 1e9
+    api_log_gb = api * assume.log_bytes_per_invocation / 1e9
     lines = [
         Line("snapshot function: runs", runs, "requests", "lambda_request", True),
         Line(
@@ -134,12 +136,13 @@ def monthly(day: Day, assume: Assumptions = Assumptions()) -> Estimate:
             "S3 PUT (the snapshot, the cost cache)", day.s3_puts * DAYS, "requests", "s3_put", True
         ),
         Line(
-            "S3 GET (the snapshot function's reads, CloudFront's misses)",
-            day.s3_gets * DAYS,
+            "S3 GET (the snapshot function's reads)",
+            day.snapshot_s3_gets * DAYS,
             "requests",
             "s3_get",
-            False,
+            True,
         ),
+        Line("S3 GET (CloudFront's misses)", day.s3_gets * DAYS, "requests", "s3_get", False),
         Line(
             "Cost Explorer",
             day.cost_explorer_requests * DAYS,
@@ -193,7 +196,14 @@ def monthly(day: Day, assume: Assumptions = Assumptions()) -> Estimate:
             "cloudwatch_dashboard",
             True,
         ),
-        Line("CloudWatch Logs", log_gb, "GB", "logs_ingested_gb", True),
+        Line(
+            "CloudWatch Logs (the snapshot and stream functions)",
+            log_gb,
+            "GB",
+            "logs_ingested_gb",
+            True,
+        ),
+        Line("CloudWatch Logs (the API function)", api_log_gb, "GB", "logs_ingested_gb", False),
         Line(
             "CloudFront requests",
             day.cloudfront_requests * DAYS,

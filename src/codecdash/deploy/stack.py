@@ -117,6 +117,7 @@ def stack_parameters(
         "MetricsNamespace": settings.aws_metrics_namespace or "AIVideoCodec",
         "CostTag": settings.aws_cost_tag or "Component",
         "CostCacheSeconds": str(int(max(3600, settings.aws_cost_cache_seconds))),
+        "CostForecast": settings.aws_cost_forecast,
         "Release": release,
         "AlarmEmail": alarm_email,
         "WithHealthDashboard": "true" if health_dashboard else "false",
@@ -220,8 +221,9 @@ class Deployer:
                     values.append({"ParameterKey": name, "UsePreviousValue": True})
                 elif name == "OriginSecret":
                     values.append({"ParameterKey": name, "ParameterValue": new_origin_secret()})
-                # else: not in the stack yet, so the template's default (no e-mail, no
-                # health dashboard)
+                else:  # not in the stack yet: no e-mail, no health dashboard
+                    fresh = "false" if name == "WithHealthDashboard" else ""
+                    values.append({"ParameterKey": name, "ParameterValue": fresh})
             return values
 
         self._apply(template, parameters(origin), create=existing is None)

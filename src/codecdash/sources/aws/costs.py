@@ -1,9 +1,11 @@
 """Costs from Cost Explorer, which charges $0.01 per request: cached, budgeted, shared.
 
-A refresh of the figures costs two requests: ``GetCostAndUsage`` (month to date, daily,
-grouped by the cost-allocation tag ``CODECDASH_AWS_COST_TAG``) and ``GetCostForecast``
-(today to the month's end; when it fails, as it does early in a month or without enough
-history, codecdash's own burn-rate forecast is used). The figures are then reused for
+A refresh of the figures costs one request, ``GetCostAndUsage`` (month to date, daily,
+grouped by the cost-allocation tag ``CODECDASH_AWS_COST_TAG``); the forecast is codecdash's
+own burn rate (month to date + the last 7 complete days' rate to the month's end), unless
+``CODECDASH_AWS_COST_FORECAST=cost_explorer`` asks ``GetCostForecast`` too (a second
+request; when it fails, as it does early in a month or without enough history, the burn
+rate is used). The figures are then reused for
 ``CODECDASH_AWS_COST_CACHE_SECONDS`` (a day by default), never fetched per page view:
 
 - in memory, for the life of the process (a warm Lambda keeps it between invocations);
@@ -15,7 +17,7 @@ history, codecdash's own burn-rate forecast is used). The figures are then reuse
 
 In the deployed stack only the scheduled snapshot function asks Cost Explorer; the API
 function reads the S3 object (``may_call=False``) and has no ``ce:`` permission at all.
-With the defaults that is 1 refresh × 2 requests = 2 requests a day, whatever the traffic.
+With the defaults that is 1 refresh × 1 request = 1 request a day, whatever the traffic.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ CACHE_KEY = "_codecdash/cost-explorer.json"
 DAILY_LIMIT = 9  # requests per UTC day, per deployment
 # Logged when the budget refuses a refresh; the stack's alarm matches this text.
 BUDGET_USED_UP = "Cost Explorer daily budget used up"
-REQUESTS_PER_REFRESH = 2
+REQUESTS_PER_REFRESH = {"burn_rate": 1, "cost_explorer": 2}  # by aws_cost_forecast
 RETRY_AFTER_FAILURE_S = 3600.0
 S3_RECHECK_S = 300.0  # how often a reader looks for newer figures in the S3 object
 DAY = 86400
@@ -109,7 +111,9 @@ class CostsSource:
     timeout_s = 12.0
     fields = {  # noqa: RUF012
         "month_to_date_usd": FieldInfo("Cost Explorer UnblendedCost, month to date", "USD"),
-        "forecast_month_usd": FieldInfo("GetCostForecast to month end (else burn rate)", "USD"),
+        "forecast_month_usd": FieldInfo(
+            "month to date + 7-day burn rate to month end (or GetCostForecast)", "USD"
+        ),
         "as_of": FieldInfo("when Cost Explorer answered (figures are cached)", "time"),
     }
 
@@ -130,6 +134,8 @@ class CostsSource:
         self.state = state if state is not None else shared_state(self.tag, self.bucket)
         self.cache_s = settings.aws_cost_cache_seconds
         self.daily_limit = daily_limit
+        self.forecast = settings.aws_cost_forecast
+        self.requests_per_refresh = REQUESTS_PER_REFRESH[self.forecast]
         self._pending: tuple[float, asyncio.Future[dict[str, Any] | None]] | None = None
 
     @property
@@ -236,7 +242,7 @@ class CostsSource:
         previous = dict(st.entry or {})
         today = _day(now)
         used = previous.get("calls_today", 0) if previous.get("day") == today else 0
-        if used + REQUESTS_PER_REFRESH > self.daily_limit:
+        if used + self.requests_per_refresh > self.daily_limit:
             log.warning("%s (%d requests today)", BUDGET_USED_UP, used)
             return st.entry
         attempted = previous.get("attempted_at")
@@ -249,7 +255,7 @@ class CostsSource:
         claim = {
             **previous,
             "day": today,
-            "calls_today": used + REQUESTS_PER_REFRESH,
+            "calls_today": used + self.requests_per_refresh,
             "attempted_at": now,
         }
         try:
@@ -308,20 +314,21 @@ class CostsSource:
                 daily[day] = daily.get(day, 0.0) + amount
         mtd = sum(by_component.values())
         before_today = sum(v for d, v in daily.items() if d < today)
-        method = "cost_explorer"
+        method = "burn_rate"
         forecast_error = None
-        self.state.calls += 1
-        try:
-            answer = ce.get_cost_forecast(
-                TimePeriod={"Start": today, "End": _day(month_end)},
-                Metric="UNBLENDED_COST",
-                Granularity="MONTHLY",
-            )
-            forecast = before_today + float(answer["Total"]["Amount"])
-        except Exception as exc:  # no forecast (too little history, or unsupported): ours
-            forecast_error = describe_error(exc)
-            forecast = burn_rate_forecast(mtd, daily, now)
-            method = "burn_rate"
+        forecast = burn_rate_forecast(mtd, daily, now)
+        if self.forecast == "cost_explorer":
+            self.state.calls += 1
+            try:
+                answer = ce.get_cost_forecast(
+                    TimePeriod={"Start": today, "End": _day(month_end)},
+                    Metric="UNBLENDED_COST",
+                    Granularity="MONTHLY",
+                )
+                forecast = before_today + float(answer["Total"]["Amount"])
+                method = "cost_explorer"
+            except Exception as exc:  # no forecast (too little history, unsupported): ours
+                forecast_error = describe_error(exc)
         return {
             "fetched_at": now,
             "month": time.strftime("%Y-%m", time.gmtime(now)),
