@@ -1,13 +1,7 @@
-// The compare charts' curves and axes: R-D points as [rate, quality dB] pairs, uPlot's data
-// layout for several curves, and axes that read like the Rate-Distortion section's.
+// The R-D charts' curves and axes (the compare view's and the Rate-Distortion section's): R-D
+// points as [rate, quality dB] pairs, uPlot's data layout for several curves, the log-rate axis.
 
-import { cssVar } from "./charts.js";
-import { isNum } from "./format.js";
-
-/** MS-SSIM on a decibel scale, as codecdash.codec_metrics.ms_ssim_db; null where undefined. */
-export function msSsimDb(x) {
-  return isNum(x) && x < 1 ? -10 * Math.log10(1 - x) : null;
-}
+import { isNum, msSsimDb } from "./format.js";
 
 /** The rate unit of `points`: "kbps", "bpp" or null. */
 export function unitOf(points) {
@@ -70,19 +64,4 @@ export function fmtRate(unit) {
 export function rateText(v, unit) {
   if (!isNum(v)) return "—";
   return unit === "bpp" ? `${Number(v.toPrecision(4))} bpp` : `${Number(v.toPrecision(5)).toLocaleString("en-US")} kbps`;
-}
-
-/** A uPlot axis in the page's chart colours, with a label. */
-export function axisStyle(valueFormat, label) {
-  const grid = cssVar("--chart-grid");
-  return {
-    stroke: cssVar("--chart-axis"),
-    grid: { stroke: grid, width: 1 },
-    ticks: { stroke: grid, width: 1, size: 4 },
-    font: "12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
-    labelFont: "600 12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
-    values: (_u, vals) => vals.map((v) => (v === null || v === undefined ? "" : valueFormat(v))),
-    label,
-    labelSize: 18,
-  };
 }

@@ -5,11 +5,12 @@
 // downloads as SVG and as PNG.
 
 import { ApiError, apiUrl, fetchExperiment, fetchExperiments, getJSON } from "./api.js";
-import { cssVar, drawUPlot, removeChart } from "./charts.js";
-import { align, axisStyle, curvePoints, fmtRate, logRange, rateText, unitOf } from "./compare-curves.js";
+import { axisStyle, cssVar, drawUPlot, removeChart } from "./charts.js";
+import { align, curvePoints, fmtRate, logRange, rateText, unitOf } from "./compare-curves.js";
 import { chartSvg } from "./compare-svg.js";
 import { h, setChildren, setHidden } from "./dom.js";
 import { savePng, saveSvg } from "./download.js";
+import { reloader } from "./reload.js";
 import { addRowDecorator } from "./table.js";
 
 const MAX_PICKED = 12;
@@ -22,7 +23,7 @@ const UNSPECIFIED = "unspecified";
 export const selection = { methods: [], experiments: [] };
 
 const els = {};
-const cmp = { ctx: null, anchors: [], methods: new Map(), experiments: new Map(), error: "", lastLoad: 0, timer: 0, loading: null, again: false };
+const cmp = { ctx: null, anchors: [], methods: new Map(), experiments: new Map(), error: "" };
 
 export function readCompareUrl(search = window.location.search) {
   const p = new URLSearchParams(search);
@@ -140,35 +141,17 @@ function showMessage(text) {
 // Loading
 // ---------------------------------------------------------------------------------------------
 
+const loader = reloader(() => {
+  draw(); // the picks at once; the curves when they come
+  return fetchAll();
+}, RELOAD_MS);
+
 function scheduleLoad() {
-  if (!selection.methods.length && !selection.experiments.length) return;
-  const wait = cmp.lastLoad + RELOAD_MS - Date.now();
-  if (wait > 0) {
-    cmp.timer ||= setTimeout(() => {
-      cmp.timer = 0;
-      scheduleLoad();
-    }, wait);
-    return;
-  }
-  load();
+  if (selection.methods.length || selection.experiments.length) loader.soon();
 }
 
 function load() {
-  if (!els.section) return Promise.resolve();
-  if (cmp.loading) {
-    cmp.again = true;
-    return cmp.loading;
-  }
-  cmp.lastLoad = Date.now();
-  draw(); // the picks at once; the curves when they come
-  cmp.loading = fetchAll().finally(() => {
-    cmp.loading = null;
-    if (cmp.again) {
-      cmp.again = false;
-      load();
-    }
-  });
-  return cmp.loading;
+  return els.section ? loader.now() : Promise.resolve();
 }
 
 async function fetchAll() {
@@ -276,7 +259,7 @@ function draw() {
   );
   const summary = picked.length ? `${picked.length} picked` : "";
   if (els.summary.textContent !== summary) els.summary.textContent = summary;
-  if (!cmp.loading || cmp.error) showMessage(cmp.error);
+  if (!loader.busy() || cmp.error) showMessage(cmp.error);
   drawCharts(picked.length ? curvesBySet() : new Map());
   drawDiff();
 }
