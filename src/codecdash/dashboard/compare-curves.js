@@ -2,22 +2,19 @@
 // points as [rate, quality dB] pairs, uPlot's data layout for several curves, the log-rate axis.
 
 import { isNum, msSsimDb } from "./format.js";
+import { term } from "./vocabulary.js";
 
-/** The rate unit of `points`: "kbps", "bpp" or null. */
-export function unitOf(points) {
-  if (!Array.isArray(points)) return null;
-  if (points.some((p) => isNum(p?.bitrate_kbps))) return "kbps";
-  if (points.some((p) => isNum(p?.bpp))) return "bpp";
-  return null;
-}
-
-/** [rate, quality dB] pairs of `points` in `unit`, sorted by rate. */
-export function curvePoints(points, unit, quality) {
-  const rateKey = unit === "bpp" ? "bpp" : "bitrate_kbps";
+/**
+ * [rate, quality dB] pairs of `points` in `unit`, sorted by rate: the fields of the unit and of
+ * the quality metric are those the server's vocabulary (vocabulary.js) names.
+ */
+export function curvePoints(vocab, points, unit, quality) {
+  const rateKey = term(vocab.rate_units, unit)?.field;
+  const qualityKey = term(vocab.quality_metrics, quality)?.field;
   const out = [];
   for (const p of Array.isArray(points) ? points : []) {
     const rate = p?.[rateKey];
-    const q = quality === "ms_ssim" ? msSsimDb(p?.ms_ssim) : p?.psnr_db;
+    const q = quality === "ms_ssim" ? msSsimDb(p?.[qualityKey]) : p?.[qualityKey];
     if (isNum(rate) && rate > 0 && isNum(q)) out.push([rate, q]);
   }
   return out.sort((a, b) => a[0] - b[0] || a[1] - b[1]);

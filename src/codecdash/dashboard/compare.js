@@ -6,12 +6,13 @@
 
 import { ApiError, apiUrl, fetchExperiment, fetchExperiments, getJSON } from "./api.js";
 import { axisStyle, cssVar, drawUPlot, removeChart } from "./charts.js";
-import { align, curvePoints, fmtRate, logRange, rateText, unitOf } from "./compare-curves.js";
+import { align, curvePoints, fmtRate, logRange, rateText } from "./compare-curves.js";
 import { chartSvg } from "./compare-svg.js";
 import { h, setChildren, setHidden } from "./dom.js";
 import { savePng, saveSvg } from "./download.js";
 import { reloader } from "./reload.js";
 import { addRowDecorator } from "./table.js";
+import { loadVocabulary, rateUnitOf, term } from "./vocabulary.js";
 
 const MAX_PICKED = 12;
 const PALETTE = 10; // --rd-c1 … --rd-c10
@@ -23,7 +24,7 @@ const UNSPECIFIED = "unspecified";
 export const selection = { methods: [], experiments: [] };
 
 const els = {};
-const cmp = { ctx: null, anchors: [], methods: new Map(), experiments: new Map(), error: "" };
+const cmp = { ctx: null, anchors: [], methods: new Map(), experiments: new Map(), error: "", vocab: null };
 
 export function readCompareUrl(search = window.location.search) {
   const p = new URLSearchParams(search);
@@ -184,7 +185,12 @@ async function fetchAll() {
     const res = await fetchExperiment(id).catch(noted(`experiment ${id}`));
     if (res?.data) experiments.set(id, res.data);
   });
-  const [anchors] = await Promise.all([anchorsP, ...methodPs, ...expPs]);
+  const vocabP = loadVocabulary()
+    .then((vocab) => {
+      cmp.vocab = vocab;
+    })
+    .catch(noted("the rate-distortion rules"));
+  const [anchors] = await Promise.all([anchorsP, vocabP, ...methodPs, ...expPs]);
   if (anchors) cmp.anchors = (Array.isArray(anchors.data?.items) ? anchors.data.items : []).filter((a) => a && typeof a.name === "string");
   cmp.methods = methods;
   cmp.experiments = experiments;
@@ -205,7 +211,10 @@ const averagePoints = (points) => (Array.isArray(points) ? points.filter((p) => 
 
 /** Test set → {unit, curves}: the anchors of the set, then each picked method and experiment. */
 function curvesBySet() {
+  const vocab = cmp.vocab;
+  if (!vocab) return new Map(); // the server's rules (rate units, quality fields) come first
   const q = quality();
+  const unitOf = (points) => rateUnitOf(vocab, points);
   const sets = new Map();
   const add = (set, curve) => {
     if (!sets.has(set)) sets.set(set, []);
@@ -230,9 +239,9 @@ function curvesBySet() {
     const anchors = cmp.anchors.filter((a) => setOf(a) === set).map((a, i) => ({ kind: "anchor", name: a.name, color: (colour + i) % PALETTE, raw: averagePoints(a.rd_points) }));
     const all = [...anchors, ...picked];
     const units = all.map((c) => unitOf(c.raw)).filter(Boolean);
-    const unit = units.includes("kbps") ? "kbps" : units.includes("bpp") ? "bpp" : null;
+    const unit = vocab.rate_units.map((u) => u.name).find((name) => units.includes(name)) ?? null;
     const curves = all
-      .map((c) => ({ ...c, points: unitOf(c.raw) === unit ? curvePoints(c.raw, unit, q) : [] }))
+      .map((c) => ({ ...c, points: unitOf(c.raw) === unit ? curvePoints(vocab, c.raw, unit, q) : [] }))
       .filter((c) => c.points.length);
     const left = all.filter((c) => !curves.some((k) => k.kind === c.kind && k.name === c.name)).map((c) => c.name);
     out.set(set, { unit, curves, left });
@@ -301,7 +310,7 @@ function chartColour(c) {
 }
 
 function qLabel() {
-  return quality() === "ms_ssim" ? "MS-SSIM (dB)" : "PSNR (dB)";
+  return term(cmp.vocab?.quality_metrics, quality())?.axis_label || quality();
 }
 
 function drawSet(fig, set, { unit, curves, left }) {

@@ -16,7 +16,8 @@
 import { ApiError, apiUrl, fetchExperiments, getJSON } from "./api.js";
 import { removeChart } from "./charts.js";
 import { h, setChildren, setHidden } from "./dom.js";
-import { formatSignedPct, isNum, msSsimDb } from "./format.js";
+import { curvePoints } from "./compare-curves.js";
+import { formatSignedPct, isNum } from "./format.js";
 import { drawCost, drawRdCurves } from "./rd-chart.js";
 import { reloader } from "./reload.js";
 import { view } from "./url-state.js";
@@ -230,17 +231,9 @@ function anchorUnit(anchor) {
   return term(rd.vocab.rate_units, anchor.rate_unit) ? anchor.rate_unit : unitOf(anchor.rd_points);
 }
 
-/** [rate, quality dB] pairs of `points` in `unit`, sorted by rate. */
-export function curvePoints(points, unit, quality) {
-  const rateKey = term(rd.vocab.rate_units, unit)?.field;
-  const qualityKey = term(rd.vocab.quality_metrics, quality)?.field;
-  const out = [];
-  for (const p of Array.isArray(points) ? points : []) {
-    const rate = p?.[rateKey];
-    const q = quality === "ms_ssim" ? msSsimDb(p?.[qualityKey]) : p?.[qualityKey];
-    if (isNum(rate) && rate > 0 && isNum(q)) out.push([rate, q]);
-  }
-  return out.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+/** `rdPoints` as [rate, dB] pairs in `unit` on the chosen quality axis. */
+function curveOf(rdPoints, unit) {
+  return curvePoints(rd.vocab, rdPoints, unit, rd.quality);
 }
 
 /** Why `exp` can have no BD-rate against `anchor` (checked before asking), or null. */
@@ -249,8 +242,8 @@ function whyNoBdRate(anchor, exp) {
   const values = { unit: unitOf(exp.rd_points), anchor_unit: anchorUnit(anchor), min_points: minPoints, quality: qualityName() };
   if (!values.unit) return fill(reasons.no_unit, values);
   if (values.unit !== values.anchor_unit) return fill(reasons.unit_mismatch, values);
-  const a = curvePoints(anchor.rd_points, values.unit, rd.quality);
-  const t = curvePoints(exp.rd_points, values.unit, rd.quality);
+  const a = curveOf(anchor.rd_points, values.unit);
+  const t = curveOf(exp.rd_points, values.unit);
   if (t.length < minPoints) return fill(reasons.too_few_points, values);
   if (a.length < minPoints) return fill(reasons.anchor_too_few_points, values);
   const qa = a.map((p) => p[1]);
@@ -461,11 +454,11 @@ function renderPicks(items, reports, unit) {
 /** The curves of the R-D chart in `unit`: every anchor's, and those of the ticked experiments. */
 function renderCurves(anchor, items, reports, unit) {
   const anchors = rd.anchors
-    .map((a, i) => ({ name: a.name, color: i % PALETTE, selected: a.name === anchor?.name, points: anchorUnit(a) === unit ? curvePoints(a.rd_points, unit, rd.quality) : [] }))
+    .map((a, i) => ({ name: a.name, color: i % PALETTE, selected: a.name === anchor?.name, points: anchorUnit(a) === unit ? curveOf(a.rd_points, unit) : [] }))
     .filter((c) => c.points.length);
   const experiments = items
     .filter((it) => it.shown && unitOf(it.exp.rd_points) === unit)
-    .map((it) => ({ name: it.exp.name || it.exp.id, color: it.color, points: curvePoints(it.exp.rd_points, unit, rd.quality), figure: reports.get(it.exp.id) }))
+    .map((it) => ({ name: it.exp.name || it.exp.id, color: it.color, points: curveOf(it.exp.rd_points, unit), figure: reports.get(it.exp.id) }))
     .filter((c) => c.points.length);
   const unitLabel = term(rd.vocab.rate_units, unit)?.label || unit;
   const qLabel = term(rd.vocab.quality_metrics, rd.quality)?.axis_label || qualityName();
