@@ -1,6 +1,7 @@
 // The R-D charts' curves and axes (the compare view's and the Rate-Distortion section's): R-D
 // points as [rate, quality dB] pairs, uPlot's data layout for several curves, the log-rate axis.
 
+import { axisStyle } from "./charts.js";
 import { isNum, msSsimDb } from "./format.js";
 import { term } from "./vocabulary.js";
 
@@ -61,4 +62,21 @@ export function fmtRate(unit) {
 export function rateText(v, unit) {
   if (!isNum(v)) return "—";
   return unit === "bpp" ? `${Number(v.toPrecision(4))} bpp` : `${Number(v.toPrecision(5)).toLocaleString("en-US")} kbps`;
+}
+
+/** uPlot options of an R-D chart: the rate on a log x axis in `unit`, the quality (dB) on y. */
+export function rdChartOptions(unit, qLabel, series) {
+  return {
+    legend: { show: false },
+    cursor: { drag: { x: false, y: false }, points: { size: 8 } },
+    scales: {
+      x: { time: false, distr: 3, log: 10, range: (_u, min, max) => logRange(min, max) },
+      y: { range: (_u, min, max) => [Math.floor(min - 0.5), Math.ceil(max + 0.5)] },
+    },
+    axes: [
+      { ...axisStyle(fmtRate(unit), unit === "bpp" ? "Bits per pixel (log scale)" : "Bitrate, kbps (log scale)"), size: 40 },
+      { ...axisStyle((v) => `${v}`, qLabel), size: 48 },
+    ],
+    series: [{}, ...series],
+  };
 }

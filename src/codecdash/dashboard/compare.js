@@ -5,8 +5,8 @@
 // downloads as SVG and as PNG.
 
 import { ApiError, apiUrl, fetchExperiment, fetchExperiments, getJSON } from "./api.js";
-import { axisStyle, cssVar, drawUPlot, removeChart } from "./charts.js";
-import { align, curvePoints, fmtRate, logRange, rateText } from "./compare-curves.js";
+import { cssVar, drawUPlot, removeChart } from "./charts.js";
+import { align, curvePoints, fmtRate, logRange, rateText, rdChartOptions } from "./compare-curves.js";
 import { chartSvg } from "./compare-svg.js";
 import { h, setChildren, setHidden } from "./dom.js";
 import { savePng, saveSvg } from "./download.js";
@@ -356,19 +356,7 @@ function drawSet(fig, set, { unit, curves, left }) {
     const dashed = c.kind === "anchor";
     return { label: c.name, stroke: color, width: dashed ? 1.5 : 2, ...(dashed ? { dash: [7, 5] } : {}), spanGaps: true, points: { show: true, size: 6, width: 1.5, stroke: color, fill: dashed ? cssVar("--surface") : color } };
   });
-  const options = () => ({
-    legend: { show: false },
-    cursor: { drag: { x: false, y: false }, points: { size: 8 } },
-    scales: {
-      x: { time: false, distr: 3, log: 10, range: (_u, min, max) => logRange(min, max) },
-      y: { range: (_u, min, max) => [Math.floor(min - 0.5), Math.ceil(max + 0.5)] },
-    },
-    axes: [
-      { ...axisStyle(fmtRate(unit), unit === "bpp" ? "Bits per pixel (log scale)" : "Bitrate, kbps (log scale)"), size: 40 },
-      { ...axisStyle((v) => `${v}`, qLabel()), size: 48 },
-    ],
-    series: [{}, ...series],
-  });
+  const options = () => rdChartOptions(unit, qLabel(), series);
   drawUPlot(box, options, align(curves), `compare:${set}:${unit}:${quality()}:${JSON.stringify(curves.map((c) => [c.kind, c.name, c.color]))}`);
 }
 

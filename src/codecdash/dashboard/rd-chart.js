@@ -4,7 +4,7 @@
 // and a data table in <details> as its text alternative. Drawn through charts.js.
 
 import { axisStyle, cssVar, drawUPlot, removeChart } from "./charts.js";
-import { align, fmtRate, logRange, rateText } from "./compare-curves.js";
+import { align, rateText, rdChartOptions } from "./compare-curves.js";
 import { h, setChildren } from "./dom.js";
 import { formatPct, formatSignedPct, formatUsd, isNum } from "./format.js";
 
@@ -94,19 +94,7 @@ export function drawRdCurves(els, { anchors, experiments, unit, unitLabel, qLabe
       points: { show: true, size: anchorLine ? 5 : 6, width: 1.5, stroke: color, fill: anchorLine ? cssVar("--surface") : color },
     };
   });
-  const options = () => ({
-    legend: { show: false },
-    cursor: { drag: { x: false, y: false }, points: { size: 8 } },
-    scales: {
-      x: { time: false, distr: 3, log: 10, range: (_u, min, max) => logRange(min, max) },
-      y: { range: (_u, min, max) => [Math.floor(min - 0.5), Math.ceil(max + 0.5)] },
-    },
-    axes: [
-      { ...axisStyle(fmtRate(unit), unit === "bpp" ? "Bits per pixel (log scale)" : "Bitrate, kbps (log scale)"), size: 40 },
-      { ...axisStyle((v) => `${v}`, qLabel), size: 48 },
-    ],
-    series: [{}, ...series],
-  });
+  const options = () => rdChartOptions(unit, qLabel, series);
   drawUPlot(els.chart, options, data, `rd:${unit}:${quality}:${JSON.stringify(meta)}`);
 }
 

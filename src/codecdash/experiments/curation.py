@@ -172,6 +172,7 @@ class CurationService:
         purged = self.store.curation.purge(actor, before=before, ids=ids, details=details)
         return {"dry_run": False, "matched": len(purged), "purged": len(purged), "ids": purged}
 
+    # The store's audit() parameters on purpose: this layer only adds the answer's shape.
     def audit(
         self,
         limit: int,
