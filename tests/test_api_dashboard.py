@@ -19,7 +19,8 @@ from fastapi import FastAPI
 from api_helpers import assert_error
 from codecdash.api import dashboard as dashboard_api
 from codecdash.config import Settings
-from codecdash.models import ExperimentIn, Snapshot
+from codecdash.models import ExperimentIn
+from codecdash.snapshot_models import Snapshot
 from codecdash.sources.base import FieldInfo
 from codecdash.sources.local import local_sources
 from codecdash.store import Store

@@ -146,6 +146,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "codecdash.timefmt",
             "codecdash.net",
             "codecdash.models",
+            "codecdash.snapshot_models",
             "codecdash.config",
             "codecdash.codec_metrics",
             "codecdash.curve_rules",

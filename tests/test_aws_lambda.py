@@ -16,7 +16,7 @@ import pytest
 from aws_fixtures import *  # noqa: F403
 from aws_fixtures import AWS_WARNINGS, REGION, AwsEnv, create_experiments_table, put_experiment
 from codecdash import aws_clients, aws_lambda
-from codecdash.models import Snapshot
+from codecdash.snapshot_models import Snapshot
 from codecdash.sources.aws.costs import CACHE_KEY
 
 pytestmark = [pytest.mark.aws, *(pytest.mark.filterwarnings(w) for w in AWS_WARNINGS)]

@@ -788,7 +788,7 @@ def test_snapshot_of_everything(aws: AwsEnv) -> None:
     )
     builder = SnapshotBuilder(settings, aws_sources(settings, clients=aws.factory()))
     snapshot = run(builder.build(now))
-    from codecdash.models import Snapshot
+    from codecdash.snapshot_models import Snapshot
 
     Snapshot.model_validate(snapshot)
     assert all(row["ok"] for row in snapshot["sources"]), snapshot["sources"]

@@ -18,7 +18,8 @@ from aws_fixtures import AwsEnv, aws, moto_server  # noqa: F401 - fixtures for t
 from codecdash.api.bdrates import BdTableAnswer
 from codecdash.cli import main
 from codecdash.export import IMMUTABLE, REVALIDATE, site_files
-from codecdash.models import ExperimentIn, Snapshot
+from codecdash.models import ExperimentIn
+from codecdash.snapshot_models import Snapshot
 from codecdash.store import Store
 from conftest import writes
 

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from codecdash import models
+from codecdash import models, snapshot_models
 from codecdash.config import Settings
 from codecdash.redact import public_text
 from codecdash.sources.base import SECTIONS, Facts, Source
@@ -229,31 +229,31 @@ class _ExperimentsSummary(BaseModel):
     cancelled: int | None = None
     success_rate: float | None = None
     experiments_24h: int | None = None
-    best_compression: models.BestCompression | None = None
-    best_quality: models.BestQuality | None = None
+    best_compression: snapshot_models.BestCompression | None = None
+    best_quality: snapshot_models.BestQuality | None = None
     bd_rate_recomputing: bool | None = None
 
 
 class _ExperimentsFacts(BaseModel):
     summary: _ExperimentsSummary
     recent_experiments: list[models.Experiment] = []
-    progress: models.Progress | None = None
+    progress: snapshot_models.Progress | None = None
 
 
 class _CostsFacts(BaseModel):
     month_to_date_usd: float | None = None
     forecast_month_usd: float | None = None
-    cost_breakdown: list[models.CostSlice] = []
+    cost_breakdown: list[snapshot_models.CostSlice] = []
     as_of: datetime | None = None
 
 
 # What each section must look like (the Snapshot's own types; extra keys are fine).
 SECTION_MODELS: dict[str, type[BaseModel]] = {
     "experiments": _ExperimentsFacts,
-    "orchestrator": models.Orchestrator,
-    "training_workers": models.WorkerPool,
-    "inference_workers": models.WorkerPool,
-    "storage": models.Storage,
+    "orchestrator": snapshot_models.Orchestrator,
+    "training_workers": snapshot_models.WorkerPool,
+    "inference_workers": snapshot_models.WorkerPool,
+    "storage": snapshot_models.Storage,
     "costs": _CostsFacts,
 }
 

@@ -110,6 +110,16 @@ def alert_view(alert: Alert) -> dict[str, Any]:
     }
 
 
+def _state_query(names: str, pattern: str) -> Any:
+    """The `state` filter of a list: some of `names`, comma-separated (read by _states)."""
+    return Query(
+        alias="state",
+        max_length=100,
+        description=f"Comma-separated: {names} (default all three)",
+        json_schema_extra={"pattern": pattern},
+    )
+
+
 def _states(text: str, known: tuple[str, ...]) -> list[str]:
     states = [s for s in text.split(",") if s]
     unknown = [s for s in states if s not in known]
@@ -127,15 +137,7 @@ def _states(text: str, known: tuple[str, ...]) -> list[str]:
 )
 def list_alerts(
     request: Request,
-    state_: Annotated[
-        str,
-        Query(
-            alias="state",
-            max_length=100,
-            description="Comma-separated: pending, firing, resolved (default all three)",
-            json_schema_extra={"pattern": STATE_PATTERN},
-        ),
-    ] = "",
+    state_: Annotated[str, _state_query("pending, firing, resolved", STATE_PATTERN)] = "",
     resolved_hours: Annotated[
         float, Query(ge=0, le=720, allow_inf_nan=False, description="Resolved ones this recent")
     ] = 24.0,
@@ -205,15 +207,7 @@ def alert_history(
 )
 def deliveries(
     request: Request,
-    state_: Annotated[
-        str,
-        Query(
-            alias="state",
-            max_length=100,
-            description="Comma-separated: pending, sent, failed (default all three)",
-            json_schema_extra={"pattern": DELIVERY_PATTERN},
-        ),
-    ] = "",
+    state_: Annotated[str, _state_query("pending, sent, failed", DELIVERY_PATTERN)] = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> Response:
     states = _states(state_, DELIVERY_STATES)

@@ -16,8 +16,9 @@ from codecdash.api.auth import require_read
 from codecdash.api.metrics import render_metrics
 from codecdash.api.state import AppState, state
 from codecdash.events import METRICS
-from codecdash.models import ErrorResponse, Snapshot
+from codecdash.models import ErrorResponse
 from codecdash.redact import public_text
+from codecdash.snapshot_models import Snapshot
 
 router = APIRouter(tags=["dashboard"])
 KEEPALIVE_SECONDS = 15.0

@@ -6,6 +6,7 @@ so that no answer grows with its input (a body of 300,000 unknown keys gets 20 l
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -103,6 +104,24 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+# The errors of the layers below whose message is the answer's: their status and code.
+PLAIN_ERRORS: dict[type[Exception], tuple[int, str | None]] = {
+    Conflict: (409, None),
+    InTrash: (409, None),
+    Exists: (409, None),
+    InvalidData: (400, None),
+    BadCursor: (400, "bad_cursor"),
+    QueryNotSupported: (400, None),
+}
+
+
+def _plain(status: int, code: str | None) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handler(_request: Request, exc: Exception) -> Response:
+        return error_response(status, str(exc), code)
+
+    return handler
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> Response:
@@ -130,29 +149,8 @@ def install(app: FastAPI) -> None:
         log.warning("store unavailable: %s", exc)
         return error_response(503, public_text(str(exc)) or "", headers={"Retry-After": "2"})
 
-    @app.exception_handler(Conflict)
-    async def _conflict(_request: Request, exc: Conflict) -> Response:
-        return error_response(409, str(exc))
-
-    @app.exception_handler(InTrash)
-    async def _in_trash(_request: Request, exc: InTrash) -> Response:
-        return error_response(409, str(exc))
-
-    @app.exception_handler(Exists)
-    async def _exists(_request: Request, exc: Exists) -> Response:
-        return error_response(409, str(exc))
-
-    @app.exception_handler(InvalidData)
-    async def _invalid_data(_request: Request, exc: InvalidData) -> Response:
-        return error_response(400, str(exc))
-
-    @app.exception_handler(BadCursor)
-    async def _cursor(_request: Request, exc: BadCursor) -> Response:
-        return error_response(400, str(exc), code="bad_cursor")
-
-    @app.exception_handler(QueryNotSupported)
-    async def _not_here(_request: Request, exc: QueryNotSupported) -> Response:
-        return error_response(400, str(exc))
+    for kind, (status, code) in PLAIN_ERRORS.items():
+        app.add_exception_handler(kind, _plain(status, code))
 
     @app.exception_handler(TooManyClients)
     async def _busy(_request: Request, exc: TooManyClients) -> Response:

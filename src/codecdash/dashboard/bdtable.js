@@ -13,6 +13,7 @@ import { compareBox, initCompare } from "./compare.js";
 import { downloadUrl } from "./download.js";
 import { h, setChildren, setHidden } from "./dom.js";
 import { formatCount, formatSignedPct, isNum } from "./format.js";
+import { reloader } from "./reload.js";
 
 const RELOAD_MS = 3000;
 const PAGE_ROWS = 100; // rows drawn at first (a 1,000-row table takes seconds to lay out)
@@ -28,7 +29,7 @@ const setKey = (name) => (typeof name === "string" ? name : "");
 const pickText = (key, name) => `${key}:${name}`;
 
 const els = {};
-const bd = { ctx: null, limit: PAGE_ROWS, data: null, anchors: [], error: "", lastLoad: 0, timer: 0, inflight: null, again: false, breakdown: new Map() };
+const bd = { ctx: null, limit: PAGE_ROWS, data: null, anchors: [], error: "", breakdown: new Map() };
 
 /** Reads the view from a query string (unknown values fall back to the defaults). */
 export function readBdUrl(search = window.location.search) {
@@ -172,33 +173,14 @@ function syncControls() {
 // Loading
 // ---------------------------------------------------------------------------------------------
 
+const loader = reloader(fetchTable, RELOAD_MS);
+
 function scheduleLoad() {
-  const wait = bd.lastLoad + RELOAD_MS - Date.now();
-  if (wait > 0) {
-    bd.timer ||= setTimeout(() => {
-      bd.timer = 0;
-      scheduleLoad();
-    }, wait);
-    return;
-  }
-  load();
+  loader.soon();
 }
 
 function load() {
-  if (!els.section) return Promise.resolve();
-  if (bd.inflight) {
-    bd.again = true;
-    return bd.inflight;
-  }
-  bd.lastLoad = Date.now();
-  bd.inflight = fetchTable().finally(() => {
-    bd.inflight = null;
-    if (bd.again) {
-      bd.again = false;
-      load();
-    }
-  });
-  return bd.inflight;
+  return els.section ? loader.now() : Promise.resolve();
 }
 
 async function fetchTable() {

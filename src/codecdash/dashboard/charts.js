@@ -79,16 +79,26 @@ function destroyPlot(box) {
   plots.delete(box);
 }
 
-function axis(valueFormat) {
-  const stroke = cssVar("--chart-axis");
+const FONT = "12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
+
+/**
+ * A uPlot axis in the page's chart colours (every chart of the page draws its axes with it);
+ * with `valueFormat`, its ticks are formatted (gaps stay blank); with `label`, it is named.
+ */
+export function axisStyle(valueFormat = null, label = "") {
   const grid = cssVar("--chart-grid");
   return {
-    stroke,
+    stroke: cssVar("--chart-axis"),
     grid: { stroke: grid, width: 1 },
     ticks: { stroke: grid, width: 1, size: 4 },
-    font: "12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
-    ...(valueFormat ? { values: (_u, vals) => vals.map(valueFormat), size: 58 } : {}),
+    font: FONT,
+    ...(valueFormat ? { values: (_u, vals) => vals.map((v) => (v === null || v === undefined ? "" : valueFormat(v))) } : {}),
+    ...(label ? { label, labelSize: 18, labelFont: `600 ${FONT}` } : {}),
   };
+}
+
+function axis(valueFormat) {
+  return { ...axisStyle(), ...(valueFormat ? { values: (_u, vals) => vals.map(valueFormat), size: 58 } : {}) };
 }
 
 function setAttr(el, name, value) {

@@ -1,29 +1,21 @@
-// The compare charts' curves and axes: R-D points as [rate, quality dB] pairs, uPlot's data
-// layout for several curves, and axes that read like the Rate-Distortion section's.
+// The R-D charts' curves and axes (the compare view's and the Rate-Distortion section's): R-D
+// points as [rate, quality dB] pairs, uPlot's data layout for several curves, the log-rate axis.
 
-import { cssVar } from "./charts.js";
-import { isNum } from "./format.js";
+import { axisStyle } from "./charts.js";
+import { isNum, msSsimDb } from "./format.js";
+import { term } from "./vocabulary.js";
 
-/** MS-SSIM on a decibel scale, as codecdash.codec_metrics.ms_ssim_db; null where undefined. */
-export function msSsimDb(x) {
-  return isNum(x) && x < 1 ? -10 * Math.log10(1 - x) : null;
-}
-
-/** The rate unit of `points`: "kbps", "bpp" or null. */
-export function unitOf(points) {
-  if (!Array.isArray(points)) return null;
-  if (points.some((p) => isNum(p?.bitrate_kbps))) return "kbps";
-  if (points.some((p) => isNum(p?.bpp))) return "bpp";
-  return null;
-}
-
-/** [rate, quality dB] pairs of `points` in `unit`, sorted by rate. */
-export function curvePoints(points, unit, quality) {
-  const rateKey = unit === "bpp" ? "bpp" : "bitrate_kbps";
+/**
+ * [rate, quality dB] pairs of `points` in `unit`, sorted by rate: the fields of the unit and of
+ * the quality metric are those the server's vocabulary (vocabulary.js) names.
+ */
+export function curvePoints(vocab, points, unit, quality) {
+  const rateKey = term(vocab.rate_units, unit)?.field;
+  const qualityKey = term(vocab.quality_metrics, quality)?.field;
   const out = [];
   for (const p of Array.isArray(points) ? points : []) {
     const rate = p?.[rateKey];
-    const q = quality === "ms_ssim" ? msSsimDb(p?.ms_ssim) : p?.psnr_db;
+    const q = quality === "ms_ssim" ? msSsimDb(p?.[qualityKey]) : p?.[qualityKey];
     if (isNum(rate) && rate > 0 && isNum(q)) out.push([rate, q]);
   }
   return out.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
@@ -72,17 +64,19 @@ export function rateText(v, unit) {
   return unit === "bpp" ? `${Number(v.toPrecision(4))} bpp` : `${Number(v.toPrecision(5)).toLocaleString("en-US")} kbps`;
 }
 
-/** A uPlot axis in the page's chart colours, with a label. */
-export function axisStyle(valueFormat, label) {
-  const grid = cssVar("--chart-grid");
+/** uPlot options of an R-D chart: the rate on a log x axis in `unit`, the quality (dB) on y. */
+export function rdChartOptions(unit, qLabel, series) {
   return {
-    stroke: cssVar("--chart-axis"),
-    grid: { stroke: grid, width: 1 },
-    ticks: { stroke: grid, width: 1, size: 4 },
-    font: "12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
-    labelFont: "600 12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
-    values: (_u, vals) => vals.map((v) => (v === null || v === undefined ? "" : valueFormat(v))),
-    label,
-    labelSize: 18,
+    legend: { show: false },
+    cursor: { drag: { x: false, y: false }, points: { size: 8 } },
+    scales: {
+      x: { time: false, distr: 3, log: 10, range: (_u, min, max) => logRange(min, max) },
+      y: { range: (_u, min, max) => [Math.floor(min - 0.5), Math.ceil(max + 0.5)] },
+    },
+    axes: [
+      { ...axisStyle(fmtRate(unit), unit === "bpp" ? "Bits per pixel (log scale)" : "Bitrate, kbps (log scale)"), size: 40 },
+      { ...axisStyle((v) => `${v}`, qLabel), size: 48 },
+    ],
+    series: [{}, ...series],
   };
 }

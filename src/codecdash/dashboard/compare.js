@@ -6,11 +6,13 @@
 
 import { ApiError, apiUrl, fetchExperiment, fetchExperiments, getJSON } from "./api.js";
 import { cssVar, drawUPlot, removeChart } from "./charts.js";
-import { align, axisStyle, curvePoints, fmtRate, logRange, rateText, unitOf } from "./compare-curves.js";
+import { align, curvePoints, fmtRate, logRange, rateText, rdChartOptions } from "./compare-curves.js";
 import { chartSvg } from "./compare-svg.js";
 import { h, setChildren, setHidden } from "./dom.js";
 import { savePng, saveSvg } from "./download.js";
+import { reloader } from "./reload.js";
 import { addRowDecorator } from "./table.js";
+import { loadVocabulary, rateUnitOf, term } from "./vocabulary.js";
 
 const MAX_PICKED = 12;
 const PALETTE = 10; // --rd-c1 … --rd-c10
@@ -22,7 +24,7 @@ const UNSPECIFIED = "unspecified";
 export const selection = { methods: [], experiments: [] };
 
 const els = {};
-const cmp = { ctx: null, anchors: [], methods: new Map(), experiments: new Map(), error: "", lastLoad: 0, timer: 0, loading: null, again: false };
+const cmp = { ctx: null, anchors: [], methods: new Map(), experiments: new Map(), error: "", vocab: null };
 
 export function readCompareUrl(search = window.location.search) {
   const p = new URLSearchParams(search);
@@ -140,35 +142,17 @@ function showMessage(text) {
 // Loading
 // ---------------------------------------------------------------------------------------------
 
+const loader = reloader(() => {
+  draw(); // the picks at once; the curves when they come
+  return fetchAll();
+}, RELOAD_MS);
+
 function scheduleLoad() {
-  if (!selection.methods.length && !selection.experiments.length) return;
-  const wait = cmp.lastLoad + RELOAD_MS - Date.now();
-  if (wait > 0) {
-    cmp.timer ||= setTimeout(() => {
-      cmp.timer = 0;
-      scheduleLoad();
-    }, wait);
-    return;
-  }
-  load();
+  if (selection.methods.length || selection.experiments.length) loader.soon();
 }
 
 function load() {
-  if (!els.section) return Promise.resolve();
-  if (cmp.loading) {
-    cmp.again = true;
-    return cmp.loading;
-  }
-  cmp.lastLoad = Date.now();
-  draw(); // the picks at once; the curves when they come
-  cmp.loading = fetchAll().finally(() => {
-    cmp.loading = null;
-    if (cmp.again) {
-      cmp.again = false;
-      load();
-    }
-  });
-  return cmp.loading;
+  return els.section ? loader.now() : Promise.resolve();
 }
 
 async function fetchAll() {
@@ -201,7 +185,12 @@ async function fetchAll() {
     const res = await fetchExperiment(id).catch(noted(`experiment ${id}`));
     if (res?.data) experiments.set(id, res.data);
   });
-  const [anchors] = await Promise.all([anchorsP, ...methodPs, ...expPs]);
+  const vocabP = loadVocabulary()
+    .then((vocab) => {
+      cmp.vocab = vocab;
+    })
+    .catch(noted("the rate-distortion rules"));
+  const [anchors] = await Promise.all([anchorsP, vocabP, ...methodPs, ...expPs]);
   if (anchors) cmp.anchors = (Array.isArray(anchors.data?.items) ? anchors.data.items : []).filter((a) => a && typeof a.name === "string");
   cmp.methods = methods;
   cmp.experiments = experiments;
@@ -222,7 +211,10 @@ const averagePoints = (points) => (Array.isArray(points) ? points.filter((p) => 
 
 /** Test set → {unit, curves}: the anchors of the set, then each picked method and experiment. */
 function curvesBySet() {
+  const vocab = cmp.vocab;
+  if (!vocab) return new Map(); // the server's rules (rate units, quality fields) come first
   const q = quality();
+  const unitOf = (points) => rateUnitOf(vocab, points);
   const sets = new Map();
   const add = (set, curve) => {
     if (!sets.has(set)) sets.set(set, []);
@@ -247,9 +239,9 @@ function curvesBySet() {
     const anchors = cmp.anchors.filter((a) => setOf(a) === set).map((a, i) => ({ kind: "anchor", name: a.name, color: (colour + i) % PALETTE, raw: averagePoints(a.rd_points) }));
     const all = [...anchors, ...picked];
     const units = all.map((c) => unitOf(c.raw)).filter(Boolean);
-    const unit = units.includes("kbps") ? "kbps" : units.includes("bpp") ? "bpp" : null;
+    const unit = vocab.rate_units.map((u) => u.name).find((name) => units.includes(name)) ?? null;
     const curves = all
-      .map((c) => ({ ...c, points: unitOf(c.raw) === unit ? curvePoints(c.raw, unit, q) : [] }))
+      .map((c) => ({ ...c, points: unitOf(c.raw) === unit ? curvePoints(vocab, c.raw, unit, q) : [] }))
       .filter((c) => c.points.length);
     const left = all.filter((c) => !curves.some((k) => k.kind === c.kind && k.name === c.name)).map((c) => c.name);
     out.set(set, { unit, curves, left });
@@ -276,7 +268,7 @@ function draw() {
   );
   const summary = picked.length ? `${picked.length} picked` : "";
   if (els.summary.textContent !== summary) els.summary.textContent = summary;
-  if (!cmp.loading || cmp.error) showMessage(cmp.error);
+  if (!loader.busy() || cmp.error) showMessage(cmp.error);
   drawCharts(picked.length ? curvesBySet() : new Map());
   drawDiff();
 }
@@ -318,7 +310,7 @@ function chartColour(c) {
 }
 
 function qLabel() {
-  return quality() === "ms_ssim" ? "MS-SSIM (dB)" : "PSNR (dB)";
+  return term(cmp.vocab?.quality_metrics, quality())?.axis_label || quality();
 }
 
 function drawSet(fig, set, { unit, curves, left }) {
@@ -364,19 +356,7 @@ function drawSet(fig, set, { unit, curves, left }) {
     const dashed = c.kind === "anchor";
     return { label: c.name, stroke: color, width: dashed ? 1.5 : 2, ...(dashed ? { dash: [7, 5] } : {}), spanGaps: true, points: { show: true, size: 6, width: 1.5, stroke: color, fill: dashed ? cssVar("--surface") : color } };
   });
-  const options = () => ({
-    legend: { show: false },
-    cursor: { drag: { x: false, y: false }, points: { size: 8 } },
-    scales: {
-      x: { time: false, distr: 3, log: 10, range: (_u, min, max) => logRange(min, max) },
-      y: { range: (_u, min, max) => [Math.floor(min - 0.5), Math.ceil(max + 0.5)] },
-    },
-    axes: [
-      { ...axisStyle(fmtRate(unit), unit === "bpp" ? "Bits per pixel (log scale)" : "Bitrate, kbps (log scale)"), size: 40 },
-      { ...axisStyle((v) => `${v}`, qLabel()), size: 48 },
-    ],
-    series: [{}, ...series],
-  });
+  const options = () => rdChartOptions(unit, qLabel(), series);
   drawUPlot(box, options, align(curves), `compare:${set}:${unit}:${quality()}:${JSON.stringify(curves.map((c) => [c.kind, c.name, c.color]))}`);
 }
 

@@ -17,7 +17,7 @@
 // edge (top for NaN and +∞, bottom for −∞), in the run's colour, and the aria-label says
 // from which step. Run colours are the palette's --rd-c1 … --rd-c10 (class `rd-cN`).
 
-import { cssVar, drawUPlot } from "./charts.js";
+import { axisStyle, cssVar, drawUPlot } from "./charts.js";
 import { formatCount, formatDateTime } from "./format.js";
 import { formatValue, nonFinite, smooth, summarize } from "./curve-data.js";
 
@@ -126,16 +126,6 @@ export function drawOverlay(box, spec) {
   const label = describe(metric, runs, x);
   if (box.getAttribute("aria-label") !== label) box.setAttribute("aria-label", label);
   return label;
-}
-
-function axisStyle() {
-  const grid = cssVar("--chart-grid");
-  return {
-    stroke: cssVar("--chart-axis"),
-    grid: { stroke: grid, width: 1 },
-    ticks: { stroke: grid, width: 1, size: 4 },
-    font: "12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
-  };
 }
 
 /** Triangles on the plot's edge where values are NaN (top), +∞ (top) or −∞ (bottom). */

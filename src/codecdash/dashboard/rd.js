@@ -10,13 +10,16 @@
 // when the snapshot changes (at most every RELOAD_MS); BD reports from
 // api/v1/experiments/{id}/bd-rate?anchor=NAME, cached per anchor and curve. A static export has
 // no API: the section then draws the snapshot's recent experiments with their stored BD-rates.
-// Charts go through charts.js (uPlot loaded when they scroll into view, re-themed, resized);
-// each has an aria-label and a data table in <details> as its text alternative.
+// The charts are drawn by rd-chart.js (through charts.js: uPlot loaded when they scroll into
+// view, re-themed, resized); this module holds the data, the anchor switcher and the list.
 
 import { ApiError, apiUrl, fetchExperiments, getJSON } from "./api.js";
-import { cssVar, drawUPlot, removeChart } from "./charts.js";
+import { removeChart } from "./charts.js";
 import { h, setChildren, setHidden } from "./dom.js";
-import { formatPct, formatSignedPct, formatUsd, isNum, msSsimDb } from "./format.js";
+import { curvePoints } from "./compare-curves.js";
+import { formatSignedPct, isNum } from "./format.js";
+import { drawCost, drawRdCurves } from "./rd-chart.js";
+import { reloader } from "./reload.js";
 import { view } from "./url-state.js";
 import { fill, loadVocabulary, rateUnitOf, term } from "./vocabulary.js";
 
@@ -43,10 +46,6 @@ const rd = {
   pending: new Set(), // report keys being fetched
   snap: null,
   recomputing: false, // the server derives the stored BD-rates again (a new anchor in force)
-  lastLoad: 0,
-  timer: 0,
-  inflight: null,
-  again: false,
   updateQueued: false,
   near: false, // has the section come within a screen of the viewport (its data is read then)
   watch: null, // the IntersectionObserver waiting for that
@@ -151,27 +150,10 @@ export function followDetails(exp) {
 // Loading
 // ---------------------------------------------------------------------------------------------
 
+const loader = reloader(load, RELOAD_MS);
+
 function scheduleLoad() {
-  if (rd.inflight) {
-    rd.again = true;
-    return;
-  }
-  const wait = rd.lastLoad + RELOAD_MS - Date.now();
-  if (wait > 0) {
-    rd.timer ||= setTimeout(() => {
-      rd.timer = 0;
-      scheduleLoad();
-    }, wait);
-    return;
-  }
-  rd.lastLoad = Date.now();
-  rd.inflight = load().finally(() => {
-    rd.inflight = null;
-    if (rd.again) {
-      rd.again = false;
-      scheduleLoad();
-    }
-  });
+  loader.soon();
 }
 
 async function load() {
@@ -240,8 +222,6 @@ function queueUpdate() {
 // Curves
 // ---------------------------------------------------------------------------------------------
 
-export { msSsimDb }; // where it was before it moved to format.js
-
 /** The rate unit of a curve's points (the server's rule, told by the vocabulary). */
 function unitOf(points) {
   return rateUnitOf(rd.vocab, points);
@@ -251,34 +231,9 @@ function anchorUnit(anchor) {
   return term(rd.vocab.rate_units, anchor.rate_unit) ? anchor.rate_unit : unitOf(anchor.rd_points);
 }
 
-/** [rate, quality dB] pairs of `points` in `unit`, sorted by rate. */
-export function curvePoints(points, unit, quality) {
-  const rateKey = term(rd.vocab.rate_units, unit)?.field;
-  const qualityKey = term(rd.vocab.quality_metrics, quality)?.field;
-  const out = [];
-  for (const p of Array.isArray(points) ? points : []) {
-    const rate = p?.[rateKey];
-    const q = quality === "ms_ssim" ? msSsimDb(p?.[qualityKey]) : p?.[qualityKey];
-    if (isNum(rate) && rate > 0 && isNum(q)) out.push([rate, q]);
-  }
-  return out.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-}
-
-/**
- * The Pareto frontier of `points` ([rate, quality]): those that no other point beats with a
- * lower rate and a higher quality (the upper-left envelope), by rising rate.
- */
-export function paretoFrontier(points) {
-  const sorted = [...points].sort((a, b) => a[0] - b[0] || b[1] - a[1]);
-  const out = [];
-  let best = -Infinity;
-  for (const p of sorted) {
-    if (p[1] > best) {
-      out.push(p);
-      best = p[1];
-    }
-  }
-  return out;
+/** `rdPoints` as [rate, dB] pairs in `unit` on the chosen quality axis. */
+function curveOf(rdPoints, unit) {
+  return curvePoints(rd.vocab, rdPoints, unit, rd.quality);
 }
 
 /** Why `exp` can have no BD-rate against `anchor` (checked before asking), or null. */
@@ -287,8 +242,8 @@ function whyNoBdRate(anchor, exp) {
   const values = { unit: unitOf(exp.rd_points), anchor_unit: anchorUnit(anchor), min_points: minPoints, quality: qualityName() };
   if (!values.unit) return fill(reasons.no_unit, values);
   if (values.unit !== values.anchor_unit) return fill(reasons.unit_mismatch, values);
-  const a = curvePoints(anchor.rd_points, values.unit, rd.quality);
-  const t = curvePoints(exp.rd_points, values.unit, rd.quality);
+  const a = curveOf(anchor.rd_points, values.unit);
+  const t = curveOf(exp.rd_points, values.unit);
   if (t.length < minPoints) return fill(reasons.too_few_points, values);
   if (a.length < minPoints) return fill(reasons.anchor_too_few_points, values);
   const qa = a.map((p) => p[1]);
@@ -380,7 +335,7 @@ function update() {
   renderStatus(anchor, items, reports);
   renderPicks(items, reports, unit);
   renderCurves(anchor, items, reports, unit);
-  renderCost(rd.completed);
+  drawCost(els, rd.completed);
   requestReports(anchor, items.map((it) => it.exp));
 }
 
@@ -496,246 +451,16 @@ function renderPicks(items, reports, unit) {
   }
 }
 
-function fmtRate(unit) {
-  return (v) => {
-    if (v === null || v === undefined) return "";
-    if (unit === "bpp") return String(Number(v.toPrecision(2)));
-    return v >= 1000 ? `${Number((v / 1000).toPrecision(3))}k` : String(Number(v.toPrecision(3)));
-  };
-}
-
-function rateText(v, unit) {
-  if (!isNum(v)) return "—";
-  return unit === "bpp" ? `${Number(v.toPrecision(4))} bpp` : `${Number(v.toPrecision(5)).toLocaleString("en-US")} kbps`;
-}
-
-function axisStyle(valueFormat, label) {
-  const grid = cssVar("--chart-grid");
-  return {
-    stroke: cssVar("--chart-axis"),
-    grid: { stroke: grid, width: 1 },
-    ticks: { stroke: grid, width: 1, size: 4 },
-    font: "12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
-    labelFont: "600 12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
-    values: (_u, vals) => vals.map((v) => (v === null || v === undefined ? "" : valueFormat(v))),
-    label,
-    labelSize: 18,
-  };
-}
-
-/** A log axis' range around [min, max], from and to 1, 2 or 5 × 10^k (where ticks read well). */
-function logRange(min, max) {
-  if (!(min > 0) || !(max > 0)) return [1, 10];
-  const below = (v) => {
-    const p = 10 ** Math.floor(Math.log10(v));
-    return [5, 2, 1].map((m) => m * p).find((c) => c <= v) ?? p;
-  };
-  const above = (v) => {
-    const p = 10 ** Math.floor(Math.log10(v));
-    return [1, 2, 5, 10].map((m) => m * p).find((c) => c >= v) ?? 10 * p;
-  };
-  return [below(min / 1.1), above(max * 1.1)];
-}
-
-/** Aligns curves of different rates on one x array (uPlot's data layout); gaps are null. */
-function align(curves) {
-  const xs = [...new Set(curves.flatMap((c) => c.points.map((p) => p[0])))].sort((a, b) => a - b);
-  const at = new Map(xs.map((x, i) => [x, i]));
-  return [
-    xs,
-    ...curves.map((c) => {
-      const col = new Array(xs.length).fill(null);
-      for (const [x, y] of c.points) col[at.get(x)] = y;
-      return col;
-    }),
-  ];
-}
-
+/** The curves of the R-D chart in `unit`: every anchor's, and those of the ticked experiments. */
 function renderCurves(anchor, items, reports, unit) {
-  const qLabel = term(rd.vocab.quality_metrics, rd.quality)?.axis_label || qualityName();
   const anchors = rd.anchors
-    .map((a, i) => ({ kind: "anchor", name: a.name, color: i % PALETTE, selected: a.name === anchor?.name, points: anchorUnit(a) === unit ? curvePoints(a.rd_points, unit, rd.quality) : [] }))
+    .map((a, i) => ({ name: a.name, color: i % PALETTE, selected: a.name === anchor?.name, points: anchorUnit(a) === unit ? curveOf(a.rd_points, unit) : [] }))
     .filter((c) => c.points.length);
   const experiments = items
     .filter((it) => it.shown && unitOf(it.exp.rd_points) === unit)
-    .map((it) => ({ kind: "experiment", name: it.exp.name || it.exp.id, color: it.color, points: curvePoints(it.exp.rd_points, unit, rd.quality), figure: reports.get(it.exp.id) }))
+    .map((it) => ({ name: it.exp.name || it.exp.id, color: it.color, points: curveOf(it.exp.rd_points, unit), figure: reports.get(it.exp.id) }))
     .filter((c) => c.points.length);
-  const frontier = paretoFrontier(experiments.flatMap((c) => c.points));
-  const onFrontier = new Set(frontier.map((p) => `${p[0]}|${p[1]}`));
-  const curves = [...(frontier.length > 1 ? [{ kind: "frontier", name: "Pareto frontier", color: -1, points: frontier }] : []), ...anchors, ...experiments];
-
-  renderKey(curves);
   const unitLabel = term(rd.vocab.rate_units, unit)?.label || unit;
-  if (!anchors.length && !experiments.length) {
-    removeChart(els.chart);
-    els.chart.setAttribute("aria-label", "Rate-distortion chart: no curves to show.");
-    setChildren(els.chart, h("p", { class: "chart-empty" }, "No rate-distortion points to draw yet: tick an experiment, or send experiments with rd_points."));
-    setChildren(els.table);
-    return;
-  }
-
-  const describe = (c) => {
-    if (c.kind === "anchor") return `${c.name}${c.selected ? " (the BD-rate anchor)" : ""}`;
-    const pct = c.figure && isNum(c.figure.pct) ? `, BD-rate ${formatSignedPct(c.figure.pct)}` : "";
-    return `${c.name}${pct}`;
-  };
-  const label =
-    `Rate-distortion chart: ${qLabel} against bitrate (${unitLabel}, log scale). ` +
-    (anchors.length ? `Anchors, dashed: ${anchors.map(describe).join("; ")}. ` : "") +
-    (experiments.length ? `Experiments, solid: ${experiments.map(describe).join("; ")}. ` : "No experiment shown. ") +
-    (frontier.length > 1 ? `The Pareto frontier of the experiments joins ${frontier.length} points. ` : "") +
-    "The data table follows the chart.";
-  if (els.chart.getAttribute("aria-label") !== label) els.chart.setAttribute("aria-label", label);
-
-  const rows = curves
-    .filter((c) => c.kind !== "frontier")
-    .flatMap((c) =>
-      c.points.map((p) => [
-        c.name,
-        c.kind === "anchor" ? "Anchor" : "Experiment",
-        rateText(p[0], unit),
-        `${p[1].toFixed(2)} dB`,
-        c.kind === "experiment" && onFrontier.has(`${p[0]}|${p[1]}`) ? "Yes" : "",
-      ]),
-    );
-  renderTable(els.table, "Rate-distortion points", ["Curve", "Kind", unit === "bpp" ? "Bits per pixel" : "Bitrate", qLabel, "On the Pareto frontier"], rows, [2, 3]);
-
-  const meta = curves.map((c) => [c.kind, c.name, c.color, Boolean(c.selected)]);
-  const data = align(curves);
-  const series = curves.map((c) => {
-    const color = c.kind === "frontier" ? cssVar("--rd-frontier") : cssVar(`--rd-c${c.color + 1}`);
-    if (c.kind === "frontier") {
-      return { label: c.name, stroke: color, width: 7, spanGaps: true, points: { show: false } };
-    }
-    const anchorLine = c.kind === "anchor";
-    return {
-      label: c.name,
-      stroke: color,
-      width: anchorLine ? (c.selected ? 2.5 : 1.5) : 2,
-      ...(anchorLine ? { dash: [7, 5] } : {}),
-      spanGaps: true,
-      points: { show: true, size: anchorLine ? 5 : 6, width: 1.5, stroke: color, fill: anchorLine ? cssVar("--surface") : color },
-    };
-  });
-  const options = () => ({
-    legend: { show: false },
-    cursor: { drag: { x: false, y: false }, points: { size: 8 } },
-    scales: {
-      x: { time: false, distr: 3, log: 10, range: (_u, min, max) => logRange(min, max) },
-      y: { range: (_u, min, max) => [Math.floor(min - 0.5), Math.ceil(max + 0.5)] },
-    },
-    axes: [
-      { ...axisStyle(fmtRate(unit), unit === "bpp" ? "Bits per pixel (log scale)" : "Bitrate, kbps (log scale)"), size: 40 },
-      { ...axisStyle((v) => `${v}`, qLabel), size: 48 },
-    ],
-    series: [{}, ...series],
-  });
-  drawUPlot(els.chart, options, data, `rd:${unit}:${rd.quality}:${JSON.stringify(meta)}`);
-}
-
-function renderKey(curves) {
-  const items = curves.map((c) => {
-    const style = c.kind === "frontier" ? "rd-band rd-frontier" : c.kind === "anchor" ? `rd-dash rd-c${c.color + 1}` : `rd-line rd-c${c.color + 1}`;
-    const what = c.kind === "frontier" ? "" : c.kind === "anchor" ? (c.selected ? " (anchor, BD-rate reference)" : " (anchor)") : "";
-    return h("li", {}, h("span", { class: `rd-swatch ${style}`, "aria-hidden": "true" }), c.name, what ? h("span", { class: "muted" }, what) : null);
-  });
-  setChildren(els.key, ...items);
-}
-
-function renderTable(host, caption, headers, rows, numeric = []) {
-  const key = JSON.stringify([caption, headers, rows]);
-  if (host.dataset.key === key) return;
-  host.dataset.key = key;
-  const wasOpen = Boolean(host.querySelector("details")?.open);
-  host.replaceChildren(
-    h(
-      "details",
-      { open: wasOpen },
-      h("summary", {}, "Data table"),
-      h(
-        "div",
-        { class: "rd-table-wrap" },
-        h(
-          "table",
-          { class: "data-table" },
-          h("caption", { class: "sr-only" }, caption),
-          h("thead", {}, h("tr", {}, headers.map((label, i) => h("th", { scope: "col", class: numeric.includes(i) ? "num" : null }, label)))),
-          h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((c, i) => h("td", { class: numeric.includes(i) ? "num" : null }, c))))),
-        ),
-      ),
-    ),
-  );
-}
-
-// ---------------------------------------------------------------------------------------------
-// Cost against BD-rate
-// ---------------------------------------------------------------------------------------------
-
-function renderCost(experiments) {
-  const points = experiments
-    .filter((e) => e && isNum(e.cost_usd) && isNum(e.bd_rate_pct))
-    .map((e) => ({ e, saving: -e.bd_rate_pct, cost: e.cost_usd }))
-    .sort((a, b) => a.saving - b.saving || a.cost - b.cost);
-  const anchors = [...new Set(points.map((p) => p.e.bd_rate_anchor).filter(Boolean))];
-  const against = anchors.length === 1 ? anchors[0] : "each experiment's anchor";
-  if (!points.length) {
-    removeChart(els.costChart);
-    els.costChart.setAttribute("aria-label", "Cost against BD-rate: no experiment has both a cost and a BD-rate yet.");
-    setChildren(els.costChart, h("p", { class: "chart-empty" }, "No completed experiment has both a cost and a BD-rate yet."));
-    setChildren(els.costLine, "What each point of bitrate saving cost appears once completed experiments report cost_usd and have a BD-rate.");
-    setChildren(els.costTable);
-    return;
-  }
-  const savers = points.filter((p) => p.saving > 0);
-  const best = savers.length ? savers.reduce((a, b) => (b.saving > a.saving || (b.saving === a.saving && b.cost < a.cost) ? b : a)) : null;
-  const perPoint = (p) => (p.saving > 0 ? formatUsd(p.cost / p.saving) : "—");
-  if (best) {
-    setChildren(
-      els.costLine,
-      h("strong", {}, `${perPoint(best)} per point of saving`),
-      ` for the best experiment, ${best.e.name || best.e.id}: ${formatPct(best.saving)} fewer bits than ${against} for ${formatUsd(best.cost)}.`,
-    );
-  } else {
-    setChildren(els.costLine, `No experiment saves bits against ${against} yet.`);
-  }
-  const label =
-    `Cost against BD-rate: ${points.length} completed experiment${points.length === 1 ? "" : "s"}, ` +
-    `cost from ${formatUsd(Math.min(...points.map((p) => p.cost)))} to ${formatUsd(Math.max(...points.map((p) => p.cost)))}, ` +
-    `bitrate saving against ${against} from ${formatPct(points[0].saving)} to ${formatPct(points[points.length - 1].saving)}` +
-    (best ? `; the best, ${best.e.name || best.e.id}, costs ${perPoint(best)} per point of saving. ` : ". ") +
-    "The data table follows the chart.";
-  if (els.costChart.getAttribute("aria-label") !== label) els.costChart.setAttribute("aria-label", label);
-  renderTable(
-    els.costTable,
-    "Cost against BD-rate",
-    ["Experiment", "BD-rate", "Cost", "Cost per point of saving"],
-    [...points].reverse().map((p) => [p.e.name || p.e.id, formatSignedPct(-p.saving), formatUsd(p.cost), perPoint(p)]),
-    [1, 2, 3],
-  );
-  const xs = points.map((p) => p.saving);
-  const ys = points.map((p) => p.cost);
-  const bestYs = points.map((p) => (p === best ? p.cost : null));
-  const pad = (min, max, floorZero) => {
-    const span = max - min || Math.abs(max) || 1;
-    return [floorZero && min >= 0 ? 0 : min - span * 0.12, max + span * 0.12];
-  };
-  const noPath = () => null;
-  const options = () => ({
-    legend: { show: false },
-    cursor: { drag: { x: false, y: false }, points: { size: 9 } },
-    scales: {
-      x: { time: false, range: (_u, min, max) => pad(min, max, false) },
-      y: { range: (_u, min, max) => pad(min, max, true) },
-    },
-    axes: [
-      { ...axisStyle((v) => `${v} %`, "Bitrate saving, % (BD-rate)"), size: 40 },
-      { ...axisStyle((v) => formatUsd(v).replace(/\.00$/, ""), "Cost"), size: 64 },
-    ],
-    series: [
-      {},
-      { label: "Experiments", stroke: cssVar("--rd-c1"), width: 0, paths: noPath, points: { show: true, size: 7, space: 0, fill: cssVar("--rd-c1") } },
-      { label: "Best saving", stroke: cssVar("--rd-best"), width: 0, paths: noPath, points: { show: true, size: 13, space: 0, width: 2.5, fill: "rgba(0,0,0,0)" } },
-    ],
-  });
-  drawUPlot(els.costChart, options, [xs, ys, bestYs], `rd-cost:${against}`);
+  const qLabel = term(rd.vocab.quality_metrics, rd.quality)?.axis_label || qualityName();
+  drawRdCurves(els, { anchors, experiments, unit, unitLabel, qLabel, quality: rd.quality });
 }

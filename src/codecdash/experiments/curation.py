@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codecdash.config import Settings
-from codecdash.experiments.query import ListQuery
+from codecdash.experiments.query import Filters, ListQuery
 from codecdash.experiments.readmodel import experiment
 from codecdash.experiments.service import bd_rates_for
 from codecdash.store import Store
@@ -30,16 +30,9 @@ MAX_BULK = 10_000
 DAY_S = 86400.0
 
 
-@dataclass(frozen=True)
-class Filter:
+@dataclass
+class Filter(Filters):
     """Which experiments a bulk deletion takes: the list's filters (AND-ed)."""
-
-    status: Sequence[str] = ()
-    q: str | None = None
-    worker_id: str | None = None
-    tag: str | None = None
-    created_after: float | None = None
-    created_before: float | None = None
 
     def empty(self) -> bool:
         return not self.status and all(
@@ -179,6 +172,7 @@ class CurationService:
         purged = self.store.curation.purge(actor, before=before, ids=ids, details=details)
         return {"dry_run": False, "matched": len(purged), "purged": len(purged), "ids": purged}
 
+    # The store's audit() parameters on purpose: this layer only adds the answer's shape.
     def audit(
         self,
         limit: int,

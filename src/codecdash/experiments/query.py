@@ -39,9 +39,8 @@ NOT_NULL: Final = frozenset({"id", "status", "created_at", "updated_at"})
 
 
 @dataclass
-class ListQuery:
-    """A page of the experiment list: filters, order (a field of SORTABLE, ``-`` first for
-    descending) and where the previous page ended (``cursor``)."""
+class Filters:
+    """The list's filters that a bulk deletion takes too (curation.Filter), AND-ed."""
 
     status: Sequence[str] = ()
     q: str | None = None
@@ -49,6 +48,13 @@ class ListQuery:
     tag: str | None = None
     created_after: float | None = None
     created_before: float | None = None
+
+
+@dataclass
+class ListQuery(Filters):
+    """A page of the experiment list: filters, order (a field of SORTABLE, ``-`` first for
+    descending) and where the previous page ended (``cursor``)."""
+
     min_psnr_db: float | None = None
     min_bitrate_reduction_pct: float | None = None
     max_bd_rate_pct: float | None = None

@@ -11,6 +11,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from sqlalchemy import Connection
+
 from codecdash.experiments.query import ListQuery
 from codecdash.store import audit, trash
 from codecdash.store.counters import bump_data_version
@@ -40,12 +42,8 @@ class Curation:
     ) -> list[dict[str, Any]]:
         """Move these experiments to the trash; returns those moved (records with
         `deleted_at` and `deleted_by`), none for ids not found."""
-        now = time.time()
         with self.store.db.write() as conn:
-            moved = trash.move(conn, ids, now, actor)
-            if moved:
-                audit.record(conn, "delete", [r["id"] for r in moved], actor, now, details)
-                bump_data_version(conn)
+            moved = _to_trash(conn, ids, actor, details)
         if moved:
             self.store.changed()
         return moved
@@ -69,13 +67,9 @@ class Curation:
     ) -> tuple[list[dict[str, Any]], int]:
         """Move up to `limit` of the experiments a filter matches (oldest first) to the trash
         in one transaction; returns those moved and how many matched."""
-        now = time.time()
         with self.store.db.write() as conn:
             ids, total = trash.matching_ids(conn, query, limit)
-            moved = trash.move(conn, ids, now, actor)
-            if moved:
-                audit.record(conn, "delete", [r["id"] for r in moved], actor, now, details)
-                bump_data_version(conn)
+            moved = _to_trash(conn, ids, actor, details)
         if moved:
             self.store.changed()
         return moved, total
@@ -143,3 +137,15 @@ class Curation:
     ) -> tuple[list[dict[str, Any]], int | None]:
         with self.store.db.read() as conn:
             return audit.entries(conn, limit, before, action, actor)
+
+
+def _to_trash(
+    conn: Connection, ids: Sequence[str], actor: str | None, details: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Move these experiments to the trash and record it in the audit log (one deletion)."""
+    now = time.time()
+    moved = trash.move(conn, ids, now, actor)
+    if moved:
+        audit.record(conn, "delete", [r["id"] for r in moved], actor, now, details)
+        bump_data_version(conn)
+    return moved

@@ -106,6 +106,18 @@ OPERATORS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
 }
 
 
+# The query's one-value filters: (its field, the column, the comparison).
+BOUNDS: tuple[tuple[str, str, str], ...] = (
+    ("created_after", "created_at", ">="),
+    ("created_before", "created_at", "<"),
+    ("min_psnr_db", "psnr_db", ">="),
+    ("min_bitrate_reduction_pct", "bitrate_reduction_pct", ">="),
+    ("max_bd_rate_pct", "bd_rate_pct", "<="),
+    ("dataset", "dataset", "="),
+    ("method", "method", "="),
+)
+
+
 def conditions(query: ListQuery) -> list[Condition]:
     """The filters on plain columns (status, creation time, thresholds): ``leaders``
     carries copies of these columns."""
@@ -114,20 +126,10 @@ def conditions(query: ListQuery) -> list[Condition]:
         found.append(("status", "=", query.status[0]))
     elif query.status:
         found.append(("status", "IN", tuple(query.status)))
-    if query.created_after is not None:
-        found.append(("created_at", ">=", query.created_after))
-    if query.created_before is not None:
-        found.append(("created_at", "<", query.created_before))
-    if query.min_psnr_db is not None:
-        found.append(("psnr_db", ">=", query.min_psnr_db))
-    if query.min_bitrate_reduction_pct is not None:
-        found.append(("bitrate_reduction_pct", ">=", query.min_bitrate_reduction_pct))
-    if query.max_bd_rate_pct is not None:
-        found.append(("bd_rate_pct", "<=", query.max_bd_rate_pct))
-    if query.dataset is not None:
-        found.append(("dataset", "=", query.dataset))
-    if query.method is not None:
-        found.append(("method", "=", query.method))
+    for field, column, op in BOUNDS:
+        value = getattr(query, field)
+        if value is not None:
+            found.append((column, op, value))
     return found
 
 

@@ -392,11 +392,16 @@ def write_aggregate(client: Any, table: str, agg: Aggregate, now: float) -> None
 
 def scan_items(client: Any, table: str) -> Iterable[dict[str, Any]]:
     names = {f"#a{i}": name for i, name in enumerate(PROJECTION)}
-    kwargs: dict[str, Any] = {
-        "TableName": table,
-        "ProjectionExpression": ", ".join(names),
-        "ExpressionAttributeNames": names,
-    }
+    return scan(
+        client,
+        TableName=table,
+        ProjectionExpression=", ".join(names),
+        ExpressionAttributeNames=names,
+    )
+
+
+def scan(client: Any, **kwargs: Any) -> Iterable[dict[str, Any]]:
+    """Every item a scan with these arguments finds, deserialized, page after page."""
     while True:
         page = client.scan(**kwargs)
         for raw in page.get("Items", []):

@@ -44,7 +44,7 @@ from codecdash.config import Settings
 from codecdash.experiments.anchors import remove_anchor, save_anchor
 from codecdash.experiments.service import ExperimentService
 from codecdash.models import ExperimentIn
-from codecdash.sources.aws.dynamodb import SPECIAL_IDS, deserialize, plain, to_epoch
+from codecdash.sources.aws.dynamodb import SPECIAL_IDS, deserialize, plain, scan, to_epoch
 from codecdash.sources.aws.replica import ReplicaConflict, ReplicaCopy, publish
 from codecdash.store import Store
 
@@ -298,14 +298,7 @@ def publish_over(store: Store, s3: Any, copy: ReplicaCopy, previous: str | None)
 
 def scan_all(client: Any, table: str) -> Iterable[dict[str, Any]]:
     """Every item of the table, deserialized (paginated; the only scan, for a rebuild)."""
-    kwargs: dict[str, Any] = {"TableName": table}
-    while True:
-        page = client.scan(**kwargs)
-        for raw in page.get("Items", []):
-            yield deserialize(raw)
-        if not page.get("LastEvaluatedKey"):
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return scan(client, TableName=table)
 
 
 def load_table(store: Store, settings: Settings, items: Iterable[Mapping[str, Any]]) -> int:
