@@ -12,7 +12,8 @@ It draws nothing when something the modules would show above the cards is due (t
 banner, the empty state's first steps, a failing source), so that the cards are never pushed
 down after the first paint; the modules then draw everything, as before. The alert strip
 above the cards is drawn too (`alerts.js` keeps each alert's element) in `serve`, which
-knows the alerts; a static export has no strip.
+knows the alerts; a static export has no strip. A drawn page keeps its module tags in a
+<template> that `theme.js` puts in after the first paint (MODULES_TEMPLATE).
 """
 
 from __future__ import annotations
@@ -462,6 +463,13 @@ def draw_alert_strip(page: str, data: dict[str, Any], now: datetime) -> str | No
 
 
 KPI_GRID = re.compile(r'<div class="grid grid-kpi">')
+# The module tags of <head>: the first paint no longer needs them (see MODULES_TEMPLATE).
+MODULE_TAGS = re.compile(
+    r'(?:<link rel="modulepreload" href="[^"<>]*">\s*)*<script type="module" src="[^"<>]*"></script>'
+)
+MODULES_TEMPLATE = "codecdash-modules"
+"""Where the drawn page keeps its module tags: a <template>, inert; theme.js puts them in
+the page after the first paint, so that their requests do not compete with it."""
 
 
 def nothing_above(snap: dict[str, Any]) -> bool:
@@ -506,4 +514,7 @@ def draw_first_screen(
         drawn += 1
     if not drawn:
         return page
+    page = MODULE_TAGS.sub(
+        lambda m: f'<template id="{MODULES_TEMPLATE}">{m.group(0)}</template>', page, count=1
+    )
     return KPI_GRID.sub(f'<div class="grid grid-kpi {DRAWN}">', page, count=1)

@@ -5,6 +5,17 @@
 //    them (api.js takes it up once: takeFirstSnapshot). Only in the plain case: the API beside
 //    the page and no read token; a static export, an API elsewhere or a private dashboard are
 //    left to api.js. Not at all when the server put the snapshot in the page (#codecdash-snapshot).
+// 3. When the server drew the first screen into the page (api/first_screen.py), the modules are
+//    not needed for the first paint: the server put their tags in <template id="codecdash-modules">,
+//    and they are put in the page once that paint is done, so that nothing competes with it.
+(function () {
+  requestAnimationFrame(function () {
+    setTimeout(function () {
+      var modules = document.getElementById("codecdash-modules");
+      if (modules) document.head.appendChild(modules.content.cloneNode(true));
+    }, 0);
+  });
+})();
 (function () {
   var token = "";
   try {
