@@ -12,6 +12,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from codecdash.api.csp import csp_allowing
 from codecdash.api.static import dashboard_dir, page_files
 from codecdash.cli import main
 from codecdash.config import Settings, load_settings
@@ -65,7 +66,15 @@ async def test_serve_uses_the_page_dir_and_falls_back_for_missing_files(
         assert rd.status_code == 200
         assert rd.text.startswith((dashboard_dir() / "rd.js").read_text()[:40])
         page = await client.get("/")
-        assert "./styles.css?v=" in page.text
+        # This edited stylesheet is small: GET / carries it inline, and its CSP allows it by
+        # the hash of the edited text (and theme.js by the hash of the installed one).
+        edited = (dest / "styles.css").read_bytes()
+        assert b"<style>" + edited + b"</style>" in page.content
+        assert "./styles.css?v=" not in page.text
+        policy = page.headers["content-security-policy"]
+        theme = (dashboard_dir() / "theme.js").read_bytes()
+        assert policy == csp_allowing(scripts=[theme], styles=[edited])
+        assert "'unsafe-inline'" not in policy
 
 
 def test_an_older_or_foreign_copy_is_reported(
