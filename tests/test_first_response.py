@@ -195,19 +195,23 @@ async def test_get_slash_draws_the_headline_cards_under_a_strict_csp(
     page = await client.get("/")
     bodies = card_bodies(page.text)
     assert set(bodies) == set(HEADLINE)
-    assert '<span class="stat-value">1</span><span class="stat-unit">experiments</span>' in (
-        bodies["total-experiments"]
+    assert (
+        '<span class="stat-value">1</span><span class="stat-unit">experiments</span>'
+        in (bodies["total-experiments"])
     )
     assert '<span class="stat-value">41.3 %</span>' in bodies["best-compression"]
-    assert '<a href="?exp=e1" data-exp="e1" class="exp-link">Open first &lt;one&gt;</a>' in (
-        bodies["best-compression"]
+    assert (
+        '<a href="?exp=e1" data-exp="e1" class="exp-link">Open first &lt;one&gt;</a>'
+        in (bodies["best-compression"])
     )
     assert '<span class="stat-value">33.50 dB</span>' in bodies["best-quality"]
     assert '<span class="stat-value">$' in bodies["monthly-cost"]
     assert '<div class="grid grid-kpi is-drawn">' in page.text
     assert re.search(r'<section id="alert-strip" class="alert-strip is-drawn"[^>]*>', page.text)
     assert '<template id="codecdash-modules"><link rel="modulepreload"' in page.text
-    assert re.search(r'<script type="module" src="\./app\.js\?v=\w+"></script></template>', page.text)
+    assert re.search(
+        r'<script type="module" src="\./app\.js\?v=\w+"></script></template>', page.text
+    )
     theme = (dashboard_dir() / "theme.js").read_bytes()
     policy = page.headers["content-security-policy"]
     assert policy == csp_allowing(scripts=[theme])

@@ -297,7 +297,8 @@ document.addEventListener("DOMContentLoaded", () => {
     for (const r of records) {
       const host = r.target.closest?.(".grid-kpi .card-body, #alert-list");
       const nodes = [...r.addedNodes, ...r.removedNodes].filter((n) => n.nodeType === 1);
-      if (host && nodes.length) window.__replaced.push(`${host.closest("[id]").id}: ${nodes.map((n) => n.nodeName)}`);
+      if (!host || !nodes.length) continue;
+      window.__replaced.push(`${host.closest("[id]").id}: ${nodes.map((n) => n.nodeName)}`);
     }
   }).observe(document.getElementById("main"), { subtree: true, childList: true });
 });
@@ -338,12 +339,21 @@ def test_the_first_paint_shows_the_headline_figures_drawn_by_the_server(
     assert page.evaluate("window.__replaced") == []
     assert strip and page.locator("#alert-strip-title").inner_text() == strip.group(1)
     path = re.escape(page.evaluate("location.pathname"))
-    as_markup = "(html) => { const t = document.createElement('template'); t.innerHTML = html; return t.innerHTML; }"
+    as_markup = (
+        "(html) => { const t = document.createElement('template'); t.innerHTML = html;"
+        " return t.innerHTML; }"
+    )
     for card in HEADLINE_CARDS:
-        body = re.search(rf'<section id="{card}"[^>]*>.*?<div class="card-body">(.*?)</div>\s*</section>', sent, re.S)
+        body = re.search(
+            rf'<section id="{card}"[^>]*>.*?<div class="card-body">(.*?)</div>\s*</section>',
+            sent,
+            re.S,
+        )
         assert body, card
         # The same markup, but for the experiment link's path (the page's own, in the browser).
-        now = re.sub(rf'href="{path}\?', 'href="?', page.locator(f"#{card} .card-body").inner_html())
+        now = re.sub(
+            rf'href="{path}\?', 'href="?', page.locator(f"#{card} .card-body").inner_html()
+        )
         assert now == page.evaluate(as_markup, body.group(1)), card
 
 

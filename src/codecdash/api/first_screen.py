@@ -23,7 +23,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlencode
 
 # A node: a text, or (tag, attributes, children); None is left out.
@@ -48,7 +48,7 @@ def markup(node: Node) -> str:
 
 
 # -- the figures, as format.js writes them -------------------------------------------------
-def is_num(v: Any) -> bool:
+def is_num(v: object) -> TypeGuard[float]:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -147,7 +147,12 @@ def stat(
     value: Node, unit: str | None = None, facts: Iterable[tuple[str, Node]] = (), *extra: Node
 ) -> list[Node]:
     rows = [
-        el("div", {"class": "fact"}, el("dt", {}, label), el("dd", {}, missing() if v is None else v))
+        el(
+            "div",
+            {"class": "fact"},
+            el("dt", {}, label),
+            el("dd", {}, missing() if v is None else v),
+        )
         for label, v in facts
     ]
     return [
@@ -192,7 +197,8 @@ def experiment_link(exp_id: Any, snap: dict[str, Any]) -> Node:
     """The link cards.js makes (its path is the page's own, which app.js puts in)."""
     if not exp_id:
         return None
-    found = next((e for e in snap.get("recent_experiments") or [] if e.get("id") == exp_id), {})
+    recent = snap.get("recent_experiments") or []
+    found: dict[str, Any] = next((e for e in recent if e.get("id") == exp_id), {})
     href = "?" + urlencode({"exp": exp_id})
     return el(
         "p",
@@ -205,9 +211,7 @@ def experiment_link(exp_id: Any, snap: dict[str, Any]) -> Node:
     )
 
 
-def quality_bar(
-    snap: dict[str, Any], value: float, target: Any, use_ssim: bool
-) -> list[Node]:
+def quality_bar(snap: dict[str, Any], value: float, target: Any, use_ssim: bool) -> list[Node]:
     field = "best_ms_ssim" if use_ssim else "best_psnr_db"
     quality = (snap.get("progress") or {}).get("quality") or []
     first = next((p.get(field) for p in quality if p and is_num(p.get(field))), None)
@@ -337,7 +341,7 @@ def monthly_cost(snap: dict[str, Any], *, static: bool, now: datetime) -> list[N
     forecast, spent = s.get("forecast_month_usd"), s.get("month_to_date_usd")
     over = over_budget(snap)
     warning = None
-    if over:
+    if over and is_num(forecast) and is_num(budget):
         warning = el(
             "p",
             {"class": "stat-note warn"},
@@ -465,7 +469,8 @@ def draw_alert_strip(page: str, data: dict[str, Any], now: datetime) -> str | No
 KPI_GRID = re.compile(r'<div class="grid grid-kpi">')
 # The module tags of <head>: the first paint no longer needs them (see MODULES_TEMPLATE).
 MODULE_TAGS = re.compile(
-    r'(?:<link rel="modulepreload" href="[^"<>]*">\s*)*<script type="module" src="[^"<>]*"></script>'
+    r'(?:<link rel="modulepreload" href="[^"<>]*">\s*)*'
+    r'<script type="module" src="[^"<>]*"></script>'
 )
 MODULES_TEMPLATE = "codecdash-modules"
 """Where the drawn page keeps its module tags: a <template>, inert; theme.js puts them in

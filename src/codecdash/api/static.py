@@ -129,7 +129,10 @@ CLASSIC_SCRIPT = re.compile(rb'<script src="\./([A-Za-z0-9_./-]+\.js)(?:\?v=[0-9
 # first paint would wait longer for it than for a second request beside it (styles.css).
 INLINE_LIMIT = 4096
 # What would end an inline block early: such a file stays linked.
-BLOCK_END = {b"style": re.compile(rb"</style", re.I), b"script": re.compile(rb"</script|<!--", re.I)}
+BLOCK_END = {
+    b"style": re.compile(rb"</style", re.I),
+    b"script": re.compile(rb"</script|<!--", re.I),
+}
 
 
 @dataclass(frozen=True)
@@ -159,11 +162,7 @@ def inline_head(index_html: bytes, assets: dict[str, Asset]) -> InlinedHead:
     def inline(tag: bytes) -> Callable[[re.Match[bytes]], bytes]:
         def replace(match: re.Match[bytes]) -> bytes:
             asset = assets.get(match.group(1).decode())
-            if (
-                asset is None
-                or len(asset.body) > INLINE_LIMIT
-                or BLOCK_END[tag].search(asset.body)
-            ):
+            if asset is None or len(asset.body) > INLINE_LIMIT or BLOCK_END[tag].search(asset.body):
                 return match.group(0)
             found[tag].append(asset.body)
             return b"<" + tag + b">" + asset.body + b"</" + tag + b">"
