@@ -1,4 +1,5 @@
-// Runs in <head> before the first paint (a classic script: it must block, so it stays tiny).
+// Runs in <head> before the first paint (a classic script: it must block, so it stays tiny; `serve`
+// writes it into index.html, allowed by its hash in the page's CSP).
 // 1. Applies the remembered theme. The toggle itself lives in theme-toggle.js; without a remembered
 //    choice, prefers-color-scheme rules.
 // 2. Starts the first snapshot request, so that it loads alongside the modules instead of after
