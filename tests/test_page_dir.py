@@ -135,3 +135,27 @@ def test_deploy_uploads_the_page_dir(tmp_path: Path) -> None:
     assert "--page-dir" in CliRunner().invoke(main, ["deploy", "--help"]).output
     settings = Settings(database_url="x.db", page_dir=str(dest))
     assert settings.page_dir == str(dest)
+
+
+@pytest.mark.anyio
+async def test_an_older_theme_js_keeps_its_modules_where_they_are(
+    tmp_path: Path, make_app: object
+) -> None:
+    """A copy whose theme.js predates the drawn first screen would never put in modules kept
+    in a template: its page keeps the module tags in <head> (the cards are drawn all the same)."""
+    dest = eject(tmp_path)
+    (dest / "theme.js").write_text("// an older theme.js\n")
+    settings = load_settings(
+        env={"CODECDASH_PAGE_DIR": str(dest)}, database_url=str(tmp_path / "x.db")
+    )
+    app = await make_app(settings)  # type: ignore[operator]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+        token = app.state.codecdash.store.create_token("w")  # type: ignore[attr-defined]
+        auth = {"Authorization": f"Bearer {token}"}
+        r = await client.post("/api/v1/experiments", json={"id": "e1"}, headers=auth)
+        assert r.status_code == 201
+        page = (await client.get("/")).text
+    assert '<div class="grid grid-kpi is-drawn">' in page
+    assert "codecdash-modules" not in page
+    assert '<script type="module" src="./app.js?v=' in page

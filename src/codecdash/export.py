@@ -84,7 +84,10 @@ def site_files(
                     body = SNAPSHOT_URL_META.sub(rb"\g<1>" + link + rb"\g<2>", body)
                 body = DATA_LINK.sub(rb"\g<1>" + link + rb"\g<2>" + link + rb"\g<3>", body)
                 body = with_snapshot(
-                    body, orjson.dumps(snapshot), draw=None if api_base else "static"
+                    body,
+                    orjson.dumps(snapshot),
+                    draw=None if api_base else "static",
+                    theme_js=assets["theme.js"].body if "theme.js" in assets else None,
                 )
         elif f"{name}?v={release}".encode() in bodies:
             cache = IMMUTABLE  # only ever fetched under a release-specific URL

@@ -477,6 +477,12 @@ MODULES_TEMPLATE = "codecdash-modules"
 the page after the first paint, so that their requests do not compete with it."""
 
 
+def defers_modules(theme_js: bytes | None) -> bool:
+    """Whether this theme.js puts the template's modules in (an older edited copy does not:
+    its page keeps its module tags where they are)."""
+    return theme_js is not None and MODULES_TEMPLATE.encode() in theme_js
+
+
 def nothing_above(snap: dict[str, Any]) -> bool:
     """True when the modules would show nothing above the cards but the alert strip."""
     sources = snap.get("sources") or []
@@ -493,12 +499,14 @@ def draw_first_screen(
     *,
     alerts: dict[str, Any] | None,
     static: bool,
+    defer_modules: bool = True,
     now: datetime | None = None,
 ) -> str:
     """index.html (text) with the headline cards drawn from `snap` and shown (see the module
     docstring); unchanged when they cannot be (something due above them, an edited page
     whose cards are not where they were). `alerts`: the strip's first answer (`serve`), else
-    None (a static export: no strip)."""
+    None (a static export: no strip). `defer_modules`: the module tags go in the template
+    (false for a page whose theme.js would not put them back: `defers_modules`)."""
     if not nothing_above(snap) or (alerts is None and not static):
         return page
     moment = now or datetime.now(UTC)
@@ -519,7 +527,8 @@ def draw_first_screen(
         drawn += 1
     if not drawn:
         return page
-    page = MODULE_TAGS.sub(
-        lambda m: f'<template id="{MODULES_TEMPLATE}">{m.group(0)}</template>', page, count=1
-    )
+    if defer_modules:
+        page = MODULE_TAGS.sub(
+            lambda m: f'<template id="{MODULES_TEMPLATE}">{m.group(0)}</template>', page, count=1
+        )
     return KPI_GRID.sub(f'<div class="grid grid-kpi {DRAWN}">', page, count=1)

@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from codecdash.api.csp import CSP, csp_allowing
-from codecdash.api.first_screen import draw_first_screen
+from codecdash.api.first_screen import defers_modules, draw_first_screen
 
 DASHBOARD_PACKAGE = "codecdash"
 TYPES = {
@@ -211,11 +211,13 @@ def with_snapshot(
     alerts_json: bytes | None = None,
     *,
     draw: Literal["api", "static"] | None = None,
+    theme_js: bytes | None = None,
 ) -> bytes:
     """index.html with the snapshot's data block in <head> (unchanged without a <head>),
     and the current alerts' block after it when given. With `draw`, the headline cards are
     drawn from it too (api/first_screen.py), for a page that reads the API beside it
-    ("api", with `alerts_json`) or a static export ("static")."""
+    ("api", with `alerts_json`) or a static export ("static"); `theme_js`: the page's own,
+    which says whether its modules can wait for the first paint."""
     match = HEAD_SCRIPT.search(index_html)
     if match is None:
         return index_html
@@ -227,7 +229,11 @@ def with_snapshot(
         return page
     alerts = orjson.loads(alerts_json) if alerts_json is not None else None
     drawn = draw_first_screen(
-        page.decode("utf-8"), orjson.loads(snapshot_json), alerts=alerts, static=draw == "static"
+        page.decode("utf-8"),
+        orjson.loads(snapshot_json),
+        alerts=alerts,
+        static=draw == "static",
+        defer_modules=defers_modules(theme_js),
     )
     return drawn.encode("utf-8")
 
@@ -269,7 +275,12 @@ class StaticPage:
             return cached[1]
         plain = self.assets["index.html"]
         body = with_snapshot(
-            plain.body, snapshot.body, snapshot.etag, snapshot.alerts, draw=self.draw
+            plain.body,
+            snapshot.body,
+            snapshot.etag,
+            snapshot.alerts,
+            draw=self.draw,
+            theme_js=self.assets["theme.js"].body if "theme.js" in self.assets else None,
         )
         etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
         asset = Asset(body, gzip.compress(body, 6, mtime=0), plain.media_type, etag)
