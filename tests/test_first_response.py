@@ -251,3 +251,23 @@ def test_an_export_draws_the_headline_cards(tmp_path: Path) -> None:
     assert '<span class="stat-value">2</span>' in card_bodies(drawn)["total-experiments"]
     assert 'class="alert-strip is-drawn"' not in drawn
     assert '<script src="./theme.js' in drawn and "<script>" not in drawn
+
+
+def test_the_server_writes_figures_as_format_js_does() -> None:
+    """The figures the server draws are the ones cards.js would write (format.js), so the
+    modules change nothing when they draw the same snapshot."""
+    from codecdash.api import first_screen as fs
+
+    # toFixed rounds the exact binary value, halves up; -0 has no sign.
+    assert [fs.to_fixed(v, 2) for v in (1.005, 0.285, 0.125, -0.001, -0.0)] == [
+        "1.00",
+        "0.28",
+        "0.13",
+        "-0.00",
+        "0.00",
+    ]
+    assert [fs.js_number(v) for v in (67.0, 66.97, 1e-7)] == ["67", "66.97", "1e-7"]
+    assert fs.fmt_usd(1594992.449999) == "$1,594,992.45" and fs.fmt_usd(-12) == "-$12.00"
+    assert fs.fmt_count(12345) == "12,345" and fs.fmt_count(None) == "—"
+    assert fs.fmt_pct(87.25) == "87.3 %" and fs.fmt_ratio(0.875) == "87.5 %"
+    assert fs.fmt_db(34.805) == "34.80 dB" and fs.fmt_ssim(0.97125) == "0.9712"

@@ -23,6 +23,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypeGuard
 from urllib.parse import urlencode
 
@@ -56,14 +57,13 @@ def js_number(v: float) -> str:
     """`String(v)` in JavaScript for an ordinary number: `67`, not `67.0`."""
     if float(v).is_integer() and abs(v) < 1e21:
         return str(int(v))
-    return repr(float(v))
+    return re.sub(r"e([+-])0*(?=\d)", r"e\1", repr(float(v)))  # 1e-07 -> 1e-7
 
 
 def to_fixed(v: float, digits: int) -> str:
-    """`v.toFixed(digits)`: halves round away from zero, and -0 has no sign."""
-    scaled = abs(v) * 10**digits
-    text = f"{math.floor(scaled + 0.5) / 10**digits:.{digits}f}"
-    return "-" + text if v < 0 and text.strip("0.") else text
+    """`v.toFixed(digits)`: the exact binary value rounded, halves away from zero (-0: no sign)."""
+    text = str(Decimal(abs(v)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+    return ("-" if v < 0 else "") + text
 
 
 def group(text: str) -> str:
@@ -112,7 +112,7 @@ def parse_time(iso: Any) -> datetime | None:
 
 
 def fmt_relative(t: datetime, now: datetime) -> str:
-    diff = round((now - t).total_seconds())
+    diff = math.floor((now - t).total_seconds() + 0.5)  # Math.round
     n = abs(diff)
     if n < 10:
         return "just now"
