@@ -59,6 +59,12 @@ def test_export_writes_the_site_and_the_snapshot(filled_db: str, tmp_path: Path)
     index = (out / "index.html").read_text()
     assert "./app.js?v=" in index  # versioned references, as `serve` sends them
     assert '<meta name="codecdash-api-base" content="">' in index
+    # The headline cards drawn into it (the first paint shows them), the modules put in after
+    # that paint, and no inline script (its host's fixed CSP would refuse one).
+    assert '<div class="grid grid-kpi is-drawn">' in index
+    assert '<span class="stat-value">46</span><span class="stat-unit">experiments</span>' in index
+    assert '<template id="codecdash-modules">' in index
+    assert '<script src="./theme.js?v=' in index and "<script>" not in index
     # the BD-rate table beside it, as GET /api/v1/bd-rates answers it
     table = BdTableAnswer.model_validate_json((out / "bd-rates.json").read_text())
     assert table.per == "method" and table.quality_metric == "psnr"

@@ -15,7 +15,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from codecdash.api.static import snapshot_block
+from codecdash.api.csp import csp_allowing
+from codecdash.api.first_screen import draw_first_screen
+from codecdash.api.static import dashboard_dir, snapshot_block
 
 pytestmark = pytest.mark.anyio
 
@@ -24,6 +26,8 @@ BLOCK = re.compile(
     r'(?: data-etag="([^"]*)")?>(.*?)</script>',
     re.S,
 )
+# theme.js, which GET / carries inline.
+THEME = "<script>" + (dashboard_dir() / "theme.js").read_text(encoding="utf-8")[:40]
 NASTY = "x</script><script>alert(1)</script><!-- & \u2028\u2029 </SCRIPT"
 
 
@@ -52,8 +56,9 @@ async def test_the_page_carries_the_snapshot(
     # Nothing in the data can close the block or open a comment or a tag.
     for bad in ("</", "<!--", "<script", "\u2028", "\u2029", "&"):
         assert bad not in raw.lower(), bad
-    # Before theme.js (which then leaves the snapshot request out), after the charset.
-    assert page.text.index("codecdash-snapshot") < page.text.index('src="./theme.js')
+    # Before theme.js, written into the page (it then leaves the snapshot request out), after
+    # the charset.
+    assert page.text.index("codecdash-snapshot") < page.text.index(THEME)
     assert page.text.index('<meta charset="utf-8">') < 1024
 
 
@@ -136,7 +141,7 @@ async def test_the_page_carries_the_alert_strips_first_answer(
     api = await client.get("/api/v1/alerts", params={"state": "pending,firing"})
     assert json.loads(match.group(1)) == api.json()
     assert page.text.index("codecdash-snapshot") < page.text.index("codecdash-alerts")
-    assert page.text.index("codecdash-alerts") < page.text.index('src="./theme.js')
+    assert page.text.index("codecdash-alerts") < page.text.index(THEME)
 
 
 def test_the_alerts_block_escapes_what_could_end_it() -> None:
@@ -158,3 +163,111 @@ async def test_a_private_dashboard_keeps_its_alerts_out_of_the_page(
     ) as client:
         page = await client.get("/")
     assert 'id="codecdash-alerts"' not in page.text
+
+
+# -- the headline cards drawn on the server (issue 16, item 10) ----------------------------
+CARD_BODY = re.compile(
+    r'<section id="([a-z-]+)" class="card[^"]*"[^>]*>\s*<h2\b[^>]*>.*?</h2>\s*'
+    r'<div class="card-body">(.*?)</div>\s*</section>',
+    re.S,
+)
+HEADLINE = ["total-experiments", "best-compression", "best-quality", "monthly-cost"]
+
+
+def card_bodies(page: str) -> dict[str, str]:
+    return {m.group(1): m.group(2) for m in CARD_BODY.finditer(page) if m.group(1) in HEADLINE}
+
+
+async def test_get_slash_draws_the_headline_cards_under_a_strict_csp(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """The first paint shows the figures: GET / carries the headline cards drawn (shown before
+    the modules run), the alert strip above them, and its modules in a template that theme.js,
+    written into the page, puts in after that paint; the page's CSP allows that one inline
+    script by its hash, never 'unsafe-inline'."""
+    experiment = {"id": "e1", "name": "first <one>", "status": "completed"}
+    r = await client.post(
+        "/api/v1/experiments",
+        json={**experiment, "bitrate_reduction_pct": 41.25, "psnr_db": 33.5},
+        headers=auth,
+    )
+    assert r.status_code == 201
+    page = await client.get("/")
+    bodies = card_bodies(page.text)
+    assert set(bodies) == set(HEADLINE)
+    assert (
+        '<span class="stat-value">1</span><span class="stat-unit">experiments</span>'
+        in (bodies["total-experiments"])
+    )
+    assert '<span class="stat-value">41.3 %</span>' in bodies["best-compression"]
+    assert (
+        '<a href="?exp=e1" data-exp="e1" class="exp-link">Open first &lt;one&gt;</a>'
+        in (bodies["best-compression"])
+    )
+    assert '<span class="stat-value">33.50 dB</span>' in bodies["best-quality"]
+    assert '<span class="stat-value">$' in bodies["monthly-cost"]
+    assert '<div class="grid grid-kpi is-drawn">' in page.text
+    assert re.search(r'<section id="alert-strip" class="alert-strip is-drawn"[^>]*>', page.text)
+    assert '<template id="codecdash-modules"><link rel="modulepreload"' in page.text
+    assert re.search(
+        r'<script type="module" src="\./app\.js\?v=\w+"></script></template>', page.text
+    )
+    theme = (dashboard_dir() / "theme.js").read_bytes()
+    policy = page.headers["content-security-policy"]
+    assert policy == csp_allowing(scripts=[theme])
+    assert "'unsafe-inline'" not in policy and "'unsafe-eval'" not in policy
+    assert page.text.count("<script>") == 1  # theme.js alone; the rest are data blocks
+
+
+def test_nothing_is_drawn_when_something_would_push_the_cards_down() -> None:
+    page = (dashboard_dir() / "index.html").read_text(encoding="utf-8")
+    snap = {"summary": {"total_experiments": 3}, "sources": [{"name": "s", "ok": True}]}
+    assert "is-drawn" in draw_first_screen(page, snap, alerts={"alerts": []}, static=False)
+    assert "is-drawn" in draw_first_screen(page, snap, alerts=None, static=True)
+    for other in (
+        {"demo": True},  # the demo banner
+        {"summary": {"total_experiments": 0}},  # the empty state's first steps
+        {"sources": [{"name": "s", "ok": False, "error": "down"}]},  # a failing source
+    ):
+        assert draw_first_screen(page, snap | other, alerts={"alerts": []}, static=False) == page
+    # The strip's answer is missing (it will push the cards down when it comes).
+    assert draw_first_screen(page, snap, alerts=None, static=False) == page
+
+
+def test_an_export_draws_the_headline_cards(tmp_path: Path) -> None:
+    from codecdash.config import Settings
+    from codecdash.export import write_export
+
+    out = tmp_path / "site"
+    write_export(out, Settings(database_url=str(tmp_path / "x.db")))
+    index = (out / "index.html").read_text(encoding="utf-8")
+    # An empty store: its first steps are due above the cards, so nothing is drawn…
+    assert "is-drawn" not in index
+    snap = json.loads((out / "dashboard.json").read_text(encoding="utf-8"))
+    snap["summary"]["total_experiments"] = 2
+    # …a filled one's cards are, with no strip (an export has none) and no inline script
+    # (its host's CSP knows no hashes: theme.js stays a file).
+    drawn = draw_first_screen(index, snap, alerts=None, static=True)
+    assert '<span class="stat-value">2</span>' in card_bodies(drawn)["total-experiments"]
+    assert 'class="alert-strip is-drawn"' not in drawn
+    assert '<script src="./theme.js' in drawn and "<script>" not in drawn
+
+
+def test_the_server_writes_figures_as_format_js_does() -> None:
+    """The figures the server draws are the ones cards.js would write (format.js), so the
+    modules change nothing when they draw the same snapshot."""
+    from codecdash.api import first_screen as fs
+
+    # toFixed rounds the exact binary value, halves up; -0 has no sign.
+    assert [fs.to_fixed(v, 2) for v in (1.005, 0.285, 0.125, -0.001, -0.0)] == [
+        "1.00",
+        "0.28",
+        "0.13",
+        "-0.00",
+        "0.00",
+    ]
+    assert [fs.js_number(v) for v in (67.0, 66.97, 1e-7)] == ["67", "66.97", "1e-7"]
+    assert fs.fmt_usd(1594992.449999) == "$1,594,992.45" and fs.fmt_usd(-12) == "-$12.00"
+    assert fs.fmt_count(12345) == "12,345" and fs.fmt_count(None) == "—"
+    assert fs.fmt_pct(87.25) == "87.3 %" and fs.fmt_ratio(0.875) == "87.5 %"
+    assert fs.fmt_db(34.805) == "34.80 dB" and fs.fmt_ssim(0.97125) == "0.9712"

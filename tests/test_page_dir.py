@@ -12,6 +12,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from codecdash.api.csp import csp_allowing
 from codecdash.api.static import dashboard_dir, page_files
 from codecdash.cli import main
 from codecdash.config import Settings, load_settings
@@ -65,7 +66,15 @@ async def test_serve_uses_the_page_dir_and_falls_back_for_missing_files(
         assert rd.status_code == 200
         assert rd.text.startswith((dashboard_dir() / "rd.js").read_text()[:40])
         page = await client.get("/")
-        assert "./styles.css?v=" in page.text
+        # This edited stylesheet is small: GET / carries it inline, and its CSP allows it by
+        # the hash of the edited text (and theme.js by the hash of the installed one).
+        edited = (dest / "styles.css").read_bytes()
+        assert b"<style>" + edited + b"</style>" in page.content
+        assert "./styles.css?v=" not in page.text
+        policy = page.headers["content-security-policy"]
+        theme = (dashboard_dir() / "theme.js").read_bytes()
+        assert policy == csp_allowing(scripts=[theme], styles=[edited])
+        assert "'unsafe-inline'" not in policy
 
 
 def test_an_older_or_foreign_copy_is_reported(
@@ -126,3 +135,27 @@ def test_deploy_uploads_the_page_dir(tmp_path: Path) -> None:
     assert "--page-dir" in CliRunner().invoke(main, ["deploy", "--help"]).output
     settings = Settings(database_url="x.db", page_dir=str(dest))
     assert settings.page_dir == str(dest)
+
+
+@pytest.mark.anyio
+async def test_an_older_theme_js_keeps_its_modules_where_they_are(
+    tmp_path: Path, make_app: object
+) -> None:
+    """A copy whose theme.js predates the drawn first screen would never put in modules kept
+    in a template: its page keeps the module tags in <head> (the cards are drawn all the same)."""
+    dest = eject(tmp_path)
+    (dest / "theme.js").write_text("// an older theme.js\n")
+    settings = load_settings(
+        env={"CODECDASH_PAGE_DIR": str(dest)}, database_url=str(tmp_path / "x.db")
+    )
+    app = await make_app(settings)  # type: ignore[operator]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+        token = app.state.codecdash.store.create_token("w")  # type: ignore[attr-defined]
+        auth = {"Authorization": f"Bearer {token}"}
+        r = await client.post("/api/v1/experiments", json={"id": "e1"}, headers=auth)
+        assert r.status_code == 201
+        page = (await client.get("/")).text
+    assert '<div class="grid grid-kpi is-drawn">' in page
+    assert "codecdash-modules" not in page
+    assert '<script type="module" src="./app.js?v=' in page

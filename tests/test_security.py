@@ -26,12 +26,15 @@ import pytest
 from click.testing import CliRunner
 from fastapi import FastAPI
 
+from codecdash.api.csp import csp_allowing
 from codecdash.api.guard import CSP, MAX_BODY_BYTES
+from codecdash.api.static import dashboard_dir
 from codecdash.config import Settings, load_settings
 from codecdash.store import Store
 
 pytestmark = pytest.mark.anyio
 API = "/api/v1"
+THEME = (dashboard_dir() / "theme.js").read_bytes()  # GET / carries it inline
 
 EXPERIMENT = {"id": "sec-1", "name": "n", "status": "completed", "psnr_db": 33.0}
 HEARTBEAT = {"worker_id": "w-1", "role": "training", "status": "ok"}
@@ -110,9 +113,15 @@ def assert_error(r: httpx.Response, status: int, code: str | None = None) -> dic
 
 
 def assert_hardened(r: httpx.Response) -> None:
-    """The page's security headers, whatever the answer."""
+    """The page's security headers, whatever the answer (the page itself: the same CSP,
+    allowing its inline theme.js by hash alone, never 'unsafe-inline')."""
     where = f"{r.request.method} {r.request.url.path} -> {r.status_code}"
-    assert r.headers.get("content-security-policy") == CSP, where
+    policy = r.headers.get("content-security-policy")
+    if r.request.url.path == "/" and r.status_code == 200:
+        assert policy == csp_allowing(scripts=[THEME]), where
+        assert "'unsafe-inline'" not in policy, where
+    else:
+        assert policy == CSP, where
     assert r.headers.get("x-content-type-options") == "nosniff", where
     assert r.headers.get("x-frame-options") == "DENY", where
     assert r.headers.get("referrer-policy") == "strict-origin-when-cross-origin", where

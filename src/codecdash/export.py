@@ -90,7 +90,12 @@ def site_files(
                 if not api_base:
                     body = SNAPSHOT_URL_META.sub(rb"\g<1>" + link + rb"\g<2>", body)
                 body = DATA_LINK.sub(rb"\g<1>" + link + rb"\g<2>" + link + rb"\g<3>", body)
-                body = with_snapshot(body, orjson.dumps(snapshot))
+                body = with_snapshot(
+                    body,
+                    orjson.dumps(snapshot),
+                    draw=None if api_base else "static",
+                    theme_js=assets["theme.js"].body if "theme.js" in assets else None,
+                )
         elif f"{name}?v={release}".encode() in bodies:
             cache = IMMUTABLE  # only ever fetched under a release-specific URL
         else:

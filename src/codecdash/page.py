@@ -24,10 +24,13 @@ import click
 from codecdash import __version__
 from codecdash.api.static import dashboard_dir, page_files
 
-PAGE_API = 3
+PAGE_API = 4
 """Bump when the page's files must change with the server (see the module docstring).
 3: `app.js` split into modules (state, live updates, URL state, cards, notices…), the URL's
-view read by `url-state.js`, not by `table.js`."""
+view read by `url-state.js`, not by `table.js`.
+4: the server draws the headline cards and the alert strip into index.html
+(api/first_screen.py), shown by `.is-drawn` in `styles.css`, and keeps the module tags in a
+template that `theme.js` puts in after the first paint (only when that theme.js does)."""
 MARKER = ".codecdash-page.json"
 
 

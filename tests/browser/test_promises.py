@@ -288,6 +288,75 @@ def test_the_no_javascript_link_leads_to_the_data(
 
 
 # -- 10. the headline figures in the first response ------------------------------------------
+# Records each element put into or taken out of the drawn cards and the strip after the page
+# was parsed: the modules must draw over what the server drew, not replace it.
+REPLACED_AFTER_PARSE = """
+window.__replaced = [];
+document.addEventListener("DOMContentLoaded", () => {
+  new MutationObserver((records) => {
+    for (const r of records) {
+      const host = r.target.closest?.(".grid-kpi .card-body, #alert-list");
+      const nodes = [...r.addedNodes, ...r.removedNodes].filter((n) => n.nodeType === 1);
+      if (!host || !nodes.length) continue;
+      window.__replaced.push(`${host.closest("[id]").id}: ${nodes.map((n) => n.nodeName)}`);
+    }
+  }).observe(document.getElementById("main"), { subtree: true, childList: true });
+});
+"""
+HEADLINE_CARDS = ["total-experiments", "best-compression", "best-quality", "monthly-cost"]
+
+
+def test_the_first_paint_shows_the_headline_figures_drawn_by_the_server(
+    dashboard: Dashboard, browser: Browser, page: Page
+) -> None:
+    """Without any script, the page already shows the headline cards and the alert strip (so
+    the first paint is the Largest Contentful Paint); the modules then draw the same figures
+    over them without putting any element in anew, in the same markup."""
+    bare = browser.new_context(java_script_enabled=False)
+    try:
+        first = bare.new_page()
+        first.goto(dashboard.url)
+        expect(first.locator("#total-experiments .stat-value")).to_have_text("30")
+        expect(first.locator("#best-compression .stat-value")).to_have_text("67.0 %")
+        expect(first.locator("#monthly-cost .stat-value")).to_have_text("$1,620.00")
+        for card in HEADLINE_CARDS:
+            expect(first.locator(f"#{card}")).to_be_visible()
+        expect(first.locator("#alert-strip")).to_be_visible()
+        expect(first.locator("#recent-experiments")).to_be_hidden()  # the modules draw it
+    finally:
+        bare.close()
+    page.add_init_script(REPLACED_AFTER_PARSE)
+    # Newer figures are held back: the modules draw the very snapshot the server drew.
+    held: list[Route] = []
+    for path in ("**/api/v1/dashboard*", "**/api/v1/events*", "**/api/v1/alerts*"):
+        page.route(path, lambda route: held.append(route))
+    response = page.goto(dashboard.url)
+    assert response is not None
+    sent = response.text()
+    strip = re.search(r'<h2 id="alert-strip-title">([^<]*)</h2>', sent)
+    expect(page.locator("main")).not_to_have_class(re.compile(r"\bis-loading\b"))
+    expect(page.locator("#recent-experiments")).to_be_visible()
+    assert page.evaluate("window.__replaced") == []
+    assert strip and page.locator("#alert-strip-title").inner_text() == strip.group(1)
+    path = re.escape(page.evaluate("location.pathname"))
+    as_markup = (
+        "(html) => { const t = document.createElement('template'); t.innerHTML = html;"
+        " return t.innerHTML; }"
+    )
+    for card in HEADLINE_CARDS:
+        body = re.search(
+            rf'<section id="{card}"[^>]*>.*?<div class="card-body">(.*?)</div>\s*</section>',
+            sent,
+            re.S,
+        )
+        assert body, card
+        # The same markup, but for the experiment link's path (the page's own, in the browser).
+        now = re.sub(
+            rf'href="{path}\?', 'href="?', page.locator(f"#{card} .card-body").inner_html()
+        )
+        assert now == page.evaluate(as_markup, body.group(1)), card
+
+
 def test_the_headline_figures_need_no_second_request(dashboard: Dashboard, page: Page) -> None:
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))

@@ -135,7 +135,7 @@ def create_app(
         static_root = Path(settings.page_dir)
     st.extras["alerts"] = alert_service = AlertService(settings, store)
     st.extras["curation"] = curation_service = CurationService(store, settings)
-    page = StaticPage(static_root)
+    page = StaticPage(static_root, inline=True)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

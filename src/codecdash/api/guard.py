@@ -19,6 +19,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from codecdash.api.auth import WRITER, authorize_write
+from codecdash.api.csp import CSP
 from codecdash.api.errors import ApiError
 from codecdash.api.state import AppState
 from codecdash.api.uploads import MAX_BODY_BYTES, BodyBudget, Refusal, Upload
@@ -28,11 +29,6 @@ log = logging.getLogger("codecdash.api")
 
 __all__ = ["CSP", "MAX_BODY_BYTES", "Guard", "allowed_hosts", "host_name"]
 
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
-    "frame-ancestors 'none'"
-)
 SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),

@@ -39,16 +39,46 @@ export function s(tag, props = {}, ...children) {
 }
 
 /**
- * Runs `build(draft)` on a detached deep copy of `el` and puts the copy in its place only when
- * it differs, so a refresh that changes nothing costs no layout (and keeps focus where it is).
- * Returns the element now in the page.
+ * Runs `build(draft)` on a detached deep copy of `el` and changes the page only where the copy
+ * differs, so a refresh that changes nothing costs no layout (and keeps focus where it is).
+ * When only texts and attributes differ (a figure, a relative time), they are changed in
+ * place: an element put in anew counts as new content (the Largest Contentful Paint would
+ * move to it), which matters for the cards the server drew (api/first_screen.py). Otherwise
+ * the copy takes `el`'s place. Returns the element now in the page.
  */
 export function renderInto(el, build) {
   const draft = el.cloneNode(true);
   build(draft);
   if (draft.isEqualNode(el)) return el;
+  if (sameShape(el, draft)) {
+    patch(el, draft);
+    return el;
+  }
   el.replaceWith(draft);
   return draft;
+}
+
+/** The same tree of elements and texts (tags and child counts), whatever their contents. */
+function sameShape(a, b) {
+  if (a.nodeType !== b.nodeType || a.nodeName !== b.nodeName) return false;
+  if (a.childNodes.length !== b.childNodes.length) return false;
+  for (let i = 0; i < a.childNodes.length; i += 1) if (!sameShape(a.childNodes[i], b.childNodes[i])) return false;
+  return true;
+}
+
+/** Makes `el` (of the same shape as `like`) equal to it, text by text, attribute by attribute. */
+function patch(el, like) {
+  if (el.nodeType === Node.TEXT_NODE) {
+    if (el.data !== like.data) el.data = like.data;
+    return;
+  }
+  if (el.nodeType !== Node.ELEMENT_NODE) return;
+  for (const name of el.getAttributeNames()) if (!like.hasAttribute(name)) el.removeAttribute(name);
+  for (const name of like.getAttributeNames()) {
+    const value = like.getAttribute(name);
+    if (el.getAttribute(name) !== value) el.setAttribute(name, value);
+  }
+  for (let i = 0; i < el.childNodes.length; i += 1) patch(el.childNodes[i], like.childNodes[i]);
 }
 
 /** `el.replaceChildren(...nodes)`, skipped when the children would be the same (or no `el`). */
