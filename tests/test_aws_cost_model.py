@@ -13,7 +13,6 @@ from __future__ import annotations
 import fnmatch
 import gzip
 import json
-import math
 import re
 from collections import Counter
 from collections.abc import Iterator

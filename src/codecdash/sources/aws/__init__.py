@@ -51,7 +51,8 @@ def aws_sources(
     """
     clients = clients or default_factory(settings.aws_region)
     sources: list[Source] = []
-    if replica is not None or settings.aws_read_model_bucket:  # the SQL store only then (a function's cold start)
+    if replica is not None or settings.aws_read_model_bucket:
+        # the SQL store only then (a function's cold start)
         from codecdash.sources.aws import read_model
 
         if replica is None:
