@@ -389,7 +389,6 @@ DEPLOY_CALLS = [
     "lambda:InvokeFunction",
     "cloudfront:CreateInvalidation",
     "dynamodb:DescribeTable",
-    "dynamodb:GetItem",
 ]
 
 

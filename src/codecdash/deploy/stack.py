@@ -314,8 +314,8 @@ class Deployer:
         arn = stream_arn(described["Table"])
         if not arn:
             notes.append(
-                f"table {table} has no stream with old and new images, so the experiments "
-                f"aggregate cannot be kept; enable it and deploy again: {enable_stream(table)}"
+                f"table {table} has no stream with old and new images, so the experiments' "
+                f"read replica cannot be kept; enable it and deploy again: {enable_stream(table)}"
             )
         return arn
 
