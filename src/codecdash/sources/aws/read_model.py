@@ -9,7 +9,9 @@ configured, the experiments section and routes say what to set (:data:`NO_REPLIC
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,9 @@ class NoReplica:
 
 
 def private_replica(settings: Settings, s3: Any) -> ReplicaCopy:
-    """A copy of the replica in a directory of its own (`codecdash serve --source aws`)."""
+    """A copy of the replica in a directory of its own (`codecdash serve --source aws`),
+    removed with the copy (at the latest when the process ends)."""
     folder = Path(tempfile.mkdtemp(prefix="codecdash-replica-"))
-    return ReplicaCopy.from_settings(settings, s3, folder / "replica.db")
+    copy = ReplicaCopy.from_settings(settings, s3, folder / "replica.db")
+    weakref.finalize(copy, shutil.rmtree, folder, ignore_errors=True)
+    return copy
