@@ -327,7 +327,6 @@ def _generous_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     that wants a timeout sets a part's `timeout_s` itself."""
     from codecdash.sources.aws import _common as common
     from codecdash.sources.aws.costs import CostsSource
-    from codecdash.sources.aws.experiments import ExperimentsSource
     from codecdash.sources.aws.fleet import FleetSource
     from codecdash.sources.aws.storage import StorageSource
 
@@ -337,7 +336,7 @@ def _generous_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
         original(self, name, fetch, ttl_s=ttl_s, timeout_s=60.0)
 
     monkeypatch.setattr(common.Part, "__init__", patient)
-    for source in (CostsSource, ExperimentsSource, FleetSource, StorageSource):
+    for source in (CostsSource, FleetSource, StorageSource):
         monkeypatch.setattr(source, "timeout_s", 90.0)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import fnmatch
 import gzip
 import json
-import math
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -55,12 +54,11 @@ def template() -> dict[str, Any]:
 
 # -- counting what the functions ask of AWS ----------------------------------------------------
 class Meter:
-    """Counts every request, the metrics of GetMetricData and DynamoDB's read units."""
+    """Counts every request and the metrics of GetMetricData."""
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.metrics = 0
-        self.read_units = 0.0
 
     def wrap(self, service: str, client: Any) -> Any:
         meter = self
@@ -75,34 +73,20 @@ class Meter:
                     meter.calls[f"{service}.{name}"] += 1
                     if name == "get_metric_data":
                         meter.metrics += len(kwargs.get("MetricDataQueries", []))
-                    answer = attr(*args, **kwargs)
-                    if name == "batch_get_item":
-                        for items in answer.get("Responses", {}).values():
-                            meter.read_units += sum(read_units(i) for i in items)
-                    if name == "get_item" and "Item" in answer:
-                        meter.read_units += read_units(answer["Item"])
-                    return answer
+                    return attr(*args, **kwargs)
 
                 return call
 
         return Metered()
 
 
-def read_units(item: dict[str, Any]) -> float:
-    """An eventually consistent read of `item`: half a unit per 4 KB."""
-    return math.ceil(len(json.dumps(item)) / 4096) * 0.5
-
-
 # -- the research resources the dashboard reports on ---------------------------------------------
 @pytest.fixture
 def stack_env(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Meter]:
-    from codecdash.sources.aws.dynamodb import rebuild
-
     ddb = aws.client("dynamodb")
     create_experiments_table(ddb, TABLE)
     for n in range(40):
         put_experiment(ddb, TABLE, id=f"exp-{n}", psnr_db=30 + n / 10, created_at=START - n * 60)
-    rebuild(ddb, TABLE)
     s3 = aws.client("s3")
     for bucket in (SITE, READ_MODEL, "raw-video", "models"):
         s3.create_bucket(Bucket=bucket)
@@ -162,7 +146,7 @@ def stack_env(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> I
     aws_lambda.reset()
     assert aws_lambda.stream_handler({"rebuild": True}, None)["rebuilt"]  # the first replica
     meter.calls.clear()
-    meter.metrics, meter.read_units = 0, 0.0
+    meter.metrics = 0
     yield meter
     aws_lambda.reset()
 
@@ -301,13 +285,10 @@ def test_a_simulated_day_costs_less_than_the_budget(stack_env: Meter) -> None:
         cost_explorer_requests=day_calls["ce.get_cost_and_usage"]
         + day_calls["ce.get_cost_forecast"],
         metrics_requested=meter.metrics,
-        dynamodb_read_units=meter.read_units,
         sqs_requests=day_calls["sqs.get_queue_attributes"],
         stream_batches=min(2000, int(86400 / window)),
         stream_s3_puts_per_batch=batch["s3.put_object"],
         stream_s3_gets_per_batch=batch["s3.get_object"] + batch["s3.head_object"],
-        stream_dynamodb_writes_per_batch=batch["dynamodb.put_item"]
-        + batch["dynamodb.transact_write_items"],
         api_replica_checks=min(cdn.api_requests, 86400 // 10),  # at most one per 10 s
         cloudfront_requests=cdn.requests,
         cloudfront_bytes=cdn.bytes,

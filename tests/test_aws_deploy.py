@@ -26,6 +26,7 @@ from codecdash.deploy import package as deploy_package
 from codecdash.deploy.package import DeployError, _wheel_fits, build_lambda_zip
 from codecdash.deploy.stack import Deployer, DeployOptions, find_template, stack_parameters
 from codecdash.doctor import Doctor
+from codecdash.sources.aws.read_model import NO_REPLICA_BUCKET
 
 pytestmark = [pytest.mark.aws, *(pytest.mark.filterwarnings(w) for w in AWS_WARNINGS)]
 
@@ -388,7 +389,6 @@ DEPLOY_CALLS = [
     "lambda:InvokeFunction",
     "cloudfront:CreateInvalidation",
     "dynamodb:DescribeTable",
-    "dynamodb:GetItem",
 ]
 
 
@@ -980,10 +980,14 @@ def test_deploy_script_calls_codecdash_deploy(tmp_path: Path) -> None:
 
 
 # -- doctor --------------------------------------------------------------------------------------
-def test_doctor_all_good(aws: AwsEnv, research: Settings) -> None:
-    from codecdash.sources.aws.dynamodb import rebuild
+def test_doctor_all_good(aws: AwsEnv, research: Settings, tmp_path: Path) -> None:
+    from codecdash.sources.aws.replica_writer import ReplicaWriter
 
-    rebuild(aws.client("dynamodb"), TABLE)
+    aws.client("s3").create_bucket(Bucket="read-model")
+    research = research.model_copy(update={"aws_read_model_bucket": "read-model"})
+    writer = ReplicaWriter(research, aws.client("s3"), tmp_path / "writer.db")
+    writer.rebuild(aws.client("dynamodb"), TABLE)
+    writer.copy.close()
     lines: list[str] = []
     status = Doctor(research, echo=lines.append).run(skip_cost_explorer=True)
     text = "\n".join(lines)
@@ -1007,8 +1011,11 @@ def test_doctor_says_what_is_wrong_and_how_to_fix_it(aws: AwsEnv, research: Sett
     status = Doctor(settings, echo=lines.append).run(skip_cost_explorer=True)
     text = "\n".join(lines)
     assert status == 1
-    assert f"✗ experiments table {TABLE} aggregate: missing" in text
-    assert "fix: codecdash doctor --rebuild-aggregate" in text
+    # A table without the read replica's bucket: what to set, and where its value is.
+    assert "✗ experiments read replica: not configured" in text
+    assert f"    fix: {NO_REPLICA_BUCKET}" in text
+    assert f"✗ source aws.experiments: {NO_REPLICA_BUCKET}" in text
+    assert "aggregate" not in text
     assert "✗ Auto Scaling group missing-group: not found" in text
     assert "✗ bucket no-such-bucket" in text
     assert "✗ stack no-such-stack: not found" in text
@@ -1037,10 +1044,38 @@ def test_doctor_checks_the_stack_and_the_metrics_with_one_client_each(
     assert set(doctor.clients.created.values()) == {1}
 
 
-def test_doctor_rebuilds_the_aggregate(aws: AwsEnv, research: Settings) -> None:
+def test_doctor_rebuild_aggregate_is_the_read_replica_rebuild(
+    aws: AwsEnv, research: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deprecated option rebuilds the read replica as `codecdash deploy --stack STACK
+    --rebuild-read-model` does (moto cannot run the stream function: its answer is faked)."""
     lines: list[str] = []
     Doctor(research, echo=lines.append).run(skip_cost_explorer=True, rebuild_aggregate=True)
-    assert f"✓ experiments table {TABLE} aggregate: rebuilt: 1 experiments" in lines
+    assert "note: --rebuild-aggregate is a deprecated name: it rebuilds the read replica" in lines
+    at = lines.index(
+        "✗ experiments read replica rebuild: needs the dashboard stack, whose stream function "
+        "rebuilds the replica"
+    )
+    assert lines[at + 1] == (
+        "    fix: codecdash deploy --stack STACK --rebuild-read-model "
+        "(or codecdash doctor --stack STACK --rebuild-aggregate)"
+    )
+
+    asked: list[str] = []
+
+    def rebuild_read_model(self: Deployer) -> dict[str, Any]:
+        asked.append(self.options.stack)
+        return {"rebuilt": True, "total": 1, "table": TABLE}
+
+    monkeypatch.setattr(Deployer, "rebuild_read_model", rebuild_read_model)
+    lines.clear()
+    Doctor(research, echo=lines.append).run(
+        skip_cost_explorer=True, rebuild_aggregate=True, stack="dash"
+    )
+    assert asked == ["dash"]
+    assert "✓ experiments read replica rebuild: rebuilt: 1 experiments" in lines
+    help_text = CliRunner().invoke(main, ["doctor", "--help"]).output
+    assert "Deprecated name: rebuild the read replica" in " ".join(help_text.split())
 
 
 def test_doctor_cost_explorer_tag(aws: AwsEnv) -> None:

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from aws_fixtures import *  # noqa: F403
-from aws_fixtures import AWS_WARNINGS, REGION, AwsEnv, create_experiments_table, put_experiment
+from aws_fixtures import AWS_WARNINGS, REGION, AwsEnv, create_experiments_table
 from codecdash import aws_clients, aws_lambda
 from codecdash.snapshot_models import Snapshot
 from codecdash.sources.aws.costs import CACHE_KEY
+from codecdash.sources.aws.read_model import NO_REPLICA_BUCKET
 
 pytestmark = [pytest.mark.aws, *(pytest.mark.filterwarnings(w) for w in AWS_WARNINGS)]
 
@@ -282,91 +283,24 @@ def test_snapshot_handler_keeps_working_when_a_service_fails(
     assert row["error"] and "123456789012" not in row["error"] and "arn:" not in row["error"]
 
 
-def test_stream_handler(lambda_env: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CODECDASH_AWS_EXPERIMENTS_TABLE", TABLE)
-    ddb = lambda_env.client("dynamodb")
-    arn = create_experiments_table(ddb, TABLE)
-    put_experiment(ddb, TABLE, id="before-deploy", psnr_db=33.0)
-    rebuilt = aws_lambda.stream_handler({"rebuild": True}, None)
-    assert rebuilt == {"rebuilt": True, "total": 1, "table": TABLE}
-
-    streams = lambda_env.client("dynamodbstreams")
-    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
-    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST")[
-        "ShardIterator"
-    ]
-    put_experiment(ddb, TABLE, id="after", psnr_db=36.0)
-    records = streams.get_records(ShardIterator=iterator)["Records"]
-    event = {
-        "Records": [
-            {**json.loads(json.dumps(r, default=str)), "eventSourceARN": arn} for r in records
-        ]
-    }
-    result = aws_lambda.stream_handler(event, None)
-    assert result["applied"] == 1 and result["table"] == TABLE and result["total"] == 2
-
-
-def test_experiments_api_reads_dynamodb_without_a_scan(
+def test_without_a_replica_bucket_the_experiments_say_what_to_set(
     lambda_env: AwsEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The read replica is the one way experiments are read on AWS: with a table and no
+    replica bucket, the routes answer 503 and the snapshot's source row say what to set,
+    and the stream function refuses its batches (retried once the stack is deployed)."""
     monkeypatch.setenv("CODECDASH_AWS_EXPERIMENTS_TABLE", TABLE)
-    ddb = lambda_env.client("dynamodb")
-    create_experiments_table(ddb, TABLE)
-    start = time.time() - 3600
-    for i in range(30):
-        put_experiment(
-            ddb,
-            TABLE,
-            id=f"e{i:02d}",
-            status="failed" if i % 3 == 0 else "completed",
-            created_at=start + 60 * i,
-            psnr_db=30.0 + i / 10,
-            params={"lambda": 0.013},
-        )
-    aws_lambda.stream_handler({"rebuild": True}, None)
-    lambda_env.calls.clear()
-
-    def get(path: str, query: str = "") -> tuple[int, Any]:
-        response = aws_lambda.handler(http_event(path, query), None)
-        return response["statusCode"], json.loads(body_of(response))
-
-    status, page = get("/api/v1/experiments", "limit=5")
-    assert status == 200
-    assert [e["id"] for e in page["items"]] == ["e29", "e28", "e27", "e26", "e25"]
-    assert page["total"] == 30 and page["next_cursor"] is None
-    assert page["items"][0]["params"] == {"lambda": 0.013}
-    assert page["items"][0]["created_at"].endswith("Z")
-
-    status, failed = get("/api/v1/experiments", "status=failed&limit=50")
-    assert status == 200
-    assert [e["id"] for e in failed["items"]] == [
-        "e27",
-        "e24",
-        "e21",
-        "e18",
-        "e15",
-        "e12",
-        "e09",
-        "e06",
-    ]
-    assert failed["total"] == 10  # the whole table's, from the aggregate
-
-    status, one = get("/api/v1/experiments/e07")
-    assert status == 200 and one["psnr_db"] == pytest.approx(30.7) and one["status"] == "completed"
-    for missing in ("nope", "__codecdash_aggregate__"):
-        assert get(f"/api/v1/experiments/{missing}")[0] == 404
-
-    for query in ("sort=-psnr_db", "q=lambda", "min_psnr_db=31", "cursor=abc"):
-        status, error = get("/api/v1/experiments", query)
-        assert status == 400, query
-        assert "codecdash serve" in error["error"]["message"], query
-    assert not any(name.endswith(("scan", "query")) for name in lambda_env.calls)
-
-
-def test_experiments_api_answers_503_when_dynamodb_refuses(
-    lambda_env: AwsEnv, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CODECDASH_AWS_EXPERIMENTS_TABLE", "no-such-table")
+    arn = create_experiments_table(lambda_env.client("dynamodb"), TABLE)
     response = aws_lambda.handler(http_event("/api/v1/experiments/e01"), None)
     assert response["statusCode"] == 503
-    assert "no-such-table" in json.loads(body_of(response))["error"]["message"]
+    assert json.loads(body_of(response))["error"]["message"] == NO_REPLICA_BUCKET
+    listed = aws_lambda.handler(http_event("/api/v1/experiments", "limit=5"), None)
+    assert listed["statusCode"] == 503
+    dashboard = aws_lambda.handler(http_event("/api/v1/dashboard"), None)
+    assert dashboard["statusCode"] == 200
+    rows = {row["name"]: row for row in json.loads(body_of(dashboard))["sources"]}
+    assert rows["aws.experiments"]["error"] == NO_REPLICA_BUCKET
+    record = {"eventName": "INSERT", "eventSourceARN": arn, "dynamodb": {}}
+    with pytest.raises(RuntimeError, match="CODECDASH_AWS_READ_MODEL_BUCKET"):
+        aws_lambda.stream_handler({"Records": [record]}, None)
+    assert not any(name.endswith(("scan", "get_item")) for name in lambda_env.calls)

@@ -1,5 +1,5 @@
-"""The AWS sources against moto's server: experiments (DynamoDB + Streams aggregate), fleet,
-storage and costs; per-service rows, timeouts and last known values in the snapshot."""
+"""The AWS sources against moto's server: experiments (the read replica), fleet, storage and
+costs; per-service rows, timeouts and last known values in the snapshot."""
 
 from __future__ import annotations
 
@@ -11,18 +11,15 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 
 from aws_fixtures import *  # noqa: F403
-from aws_fixtures import AWS_WARNINGS, AwsEnv, create_experiments_table, put_experiment, serialize
+from aws_fixtures import AWS_WARNINGS, AwsEnv, create_experiments_table, put_experiment
 from codecdash.aws_clients import ClientFactory
 from codecdash.config import Settings
-from codecdash.experiments.readmodel import experiment
-from codecdash.models import ExperimentIn
 from codecdash.snapshot import SnapshotBuilder
 from codecdash.sources.aws import CostState, aws_sources
 from codecdash.sources.aws._common import Part
@@ -32,24 +29,15 @@ from codecdash.sources.aws.costs import (
     CostsSource,
     burn_rate_forecast,
 )
-from codecdash.sources.aws.dynamodb import (
-    AGGREGATE_ID,
-    Aggregate,
-    apply_stream_records,
-    rebuild,
-    to_epoch,
-)
-from codecdash.sources.aws.experiments import ExperimentsSource, record_of
+from codecdash.sources.aws.dynamodb import LEGACY_IDS, plain, to_epoch
 from codecdash.sources.aws.fleet import FleetSource, spot_from_policy, stack_health
+from codecdash.sources.aws.read_model import NO_REPLICA_BUCKET
+from codecdash.sources.aws.replica_writer import ReplicaWriter
 from codecdash.sources.aws.storage import StorageSource
 from codecdash.sources.base import SourceError
-from codecdash.sources.local import ExperimentsSource as LocalExperiments
-from codecdash.store import Store
-from conftest import writes
 
 pytestmark = [pytest.mark.aws, *(pytest.mark.filterwarnings(w) for w in AWS_WARNINGS)]
 
-FIXTURE = Path(__file__).parent / "fixtures" / "experiments.json"
 TABLE = "experiments"
 
 
@@ -83,152 +71,41 @@ class Stream:
         return {"Records": records}
 
 
-def shifted_fixture(now: float) -> list[dict[str, Any]]:
-    """The fixture's experiments, moved in time so that the newest was created an hour ago."""
-    items = json.loads(FIXTURE.read_text())["items"]
-    newest = max(datetime.fromisoformat(i["created_at"]).timestamp() for i in items)
-    shift = now - 3600 - newest
-    for item in items:
-        for name in ("created_at", "started_at", "finished_at"):
-            if item.get(name):
-                ts = datetime.fromisoformat(item[name]).timestamp() + shift
-                item[name] = datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
-    return items
-
-
-def dynamo_item(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if v is not None and k != "duration_s"}
-
-
 # -- experiments ---------------------------------------------------------------------------
-def test_experiments_match_the_local_source(aws: AwsEnv, tmp_path: Path) -> None:
-    """The same experiments give the same `experiments` section from DynamoDB and SQLite."""
-    now = time.time()
-    items = shifted_fixture(now)
-    arn = make_table(aws)
-    ddb = aws.client("dynamodb")
-    stream = Stream(aws, arn)
-    for item in items:
-        ddb.put_item(TableName=TABLE, Item=serialize(dynamo_item(item)))
-    from codecdash.aws_lambda import stream_handler
-
-    result = stream_handler(stream.batch(), None)
-    assert result["applied"] == len(items) and not result["rebuilt"]
-
-    settings = Settings(database_url=str(tmp_path / "local.db"), aws_experiments_table=TABLE)
-    store = Store(settings.database_url)
-    writes(store).batch(
-        [ExperimentIn(**{k: v for k, v in i.items() if k != "duration_s"}) for i in items]
-    )
-    local = run(LocalExperiments(store, settings).collect(now))["experiments"]
-    remote = run(ExperimentsSource(settings, aws.factory()).collect(now))["experiments"]
-    store.close()
-
-    assert remote["summary"] == local["summary"]
-    assert remote["summary"]["experiments_24h"] > 0
-    assert [e["id"] for e in remote["recent_experiments"]] == [
-        e["id"] for e in local["recent_experiments"]
-    ]
-    assert set(remote["recent_experiments"][0]) >= {
-        "id",
-        "status",
-        "created_at",
-        "params",
-        "tags",
-        "rd_points",
-        "duration_s",
-    }
-    for mine, theirs in zip(remote["recent_experiments"], local["recent_experiments"], strict=True):
-        for name in (
-            "status",
-            "created_at",
-            "finished_at",
-            "psnr_db",
-            "params",
-            "tags",
-            "rd_points",
-            "name",
-            "duration_s",
-        ):
-            assert mine.get(name) == theirs.get(name), (mine["id"], name)
-    assert remote["progress"] == local["progress"]
-
-
-def test_a_refresh_reads_two_items_and_never_scans(aws: AwsEnv) -> None:
-    arn = make_table(aws)
-    stream = Stream(aws, arn)
-    ddb = aws.client("dynamodb")
-    for n in range(30):
-        put_experiment(
-            ddb,
-            TABLE,
-            id=f"e{n:02d}",
-            psnr_db=30.0 + n / 10,
-            bitrate_reduction_pct=float(n),
-            created_at=1_700_000_000 + n,
-        )
-    apply_stream_records(ddb, TABLE, stream.batch()["Records"])
-    source = ExperimentsSource(Settings(aws_experiments_table=TABLE), aws.factory())
-    facts = run(source.collect(1_700_100_000))["experiments"]
-    assert facts["summary"]["total_experiments"] == 30
-    assert facts["summary"]["best_compression"] == {
-        "value_pct": 29.0,
-        "experiment_id": "e29",
-        "metric": "reported",
-        "per": "experiment",
-    }
-    assert [e["id"] for e in facts["recent_experiments"]] == [f"e{n:02d}" for n in range(29, 9, -1)]
-    assert aws.calls == {"dynamodb.batch_get_item": 2}
-    # Unchanged aggregate: the next refresh (after the reuse time) reads the aggregate only.
-    run(source.collect(1_700_100_011))
-    assert aws.calls == {"dynamodb.batch_get_item": 3}
-    assert not any("scan" in name for name in aws.calls)
-
-
-def test_stream_batches_are_idempotent_and_downgrades_rebuild(aws: AwsEnv) -> None:
-    arn = make_table(aws)
-    stream = Stream(aws, arn)
-    ddb = aws.client("dynamodb")
-    put_experiment(ddb, TABLE, id="a", psnr_db=36.0, finished_at=1_700_000_000)
-    put_experiment(ddb, TABLE, id="b", psnr_db=34.0, finished_at=1_700_000_000)
-    put_experiment(ddb, TABLE, id="c", status="failed")
-    batch = stream.batch()["Records"]
-    assert apply_stream_records(ddb, TABLE, batch)["applied"] == 3
-    # Lambda retries a batch after a failure: applying it again changes nothing.
-    assert apply_stream_records(ddb, TABLE, batch)["skipped"] is True
-    agg = read(aws)
-    assert agg.counts["completed"] == 2 and agg.counts["failed"] == 1
-    assert agg.best["psnr_db"] == ["a", 36.0]
-    # The best result is made worse: the aggregate cannot know the runner-up, so it rebuilds.
-    put_experiment(ddb, TABLE, id="a", psnr_db=30.0, finished_at=1_700_000_000)
-    result = apply_stream_records(ddb, TABLE, stream.batch()["Records"])
-    assert result["rebuilt"] is True
-    assert read(aws).best["psnr_db"] == ["b", 34.0]
-    # Deleting and status changes are counted.
-    ddb.delete_item(TableName=TABLE, Key={"id": {"S": "c"}})
-    put_experiment(ddb, TABLE, id="d", status="running", started_at=1_700_000_100)
-    apply_stream_records(ddb, TABLE, stream.batch()["Records"])
-    agg = read(aws)
-    assert agg.counts == {"queued": 0, "running": 1, "completed": 2, "failed": 0, "cancelled": 0}
-    assert [r[1] for r in agg.recent][:1] == ["d"]
-    # A rebuild from scratch agrees with the running aggregate.
-    rebuilt = rebuild(ddb, TABLE)
-    assert rebuilt.counts == agg.counts and rebuilt.best == agg.best
-
-
-def read(aws: AwsEnv) -> Aggregate:
-    from codecdash.sources.aws.dynamodb import read_aggregate
-
-    agg, exists = read_aggregate(aws.client("dynamodb"), TABLE)
-    assert exists
-    return agg
-
-
-def test_experiments_without_aggregate_say_how_to_fix(aws: AwsEnv) -> None:
+def test_experiments_without_a_replica_bucket_say_what_to_set(aws: AwsEnv) -> None:
+    """The replica is the one way experiments are read on AWS: a table alone is an error of
+    the experiments source that says what to set, and the rest of the snapshot stands."""
     make_table(aws)
-    source = ExperimentsSource(Settings(aws_experiments_table=TABLE), aws.factory())
-    with pytest.raises(SourceError, match="rebuild-aggregate"):
-        run(source.collect(time.time()))
+    settings = Settings(aws_experiments_table=TABLE)
+    builder = SnapshotBuilder(settings, aws_sources(settings, clients=aws.factory()))
+    snapshot = run(builder.build(time.time()))
+    row = next(r for r in snapshot["sources"] if r["name"] == "aws.experiments")
+    assert not row["ok"] and row["error"] == NO_REPLICA_BUCKET
+    assert "CODECDASH_AWS_READ_MODEL_BUCKET" in row["error"]
+    assert "ReadModelBucketName" in row["error"] and "codecdash deploy" in row["error"]
+    assert snapshot["summary"]["total_experiments"] is None  # unknown, not zero
+    assert not any("scan" in name or "get_item" in name for name in aws.calls)
+
+
+def test_experiments_come_from_the_replica(aws: AwsEnv, tmp_path: Path) -> None:
+    """`serve --source aws`: the experiments of a private copy of the replica, checked for a
+    new version before each reading; an older release's aggregate items are no experiments."""
+    make_table(aws)
+    ddb = aws.client("dynamodb")
+    for n in range(3):
+        put_experiment(ddb, TABLE, id=f"e{n}", psnr_db=30.0 + n, created_at=1_700_000_000 + n)
+    for legacy in sorted(LEGACY_IDS):
+        ddb.put_item(TableName=TABLE, Item={"id": {"S": legacy}, "data": {"S": "{}"}})
+    aws.client("s3").create_bucket(Bucket="read-model")
+    settings = Settings(aws_experiments_table=TABLE, aws_read_model_bucket="read-model")
+    writer = ReplicaWriter(settings, aws.client("s3"), tmp_path / "writer.db")
+    assert writer.rebuild(ddb, TABLE)["total"] == 3
+    writer.copy.close()
+    sources = aws_sources(settings, clients=aws.factory())
+    facts = run(sources[0].collect(1_700_100_000))["experiments"]
+    assert facts["summary"]["total_experiments"] == 3
+    assert [e["id"] for e in facts["recent_experiments"]] == ["e2", "e1", "e0"]
+    assert facts["summary"]["best_quality"]["experiment_id"] == "e2"
 
 
 def test_item_conversion() -> None:
@@ -238,22 +115,8 @@ def test_item_conversion() -> None:
     assert to_epoch("not a time") is None
     from decimal import Decimal
 
-    out = experiment(
-        record_of(
-            {
-                "id": "x",
-                "status": "running",
-                "started_at": Decimal(100),
-                "params": {"lr": Decimal("0.001"), "n": Decimal(3)},
-                "tags": {"b", "a"},
-            }
-        ),
-        now=160.0,
-    )
-    assert out["started_at"] == "1970-01-01T00:01:40.000Z"
-    assert out["duration_s"] == 60.0
-    assert out["params"] == {"lr": 0.001, "n": 3}
-    assert out["tags"] == ["a", "b"]
+    out = plain({"lr": Decimal("0.001"), "n": Decimal(3), "tags": {"b", "a"}, "b": b"x"})
+    assert out == {"lr": 0.001, "n": 3, "tags": ["a", "b"], "b": None}
 
 
 def test_the_aws_sources_and_the_snapshot_load_without_the_store() -> None:
@@ -774,18 +637,25 @@ def test_aws_sources_follow_the_settings(aws: AwsEnv) -> None:
     ]
 
 
-def test_snapshot_of_everything(aws: AwsEnv) -> None:
+def test_snapshot_of_everything(aws: AwsEnv, tmp_path: Path) -> None:
     fleet = make_fleet(aws)
     arn = make_table(aws)
     ddb = aws.client("dynamodb")
     put_experiment(ddb, TABLE, id="x", psnr_db=35.1, bitrate_reduction_pct=44.0)
-    apply_stream_records(ddb, TABLE, Stream(aws, arn).batch()["Records"])
-    aws.client("s3").create_bucket(Bucket="site")
+    for bucket in ("site", "read-model"):
+        aws.client("s3").create_bucket(Bucket=bucket)
     now = time.time()
     aws.set_cost_and_usage(usage_result(now))
     settings = fleet_settings(
-        fleet, aws_experiments_table=TABLE, aws_buckets="site", aws_site_bucket="site"
+        fleet,
+        aws_experiments_table=TABLE,
+        aws_buckets="site",
+        aws_site_bucket="site",
+        aws_read_model_bucket="read-model",
     )
+    writer = ReplicaWriter(settings, aws.client("s3"), tmp_path / "writer.db")
+    writer.apply(Stream(aws, arn).batch()["Records"])
+    writer.copy.close()
     builder = SnapshotBuilder(settings, aws_sources(settings, clients=aws.factory()))
     snapshot = run(builder.build(now))
     from codecdash.snapshot_models import Snapshot
@@ -796,4 +666,4 @@ def test_snapshot_of_everything(aws: AwsEnv) -> None:
     assert snapshot["summary"]["month_to_date_usd"] > 0
     assert snapshot["costs_as_of"] is not None
     assert snapshot["infrastructure"]["storage"]["db_items"] == 1
-    assert AGGREGATE_ID not in [e["id"] for e in snapshot["recent_experiments"]]
+    assert [e["id"] for e in snapshot["recent_experiments"]] == ["x"]

@@ -12,14 +12,13 @@
   answer to every polling viewer (one write a minute; no API request per poll).
 - ``stream_handler``: applies DynamoDB Streams batches of the experiments table to the
   read replica (``codecdash.sources.aws.replica_writer``: the SQLite store in S3 that the
-  other functions read, ``aws_read_model_bucket``), or without one to the table's older
-  running aggregates (``codecdash.sources.aws.dynamodb``); ``{"rebuild": true}`` makes
-  them anew with one scan.
+  other functions read, ``aws_read_model_bucket``); ``{"rebuild": true}`` makes it anew
+  with one scan.
 
-With a read replica the API serves every experiments, anchors, curves and BD-rate route
-from its local copy of the replica through the same code as ``codecdash serve``; before a
-request it checks for a new version at most every ``aws_read_model_refresh_seconds`` (one
-conditional GET).
+The API serves every experiments, anchors, curves and BD-rate route from its local copy of
+the replica through the same code as ``codecdash serve``; before a request it checks for a
+new version at most every ``aws_read_model_refresh_seconds`` (one conditional GET). Without
+a replica bucket the experiments section and routes say what to set (503, never a 500).
 
 Each function builds what it needs once per container and keeps it warm: the app, the
 snapshot builder (so last known values survive between runs), the boto3 clients.
@@ -102,9 +101,7 @@ def _api_handler() -> Any:
         from mangum import Mangum
 
         from codecdash.api.app import create_app
-        from codecdash.aws_clients import default_factory
         from codecdash.sources.aws import aws_sources
-        from codecdash.sources.aws.experiments import DynamoExperiments
 
         settings = lambda_settings()
         replica = replica_copy(settings)
@@ -117,16 +114,13 @@ def _api_handler() -> Any:
                 background=False,
             )
         else:
-            table = (
-                DynamoExperiments(settings, default_factory(settings.aws_region))
-                if settings.aws_experiments_table
-                else None
-            )
+            from codecdash.sources.aws.read_model import NoReplica
+
             app = create_app(
                 settings,
                 sources=aws_sources(settings, cost_explorer=False),
                 background=False,
-                experiments_backend=table,
+                experiments_backend=NoReplica() if settings.aws_experiments_table else None,
             )
         _api = Mangum(app, lifespan="off")
     return _api
@@ -256,28 +250,23 @@ def replica_writer(settings: Settings) -> Any:
 
 
 def stream_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """DynamoDB Streams batch → the read replica, or the older aggregate without one
-    (raises to have the batch retried)."""
+    """DynamoDB Streams batch → the read replica (raises to have the batch retried)."""
     from codecdash.aws_clients import default_factory
-    from codecdash.sources.aws.dynamodb import apply_stream_records, rebuild
 
     settings = lambda_settings()
-    client = default_factory(settings.aws_region)("dynamodb")
     records = list(event.get("Records", []))
     table = (_table_of(records[0]) if records else None) or settings.aws_experiments_table
     if not table:
         raise RuntimeError("CODECDASH_AWS_EXPERIMENTS_TABLE is not set")
-    if settings.aws_read_model_bucket:
-        writer = replica_writer(settings)
-        if event.get("rebuild"):
-            rebuilt: dict[str, Any] = writer.rebuild(client, table)
-            return rebuilt
-        result = writer.apply(records)
-        log.info("read replica of %s: %s", table, result)
-        return {**result, "table": table}
+    if not settings.aws_read_model_bucket:
+        raise RuntimeError(
+            "CODECDASH_AWS_READ_MODEL_BUCKET is not set: nowhere to keep the read replica"
+        )
+    writer = replica_writer(settings)
     if event.get("rebuild"):
-        agg = rebuild(client, table)
-        return {"rebuilt": True, "total": agg.total, "table": table}
-    result = apply_stream_records(client, table, records)
-    log.info("aggregate of %s: %s", table, result)
+        client = default_factory(settings.aws_region)("dynamodb")
+        rebuilt: dict[str, Any] = writer.rebuild(client, table)
+        return rebuilt
+    result = writer.apply(records)
+    log.info("read replica of %s: %s", table, result)
     return {**result, "table": table}

@@ -2,7 +2,7 @@
 
 For the local source: the store opens and answers, the page's files are there. For AWS:
 credentials and region, then every named resource (exists, readable with these
-permissions, set up as the dashboard needs: the table's stream and aggregate, the S3 and
+permissions, set up as the dashboard needs: the table's stream, the read replica, the S3 and
 CloudWatch metrics, the Cost Explorer tag activated), then one snapshot built from the
 AWS sources with each source's result. Exit status 1 when something is wrong.
 
@@ -38,6 +38,7 @@ class Doctor:
         self.settings = settings
         self.echo = echo
         self.checks: list[Finding] = []
+        self.session = session
         self.clients = ClientFactory(settings.aws_region, session=session)
 
     # -- reporting
@@ -71,8 +72,10 @@ class Doctor:
             self.local()
         self.alert_channels()
         if (s.source == "aws" or _any_aws(s) or stack) and self.credentials():
+            if rebuild_aggregate:
+                self.rebuild_read_model(stack)
             if s.source == "aws" or _any_aws(s):
-                self.aws_sources(skip_cost_explorer, rebuild_aggregate)
+                self.aws_sources(skip_cost_explorer)
             if stack:
                 self.deployment(stack)
         self.echo("")
@@ -181,33 +184,24 @@ class Doctor:
         self.report(checkup.findings)
         return identity is not None
 
-    def aws_sources(self, skip_cost_explorer: bool, rebuild_aggregate: bool) -> None:
+    def aws_sources(self, skip_cost_explorer: bool) -> None:
         """Each AWS source checks its resources; then one refresh of them all."""
         from codecdash.sources.aws import CostsSource, FleetSource, StorageSource, aws_sources
         from codecdash.sources.aws.checks import check_read_model, check_table
+        from codecdash.sources.aws.read_model import NO_REPLICA_BUCKET
 
         s = self.settings
-        replica = bool(s.aws_read_model_bucket)
         if s.aws_experiments_table:
             self.report(
                 check_table(
-                    self.clients("dynamodb"),
-                    s.aws_experiments_table,
-                    self.clients.region_name,
-                    rebuild_aggregate and not replica,
-                    aggregate=not replica,
+                    self.clients("dynamodb"), s.aws_experiments_table, self.clients.region_name
                 )
             )
         if s.aws_read_model_bucket:
             bucket, key = s.aws_read_model_bucket, s.aws_read_model_key
             self.report(check_read_model(self.clients("s3"), bucket, key))
-            if rebuild_aggregate:
-                self.add(
-                    WARN,
-                    "experiments aggregate",
-                    "not used: the read replica serves the experiments",
-                    "codecdash deploy --stack STACK --rebuild-read-model rebuilds the replica",
-                )
+        elif s.aws_experiments_table:
+            self.add(FAIL, "experiments read replica", "not configured", NO_REPLICA_BUCKET)
         else:
             self.add(
                 WARN,
@@ -232,6 +226,32 @@ class Doctor:
                 elif isinstance(source, CostsSource):
                     self.report(source.check(tag=not skip_cost_explorer))
             self.refresh(sources)
+
+    def rebuild_read_model(self, stack: str | None) -> None:
+        """`--rebuild-aggregate`, the deprecated name: the read replica anew, as `codecdash
+        deploy --stack STACK --rebuild-read-model` makes it (by the stack's stream function)."""
+        from codecdash.deploy.package import DeployError
+        from codecdash.deploy.stack import Deployer, DeployOptions
+
+        what = "experiments read replica rebuild"
+        self.echo("note: --rebuild-aggregate is a deprecated name: it rebuilds the read replica")
+        if not stack:
+            self.add(
+                FAIL,
+                what,
+                "needs the dashboard stack, whose stream function rebuilds the replica",
+                "codecdash deploy --stack STACK --rebuild-read-model "
+                "(or codecdash doctor --stack STACK --rebuild-aggregate)",
+            )
+            return
+        options = DeployOptions(stack=stack, region=self.clients.region_name)
+        try:
+            deployer = Deployer(options, self.settings, echo=self.echo, session=self.session)
+            rebuilt = deployer.rebuild_read_model()
+        except DeployError as exc:
+            self.add(FAIL, what, str(exc), f"codecdash deploy --stack {stack}")
+            return
+        self.add(OK, what, f"rebuilt: {rebuilt.get('total', '?')} experiments")
 
     def deployment(self, stack: str) -> None:
         """The deployed dashboard: its alarms, its snapshot's age, its failure queue."""
@@ -325,8 +345,9 @@ def _any_aws(s: Settings) -> bool:
 @click.option(
     "--rebuild-aggregate",
     is_flag=True,
-    help="Rebuild the experiments aggregate with one scan of the table (not with a read "
-    "replica: `codecdash deploy --rebuild-read-model` rebuilds that).",
+    help="Deprecated name: rebuild the read replica of the experiments of the dashboard "
+    "--stack from one scan of the table, as `codecdash deploy --stack STACK "
+    "--rebuild-read-model` does.",
 )
 @click.option(
     "--stack",

@@ -97,8 +97,9 @@ def create_app(
     experiments_backend: ExperimentsBackend | None = None,
 ) -> FastAPI:
     """The app. `background=False` skips the cross-process change watcher (tests, Lambda);
-    `experiments_backend`: where the experiments routes read (default: the store; on AWS the
-    DynamoDB table)."""
+    `experiments_backend`: where the experiments routes read (default: the store; on AWS
+    the store is the read replica's copy, or without a replica bucket a backend that says
+    what to set)."""
     store = store or Store(settings.database_url, active_window_s=settings.active_window_seconds)
     if store.db.is_sqlite and store.db.busy_timeout_ms != settings.sqlite_busy_timeout_ms:
         store.db.busy_timeout_ms = settings.sqlite_busy_timeout_ms

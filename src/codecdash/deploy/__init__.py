@@ -10,8 +10,9 @@
    waits; a first deployment updates once more to allow the new CloudFront origin in the
    API's CORS;
 5. uploads the static site with its content types and cache headers (index.html last),
-   starts the aggregate's rebuild when the table has none, invalidates CloudFront,
-   and prints ``Dashboard URL: https://…``.
+   has the stream function build the read replica of the experiments when none is
+   published yet, invalidates CloudFront, and prints ``Dashboard URL: https://…`` and the
+   replica's bucket (``CODECDASH_AWS_READ_MODEL_BUCKET`` for ``serve --source aws``).
 
 Three rooms: :mod:`~codecdash.deploy.package` (step 2, the Lambda package; no AWS call),
 :mod:`~codecdash.deploy.stack` (the AWS steps: :class:`~codecdash.deploy.stack.Deployer`) and

@@ -140,5 +140,10 @@ def deploy(
         click.echo(f"Rolled back to release {target.id}")
         return
     result = deployer.run()
+    if result.outputs.get("ReadModelBucketName"):
+        click.echo(
+            f"Read replica bucket: {result.outputs['ReadModelBucketName']} "
+            "(CODECDASH_AWS_READ_MODEL_BUCKET, for serve --source aws and doctor)"
+        )
     click.echo(f"API URL: {result.api_url}")
     click.echo(f"Dashboard URL: {result.dashboard_url}")

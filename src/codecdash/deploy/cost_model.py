@@ -34,8 +34,6 @@ PRICE: Final[dict[str, float]] = {
     "api_gateway_http_request": 1.00 / 1e6,
     "cloudfront_https_request": 0.0100 / 10_000,
     "cloudfront_gb_out": 0.085,
-    "dynamodb_read_unit": 0.125 / 1e6,
-    "dynamodb_write_unit": 0.625 / 1e6,
     "sqs_request": 0.40 / 1e6,
 }
 
@@ -63,7 +61,6 @@ class Assumptions:
     api_seconds_per_request: float = 0.10
     log_bytes_per_invocation: int = 300  # START, END, REPORT and a line or two
     experiment_writes_per_day: int = 2000
-    write_units_per_dynamodb_write: float = 8.0  # an aggregate item (≈ 8 KB), if written
 
 
 @dataclass
@@ -78,12 +75,10 @@ class Day:
     s3_gets: int  # CloudFront's misses
     cost_explorer_requests: int
     metrics_requested: int  # GetMetricData metrics (each query counts)
-    dynamodb_read_units: float
     sqs_requests: int
     stream_batches: int
     stream_s3_puts_per_batch: int  # the read replica's publication (measured on one batch)
     stream_s3_gets_per_batch: int
-    stream_dynamodb_writes_per_batch: int
     api_replica_checks: int  # the API function's conditional GETs of the replica
     cloudfront_requests: int
     cloudfront_bytes: int
@@ -157,13 +152,6 @@ def monthly(day: Day, assume: Assumptions = Assumptions()) -> Estimate:
             "cloudwatch_metric_requested",
             True,
         ),
-        Line(
-            "DynamoDB reads (the aggregate)",
-            day.dynamodb_read_units * DAYS,
-            "read units",
-            "dynamodb_read_unit",
-            True,
-        ),
         Line("SQS GetQueueAttributes", day.sqs_requests * DAYS, "requests", "sqs_request", True),
         Line(
             f"stream function: {assume.experiment_writes_per_day:,} experiment writes a day, "
@@ -178,13 +166,6 @@ def monthly(day: Day, assume: Assumptions = Assumptions()) -> Estimate:
             batches * day.stream_s3_gets_per_batch,
             "requests",
             "s3_get",
-            True,
-        ),
-        Line(
-            "stream function: DynamoDB writes",
-            batches * day.stream_dynamodb_writes_per_batch * assume.write_units_per_dynamodb_write,
-            "write units",
-            "dynamodb_write_unit",
             True,
         ),
         Line("stream function: batches", batches, "requests", "lambda_request", True),

@@ -1,5 +1,5 @@
 """The AWS steps of a deployment (:class:`Deployer`): credentials, the Lambda package's upload,
-the CloudFormation stack, the static site, the aggregate, CloudFront."""
+the CloudFormation stack, the static site, the read replica, CloudFront."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class DeployOptions:
     health_dashboard: bool | None = None  # None: keep the stack's (none on a first deployment)
     poll_seconds: float = 10.0
     timeout_s: float = 3600.0
-    rebuild_aggregate: bool = True
+    build_read_model: bool = True  # the first deployment's, when none is published
 
 
 @dataclass
@@ -242,11 +242,8 @@ class Deployer:
         releases.keep_files(release, files)
         uploaded = self._upload_site(bucket, files, account)
         releases.record(Release(release, iso_now(), code[1], versions, [f.name for f in files]))
-        if stream_arn and opts.rebuild_aggregate:
-            if outputs.get("ReadModelBucketName"):
-                self._first_read_model(outputs, notes)
-            else:
-                self._rebuild_aggregate(outputs.get("StreamFunctionName"), notes)
+        if stream_arn and opts.build_read_model and outputs.get("ReadModelBucketName"):
+            self._first_read_model(outputs, notes)
         self._invalidate(outputs["DistributionId"])
         for note in notes:
             self.echo(f"note: {note}")
@@ -317,8 +314,8 @@ class Deployer:
         arn = stream_arn(described["Table"])
         if not arn:
             notes.append(
-                f"table {table} has no stream with old and new images, so the experiments "
-                f"aggregate cannot be kept; enable it and deploy again: {enable_stream(table)}"
+                f"table {table} has no stream with old and new images, so the experiments' "
+                f"read replica cannot be kept; enable it and deploy again: {enable_stream(table)}"
             )
         return arn
 
@@ -510,31 +507,6 @@ class Deployer:
             raise DeployError(f"the read replica was not rebuilt: {payload[:300]}")
         result: dict[str, Any] = json.loads(payload or "{}")
         return result
-
-    def _rebuild_aggregate(self, function: str | None, notes: list[str]) -> None:
-        from codecdash.sources.aws.dynamodb import AGGREGATE_ID
-
-        table = self.settings.aws_experiments_table
-        item = self.step(
-            f"reading the aggregate of {table}",
-            lambda: self.clients("dynamodb").get_item(
-                TableName=table, Key={"id": {"S": AGGREGATE_ID}}
-            ),
-        )
-        if item.get("Item") or not function:
-            return
-        self.echo(f"Building the experiments aggregate of {table} (one scan)…")
-        try:
-            answer = self.clients("lambda").invoke(
-                FunctionName=function, Payload=json.dumps({"rebuild": True}).encode()
-            )
-            if answer.get("FunctionError"):
-                raise RuntimeError(answer["Payload"].read().decode()[:300])
-        except Exception as exc:
-            notes.append(
-                f"the aggregate was not built ({str(exc).splitlines()[0][:200]}); "
-                "build it with `codecdash doctor --rebuild-aggregate`"
-            )
 
     def _invalidate(self, distribution: str) -> None:
         self.step(

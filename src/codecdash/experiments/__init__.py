@@ -4,7 +4,8 @@
   (pure; anything may import it).
 - `query`: what a read asks (`ListQuery`, cursors) and the errors of a read (pure).
 - `readmodel`: the facts the dashboard shows (summary, recent experiments, progress) and
-  the experiment list, shaped once over any backend (the SQL store, the DynamoDB aggregate).
+  the experiment list, shaped once over any backend (the SQL store, locally or as the AWS
+  read replica).
 - `service`: the writes: request models in, plain rows to the store, BD-rates derived on
   the way.
 - `anchors`: the anchor in force, BD-rates against it, and their re-derivation.

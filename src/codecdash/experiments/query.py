@@ -1,7 +1,7 @@
 """What a read of the experiments asks, how its pages go on, and what it may answer instead.
 
-Shared by every backend of the read model (the SQL store, the DynamoDB aggregate) and the
-API that parses requests into a :class:`ListQuery`. Pure: no I/O.
+Shared by the backends of the read model (the SQL store, locally and as the AWS read
+replica) and the API that parses requests into a :class:`ListQuery`. Pure: no I/O.
 """
 
 from __future__ import annotations

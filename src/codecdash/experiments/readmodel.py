@@ -5,9 +5,9 @@ A backend (:class:`ExperimentsBackend`) answers a few plain questions over one c
 reading of its data (:class:`ExperimentRows`): the counts per status, the best completed
 experiment by a ranked metric, the newest experiments, how many were created since a
 time, the best results per hour or day, a page of the list, one experiment. The SQL store
-is one backend (``codecdash.store.reads``); the DynamoDB table with its running aggregate
-is another (``codecdash.sources.aws.dynamodb``): it answers the list only where it can
-without a scan and raises QueryNotSupported for the rest.
+is the backend (``codecdash.store.reads``), over ``codecdash serve``'s store and over the
+AWS deployment's read replica alike (``codecdash.sources.aws.replica``); a backend that
+cannot answer some listing raises QueryNotSupported for it.
 
 Everything else is here, once: the summary (counts, success rate, experiments in 24 h,
 best compression and best quality as the metric switches choose, with the BD-rate sign),
@@ -89,7 +89,7 @@ class ExperimentRows(Protocol):
 
 class ExperimentsBackend(Protocol):
     def rows(self) -> AbstractContextManager[ExperimentRows]:
-        """One consistent reading (a read transaction, or one fetch of an aggregate)."""
+        """One consistent reading (a read transaction)."""
         ...
 
 

@@ -1,8 +1,8 @@
 """The experiments' vocabulary: statuses, the ranked metrics, rate units, the BD-rate sign
 and the settings that choose the headline metrics.
 
-Everything that names a status or a ranked metric (the store's summaries, the DynamoDB
-aggregate, the read model, the API's checks) reads it here. Pure: no I/O, no store, fit for
+Everything that names a status or a ranked metric (the store's summaries, the read
+model, the API's checks) reads it here. Pure: no I/O, no store, fit for
 the Lambda functions and the sources alike.
 """
 
@@ -39,7 +39,6 @@ class Metric:
 RANKED: Final[Mapping[str, Metric]] = {
     m.name: m
     for m in (
-        # The order is stored (the DynamoDB aggregate's per-hour lists): append only.
         Metric("bitrate_reduction_pct", True, "%", "Bitrate saving"),
         Metric("psnr_db", True, "dB", "PSNR"),
         Metric("ms_ssim", True, "", "MS-SSIM"),

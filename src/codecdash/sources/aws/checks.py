@@ -1,8 +1,8 @@
 """Checking the AWS resources as the sources need them (for `codecdash doctor`).
 
 :class:`Checkup` makes the findings: it runs a source's own call and, when AWS refuses it,
-says why and how to fix it. The experiments table's check is here (its key, its stream, its
-aggregate); the fleet, storage and costs sources check theirs in their ``check`` methods.
+says why and how to fix it. The experiments table's check is here (its key, its stream) and
+its read replica's; the fleet, storage and costs sources check theirs in their ``check`` methods.
 The stream rule (:func:`stream_arn`) is also the one `codecdash deploy` applies.
 """
 
@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from codecdash.aws_clients import ACCESS_DENIED, describe_error, error_code
-from codecdash.sources.aws.dynamodb import read_aggregate, rebuild
 from codecdash.sources.base import SourceError
 from codecdash.sources.checks import FAIL, OK, WARN, Finding, Status
 
@@ -69,8 +68,8 @@ class Checkup:
 
 
 def stream_arn(table: dict[str, Any]) -> str:
-    """The stream of a ``DescribeTable`` answer's ``Table`` that keeps the experiments
-    aggregate (new and old images); "" when the table has none."""
+    """The stream of a ``DescribeTable`` answer's ``Table`` that keeps the read replica
+    (new and old images); "" when the table has none."""
     spec = table.get("StreamSpecification") or {}
     if spec.get("StreamEnabled") and spec.get("StreamViewType") == STREAM_VIEW:
         return str(table.get("LatestStreamArn", ""))
@@ -78,26 +77,11 @@ def stream_arn(table: dict[str, Any]) -> str:
 
 
 def enable_stream(table: str) -> str:
-    """The command that gives `table` the stream the aggregate needs."""
+    """The command that gives `table` the stream the read replica needs."""
     return (
         f"aws dynamodb update-table --table-name {table} --stream-specification "
         f"StreamEnabled=true,StreamViewType={STREAM_VIEW}"
     )
-
-
-def check_table(
-    client: Any,
-    name: str,
-    region: str | None,
-    rebuild_aggregate: bool,
-    *,
-    aggregate: bool = True,
-) -> list[Finding]:
-    """The experiments table: its key, its stream, and its aggregate (rebuilt, if asked;
-    not with `aggregate=False`: a read replica serves the experiments instead)."""
-    checkup = Checkup()
-    _check_table(checkup, client, name, region, rebuild_aggregate, aggregate)
-    return checkup.findings
 
 
 def check_read_model(s3: Any, bucket: str, key: str) -> list[Finding]:
@@ -117,14 +101,9 @@ def check_read_model(s3: Any, bucket: str, key: str) -> list[Finding]:
     return checkup.findings
 
 
-def _check_table(
-    checkup: Checkup,
-    client: Any,
-    name: str,
-    region: str | None,
-    rebuild_aggregate: bool,
-    aggregate: bool = True,
-) -> None:
+def check_table(client: Any, name: str, region: str | None) -> list[Finding]:
+    """The experiments table: its key and its stream."""
+    checkup = Checkup()
     what = f"experiments table {name}"
     described = checkup.call(
         what,
@@ -133,7 +112,7 @@ def _check_table(
         missing=("ResourceNotFoundException",),
     )
     if described is None:
-        return
+        return checkup.findings
     table = described["Table"]
     keys = {k["AttributeName"]: k["KeyType"] for k in table.get("KeySchema", [])}
     if keys != {"id": "HASH"}:
@@ -143,7 +122,7 @@ def _check_table(
             f"key schema is {keys}, not a partition key `id`",
             "the experiments table needs partition key id (string) and no sort key",
         )
-        return
+        return checkup.findings
     checkup.add(OK, what, f"about {table.get('ItemCount', 0)} items")
     if stream_arn(table):
         checkup.add(OK, f"{what} stream", STREAM_VIEW)
@@ -154,30 +133,7 @@ def _check_table(
             "no stream with old and new images",
             f"{enable_stream(name)}, then deploy again",
         )
-    if not aggregate:
-        return
-    if rebuild_aggregate:
-        agg = checkup.call(
-            f"{what} aggregate rebuild",
-            lambda: rebuild(client, name),
-            "the identity needs dynamodb:Scan and dynamodb:PutItem on the table",
-        )
-        if agg is not None:
-            checkup.add(OK, f"{what} aggregate", f"rebuilt: {agg.total} experiments")
-        return
-    found = checkup.call(f"{what} aggregate", lambda: read_aggregate(client, name), "")
-    if found is None:
-        return
-    if found[1]:
-        checkup.add(OK, f"{what} aggregate", "present")
-    else:
-        checkup.add(
-            FAIL,
-            f"{what} aggregate",
-            "missing (the experiments card stays empty)",
-            "codecdash doctor --rebuild-aggregate (once); the deployed stream "
-            "function keeps it current",
-        )
+    return checkup.findings
 
 
 # -- the deployed dashboard itself (`codecdash doctor --stack NAME`) ----------------------------
@@ -264,8 +220,8 @@ def check_failure_queue(sqs: Any, url: str) -> list[Finding]:
             "stream failure queue",
             f"{count} failed batch{'es' if count != 1 else ''} recorded",
             "read them from the queue (they name the stream records), fix the cause, then "
-            "rebuild (codecdash deploy --stack STACK --rebuild-read-model, or codecdash "
-            "doctor --rebuild-aggregate without a read replica) and purge the queue",
+            "rebuild (codecdash deploy --stack STACK --rebuild-read-model) and purge the "
+            "queue",
         )
     else:
         checkup.add(OK, "stream failure queue", "empty")

@@ -44,7 +44,7 @@ from codecdash.config import Settings
 from codecdash.experiments.anchors import remove_anchor, save_anchor
 from codecdash.experiments.service import ExperimentService
 from codecdash.models import ExperimentIn
-from codecdash.sources.aws.dynamodb import SPECIAL_IDS, deserialize, plain, scan, to_epoch
+from codecdash.sources.aws.dynamodb import LEGACY_IDS, deserialize, plain, scan, to_epoch
 from codecdash.sources.aws.replica import ReplicaConflict, ReplicaCopy, publish
 from codecdash.store import Store
 
@@ -164,8 +164,8 @@ def apply_records(
     for record in records:
         data = record.get("dynamodb", {})
         key = str(deserialize(data.get("Keys", {})).get("id", ""))
-        if not key or key in SPECIAL_IDS:
-            continue  # the older aggregate's own items
+        if not key or key in LEGACY_IDS:
+            continue  # an older release's aggregate items
         new = deserialize(data["NewImage"]) if data.get("NewImage") else None
         if record.get("eventName") == "REMOVE" or new is None:
             flush()
@@ -309,7 +309,7 @@ def load_table(store: Store, settings: Settings, items: Iterable[Mapping[str, An
     now = time.time()
     for item in items:
         key = str(item.get("id", ""))
-        if key in SPECIAL_IDS:
+        if key in LEGACY_IDS:
             continue
         if key.startswith(ANCHOR_PREFIX):
             anchors.append(item)

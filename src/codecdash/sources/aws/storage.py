@@ -27,7 +27,6 @@ from codecdash.sources.aws._common import (
 )
 from codecdash.sources.aws.checks import Checkup
 from codecdash.sources.aws.cloudwatch import metric_query, newest_points
-from codecdash.sources.aws.dynamodb import SPECIAL_IDS
 from codecdash.sources.base import Facts, FieldInfo
 from codecdash.sources.checks import Finding
 
@@ -184,8 +183,7 @@ class StorageSource(PartedSource):
         answer = self.clients("dynamodb").describe_table(
             TableName=self.settings.aws_experiments_table
         )
-        count = int(answer["Table"].get("ItemCount", 0))
-        return max(0, count - len(SPECIAL_IDS)) if count >= len(SPECIAL_IDS) else count
+        return int(answer["Table"].get("ItemCount", 0))
 
     # -- the check (`codecdash doctor`) ------------------------------------------------------
     def check(self) -> list[Finding]:
