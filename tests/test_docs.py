@@ -100,8 +100,10 @@ def test_documented_endpoints_exist() -> None:
 
 
 def error_codes() -> set[str]:
-    """Every `code` the API can answer: errors.CODES and the literals in api/*.py."""
+    """Every `code` the API can answer: errors.CODES, errors.PLAIN_ERRORS and the literals
+    in api/*.py."""
     codes = set(errors.CODES.values())
+    codes |= {code for _status, code in errors.PLAIN_ERRORS.values() if code}
     for path in Path(errors.__file__).parent.glob("*.py"):
         source = path.read_text(encoding="utf-8")
         codes |= set(re.findall(r'"code":\s*"([a-z_]+)"', source))
