@@ -256,7 +256,7 @@ def test_an_export_draws_the_headline_cards(tmp_path: Path) -> None:
 def test_the_server_writes_figures_as_format_js_does() -> None:
     """The figures the server draws are the ones cards.js would write (format.js), so the
     modules change nothing when they draw the same snapshot."""
-    from codecdash.api import first_screen as fs
+    from codecdash.api import page_figures as fs
 
     # toFixed rounds the exact binary value, halves up; -0 has no sign.
     assert [fs.to_fixed(v, 2) for v in (1.005, 0.285, 0.125, -0.001, -0.0)] == [

@@ -23,114 +23,30 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, TypeGuard
+from typing import Any
 from urllib.parse import urlencode
 
-# A node: a text, or (tag, attributes, children); None is left out.
-Node = str | tuple[str, dict[str, str], list[Any]] | None
+from codecdash.api.page_figures import (
+    MONTHS,
+    Node,
+    el,
+    fmt_count,
+    fmt_db,
+    fmt_pct,
+    fmt_ratio,
+    fmt_relative,
+    fmt_ssim,
+    fmt_usd,
+    is_num,
+    iso_ms,
+    js_number,
+    markup,
+    parse_time,
+    to_fixed,
+)
+from codecdash.codec_metrics import ms_ssim_db
+
 DRAWN = "is-drawn"
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def el(tag: str, attrs: dict[str, str] | None = None, *children: Node) -> Node:
-    return (tag, attrs or {}, [c for c in children if c is not None])
-
-
-def markup(node: Node) -> str:
-    """HTML for a node, with no whitespace between elements (as the DOM cards.js builds)."""
-    if node is None:
-        return ""
-    if isinstance(node, str):
-        return html.escape(node, quote=False)
-    tag, attrs, children = node
-    attributes = "".join(f' {k}="{html.escape(v, quote=True)}"' for k, v in attrs.items())
-    return f"<{tag}{attributes}>{''.join(markup(c) for c in children)}</{tag}>"
-
-
-# -- the figures, as format.js writes them -------------------------------------------------
-def is_num(v: object) -> TypeGuard[float]:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def js_number(v: float) -> str:
-    """`String(v)` in JavaScript for an ordinary number: `67`, not `67.0`."""
-    if float(v).is_integer() and abs(v) < 1e21:
-        return str(int(v))
-    return re.sub(r"e([+-])0*(?=\d)", r"e\1", repr(float(v)))  # 1e-07 -> 1e-7
-
-
-def to_fixed(v: float, digits: int) -> str:
-    """`v.toFixed(digits)`: the exact binary value rounded, halves away from zero (-0: no sign)."""
-    text = str(Decimal(abs(v)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
-    return ("-" if v < 0 else "") + text
-
-
-def group(text: str) -> str:
-    whole, dot, frac = text.partition(".")
-    return f"{int(whole):,}" + dot + frac
-
-
-def fmt_count(v: Any) -> str:
-    if not is_num(v):
-        return "—"
-    return ("-" if v < 0 else "") + group(js_number(abs(v)))
-
-
-def fmt_usd(v: Any) -> str:
-    return ("-" if v < 0 else "") + "$" + group(to_fixed(abs(v), 2)) if is_num(v) else "—"
-
-
-def fmt_pct(v: Any) -> str:
-    return f"{to_fixed(v, 1)} %" if is_num(v) else "—"
-
-
-def fmt_ratio(v: Any) -> str:
-    return fmt_pct(v * 100) if is_num(v) else "—"
-
-
-def fmt_db(v: Any) -> str:
-    return f"{to_fixed(v, 2)} dB" if is_num(v) else "—"
-
-
-def fmt_ssim(v: Any) -> str:
-    return to_fixed(v, 4) if is_num(v) else "—"
-
-
-def ms_ssim_db(x: float) -> float | None:
-    return -10 * math.log10(1 - x) if is_num(x) and x < 1 else None
-
-
-def parse_time(iso: Any) -> datetime | None:
-    if not isinstance(iso, str) or not iso:
-        return None
-    try:
-        t = datetime.fromisoformat(iso)
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def fmt_relative(t: datetime, now: datetime) -> str:
-    diff = math.floor((now - t).total_seconds() + 0.5)  # Math.round
-    n = abs(diff)
-    if n < 10:
-        return "just now"
-    text = (
-        f"{n} s"
-        if n < 60
-        else f"{n // 60} min"
-        if n < 3600
-        else f"{n // 3600} h"
-        if n < 86400
-        else f"{n // 86400} d"
-    )
-    return f"{text} ago" if diff >= 0 else f"in {text}"
-
-
-def iso_ms(t: datetime) -> str:
-    """`Date.toISOString()`: UTC, milliseconds, Z."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
 # -- the pieces of a card, as cards.js and dom.js build them -------------------------------
@@ -219,7 +135,7 @@ def quality_bar(snap: dict[str, Any], value: float, target: Any, use_ssim: bool)
         return []
 
     def db(v: float) -> float:
-        return (ms_ssim_db(min(v, 1 - 1e-12)) or 0.0) if use_ssim else v
+        return ms_ssim_db(min(v, 1 - 1e-12)) if use_ssim else v
 
     fmt = fmt_ssim if use_ssim else fmt_db
     name = "MS-SSIM" if use_ssim else "PSNR"
