@@ -24,7 +24,8 @@ from codecdash.config import Settings
 from codecdash.deploy import command as deploy_command
 from codecdash.deploy import package as deploy_package
 from codecdash.deploy.package import DeployError, _wheel_fits, build_lambda_zip
-from codecdash.deploy.stack import Deployer, DeployOptions, find_template, stack_parameters
+from codecdash.deploy.parameters import find_template, stack_parameters
+from codecdash.deploy.stack import Deployer, DeployOptions
 from codecdash.doctor import Doctor
 from codecdash.sources.aws.read_model import NO_REPLICA_BUCKET
 

@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from codecdash.config import ConfigError
-from codecdash.deploy.stack import TEMPLATE, Deployer, DeployOptions
+from codecdash.deploy.parameters import TEMPLATE
+from codecdash.deploy.stack import Deployer, DeployOptions
 from codecdash.serving import command_settings, page_dir_option
 
 PREVIOUS = "__previous__"  # --rollback without a release: the one before the current one

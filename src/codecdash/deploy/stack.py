@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,11 +19,17 @@ from codecdash.config import Settings
 from codecdash.deploy.artifacts import new_bucket_name, upload_code
 from codecdash.deploy.errors import explain
 from codecdash.deploy.package import DeployError, Echo, build_lambda_zip
+from codecdash.deploy.parameters import (
+    find_template,
+    new_origin_secret,
+    output_values,
+    parameter_values,
+    stack_parameters,
+)
 from codecdash.deploy.releases import Release, Releases, new_release_id
 
 # boto3 and the AWS sources load when a deployment runs, not when the CLI starts.
 
-TEMPLATE = Path("infrastructure") / "cloudformation" / "dashboard.yaml"
 STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,49}$")
 
 
@@ -54,75 +59,6 @@ class DeployResult:
     uploaded: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     release: str = ""
-
-
-def find_template(given: Path | None = None) -> Path:
-    candidates = (
-        [given]
-        if given
-        else [
-            Path.cwd() / TEMPLATE,
-            Path(__file__).resolve().parents[3] / TEMPLATE,  # a source checkout (src layout)
-        ]
-    )
-    for path in candidates:
-        if path is not None and path.is_file():
-            return path
-    raise DeployError(
-        f"template not found ({TEMPLATE}): run from the codecdash repository or pass --template"
-    )
-
-
-def _arn_of_queue(url: str, region: str) -> str:
-    # https://sqs.<region>.amazonaws.com/<account>/<name>
-    parts = url.rstrip("/").split("/")
-    if len(parts) < 5:
-        raise DeployError(f"not an SQS queue URL: {url}")
-    host = parts[2]
-    queue_region = host.split(".")[1] if host.startswith("sqs.") else region
-    partition = "aws-cn" if host.endswith(".cn") else "aws"
-    return f"arn:{partition}:sqs:{queue_region}:{parts[3]}:{parts[4]}"
-
-
-def stack_parameters(
-    settings: Settings,
-    region: str,
-    stream_arn: str,
-    code: tuple[str, str],
-    arch: str,
-    site_origin: str,
-    *,
-    release: str = "",
-    alarm_email: str = "",
-    health_dashboard: bool = False,
-) -> list[dict[str, str]]:
-    queues = [u for u in (settings.aws_training_queue_url, settings.aws_inference_queue_url) if u]
-    values = {
-        "CodeBucket": code[0],
-        "CodeKey": code[1],
-        "Architecture": arch,
-        "SiteOrigin": site_origin,
-        "ExperimentsTable": settings.aws_experiments_table or "",
-        "ExperimentsStreamArn": stream_arn,
-        "ResearchStackName": settings.aws_stack_name or "",
-        "TrainingQueueUrl": settings.aws_training_queue_url or "",
-        "InferenceQueueUrl": settings.aws_inference_queue_url or "",
-        "QueueArns": ",".join(_arn_of_queue(u, region) for u in queues),
-        "TrainingAsg": settings.aws_training_asg or "",
-        "InferenceAsg": settings.aws_inference_asg or "",
-        "OrchestratorInstanceId": settings.aws_orchestrator_instance_id or "",
-        "Buckets": ",".join(settings.aws_buckets),
-        "BucketArns": ",".join(f"arn:aws:s3:::{b}" for b in settings.aws_buckets),
-        "EfsId": settings.aws_efs_id or "",
-        "MetricsNamespace": settings.aws_metrics_namespace or "AIVideoCodec",
-        "CostTag": settings.aws_cost_tag or "Component",
-        "CostCacheSeconds": str(int(max(3600, settings.aws_cost_cache_seconds))),
-        "CostForecast": settings.aws_cost_forecast,
-        "Release": release,
-        "AlarmEmail": alarm_email,
-        "WithHealthDashboard": "true" if health_dashboard else "false",
-    }
-    return [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()]
 
 
 def aws_site_files(page_dir: Path | None = None) -> list[Any]:
@@ -192,12 +128,12 @@ class Deployer:
                 f"stack {opts.stack} failed to create before and must be deleted first: "
                 f"aws cloudformation delete-stack --stack-name {opts.stack}"
             )
-        previous_params = _parameters(existing)
+        previous_params = parameter_values(existing)
         code = self._upload_code(account, previous_params.get("CodeBucket"))
         files = self._site_files()
         release = new_release_id(time.time(), code[1], [(f.name, f.body) for f in files])
         self.echo(f"Release {release}")
-        previous = _outputs(existing) if existing else {}
+        previous = output_values(existing) if existing else {}
         origin = previous.get("SiteOriginValue", "")
 
         def parameters(site_origin: str) -> list[dict[str, Any]]:
@@ -227,12 +163,12 @@ class Deployer:
             return values
 
         self._apply(template, parameters(origin), create=existing is None)
-        outputs = _outputs(self._describe(opts.stack))
+        outputs = output_values(self._describe(opts.stack))
         if outputs.get("SiteOriginValue") and outputs["SiteOriginValue"] != origin:
             self.echo("Allowing the dashboard's origin in the API's CORS…")
-            previous_params = _parameters(self._describe(opts.stack))
+            previous_params = parameter_values(self._describe(opts.stack))
             self._apply(template, parameters(outputs["SiteOriginValue"]), create=False)
-            outputs = _outputs(self._describe(opts.stack))
+            outputs = output_values(self._describe(opts.stack))
         for name in ("DashboardURL", "ApiURL", "SiteBucketName", "DistributionId"):
             if not outputs.get(name):
                 raise DeployError(f"the stack has no output {name}; is the template current?")
@@ -277,7 +213,7 @@ class Deployer:
             "checking the credentials", lambda: self.clients("sts").get_caller_identity()
         )["Account"]
         stack = self._describe(self.options.stack)
-        outputs = _outputs(stack)
+        outputs = output_values(stack)
         if not outputs.get("SiteBucketName"):
             raise DeployError(
                 f"stack {self.options.stack} is not deployed here (region {self.region}): "
@@ -485,7 +421,7 @@ class Deployer:
         """The read replica anew from one scan of the table, by the stack's stream
         function (its only writer); returns what the function answered."""
         if outputs is None:
-            outputs = _outputs(
+            outputs = output_values(
                 self.step("reading the stack", lambda: self._describe(self.options.stack))
             )
         function = outputs.get("StreamFunctionName")
@@ -522,25 +458,8 @@ class Deployer:
         self.echo("CloudFront invalidation started (a minute or two)")
 
 
-def _parameters(stack: dict[str, Any] | None) -> dict[str, str]:
-    if not stack:
-        return {}
-    return {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
-
-
-def new_origin_secret() -> str:
-    """The value CloudFront sends the API in x-codecdash-origin (32 random bytes)."""
-    return secrets.token_urlsafe(32)
-
-
 def iso_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _outputs(stack: dict[str, Any] | None) -> dict[str, str]:
-    if not stack:
-        return {}
-    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
 def _placeholder_snapshot(settings: Settings) -> dict[str, Any]:
