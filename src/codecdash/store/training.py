@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from codecdash.curve_rules import encode_value
@@ -147,11 +147,16 @@ def public(row: Mapping[Any, Any]) -> dict[str, Any]:
     }
 
 
+# One statement for any number of ids (an expanding parameter): compiled once, not once per
+# page of the experiment list with its 100 ids as 100 literals to coerce.
+_BY_IDS = select(T).where(T.c.experiment_id.in_(bindparam("ids", expanding=True)))
+
+
 def by_id(conn: Connection, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The `training` field of each of these experiments that logged metrics."""
     if not ids:
         return {}
-    rows = conn.execute(select(T).where(T.c.experiment_id.in_(list(ids)))).mappings()
+    rows = conn.execute(_BY_IDS, {"ids": list(ids)}).mappings()
     return {str(r["experiment_id"]): public(r) for r in rows}
 
 
