@@ -35,6 +35,7 @@ polling evaluates a string, which the page's Content-Security-Policy refuses).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -112,6 +113,42 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
         yield b
     finally:
         b.close()
+
+
+# -- accessibility: axe-core, pinned in package.json -----------------------------------------
+ROOT = Path(__file__).resolve().parents[2]
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+AXE_VERSION = "4.10.2"
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    if not AXE.exists():
+        pytest.skip(f"axe-core is not installed ({AXE}); run `npm ci` in {ROOT}")
+    pinned = json.loads((ROOT / "package.json").read_text())["devDependencies"]["axe-core"]
+    assert pinned == AXE_VERSION
+    return AXE.read_text(encoding="utf-8")
+
+
+def axe_violations(page: Page, axe_source: str, context: str = "document") -> list[str]:
+    """axe's WCAG 2.1 A/AA violations in `context` (a selector, or the whole document), one
+    line each with up to five of the nodes."""
+    page.evaluate(axe_source)  # through the DevTools protocol: the page's CSP does not apply
+    assert page.evaluate("axe.version") == AXE_VERSION
+    result: dict[str, Any] = page.evaluate(
+        """([context, tags]) => axe.run(
+            context === "document" ? document : document.querySelector(context),
+            {runOnly: {type: "tag", values: tags}, resultTypes: ["violations"]})""",
+        [context, AXE_TAGS],
+    )
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} — "
+        + "; ".join(
+            f"{n['target']}: {n['failureSummary']}".replace("\n", " ") for n in v["nodes"][:5]
+        )
+        for v in result["violations"]
+    ]
 
 
 # -- pages that fail the test on console errors and CSP violations -----------------------

@@ -4,9 +4,7 @@ notice showing (demo data, failing sources, offline), in light and in dark mode.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -17,6 +15,7 @@ from browser.conftest import (
     Dashboard,
     MakeDashboard,
     OpenPage,
+    axe_violations,
     page_problems,
     wait_for_data,
     wait_live,
@@ -28,19 +27,7 @@ from codecdash.store import Store
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
-AXE_VERSION = "4.10.2"
-TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 THEMES = ["light", "dark"]
-
-
-@pytest.fixture(scope="module")
-def axe_source() -> str:
-    if not AXE.exists():
-        pytest.skip(f"axe-core is not installed ({AXE}); run `npm ci` in {ROOT}")
-    pinned = json.loads((ROOT / "package.json").read_text())["devDependencies"]["axe-core"]
-    assert pinned == AXE_VERSION
-    return AXE.read_text(encoding="utf-8")
 
 
 def open_themed(open_page: OpenPage, url: str, theme: str, *, width: int = 1280) -> Page:
@@ -63,24 +50,8 @@ def reveal_everything(page: Page) -> None:
 
 
 def assert_no_violations(page: Page, axe_source: str, context: str = "document") -> None:
-    # Evaluated through the DevTools protocol: the page's CSP does not apply to it.
-    page.evaluate(axe_source)
-    assert page.evaluate("axe.version") == AXE_VERSION
-    result: dict[str, Any] = page.evaluate(
-        """([context, tags]) => axe.run(
-            context === "document" ? document : document.querySelector(context),
-            {runOnly: {type: "tag", values: tags}, resultTypes: ["violations"]})""",
-        [context, TAGS],
-    )
-    violations = result["violations"]
-    report = [
-        f"{v['id']} ({v['impact']}): {v['help']}\n"
-        + "\n".join(
-            f"    {n['target']}: {n['failureSummary']}".replace("\n", " ") for n in v["nodes"][:5]
-        )
-        for v in violations
-    ]
-    assert not violations, f"{len(violations)} axe violations:\n" + "\n".join(report)
+    violations = axe_violations(page, axe_source, context)
+    assert not violations, f"{len(violations)} axe violations:\n" + "\n".join(violations)
 
 
 @pytest.mark.parametrize("theme", THEMES)

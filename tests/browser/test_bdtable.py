@@ -21,6 +21,7 @@ from browser.conftest import (
     MakeDashboard,
     OpenPage,
     StaticServer,
+    axe_violations,
     page_problems,
     wait_for_data,
 )
@@ -31,8 +32,6 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "src" / "codecdash" / "data" / "rd-results" / "UVG-1080p"  # published curves
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
-TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 SECTION = "#bd-table"
 
 
@@ -347,27 +346,6 @@ def test_a_static_export_shows_its_table(
 
 
 # -- accessibility and small screens ------------------------------------------------------------
-@pytest.fixture(scope="module")
-def axe_source() -> str:
-    if not AXE.exists():
-        pytest.skip(f"axe-core is not installed ({AXE}); run `npm ci` in {ROOT}")
-    return AXE.read_text(encoding="utf-8")
-
-
-def axe_violations(page: Page, axe_source: str, selector: str) -> list[str]:
-    page.evaluate(axe_source)  # through the DevTools protocol: the page's CSP does not apply
-    result: dict[str, Any] = page.evaluate(
-        """([selector, tags]) => axe.run(document.querySelector(selector),
-            {runOnly: {type: "tag", values: tags}, resultTypes: ["violations"]})""",
-        [selector, TAGS],
-    )
-    return [
-        f"{v['id']} ({v['impact']}): {v['help']} — "
-        + "; ".join(f"{n['target']}: {n['failureSummary']}" for n in v["nodes"][:5])
-        for v in result["violations"]
-    ]
-
-
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_axe_on_the_table(
     dashboard: Dashboard, open_page: OpenPage, axe_source: str, theme: str

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from browser.conftest import Dashboard, MakeDashboard, OpenPage, wait_for_data
+from browser.conftest import Dashboard, MakeDashboard, OpenPage, axe_violations, wait_for_data
 from codecdash.results import read_result_file
 
 pytestmark = pytest.mark.browser
@@ -141,10 +141,6 @@ def test_a_dark_page_downloads_a_dark_chart(anchored: Dashboard, open_page: Open
 
 
 # -- accessibility and small screens ------------------------------------------------------------
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
-TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
-
-
 def open_compared(open_page: OpenPage, url: str, **kwargs: Any) -> Page:
     page = open_page(f"{url}?cmp_exp=exp-024&cmp_exp=exp-027", **kwargs)
     wait_for_data(page)
@@ -157,20 +153,11 @@ def open_compared(open_page: OpenPage, url: str, **kwargs: Any) -> Page:
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
-def test_axe_on_the_compare_view(anchored: Dashboard, open_page: OpenPage, theme: str) -> None:
-    if not AXE.exists():
-        pytest.skip(f"axe-core is not installed ({AXE}); run `npm ci` in {ROOT}")
+def test_axe_on_the_compare_view(
+    anchored: Dashboard, open_page: OpenPage, axe_source: str, theme: str
+) -> None:
     page = open_compared(open_page, anchored.url, color_scheme=theme)
-    page.evaluate(AXE.read_text(encoding="utf-8"))  # through DevTools: the CSP does not apply
-    result: dict[str, Any] = page.evaluate(
-        """([tags]) => axe.run(document.querySelector("#compare"),
-            {runOnly: {type: "tag", values: tags}, resultTypes: ["violations"]})""",
-        [TAGS],
-    )
-    assert not [
-        f"{v['id']}: {v['help']} — {[n['target'] for n in v['nodes'][:5]]}"
-        for v in result["violations"]
-    ]
+    assert not axe_violations(page, axe_source, "#compare")
 
 
 @pytest.mark.parametrize("width", [320, 390])

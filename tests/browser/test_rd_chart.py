@@ -20,6 +20,7 @@ from browser.conftest import (
     MakeDashboard,
     OpenPage,
     StaticServer,
+    axe_violations,
     page_problems,
     wait_for_data,
 )
@@ -30,8 +31,6 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 UVG = ROOT / "src" / "codecdash" / "data" / "rd-results" / "UVG-1080p"
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
-TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 X264 = "x264-medium-tune-zerolatency"
 X265 = "x265-medium-tune-zerolatency"
 SECTION = "#rate-distortion"
@@ -340,27 +339,6 @@ def test_no_sideways_scroll_on_a_phone(
     assert overflow <= 0, f"the page scrolls sideways by {overflow} px at {width} px"
     box = page.locator(SECTION).bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
-
-
-@pytest.fixture(scope="module")
-def axe_source() -> str:
-    if not AXE.exists():
-        pytest.skip(f"axe-core is not installed ({AXE}); run `npm ci` in {ROOT}")
-    return AXE.read_text(encoding="utf-8")
-
-
-def axe_violations(page: Page, axe_source: str, selector: str) -> list[str]:
-    page.evaluate(axe_source)  # through the DevTools protocol: the page's CSP does not apply
-    result: dict[str, Any] = page.evaluate(
-        """([selector, tags]) => axe.run(document.querySelector(selector),
-            {runOnly: {type: "tag", values: tags}, resultTypes: ["violations"]})""",
-        [selector, TAGS],
-    )
-    return [
-        f"{v['id']} ({v['impact']}): {v['help']} — "
-        + "; ".join(f"{n['target']}: {n['failureSummary']}" for n in v["nodes"][:5])
-        for v in result["violations"]
-    ]
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
