@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -27,6 +28,11 @@ from codecdash.config import Settings
 from codecdash.sources.aws import costs
 
 REGION = "us-east-1"
+# The deployed dashboard's resources as the tests name them (the site bucket, the read
+# replica's bucket, the experiments table).
+SITE = "codecdash-site"
+READ_MODEL = "codecdash-read-model"
+TABLE = "experiments"
 IMAGE: list[str] = []  # an AMI id moto knows (found once: listing them is slow)
 _MODELS: list[type] = []
 # moto warns about template resources its CloudFormation does not model (CloudFront, API
@@ -41,10 +47,26 @@ __all__ = [
     "AwsEnv",
     "CountingClient",
     "aws",
+    "lambda_environment",
     "moto_server",
     "put_experiment",
     "serialize",
 ]
+
+
+def lambda_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **extra: str) -> None:
+    """The dashboard stack's functions' environment (SITE, TABLE, READ_MODEL, a database
+    under `tmp_path`); `extra`: more CODECDASH_* variables, by their full names."""
+    for name, value in {
+        "CODECDASH_SOURCE": "aws",
+        "CODECDASH_DATABASE_URL": str(tmp_path / "lambda" / "codecdash.db"),
+        "CODECDASH_AWS_SITE_BUCKET": SITE,
+        "CODECDASH_AWS_EXPERIMENTS_TABLE": TABLE,
+        "CODECDASH_AWS_READ_MODEL_BUCKET": READ_MODEL,
+        "CODECDASH_AWS_BUCKETS": "",
+        **extra,
+    }.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture(scope="session")

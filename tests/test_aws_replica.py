@@ -19,11 +19,20 @@ import pytest
 
 import codecdash
 from aws_fixtures import *  # noqa: F403
-from aws_fixtures import AWS_WARNINGS, AwsEnv, create_experiments_table
+from aws_fixtures import (
+    AWS_WARNINGS,
+    READ_MODEL,
+    SITE,
+    TABLE,
+    AwsEnv,
+    create_experiments_table,
+    lambda_environment,
+)
 from codecdash import aws_clients, aws_lambda
 from codecdash.api.app import create_app
 from codecdash.config import Settings
 from codecdash.experiments.anchors import save_anchor
+from codecdash.experiments.query import SORTABLE
 from codecdash.experiments.service import ExperimentService
 from codecdash.models import ExperimentIn
 from codecdash.results import read_result_file
@@ -34,10 +43,7 @@ from test_aws_lambda import body_of, http_event
 
 pytestmark = [pytest.mark.aws, *(pytest.mark.filterwarnings(w) for w in AWS_WARNINGS)]
 
-SITE = "codecdash-site"
-READ_MODEL = "codecdash-read-model"
 KEY = "read-model/codecdash.db"
-TABLE = "experiments"
 UVG = Path(codecdash.__file__).parent / "data" / "rd-results" / "UVG-1080p"
 ANCHOR = "x264-medium-tune-zerolatency"
 START = 1_790_000_000.0  # 2026-09-21, fixed: both modes get the same times
@@ -86,22 +92,9 @@ def dataset() -> list[ExperimentIn]:
 
 
 # Every question the page asks of the list, and then some.
-SORTS = [
-    "created_at",
-    "started_at",
-    "finished_at",
-    "duration_s",
-    "bitrate_reduction_pct",
-    "psnr_db",
-    "ms_ssim",
-    "bpp",
-    "bitrate_kbps",
-    "cost_usd",
-    "bd_rate_pct",
-    "name",
-    "status",
-    "id",
-]  # updated_at is when each store received the write: not the same instant in both modes
+# Every sort the list offers but updated_at: when each store received the write, not the same
+# instant in both modes.
+SORTS = [field for field in SORTABLE if field != "updated_at"]
 QUERIES: list[dict[str, Any]] = [
     {},
     *({"sort": s} for s in SORTS),
@@ -141,27 +134,13 @@ def normalized(body: Any) -> Any:
     return body
 
 
-def lambda_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **extra: str) -> None:
-    for name, value in {
-        "CODECDASH_SOURCE": "aws",
-        "CODECDASH_DATABASE_URL": str(tmp_path / "lambda" / "codecdash.db"),
-        "CODECDASH_AWS_SITE_BUCKET": SITE,
-        "CODECDASH_AWS_EXPERIMENTS_TABLE": TABLE,
-        "CODECDASH_AWS_READ_MODEL_BUCKET": READ_MODEL,
-        "CODECDASH_AWS_READ_MODEL_REFRESH_SECONDS": "0",
-        "CODECDASH_AWS_BUCKETS": "",
-        **extra,
-    }.items():
-        monkeypatch.setenv(name, value)
-
-
 @pytest.fixture
 def deployed(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[AwsEnv]:
     """The table, its stream, the buckets and the functions' environment, on moto."""
     aws.client("s3").create_bucket(Bucket=SITE)
     aws.client("s3").create_bucket(Bucket=READ_MODEL)
     create_experiments_table(aws.client("dynamodb"), TABLE)
-    lambda_environment(monkeypatch, tmp_path)
+    lambda_environment(monkeypatch, tmp_path, CODECDASH_AWS_READ_MODEL_REFRESH_SECONDS="0")
     aws_clients._DEFAULT[None] = aws.factory()
     aws_lambda.reset()
     yield aws

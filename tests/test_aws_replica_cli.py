@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import test_aws_replica as replica
 from aws_fixtures import *  # noqa: F403
-from aws_fixtures import AWS_WARNINGS, AwsEnv
+from aws_fixtures import AWS_WARNINGS, READ_MODEL, TABLE, AwsEnv
 from codecdash import aws_lambda
 from codecdash.cli import main
 from codecdash.config import Settings
@@ -20,8 +20,6 @@ from codecdash.sources.aws.replica_writer import experiment_item
 from test_aws_replica import (
     ANCHOR,
     KEY,
-    READ_MODEL,
-    TABLE,
     UVG,
     aws_get,
     dataset,

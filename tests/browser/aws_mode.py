@@ -23,15 +23,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from aws_fixtures import SITE, TABLE
 from codecdash import aws_lambda
 from codecdash.api.guard import CSP
 from codecdash.deploy.stack import aws_site_files
 from codecdash.models import ExperimentIn
 from codecdash.sources.aws.replica_writer import anchor_item, experiment_item
 
-SITE = "codecdash-site"
-READ_MODEL = "codecdash-read-model"
-TABLE = "experiments"
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",

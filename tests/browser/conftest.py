@@ -59,11 +59,15 @@ from playwright.sync_api import (
 )
 
 from aws_fixtures import *  # noqa: F403 (the `aws` and `moto_server` fixtures)
-from aws_fixtures import AwsEnv, create_experiments_table
-from browser.aws_mode import (
+from aws_fixtures import (
     READ_MODEL,
     SITE,
     TABLE,
+    AwsEnv,
+    create_experiments_table,
+    lambda_environment,
+)
+from browser.aws_mode import (
     AwsDashboard,
     CloudFrontShim,
     upload_site,
@@ -411,16 +415,9 @@ def make_aws_dashboard(
         s3.create_bucket(Bucket=READ_MODEL)
         dynamodb = aws.client("dynamodb")
         create_experiments_table(dynamodb, TABLE)
-        for name, value in {
-            "CODECDASH_SOURCE": "aws",
-            "CODECDASH_DATABASE_URL": str(tmp_path / "lambda" / "codecdash.db"),
-            "CODECDASH_AWS_SITE_BUCKET": SITE,
-            "CODECDASH_AWS_EXPERIMENTS_TABLE": TABLE,
-            "CODECDASH_AWS_READ_MODEL_BUCKET": READ_MODEL,
-            "CODECDASH_AWS_BUCKETS": "",
-            **{f"CODECDASH_{k.upper()}": v for k, v in settings.items()},
-        }.items():
-            monkeypatch.setenv(name, value)
+        lambda_environment(
+            monkeypatch, tmp_path, **{f"CODECDASH_{k.upper()}": v for k, v in settings.items()}
+        )
         aws_clients._DEFAULT.clear()
         aws_lambda.reset()
         upload_site(s3)
