@@ -39,9 +39,7 @@ REVALIDATE = "no-cache"
 SHORT = "public, max-age=300"
 SNAPSHOT_CACHE = "public, max-age=15"
 API_BASE_META = re.compile(rb'(<meta\s+name="codecdash-api-base"\s+content=")[^"]*(")')
-# Put after the API base's meta by site_files(event_stream=False); read by live.js.
-API_BASE_TAG = re.compile(rb'<meta\s+name="codecdash-api-base"[^>]*>')
-NO_EVENTS_META = b'\n  <meta name="codecdash-events" content="off">'
+EVENTS_META = re.compile(rb'(<meta\s+name="codecdash-events"\s+content=")[^"]*(")')
 SNAPSHOT_URL_META = re.compile(rb'(<meta\s+name="codecdash-snapshot-url"\s+content=")[^"]*(")')
 # The no-JavaScript link to the data: the API's path, or in an export the snapshot file.
 DATA_LINK = re.compile(rb'(<noscript>.*?<a href=")api/v1/dashboard(">)api/v1/dashboard(</a>)', re.S)
@@ -84,7 +82,7 @@ def site_files(
                     rb"\g<1>" + value.replace(b"\\", b"\\\\") + rb"\g<2>", body
                 )
             if not event_stream:
-                body = API_BASE_TAG.sub(rb"\g<0>" + NO_EVENTS_META, body, count=1)
+                body = EVENTS_META.sub(rb"\g<1>off\g<2>", body)
             if snapshot is not None:
                 link = SNAPSHOT_NAME.encode()
                 if not api_base:
