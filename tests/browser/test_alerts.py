@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from browser.conftest import MakeDashboard, OpenPage, wait_for_data, wait_live
-from browser.test_accessibility import THEMES, assert_no_violations, axe_source  # noqa: F401
+from browser.test_accessibility import THEMES, assert_no_violations
 from codecdash.config import Settings
 
 pytestmark = pytest.mark.browser
@@ -28,7 +28,7 @@ def test_the_strip_shows_alerts_live(
     make_dashboard: MakeDashboard,
     settings: Settings,
     open_page: OpenPage,
-    axe_source: str,  # noqa: F811
+    axe_source: str,
     theme: str,
 ) -> None:
     fast = settings.model_copy(

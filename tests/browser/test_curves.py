@@ -14,18 +14,11 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from browser.conftest import Dashboard, OpenPage, wait_for_data, wait_live
-from browser.test_accessibility import AXE, assert_no_violations
+from browser.test_accessibility import assert_no_violations
 
 pytestmark = pytest.mark.browser
 RUN = "exp-016"  # running, in the seeded data (and on the table's first page)
 OTHER = "exp-010"  # running too
-
-
-@pytest.fixture(scope="module")
-def axe() -> str:
-    if not AXE.exists():
-        pytest.skip(f"axe-core is not installed ({AXE}); run `npm ci`")
-    return AXE.read_text(encoding="utf-8")
 
 
 def log_steps(dash: Dashboard, experiment_id: str, steps: range, **fixed: Any) -> None:
@@ -134,7 +127,7 @@ def test_no_training_steps_says_so(dashboard: Dashboard, open_page: OpenPage) ->
 def test_curves_pass_axe(
     dashboard: Dashboard,
     open_page: OpenPage,
-    axe: str,
+    axe_source: str,
     theme: str,
 ) -> None:
     log_steps(dashboard, RUN, range(0, 1500))
@@ -148,4 +141,4 @@ def test_curves_pass_axe(
     expect(dialog.locator(".curve[data-metric='loss'] .curve-key li")).to_have_count(2)
     dialog.locator(".curves-compare summary").click()
     expect(dialog.locator(".curves-picks-list input").first).to_be_visible()
-    assert_no_violations(page, axe)
+    assert_no_violations(page, axe_source)
