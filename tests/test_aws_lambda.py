@@ -141,14 +141,37 @@ def test_api_through_mangum(lambda_env: AwsEnv) -> None:
     assert not any(name.startswith("ce.") for name in lambda_env.calls)
 
 
-def test_event_stream_is_refused_at_once(lambda_env: AwsEnv) -> None:
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("/api/v1/events", "no event stream"),
+        ("/api/v1/alerts", "no alerts on the AWS deployment"),
+        ("/api/v1/alerts/history", "no alerts on the AWS deployment"),
+    ],
+)
+def test_what_aws_has_not_is_refused_at_once_with_the_reason(
+    lambda_env: AwsEnv, path: str, reason: str
+) -> None:
     started = time.monotonic()
-    response = aws_lambda.handler(
-        http_event("/api/v1/events", headers={"accept": "text/event-stream"}), None
-    )
+    response = aws_lambda.handler(http_event(path, headers={"accept": "text/event-stream"}), None)
     assert time.monotonic() - started < 1
     assert response["statusCode"] == 404
-    assert json.loads(response["body"])["error"]["code"] == "not_found"
+    error = json.loads(response["body"])["error"]
+    assert error["code"] == "not_found" and reason in error["message"]
+    # A path that only starts alike is the API's to answer.
+    other = aws_lambda.handler(http_event("/api/v1/alertsx"), None)
+    assert "AWS deployment" not in other.get("body", "")
+
+
+def test_the_deployed_page_is_told_what_the_api_has_not() -> None:
+    from codecdash.deploy.stack import aws_site_files
+    from codecdash.export import site_files
+
+    index = next(f for f in aws_site_files() if f.name == "index.html").body
+    assert b'<meta name="codecdash-events" content="off">' in index
+    assert b'<meta name="codecdash-alerts" content="off">' in index
+    served = next(f for f in site_files("") if f.name == "index.html").body
+    assert b'content="off"' not in served
 
 
 def test_the_api_answers_only_requests_through_cloudfront(

@@ -322,6 +322,39 @@ def test_the_stream_keeps_the_replica_current(deployed: AwsEnv) -> None:
     assert anchors["items"] == [] and anchors["default"] is None
 
 
+def test_the_snapshots_versions_follow_the_replica(deployed: AwsEnv) -> None:
+    """The page reads its sections again on the snapshot's versions: a running experiment's
+    progress moves `experiments_version` only, a completion `results_version` too, and a
+    rebuilt replica never repeats a version an earlier one had."""
+
+    def versions() -> tuple[str, str]:
+        aws_lambda.snapshot_handler({}, None)
+        body = deployed_s3().get_object(Bucket=SITE, Key="api/v1/dashboard")["Body"].read()
+        snap = json.loads(body)
+        return snap["experiments_version"], snap["results_version"]
+
+    running = next(e for e in dataset() if e.status == "running")
+    put_items(deployed, [experiment_item(running, "run")])
+    aws_lambda.stream_handler({"rebuild": True}, None)
+    seen = [versions()]
+    for update in ({"psnr_db": 31.0}, {"status": "completed", "psnr_db": 33.0}):
+        changed = running.model_copy(update=update)
+        batch = stream_records(
+            deployed,
+            lambda c=changed: put_items(  # type: ignore[misc]
+                deployed, [experiment_item(c, "run")]
+            ),
+        )
+        aws_lambda.stream_handler(batch, None)
+        seen.append(versions())
+    assert seen[1][0] != seen[0][0] and seen[1][1] == seen[0][1]  # progress
+    assert seen[2][0] != seen[1][0] and seen[2][1] != seen[1][1]  # a completion
+    for _ in range(2):
+        aws_lambda.stream_handler({"rebuild": True}, None)
+        seen.append(versions())
+    assert len({v for pair in seen[2:] for v in pair}) == 2 * len(seen[2:]), seen
+
+
 def test_a_bad_item_is_skipped_not_blocking_the_stream(deployed: AwsEnv) -> None:
     ddb = deployed.client("dynamodb")
 

@@ -272,6 +272,49 @@ def test_every_write_bumps_the_data_version_and_tells_listeners(store: Store) ->
     assert len(calls) == 6
 
 
+@pytest.mark.anyio
+async def test_the_results_version_moves_only_with_what_the_results_read(store: Store) -> None:
+    """The snapshot's `results_version` (what the page reads R-D, BD-rates and Compare again
+    on) moves with completed experiments, R-D points and anchors; a running experiment's
+    progress moves only `experiments_version`."""
+
+    async def versions() -> tuple[str, str]:
+        snap = await snapshot(store)
+        return snap["experiments_version"], snap["results_version"]
+
+    points = [{"bpp": 0.1, "psnr_db": 30.0}, {"bpp": 0.2, "psnr_db": 32.0}]
+    start = await versions()
+    writes(store).create(exp(id="run", status="running", psnr_db=30.0))
+    writes(store).put("run", exp(status="running", psnr_db=31.0))  # progress
+    progress = await versions()
+    assert progress[0] != start[0] and progress[1] == start[1]
+    steps: list[tuple[str, Any]] = [
+        (
+            "R-D points of a running one",
+            lambda: writes(store).put("run", exp(status="running", rd_points=points)),
+        ),
+        ("its points dropped again", lambda: writes(store).put("run", exp(status="running"))),
+        ("a completion", lambda: writes(store).put("run", exp(status="completed", psnr_db=33.0))),
+        (
+            "a completed one changed",
+            lambda: writes(store).patch("run", ExperimentPatch.model_validate({"name": "renamed"})),
+        ),
+        ("an anchor", lambda: store.put_anchor("x264", None, points)),
+        ("an anchor removed", lambda: store.delete_anchor("x264")),
+        ("a completed one deleted", lambda: store.curation.delete(["run"], "me")),
+    ]
+    before = progress
+    for what, step in steps:
+        step()
+        now = await versions()
+        assert now[0] != before[0] and now[1] != before[1], what
+        before = now
+    writes(store).create(exp(id="other", status="queued"))
+    store.heartbeat(Heartbeat(worker_id="w", role="training").model_dump())
+    after = await versions()
+    assert after[0] != before[0] and after[1] == before[1]
+
+
 # -- listing: filters, sort, keyset pagination ---------------------------------------
 def _fill_for_listing(store: Store) -> list[dict[str, Any]]:
     items = []

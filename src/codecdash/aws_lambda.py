@@ -3,7 +3,8 @@
 - ``handler``: the API (the ASGI app through mangum) for API Gateway HTTP APIs, payload 2.0.
   Facts come from the AWS sources; Cost Explorer figures only from the shared S3 cache
   (this function never calls Cost Explorer). ``/api/v1/events`` answers 404 at once: a
-  Lambda cannot hold a stream open, and the page then polls. With
+  Lambda cannot hold a stream open, and the page then polls; ``/api/v1/alerts`` too: no
+  alert rules are evaluated on AWS, and the page stops asking after that answer. With
   ``CODECDASH_AWS_ORIGIN_SECRET`` set (the stack sets it) a request without CloudFront's
   ``x-codecdash-origin`` header answers 403: the API is reachable only through the
   dashboard's address.
@@ -44,7 +45,13 @@ SNAPSHOT_KEY = "api/v1/dashboard"  # CloudFront serves it as /api/v1/dashboard
 FAILOVER_KEY = SNAPSHOT_KEY  # the earlier name of the same object
 ORIGIN_HEADER = "x-codecdash-origin"
 SNAPSHOT_CACHE_CONTROL = "public, max-age=15"
-STREAM_PATHS = ("/api/v1/events",)
+# What the API function does not serve, and why: the answer costs no container's work.
+NOT_ON_AWS = {
+    "/api/v1/events": "no event stream on AWS Lambda; poll /api/v1/dashboard",
+    "/api/v1/alerts": (
+        "no alerts on the AWS deployment: alert rules are evaluated by `codecdash serve`"
+    ),
+}
 
 _api: Any = None
 _builder: Any = None
@@ -157,10 +164,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if not from_cloudfront(event):
         return _json_error(403, "forbidden", "this API answers through the dashboard's address")
     path = str(event.get("rawPath") or event.get("path") or "")
-    if path.rstrip("/") in STREAM_PATHS:
-        return _json_error(
-            404, "not_found", "no event stream on AWS Lambda; poll /api/v1/dashboard"
-        )
+    for prefix, reason in NOT_ON_AWS.items():
+        if path.rstrip("/") == prefix or path.startswith(prefix + "/"):
+            return _json_error(404, "not_found", reason)
     api = _api_handler()
     if _replica is not None:
         _replica.refresh()  # between requests: at most every refresh interval

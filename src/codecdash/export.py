@@ -39,7 +39,8 @@ REVALIDATE = "no-cache"
 SHORT = "public, max-age=300"
 SNAPSHOT_CACHE = "public, max-age=15"
 API_BASE_META = re.compile(rb'(<meta\s+name="codecdash-api-base"\s+content=")[^"]*(")')
-EVENTS_META = re.compile(rb'(<meta\s+name="codecdash-events"\s+content=")[^"]*(")')
+# The API's parts a deployment has not: `<meta name="codecdash-NAME" content="off">` each.
+FEATURE_META = rb'(<meta\s+name="codecdash-%s"\s+content=")[^"]*(")'
 SNAPSHOT_URL_META = re.compile(rb'(<meta\s+name="codecdash-snapshot-url"\s+content=")[^"]*(")')
 # The no-JavaScript link to the data: the API's path, or in an export the snapshot file.
 DATA_LINK = re.compile(rb'(<noscript>.*?<a href=")api/v1/dashboard(">)api/v1/dashboard(</a>)', re.S)
@@ -58,14 +59,15 @@ def site_files(
     *,
     page_dir: Path | None = None,
     snapshot: dict[str, Any] | None = None,
-    event_stream: bool = True,
+    api_without: tuple[str, ...] = (),
 ) -> list[SiteFile]:
     """The page's files as served: versioned references, content types, cache headers.
 
     With `snapshot` (a static export), index.html reads `dashboard.json` (unless
     `api_base` names an API), links to it for readers without JavaScript, and carries the
-    snapshot itself. Without `event_stream` (the AWS deployment: API Gateway holds no
-    connection open), the page is told so and polls without trying `api/v1/events`.
+    snapshot itself. `api_without` names the API's parts a deployment has not (the AWS
+    deployment: ``events``, as API Gateway holds no connection open, and ``alerts``, which
+    only `codecdash serve` evaluates): the page is told so and never asks for them.
     """
     from codecdash.api.static import load_assets, with_snapshot
 
@@ -81,8 +83,9 @@ def site_files(
                 body = API_BASE_META.sub(
                     rb"\g<1>" + value.replace(b"\\", b"\\\\") + rb"\g<2>", body
                 )
-            if not event_stream:
-                body = EVENTS_META.sub(rb"\g<1>off\g<2>", body)
+            for feature in api_without:
+                meta = re.compile(FEATURE_META % re.escape(feature.encode()))
+                body = meta.sub(rb"\g<1>off\g<2>", body)
             if snapshot is not None:
                 link = SNAPSHOT_NAME.encode()
                 if not api_base:

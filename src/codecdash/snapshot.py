@@ -164,6 +164,8 @@ class SnapshotBuilder:
                 for name in ("orchestrator", "training_workers", "inference_workers", "storage")
             },
             "recent_experiments": recent,
+            "experiments_version": experiments.get("version"),
+            "results_version": experiments.get("results_version"),
             "cost_breakdown": cost.get("cost_breakdown", []),
             "costs_as_of": cost.get("as_of"),
             "costs_live": "costs" in fresh and _live(cost, now, s.refresh_seconds),
@@ -238,6 +240,8 @@ class _ExperimentsFacts(BaseModel):
     summary: _ExperimentsSummary
     recent_experiments: list[models.Experiment] = []
     progress: snapshot_models.Progress | None = None
+    version: str | None = None
+    results_version: str | None = None
 
 
 class _CostsFacts(BaseModel):

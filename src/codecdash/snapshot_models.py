@@ -140,6 +140,19 @@ class Snapshot(BaseModel):
     summary: Summary
     infrastructure: Infrastructure
     recent_experiments: list[Experiment]
+    experiments_version: str | None = Field(
+        None,
+        description="Opaque; changes whenever the experiments or anchors may have changed. "
+        "The page reads the experiments table's page again only when it moves (absent: on "
+        "every new snapshot).",
+    )
+    results_version: str | None = Field(
+        None,
+        description="Opaque; changes whenever the results may have changed: a completed "
+        "experiment written or removed, an anchor written or removed (not a running "
+        "experiment's progress). The page reads Rate-Distortion, the BD-rate table and "
+        "Compare again only when it moves (absent: on every new snapshot).",
+    )
     cost_breakdown: list[CostSlice]
     costs_as_of: datetime | None = None
     costs_live: bool | None = None

@@ -13,7 +13,7 @@ const STATE_WORDS = { firing: "Firing", pending: "Pending", resolved: "Resolved"
 
 let inflight = null;
 let again = false;
-let enabled = true; // false once the API says there is no alerts endpoint (a static export)
+let enabled = true; // false in a static export, where the page is told there are none, or once the API says so
 const announced = new Set(); // ids of firing alerts already read out
 
 /** Fetches the current alerts and redraws the strip; calls made meanwhile get one more round. */
@@ -170,7 +170,8 @@ async function loadHistory() {
 
 export function initAlerts({ isStatic }) {
   const history = document.getElementById("alert-history");
-  if (isStatic()) {
+  // The AWS deployment has no alerts (only `codecdash serve` evaluates rules): `deploy` says so.
+  if (isStatic() || document.querySelector('meta[name="codecdash-alerts"]')?.content === "off") {
     enabled = false;
     return;
   }

@@ -127,6 +127,25 @@ export async function getJSON(url, { etag = null, signal, auth = true, cache = "
   return { status: res.status, data, etag: res.headers.get("ETag") };
 }
 
+const shared = new Map(); // url → {version, promise}
+
+/**
+ * getJSON(url), one request for every section asking it for the same `version` (the
+ * snapshot's results_version): rd.js and bdtable.js both read api/v1/anchors. A failed
+ * request is not kept. Without a version, a request each time.
+ */
+export function getSharedJSON(url, version) {
+  if (version == null) return getJSON(url);
+  const hit = shared.get(url);
+  if (hit && hit.version === version) return hit.promise;
+  const promise = getJSON(url);
+  shared.set(url, { version, promise });
+  promise.catch(() => {
+    if (shared.get(url)?.promise === promise) shared.delete(url);
+  });
+  return promise;
+}
+
 export const fetchSnapshot = (etag) => getJSON(apiUrl("api/v1/dashboard"), { etag });
 
 /**

@@ -6,8 +6,8 @@
 // needs is imported here, and the snapshot the page came with is drawn at once; everything
 // else is imported once those figures are painted: live updates (live.js), the read-token
 // panel (auth.js), the theme button (theme-toggle.js), then the charts, Rate-Distortion, the
-// table, the BD-rate table and Compare, and the details dialog with its training curves
-// (`later`). The alert strip, at the
+// table, the BD-rate table and Compare (`later`); the details dialog with its training
+// curves when an experiment is first opened (`detailsDialog`). The alert strip, at the
 // top, is drawn with the cards (from the alerts the server put in the page too). state.js holds
 // what the page knows; url-state.js the URL. See docs/customizing.md to add a card or a chart.
 
@@ -16,7 +16,7 @@ import { ApiError, fetchExperiment } from "./api.js";
 import { CARD_RENDERERS } from "./cards.js";
 import { h, refreshTimes, renderInto } from "./dom.js";
 import { renderBanners, renderSourceErrors, revealMain } from "./notices.js";
-import { acceptSnapshot, figuresKey, isStatic, state, takeInlineSnapshot } from "./state.js";
+import { acceptSnapshot, changeGate, figuresKey, isStatic, state, takeInlineSnapshot } from "./state.js";
 import { initUrlState, view, writeUrl } from "./url-state.js";
 
 /** Renders a whole snapshot. Each section is independent: one failing renderer spares the rest. */
@@ -43,30 +43,17 @@ export function render(snap) {
 // The sections below the first screen: imported after the first paint, all at once.
 // ---------------------------------------------------------------------------------------------
 
-/** The later modules, imported and wired once; resolves to {charts, rd, curves, details, table}. */
+/** The later modules, imported and wired once; resolves to {charts, rd, table, bdtable}. */
 function later() {
   state.modules.loading ??= Promise.all([
     import("./live.js"),
     import("./chart-sections.js"),
     import("./rd.js"),
-    import("./curves.js"),
-    import("./details.js"),
     import("./table.js"),
     import("./bdtable.js"),
-  ]).then(([live, charts, rd, curves, details, table, bdtable]) => {
-    const rest = { charts, rd, curves, details, table, bdtable };
-    details.initDetails({
-      onClosed: (id) => {
-        view.exp = null;
-        rd.followDetails(null);
-        // Closing undoes the opening: step back over the entry openExperiment pushed, so Back
-        // does not reopen the dialog; for a shared ?exp= link, just drop exp from the URL.
-        if (history.state?.codecdashOpened === id) history.back();
-        else writeUrl({ replace: true });
-      },
-    });
+  ]).then(([live, charts, rd, table, bdtable]) => {
+    const rest = { charts, rd, table, bdtable };
     rd.initRateDistortion({ isStatic });
-    curves.initCurves({ isStatic, candidates: table.shownExperiments });
     // The BD-rate table wires Compare, whose checkboxes decorate the experiments table's rows:
     // both are set up before the table draws any.
     bdtable.initBdTable({ isStatic, getSnapshot: () => state.snapshot });
@@ -86,14 +73,22 @@ function drawLater(rest, snap) {
   } catch (err) {
     console.warn("codecdash: section rate-distortion:", err);
   }
-  // The BD-rate table and Compare (bdtable.js, compare.js) follow each snapshot through this.
+  // The BD-rate table and Compare (bdtable.js, compare.js) follow each snapshot through this
+  // (and read again when its results_version moved: state.js changeGate).
   document.dispatchEvent(new CustomEvent("codecdash:snapshot", { detail: snap }));
 }
 
-/** After each refresh round: the table's page, when the snapshot changed or it was asked for. */
+const tableGate = changeGate("experiments_version");
+
+/**
+ * After each refresh round: the table's page, when it was asked for or the experiments changed
+ * (the snapshot's experiments_version moved: other figures changing needs no new page).
+ */
 function afterRound({ changed, wantTable }) {
   const table = state.modules.rest?.table;
-  if (!table || !(changed || wantTable || !state.round.tableLoaded)) return;
+  if (!table) return;
+  const moved = (changed || !state.round.tableLoaded) && tableGate(state.snapshot);
+  if (!(moved || wantTable || !state.round.tableLoaded)) return;
   const quiet = state.round.tableLoaded;
   state.round.tableLoaded = true;
   table.refreshTable({ quiet });
@@ -122,21 +117,47 @@ function loadExperiment(id, signal) {
   });
 }
 
+/**
+ * The details dialog (details.js, with its curation panel and training curves): imported when
+ * an experiment is first opened, not with the page (a visit that opens none never loads it).
+ */
+function detailsDialog() {
+  const parts = [later(), import("./details.js"), import("./curves.js")];
+  state.modules.details ??= Promise.all(parts).then(([rest, details, curves]) => {
+    curves.initCurves({ isStatic, candidates: rest.table.shownExperiments });
+    state.modules.curves = curves; // live curves: the event stream's metrics events
+    details.initDetails({
+      onClosed: (id) => {
+        view.exp = null;
+        rest.rd.followDetails(null);
+        // Closing undoes the opening: step back over the entry openExperiment pushed, so Back
+        // does not reopen the dialog; for a shared ?exp= link, just drop exp from the URL.
+        if (history.state?.codecdashOpened === id) history.back();
+        else writeUrl({ replace: true });
+      },
+    });
+    return details;
+  });
+  return state.modules.details;
+}
+
 /** Opens experiment `id` in #experiment-details and records it in the URL. */
 export async function openExperiment(id, returnFocus = null) {
   const replace = Boolean(view.exp); // switching experiments keeps one entry
   view.exp = id;
   writeUrl({ replace, state: { codecdashOpened: id } });
-  const { details } = await later();
+  const details = await detailsDialog();
   details.showExperiment(id, loadExperiment, returnFocus);
 }
 
 /** Makes the dialog match the URL (after load, back and forward). */
 async function syncDetailsWithUrl() {
-  const { details, rd } = await later();
-  if (view.exp && details.openId() !== view.exp) details.showExperiment(view.exp, loadExperiment);
-  else if (!view.exp) {
-    details.closeDetails();
+  const { rd } = await later();
+  if (view.exp) {
+    const details = await detailsDialog();
+    if (view.exp && details.openId() !== view.exp) details.showExperiment(view.exp, loadExperiment);
+  } else {
+    if (state.modules.details) (await state.modules.details).closeDetails();
     rd.followDetails(null);
   }
 }
@@ -184,7 +205,7 @@ async function boot() {
   state.hooks.render = render;
   state.hooks.afterRound = afterRound;
   state.hooks.alertsChanged = refreshAlerts;
-  state.hooks.onMetrics = (data) => state.modules.rest?.curves.onMetricsEvent(data);
+  state.hooks.onMetrics = (data) => state.modules.curves?.onMetricsEvent(data);
   initUrlState((before) => {
     state.modules.rest?.table.followUrl(before);
     syncDetailsWithUrl();

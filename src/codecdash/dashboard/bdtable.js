@@ -8,12 +8,12 @@
 // With the API the table comes from api/v1/bd-rates (and its CSV and LaTeX formats); in a
 // static export from ./bd-rates.json beside the page (the anchors in force, no overrides).
 
-import { ApiError, apiUrl, getJSON } from "./api.js";
+import { ApiError, apiUrl, getJSON, getSharedJSON } from "./api.js";
 import { compareBox, initCompare } from "./compare.js";
-import { downloadUrl } from "./download.js";
 import { h, setChildren, setHidden } from "./dom.js";
 import { formatCount, formatSignedPct, isNum } from "./format.js";
 import { reloader } from "./reload.js";
+import { changeGate } from "./state.js";
 
 const RELOAD_MS = 3000;
 const PAGE_ROWS = 100; // rows drawn at first (a 1,000-row table takes seconds to lay out)
@@ -146,7 +146,10 @@ export function initBdTable(ctx) {
     if (bdQueryKey() !== before) load();
     else draw();
   });
-  document.addEventListener("codecdash:snapshot", () => scheduleLoad());
+  const moved = changeGate("results_version", ctx.getSnapshot?.()?.results_version);
+  document.addEventListener("codecdash:snapshot", (e) => {
+    if (moved(e.detail)) scheduleLoad();
+  });
   load();
 }
 
@@ -190,7 +193,8 @@ async function fetchTable() {
       bd.data = (await getJSON(STATIC_FILE, { auth: false })).data;
       bd.anchors = [];
     } else {
-      const [table, anchors] = await Promise.all([getJSON(bdUrl()), getJSON(apiUrl("api/v1/anchors"))]);
+      const anchorsList = getSharedJSON(apiUrl("api/v1/anchors"), bd.ctx.getSnapshot?.()?.results_version);
+      const [table, anchors] = await Promise.all([getJSON(bdUrl()), anchorsList]);
       bd.data = table.data;
       bd.anchors = (Array.isArray(anchors.data?.items) ? anchors.data.items : []).filter((a) => a && typeof a.name === "string");
     }
@@ -475,6 +479,7 @@ function breakdownRow(method, sets, quality) {
 }
 
 async function download(format, type, name) {
+  const { downloadUrl } = await import("./download.js"); // on the first download only
   if (bd.ctx.isStatic()) {
     const file = format === "csv" ? "./bd-rates.csv" : "./bd-rates.tex";
     await downloadUrl(file, name, type, { auth: false }).catch((err) => showError(err));

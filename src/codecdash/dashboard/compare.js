@@ -7,10 +7,9 @@
 import { ApiError, apiUrl, fetchExperiment, fetchExperiments, getJSON } from "./api.js";
 import { cssVar, drawUPlot, removeChart } from "./charts.js";
 import { align, curvePoints, fmtRate, logRange, rateText, rdChartOptions } from "./compare-curves.js";
-import { chartSvg } from "./compare-svg.js";
 import { h, setChildren, setHidden } from "./dom.js";
-import { savePng, saveSvg } from "./download.js";
 import { reloader } from "./reload.js";
+import { changeGate } from "./state.js";
 import { addRowDecorator } from "./table.js";
 import { loadVocabulary, rateUnitOf, term } from "./vocabulary.js";
 
@@ -127,7 +126,10 @@ export function initCompare(ctx) {
     if (!button) return;
     download(button.dataset.set, button.dataset.download).catch((err) => showMessage(`The download failed (${err.message}).`));
   });
-  document.addEventListener("codecdash:snapshot", () => scheduleLoad());
+  const moved = changeGate("results_version", ctx.getSnapshot?.()?.results_version);
+  document.addEventListener("codecdash:snapshot", (e) => {
+    if (moved(e.detail)) scheduleLoad();
+  });
   document.addEventListener("codecdash:bdview", () => draw());
   load();
 }
@@ -363,6 +365,8 @@ function drawSet(fig, set, { unit, curves, left }) {
 async function download(set, format) {
   const view = curvesBySet().get(set);
   if (!view || !view.curves.length) return;
+  // Imported on the first download: a visit that downloads nothing never loads them.
+  const [{ chartSvg }, { savePng, saveSvg }] = await Promise.all([import("./compare-svg.js"), import("./download.js")]);
   const xs = view.curves.flatMap((c) => c.points.map((p) => p[0]));
   const ys = view.curves.flatMap((c) => c.points.map((p) => p[1]));
   const svg = chartSvg({

@@ -1,7 +1,7 @@
 // Training curves in the experiment details dialog: one chart per metric (loss first), live
 // while the run logs, with a log-scale option, EMA smoothing, a step or wall-time axis, and
 // the same metrics of other experiments overlaid (picked from the table; kept in the URL as
-// ?cmp=ID,ID so a view can be shared). Also the table's mark for a diverging run.
+// ?cmp=ID,ID so a view can be shared). Imported with the dialog (app.js detailsDialog).
 //
 // Data: api/v1/experiments/{id}/metrics (downsampled to MAX_POINTS per series). Live: the
 // event stream's `metrics` events (app.js hands them to onMetricsEvent) name experiments and
@@ -80,21 +80,6 @@ export function onMetricsEvent(data) {
     if (document.hidden) cur.missed = true;
     else schedule(run);
   }
-}
-
-/** The experiments table's mark for a running experiment whose loss is NaN or rising, or null. */
-export function trainingFlag(e) {
-  const t = e?.status === "running" ? e.training : null;
-  if (!t?.alert) return null;
-  if (t.alert === "non_finite_loss") {
-    const text = t.loss === "NaN" ? "NaN loss" : "Infinite loss";
-    const since = Number.isFinite(t.non_finite_step) ? ` (first at step ${formatCount(t.non_finite_step)})` : "";
-    return h("span", { class: "badge badge-alert badge-nan", title: `The newest ${t.loss_metric || "loss"} is ${t.loss}${since}` }, text);
-  }
-  if (t.alert === "loss_rising") {
-    return h("span", { class: "badge badge-alert badge-rising", title: `The smoothed ${t.loss_metric || "loss"} is well above its lowest` }, "Loss rising");
-  }
-  return null;
 }
 
 // ---------------------------------------------------------------------------------------------

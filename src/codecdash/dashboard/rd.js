@@ -13,13 +13,14 @@
 // The charts are drawn by rd-chart.js (through charts.js: uPlot loaded when they scroll into
 // view, re-themed, resized); this module holds the data, the anchor switcher and the list.
 
-import { ApiError, apiUrl, fetchExperiments, getJSON } from "./api.js";
+import { ApiError, apiUrl, fetchExperiments, getJSON, getSharedJSON } from "./api.js";
 import { removeChart } from "./charts.js";
 import { h, setChildren, setHidden } from "./dom.js";
 import { curvePoints } from "./compare-curves.js";
 import { formatSignedPct, isNum } from "./format.js";
 import { drawCost, drawRdCurves } from "./rd-chart.js";
 import { reloader } from "./reload.js";
+import { changeGate } from "./state.js";
 import { view } from "./url-state.js";
 import { fill, loadVocabulary, rateUnitOf, term } from "./vocabulary.js";
 
@@ -119,7 +120,7 @@ export function renderRateDistortion(snap) {
       });
     return;
   }
-  scheduleLoad();
+  if (resultsMoved(snap)) scheduleLoad();
 }
 
 /** Whether the section is (or has been) near the viewport; watches it until it is. */
@@ -151,6 +152,7 @@ export function followDetails(exp) {
 // ---------------------------------------------------------------------------------------------
 
 const loader = reloader(load, RELOAD_MS);
+const resultsMoved = changeGate("results_version"); // the first snapshot near the viewport reads
 
 function scheduleLoad() {
   loader.soon();
@@ -159,7 +161,7 @@ function scheduleLoad() {
 async function load() {
   try {
     const [anchors, list, vocab] = await Promise.all([
-      getJSON(apiUrl("api/v1/anchors")),
+      getSharedJSON(apiUrl("api/v1/anchors"), rd.snap?.results_version),
       fetchExperiments({ status: "completed", sort: "bd_rate_pct", limit: LIST_LIMIT }),
       loadVocabulary(),
     ]);

@@ -1,6 +1,9 @@
 // Reading a section's data again as the snapshot changes, at most every `everyMs`, one read at a
 // time: a read asked for while one runs starts when that one ends. rd.js, bdtable.js and
-// compare.js read their data through it.
+// compare.js read their data through it, only when the snapshot's `results_version` moved
+// (state.js changeGate; the experiments table: `experiments_version`): a snapshot whose
+// other figures changed (the fleet, the costs, a running experiment's progress) costs no
+// request of theirs.
 
 /**
  * A loader around `read` (an async function): `now()` reads at once (or once the read in flight

@@ -92,3 +92,18 @@ export function figuresKey(snap) {
   const { generated_at: _at, ...figures } = snap;
   return JSON.stringify(figures);
 }
+
+/**
+ * A gate that opens (returns true) for a snapshot whose `key` (`experiments_version`, or
+ * `results_version`) differs from the one it last opened for, `seen` at first; always for a
+ * snapshot without one (an older server).
+ */
+export function changeGate(key, seen = undefined) {
+  let last = seen;
+  return (snap) => {
+    const version = snap?.[key] ?? null;
+    if (version !== null && version === last) return false;
+    last = version;
+    return true;
+  };
+}

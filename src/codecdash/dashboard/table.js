@@ -5,7 +5,7 @@
 // the snapshot's recent_experiments itself.
 
 import { ApiError, fetchExperiments } from "./api.js";
-import { trainingFlag } from "./curves.js";
+import { trainingFlag } from "./training-flag.js";
 import { badge, h, missing, setHidden, timeAgo } from "./dom.js";
 import { formatCount, formatDb, formatDuration, formatPct, formatSignedPct, formatUsd, isNum } from "./format.js";
 import { DEFAULT_SORT, SORT_FIELDS, urlFor, view, writeUrl } from "./url-state.js";

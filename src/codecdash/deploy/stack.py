@@ -63,11 +63,12 @@ class DeployResult:
 
 def aws_site_files(page_dir: Path | None = None) -> list[Any]:
     """The page's files as the AWS site serves them (SiteFile), index.html last: the API on
-    the same origin, and no event stream (API Gateway holds no connection open), so the
-    page polls the snapshot CloudFront serves."""
+    the same origin, no event stream (API Gateway holds no connection open), so the page
+    polls the snapshot CloudFront serves, and no alerts (only `codecdash serve` evaluates
+    alert rules), so it never asks for them."""
     from codecdash.export import site_files
 
-    files = site_files("", page_dir=page_dir, event_stream=False)
+    files = site_files("", page_dir=page_dir, api_without=("events", "alerts"))
     files.sort(key=lambda f: f.name == "index.html")  # the page last, when all it needs is up
     return files
 

@@ -15,7 +15,7 @@ from codecdash.experiments.readmodel import SUMMARY_FIELDS, ExperimentsReadModel
 from codecdash.experiments.rederive import recomputing
 from codecdash.sources.base import Facts, FieldInfo
 from codecdash.store import Store, costs, fleet
-from codecdash.store.counters import read_counters
+from codecdash.store.counters import RESULTS_VERSION, data_version, read_counters
 from codecdash.store.maintenance import database_bytes
 from codecdash.store.reads import SqlExperiments, SqlRows
 from codecdash.timefmt import iso
@@ -60,7 +60,17 @@ class ExperimentsSource(_LocalSource):
         )
 
     def read(self, conn: Connection, now: float) -> Facts:
-        return {"experiments": self.model.facts_from(SqlRows(conn), now)}
+        facts = self.model.facts_from(SqlRows(conn), now)
+        return {"experiments": {**facts, **self.versions(conn)}}
+
+    def versions(self, conn: Connection) -> dict[str, str]:
+        """What the page reads its experiment sections again on: `version` moves with every
+        write (the store's data version), `results_version` with the writes that may change
+        the results (completed experiments, anchors: counters.RESULTS_VERSION)."""
+        return {
+            "version": f"s{data_version(conn)}",
+            "results_version": f"s{data_version(conn, RESULTS_VERSION)}",
+        }
 
 
 class FleetSource(_LocalSource):

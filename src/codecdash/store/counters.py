@@ -11,6 +11,9 @@ from codecdash.store import schema
 
 C = schema.counters
 DATA_VERSION = "data_version"
+RESULTS_VERSION = "results_version"
+"""Moved by every write that may change what the results read: a completed experiment
+stored, replaced or removed, an anchor written or removed (summaries.ResultsVersion)."""
 
 
 def bump_counters(conn: Connection, deltas: Mapping[str, int]) -> None:
@@ -39,10 +42,11 @@ def bump_data_version(conn: Connection) -> None:
         conn.execute(text("SELECT pg_notify('codecdash_changes', current_schema())"))
 
 
-def data_version(conn: Connection) -> int:
+def data_version(conn: Connection, name: str = DATA_VERSION) -> int:
     """Read on every listing (the key of cached totals): one constant statement, not
-    one SQLAlchemy builds and compiles each time (a third of the cost)."""
+    one SQLAlchemy builds and compiles each time (a third of the cost). `name`: another
+    version counter (RESULTS_VERSION)."""
     mark = schema.marker(conn.dialect.name)
     sql = f"SELECT n FROM counters WHERE name = {mark}"  # noqa: S608 # constant
-    value = conn.exec_driver_sql(sql, (DATA_VERSION,)).scalar()
+    value = conn.exec_driver_sql(sql, (name,)).scalar()
     return int(value or 0)

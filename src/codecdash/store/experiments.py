@@ -95,6 +95,7 @@ def remove(conn: Connection, experiment_id: str) -> bool:
     for metric in sorted(led):
         leaders.rebuild(conn, metric)
     bump_counters(conn, {summaries.STATUS_COUNTS.PREFIX + old["status"]: -1})
+    summaries.RESULTS.withdraw(conn, {experiment_id: old})
     if old["status"] == "completed" and old["finished_at"] is not None:
         progress.recompute_hours(conn, [int(old["finished_at"] // 3600)])
     return True

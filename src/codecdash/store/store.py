@@ -25,7 +25,13 @@ from codecdash.store import (
     trash,
 )
 from codecdash.store.anchors import Curve, Derived
-from codecdash.store.counters import bump_data_version, data_version, read_counters
+from codecdash.store.counters import (
+    RESULTS_VERSION,
+    bump_counters,
+    bump_data_version,
+    data_version,
+    read_counters,
+)
 from codecdash.store.curation import Curation
 from codecdash.store.db import Database
 from codecdash.store.reads import SqlRows
@@ -317,6 +323,7 @@ class Store:
         creation time; True when created."""
         with self.db.write() as conn:
             created = anchors.put(conn, name, description, points, time.time(), dataset)
+            bump_counters(conn, {RESULTS_VERSION: 1})
             bump_data_version(conn)
         self.changed()
         return created
@@ -325,6 +332,7 @@ class Store:
         with self.db.write() as conn:
             deleted = anchors.delete(conn, name, dataset)
             if deleted:
+                bump_counters(conn, {RESULTS_VERSION: 1})
                 bump_data_version(conn)
         if deleted:
             self.changed()

@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 
 from codecdash.experiments.vocabulary import RANKED, STATUSES
 from codecdash.store import leaders, progress
-from codecdash.store.counters import bump_counters, read_counters
+from codecdash.store.counters import RESULTS_VERSION, bump_counters, read_counters
 
 Rows = Sequence[Mapping[str, Any]]
 """The rows a write stores, whole."""
@@ -101,5 +101,26 @@ class HourlyBests:
         )
 
 
+class ResultsVersion:
+    """The counter ``results_version``: moved by a write that stores, replaces or removes an
+    experiment with R-D points or a completed one (what the R-D curves, the BD-rates and
+    Compare read), not by the progress of the others. Anchor writes move it too (store.py)."""
+
+    needs: tuple[str, ...] = ("status", "rd_points")
+
+    @staticmethod
+    def _counts(row: Mapping[str, Any]) -> bool:
+        return row.get("status") == "completed" or row.get("rd_points") is not None
+
+    def apply(self, conn: Connection, rows: Rows, old: Old) -> None:
+        if any(map(self._counts, rows)) or any(map(self._counts, old.values())):
+            bump_counters(conn, {RESULTS_VERSION: 1})
+
+    def withdraw(self, conn: Connection, old: Old) -> None:
+        if any(map(self._counts, old.values())):
+            bump_counters(conn, {RESULTS_VERSION: 1})
+
+
 STATUS_COUNTS = StatusCounts()
-SUMMARIES: tuple[Summary, ...] = (STATUS_COUNTS, Leaderboards(), HourlyBests())
+RESULTS = ResultsVersion()
+SUMMARIES: tuple[Summary, ...] = (STATUS_COUNTS, Leaderboards(), HourlyBests(), RESULTS)

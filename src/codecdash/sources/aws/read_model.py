@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection
+
 from codecdash.config import Settings
 from codecdash.experiments.query import Unavailable
 from codecdash.experiments.readmodel import ExperimentRows
@@ -51,6 +53,12 @@ class ReplicaExperimentsSource(ExperimentsSource):
         if not self.copy.exists:
             raise SourceError(self.copy.error or NO_REPLICA)
         return super()._collect_sync(now)
+
+    def versions(self, conn: Connection) -> dict[str, str]:
+        """`version` is the replica's own: S3's ETag of the published copy (a rebuilt
+        replica counts its writes from zero again; its ETag is new)."""
+        etag = (self.copy.etag or "").strip('"')
+        return {**super().versions(conn), "version": f"r{etag}"}
 
 
 class NoReplicaSource:

@@ -47,6 +47,7 @@ from codecdash.models import ExperimentIn
 from codecdash.sources.aws.dynamodb import LEGACY_IDS, deserialize, plain, scan, to_epoch
 from codecdash.sources.aws.replica import ReplicaConflict, ReplicaCopy, publish
 from codecdash.store import Store
+from codecdash.store.counters import DATA_VERSION, RESULTS_VERSION, bump_counters
 
 log = logging.getLogger("codecdash.aws.replica")
 
@@ -276,6 +277,11 @@ class ReplicaWriter:
         previous = self.copy.etag
         self.copy.close()
         self.copy = self._fresh_copy()  # an empty store
+        # Its versions go on past any an earlier replica reached: they start at the time of
+        # the rebuild in ms, so a page never sees a version it saw before for other data.
+        start = int(time.time() * 1000)
+        with self.copy.store.db.write() as conn:
+            bump_counters(conn, {DATA_VERSION: start, RESULTS_VERSION: start})
         total = load_table(self.copy.store, self.settings, scan_all(client, table))
         self.copy.etag = None
         try:

@@ -1,9 +1,13 @@
 """The cost model of docs/aws.md, computed from the request counts of a simulated day.
 
 One day of the deployed stack against moto: the snapshot function runs every minute (the real
-handler, with every AWS request it makes counted), and 1,000 viewers keep the page open
-10 minutes each, polling every 30 s, through a model of CloudFront made from the template's
-cache behaviours and the objects' own Cache-Control. The counts go to
+handler, with every AWS request it makes counted). A viewer's visit is measured in Chromium
+against the deployment (the API function behind a local CloudFront, browser/aws_mode.py):
+the files and API requests the page makes when it loads, then the requests of 10 minutes
+open on a fake clock while the stack works as a busy day has it (a running experiment's
+progress written every minute, one experiment completed, the snapshot function run each
+minute). 1,000 such visits are spread over the day through a model of CloudFront made from
+the template's cache behaviours and the objects' own Cache-Control. The counts go to
 ``codecdash.deploy.cost_model``; the budget is checked, and the table in docs/aws.md must be
 the one these counts give.
 """
@@ -22,20 +26,23 @@ from typing import Any
 
 import pytest
 
-from aws_fixtures import *  # noqa: F403
-from aws_fixtures import AWS_WARNINGS, REGION, AwsEnv, create_experiments_table, put_experiment
+from aws_fixtures import AWS_WARNINGS, REGION, SITE, TABLE, AwsEnv, put_experiment
+from browser.aws_mode import AwsDashboard
+from browser.conftest import MakeAwsDashboard, OpenPage, seed_experiments, wait_for_data
 from codecdash import aws_clients, aws_lambda
 from codecdash.aws_clients import ClientFactory
+from codecdash.config import Settings
 from codecdash.deploy.cost_model import Day, monthly, render
 
-pytestmark = [pytest.mark.aws, *(pytest.mark.filterwarnings(w) for w in AWS_WARNINGS)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.aws,
+    *(pytest.mark.filterwarnings(w) for w in AWS_WARNINGS),
+]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infrastructure" / "cloudformation" / "dashboard.yaml"
 DOCS = ROOT / "docs" / "aws.md"
-SITE = "codecdash-site"
-READ_MODEL = "codecdash-read-model"
-TABLE = "experiments"
 START = 1_796_515_200.0  # 2026-12-06T00:00:00Z, a UTC midnight
 VIEWERS = 1000
 VISIT_S = 600
@@ -81,15 +88,26 @@ class Meter:
 
 
 # -- the research resources the dashboard reports on ---------------------------------------------
+def template_environment(tpl: dict[str, Any]) -> dict[str, str]:
+    """The snapshot function's settings that the template gives as plain values
+    (`refresh_seconds`…), as make_aws_dashboard takes them."""
+    variables = tpl["Resources"]["SnapshotFunction"]["Properties"]["Environment"]["Variables"]
+    skipped = {"CODECDASH_SOURCE", "CODECDASH_DATABASE_URL"}  # the test's own
+    return {
+        name.removeprefix("CODECDASH_").lower(): value
+        for name, value in variables.items()
+        if isinstance(value, str) and name not in skipped
+    }
+
+
 @pytest.fixture
-def stack_env(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Meter]:
-    ddb = aws.client("dynamodb")
-    create_experiments_table(ddb, TABLE)
-    for n in range(40):
-        put_experiment(ddb, TABLE, id=f"exp-{n}", psnr_db=30 + n / 10, created_at=START - n * 60)
-    s3 = aws.client("s3")
-    for bucket in (SITE, READ_MODEL, "raw-video", "models"):
-        s3.create_bucket(Bucket=bucket)
+def stack(
+    aws: AwsEnv, make_aws_dashboard: MakeAwsDashboard
+) -> Iterator[tuple[AwsDashboard, Meter]]:
+    """The deployment behind a local CloudFront, reporting on a research stack, with a
+    meter on every AWS request its functions make."""
+    for bucket in ("raw-video", "models"):
+        aws.client("s3").create_bucket(Bucket=bucket)
     ec2 = aws.client("ec2")
     ec2.create_launch_template(LaunchTemplateName="gpu", LaunchTemplateData={"ImageId": aws.image})
     for group in ("training", "inference"):
@@ -125,29 +143,27 @@ def stack_env(aws: AwsEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> I
             "DimensionValueAttributes": [],
         }
     )
-    environment = {  # what the template gives the snapshot function
-        "CODECDASH_SOURCE": "aws",
-        "CODECDASH_DATABASE_URL": str(tmp_path / "lambda.db"),
-        "CODECDASH_AWS_SITE_BUCKET": SITE,
-        "CODECDASH_AWS_EXPERIMENTS_TABLE": TABLE,
-        "CODECDASH_AWS_STACK_NAME": "research",
-        "CODECDASH_AWS_TRAINING_QUEUE_URL": queues[0],
-        "CODECDASH_AWS_INFERENCE_QUEUE_URL": queues[1],
-        "CODECDASH_AWS_TRAINING_ASG": "training",
-        "CODECDASH_AWS_INFERENCE_ASG": "inference",
-        "CODECDASH_AWS_ORCHESTRATOR_INSTANCE_ID": orchestrator["InstanceId"],
-        "CODECDASH_AWS_BUCKETS": "raw-video,models",
-        "CODECDASH_AWS_READ_MODEL_BUCKET": READ_MODEL,
-    }
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
+    dash = make_aws_dashboard(
+        **template_environment(template()),
+        aws_stack_name="research",
+        aws_training_queue_url=queues[0],
+        aws_inference_queue_url=queues[1],
+        aws_training_asg="training",
+        aws_inference_asg="inference",
+        aws_orchestrator_instance_id=orchestrator["InstanceId"],
+        aws_buckets="raw-video,models",
+        # A real minute between runs is longer than the 10 s between the functions' checks
+        # of the replica: each run checks (the simulated day runs faster than real time).
+        aws_read_model_refresh_seconds="0",
+    )
+    dash.put_experiments(seed_experiments())
     meter = Meter()
     aws_clients._DEFAULT[None] = ClientFactory(REGION, wrap=meter.wrap)
     aws_lambda.reset()
-    assert aws_lambda.stream_handler({"rebuild": True}, None)["rebuilt"]  # the first replica
+    dash.publish()  # the first replica
     meter.calls.clear()
     meter.metrics = 0
-    yield meter
+    yield dash, meter
     aws_lambda.reset()
 
 
@@ -194,12 +210,23 @@ class CloudFront:
         self.bytes = 0
         self.s3_gets = 0
         self.api_requests = 0
+        self.api_times: list[float] = []
+
+    def replica_checks(self, every_s: float) -> int:
+        """The API function's conditional GETs of the replica: one before a request, unless
+        one was made less than `every_s` before (one warm container, as at this traffic)."""
+        checks, last = 0, float("-inf")
+        for at in sorted(self.api_times):
+            if at - last >= every_s:
+                checks, last = checks + 1, at
+        return checks
 
     def get(self, edge: int, path: str, now: float) -> None:
         self.requests += 1
         behavior = next(b for b in self.behaviors if fnmatch.fnmatchcase(path, b.pattern))
         if behavior.origin == "api":
             self.api_requests += 1
+            self.api_times.append(now)
             self.bytes += API_ANSWER_BYTES
             return
         size, cache_control = self.objects[path]
@@ -212,35 +239,89 @@ class CloudFront:
         self.cached[(edge, path)] = now + min(max(ttl, behavior.min_ttl), behavior.max_ttl)
 
 
-def page_api_paths() -> list[str]:
-    """The API paths the page's code asks for, other than the polled snapshot (one each)."""
-    found: set[str] = set()
-    for script in (ROOT / "src" / "codecdash" / "dashboard").glob("*.js"):
-        for path in re.findall(
-            r"api/v1/[a-z_-]+(?:/\$\{[^}]*\}|/\{id\})?(?:/[a-z_-]+)?", script.read_text()
-        ):
-            found.add("/" + re.sub(r"\$\{[^}]*\}|\{id\}", "ID", path))
-    found.discard("/api/v1/dashboard")
-    # Never asked by a viewer on AWS: the page is told there is no event stream, and the
-    # curation writes (POST) are not routed by API Gateway (GET only).
-    found -= {"/api/v1/events", "/api/v1/experiments/delete"}
-    return sorted(found)
+# -- a visit, measured in the browser -------------------------------------------------------------
+@dataclass
+class Visit:
+    files: list[str]  # the site's files the page asked for (paths, without the query)
+    api: list[tuple[float, str]]  # API requests (path and query) but the snapshot's, when
+    polls: list[float]  # when it asked for /api/v1/dashboard, seconds after it opened
+
+
+def measure_visit(open_page: OpenPage, dash: AwsDashboard) -> Visit:
+    """One viewer: the page opened, then VISIT_S seconds on a fake clock while the stack
+    works (every minute a running experiment's progress and a snapshot run; one completion
+    halfway). Every request the page makes is recorded, with the visit's second."""
+    page = open_page()
+    seen: list[tuple[float, str]] = []
+    inflight: set[Any] = set()
+    clock = {"now": 0.0}
+
+    def sent(request: Any) -> None:
+        inflight.add(request)
+        seen.append((clock["now"], request.url.removeprefix(dash.url[:-1])))
+
+    page.on("request", sent)
+    page.on("requestfinished", lambda r: inflight.discard(r))
+    page.on("requestfailed", lambda r: inflight.discard(r))
+
+    def settle() -> None:
+        """Until what the page asked for is answered (and drawn: a frame more)."""
+        for _ in range(500):
+            page.wait_for_timeout(20)
+            if not inflight:
+                return
+        raise AssertionError(f"requests still open: {[r.url for r in inflight]}")
+
+    page.clock.install()
+    page.goto(dash.url)
+    wait_for_data(page)
+    settle()
+    stream = Stream()
+    running = next(e for e in seed_experiments() if e["status"] == "running")
+    queued = next(e for e in seed_experiments() if e["status"] == "queued")
+    completed = next(e for e in seed_experiments() if e["status"] == "completed")
+    for minute in range(VISIT_S // 60):
+        writes = [{**running, "notes": f"minute {minute}"}]
+        if minute == COMPLETION_MINUTE:
+            mine = {k: queued[k] for k in ("id", "name", "created_at")}
+            writes.append({**completed, **mine})  # a queued experiment, completed
+        dash.put_experiments(writes)
+        stream.deliver()  # the stream function's batch
+        dash.snapshot()
+        for _step in range(12):  # the minute in 5 s steps, each one's requests answered
+            page.clock.run_for(5000)
+            clock["now"] += 5
+            settle()
+    polls = [at for at, url in seen if url == "/api/v1/dashboard"]
+    api = [(at, url) for at, url in seen if url.startswith("/api/") and url not in SNAPSHOT]
+    files = [url.split("?")[0] for _at, url in seen if not url.startswith("/api/")]
+    return Visit(["/index.html" if f == "/" else f for f in files], api, polls)
+
+
+SNAPSHOT = ("/api/v1/dashboard",)
+COMPLETION_MINUTE = 4
 
 
 # -- the day -------------------------------------------------------------------------------------
-@pytest.mark.timeout(1200)  # 1,440 runs of the snapshot function against moto: minutes
-def test_a_simulated_day_costs_less_than_the_budget(stack_env: Meter) -> None:
+@pytest.mark.timeout(1500)  # 1,440 runs of the snapshot function against moto: minutes
+def test_a_simulated_day_costs_less_than_the_budget(
+    stack: tuple[AwsDashboard, Meter], open_page: OpenPage
+) -> None:
     from codecdash.deploy.stack import aws_site_files
 
-    meter = stack_env
+    dash, meter = stack
     tpl = template()
     for minute in range(1440):
         at = START + 60 * minute
         event = {"time": _iso(at), "detail-type": "Scheduled Event", "source": "aws.events"}
-        aws_lambda.snapshot_handler(event, None)
+        # In the container's thread: this one runs Playwright's event loop.
+        dash.shim.container.submit(aws_lambda.snapshot_handler, event, None).result(60)
     snapshot_calls = sum(meter.calls.values())
     day_calls = Counter(meter.calls)
-    batch = one_stream_batch(stream_env_client(), meter)
+    batch = one_stream_batch(meter)
+    dash.snapshot()  # the stack as the visit finds it
+    visit = measure_visit(open_page, dash)
+    print(visit)
 
     snapshot = gzip.compress(
         aws_clients._DEFAULT[None]("s3")
@@ -252,17 +333,16 @@ def test_a_simulated_day_costs_less_than_the_budget(stack_env: Meter) -> None:
         body = gzip.compress(item.body) if item.content_type.startswith("text") else item.body
         objects["/" + item.name] = (len(body), item.cache_control)
     cdn = CloudFront(tpl, objects)
-    page = [p for p in objects if p != "/api/v1/dashboard"]
-    api_paths = page_api_paths()
-    assert "/api/v1/experiments" in api_paths and "/api/v1/anchors" in api_paths
     for viewer in range(VIEWERS):
         start, edge = START + viewer * 86400 / VIEWERS, viewer % EDGES
-        for path in page:
+        for path in visit.files:
             cdn.get(edge, path, start)
-        for path in api_paths + ["/api/v1/experiments"] * INTERACTIONS:
-            cdn.get(edge, path, start)
-        for poll in range(VISIT_S // 30):
-            cdn.get(edge, "/api/v1/dashboard", start + 30 * poll)
+        for _at, path in visit.api:
+            cdn.get(edge, path.split("?")[0], start + _at)
+        for _ in range(INTERACTIONS):
+            cdn.get(edge, "/api/v1/experiments", start)
+        for at in visit.polls:
+            cdn.get(edge, "/api/v1/dashboard", start + at)
 
     resources = tpl["Resources"].values()
     alarms = [r for r in resources if r["Type"] == "AWS::CloudWatch::Alarm"]
@@ -278,9 +358,7 @@ def test_a_simulated_day_costs_less_than_the_budget(stack_env: Meter) -> None:
         snapshot_runs=1440,
         snapshot_aws_calls=snapshot_calls,
         s3_puts=day_calls["s3.put_object"],
-        # + one replica check a run: a run comes every 60 s, more than the 10 s between
-        # checks, but the simulated day runs faster than real time and skips most of them
-        snapshot_s3_gets=day_calls["s3.get_object"] + day_calls["s3.head_object"] + 1440,
+        snapshot_s3_gets=day_calls["s3.get_object"] + day_calls["s3.head_object"],
         s3_gets=cdn.s3_gets,
         cost_explorer_requests=day_calls["ce.get_cost_and_usage"]
         + day_calls["ce.get_cost_forecast"],
@@ -289,7 +367,9 @@ def test_a_simulated_day_costs_less_than_the_budget(stack_env: Meter) -> None:
         stream_batches=min(2000, int(86400 / window)),
         stream_s3_puts_per_batch=batch["s3.put_object"],
         stream_s3_gets_per_batch=batch["s3.get_object"] + batch["s3.head_object"],
-        api_replica_checks=min(cdn.api_requests, 86400 // 10),  # at most one per 10 s
+        api_replica_checks=cdn.replica_checks(
+            Settings.model_fields["aws_read_model_refresh_seconds"].default
+        ),
         cloudfront_requests=cdn.requests,
         cloudfront_bytes=cdn.bytes,
         api_requests=cdn.api_requests,
@@ -306,15 +386,25 @@ def test_a_simulated_day_costs_less_than_the_budget(stack_env: Meter) -> None:
     assert day.cost_explorer_requests == 1  # once a day, usage only (the forecast: burn rate)
     assert day_calls["cloudwatch.get_metric_data"] <= 288 + 24  # fleet every 5 min, S3 every 6 h
     assert batch["s3.put_object"] >= 1  # the stream function publishes the replica
-    assert cdn.api_requests == VIEWERS * (len(api_paths) + INTERACTIONS)  # no poll reaches the API
+    assert cdn.api_requests == VIEWERS * (len(visit.api) + INTERACTIONS)  # no poll reaches the API
+    # The page polls as often as the schedule writes the snapshot (the template's
+    # refresh_seconds is the schedule's rate), and between polls it asks the API only
+    # when the results changed: the completion's minute, not a running experiment's.
+    schedule = tpl["Resources"]["SnapshotSchedule"]["Properties"]["ScheduleExpression"]
+    assert schedule == "rate(1 minute)" and template_environment(tpl)["refresh_seconds"] == "60"
+    assert len(visit.polls) <= 1 + VISIT_S // 60, visit.polls
+    later = [at for at, _url in visit.api if at > 0]
+    assert later, "the completed experiment was not read: the test no longer measures it"
+    assert min(later) >= 60 * COMPLETION_MINUTE, visit.api
     assert alarm_metrics == 7  # within CloudWatch's 10 free alarm metrics; $0.70 without
     assert day.dashboards == 0  # the health dashboard ($3.00) only when asked for
 
     estimate = monthly(day)
     table = render(estimate, day)
     print(table)
-    assert estimate.total(fixed=True) <= 2.00  # at list price, without the free tier
-    assert estimate.total(free=True) <= 5.00
+    # At list price, without the free tier.
+    assert estimate.total(fixed=True) <= 2.00
+    assert estimate.total() <= 5.00
     # docs/aws.md shows this table: the same lines, each within a cent (a run's timing can
     # move a request or two), and the same totals.
     documented = table_rows(DOCS.read_text())
@@ -337,27 +427,37 @@ def table_rows(text: str) -> dict[str, tuple[float, float]]:
     return rows
 
 
-def stream_env_client() -> Any:
-    return aws_clients._DEFAULT[None]
+class Stream:
+    """The experiments table's stream, as the stream function's event source mapping reads
+    it: `deliver()` hands the records written since the last call to the stream handler."""
+
+    def __init__(self) -> None:
+        clients = aws_clients._DEFAULT[None]
+        ddb, self.streams = clients("dynamodb"), clients("dynamodbstreams")
+        self.arn = ddb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
+        description = self.streams.describe_stream(StreamArn=self.arn)["StreamDescription"]
+        self.iterator = self.streams.get_shard_iterator(
+            StreamArn=self.arn,
+            ShardId=description["Shards"][0]["ShardId"],
+            ShardIteratorType="LATEST",
+        )["ShardIterator"]
+
+    def deliver(self) -> None:
+        answer = self.streams.get_records(ShardIterator=self.iterator)
+        self.iterator = answer["NextShardIterator"]
+        records = [json.loads(json.dumps(r, default=str)) for r in answer["Records"]]
+        assert records, "nothing written since the last batch"
+        event = {"Records": [{**r, "eventSourceARN": self.arn} for r in records]}
+        aws_lambda.stream_handler(event, None)
 
 
-def one_stream_batch(clients: Any, meter: Meter) -> Counter[str]:
+def one_stream_batch(meter: Meter) -> Counter[str]:
     """The requests the stream function makes for one batch (one new experiment)."""
-    ddb, streams = clients("dynamodb"), clients("dynamodbstreams")
-    arn = ddb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
-    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
-    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST")[
-        "ShardIterator"
-    ]
+    stream = Stream()
+    ddb = aws_clients._DEFAULT[None]("dynamodb")
     put_experiment(ddb, TABLE, id="exp-new", psnr_db=36.0, created_at=START + 86400)
-    records = streams.get_records(ShardIterator=iterator)["Records"]
-    event = {
-        "Records": [
-            {**json.loads(json.dumps(r, default=str)), "eventSourceARN": arn} for r in records
-        ]
-    }
     before = Counter(meter.calls)
-    aws_lambda.stream_handler(event, None)
+    stream.deliver()
     return Counter(meter.calls) - before
 
 
