@@ -22,8 +22,10 @@ from browser.conftest import (
     OpenPage,
     StaticServer,
     axe_violations,
+    deadline,
     page_problems,
     wait_for_data,
+    wait_live,
 )
 from codecdash.config import Settings
 from codecdash.results import read_result_file
@@ -411,3 +413,39 @@ def test_a_long_table_draws_its_first_hundred_rows(
     # Sorting still covers every row: the best of all 150 comes first.
     page.locator(f'{SECTION} th[data-sort="set:{UVG}"] button').click()
     expect(shown.first).to_have_attribute("data-method", "method-149")
+
+
+RESULT_READS = re.compile(r"/api/v1/(anchors|bd-rates)|sort=bd_rate_pct")
+
+
+def test_the_sections_read_again_only_when_the_results_change(
+    dashboard: Dashboard, open_page: OpenPage
+) -> None:
+    """R-D, the BD-rate table and Compare read again when the snapshot's results_version
+    moves: a heartbeat or a running experiment's progress redraws the cards and the table
+    but costs none of their requests; a completion does."""
+    page = open_page()
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if RESULT_READS.search(r.url) else None)
+    page.goto(dashboard.url)
+    wait_for_data(page)
+    wait_live(page)
+    expect(page.locator(f"{SECTION} tbody tr[data-method]").first).to_be_visible()
+    page.wait_for_timeout(6000)  # past the sections' 5 s gap between reads: all settled
+    assert any("sort=bd_rate_pct" in url for url in asked), "the R-D section read nothing"
+    settled = len(asked)
+    beat = {"worker_id": "w-new", "role": "training", "status": "ok", "cpu_pct": 12.0}
+    assert dashboard.api.post("/api/v1/heartbeats", json=beat).status_code < 300
+    dashboard.post_experiment(id="in-progress", name="still training", status="running")
+    expect(page.locator("#experiments-body")).to_contain_text("still training")
+    page.wait_for_timeout(6000)  # what a section would have read by now
+    assert asked[settled:] == [], asked[settled:]
+    points = [{"bpp": 0.1, "psnr_db": 30.0}, {"bpp": 0.2, "psnr_db": 33.0}]
+    dashboard.post_experiment(
+        id="done", name="just finished", status="completed", psnr_db=33.0, rd_points=points
+    )
+    expect(page.locator("#experiments-body")).to_contain_text("just finished")
+    until = deadline(10)
+    while not any("bd-rates" in url for url in asked[settled:]) and until() > 1:
+        page.wait_for_timeout(100)
+    assert any("bd-rates" in url for url in asked[settled:]), "the completion was not read"

@@ -3,9 +3,10 @@
 The counts are measured, not guessed: ``tests/browser/test_aws_cost_model.py`` runs a
 simulated day (the snapshot function every minute against moto; a viewer's visit measured in
 Chromium against the deployment, repeated for 1,000 viewers through a model of CloudFront
-built from the template's cache behaviours) and hands them to :func:`monthly`; docs/aws.md shows the table :func:`render` makes of them, and the test
-checks that the two agree. What cannot be measured without AWS (how long a function runs,
-how large its log lines are) is an assumption named in :class:`Assumptions`.
+built from the template's cache behaviours) and hands them to :func:`monthly`; docs/aws.md
+shows the table :func:`render` makes of them, and the test checks that the two agree. What
+cannot be measured without AWS (how long a function runs, how large its log lines are) is an
+assumption named in :class:`Assumptions`.
 
 Prices: us-east-1 list prices (2026), 30-day month. ``free`` is the always-free tier (it does
 not expire), applied as if the account used it for nothing else; totals are given with and
