@@ -243,7 +243,7 @@ class CloudFront:
 @dataclass
 class Visit:
     files: list[str]  # the site's files the page asked for (paths, without the query)
-    api: list[tuple[float, str]]  # API requests (path and query) but the snapshot's, when
+    api: list[tuple[float, str]]  # (second, path and query) of API requests, the polls apart
     polls: list[float]  # when it asked for /api/v1/dashboard, seconds after it opened
 
 
@@ -292,7 +292,7 @@ def measure_visit(open_page: OpenPage, dash: AwsDashboard) -> Visit:
             page.clock.run_for(5000)
             clock["now"] += 5
             settle()
-    polls = [at for at, url in seen if url == "/api/v1/dashboard"]
+    polls = [at for at, url in seen if url in SNAPSHOT]
     api = [(at, url) for at, url in seen if url.startswith("/api/") and url not in SNAPSHOT]
     files = [url.split("?")[0] for _at, url in seen if not url.startswith("/api/")]
     return Visit(["/index.html" if f == "/" else f for f in files], api, polls)

@@ -122,8 +122,7 @@ function loadExperiment(id, signal) {
  * an experiment is first opened, not with the page (a visit that opens none never loads it).
  */
 function detailsDialog() {
-  const parts = [later(), import("./details.js"), import("./curves.js")];
-  state.modules.details ??= Promise.all(parts).then(([rest, details, curves]) => {
+  state.modules.details ??= Promise.all([later(), import("./details.js"), import("./curves.js")]).then(([rest, details, curves]) => {
     curves.initCurves({ isStatic, candidates: rest.table.shownExperiments });
     state.modules.curves = curves; // live curves: the event stream's metrics events
     details.initDetails({
@@ -155,7 +154,7 @@ async function syncDetailsWithUrl() {
   const { rd } = await later();
   if (view.exp) {
     const details = await detailsDialog();
-    if (view.exp && details.openId() !== view.exp) details.showExperiment(view.exp, loadExperiment);
+    if (view.exp && details.openId() !== view.exp) details.showExperiment(view.exp, loadExperiment); // still asked for
   } else {
     if (state.modules.details) (await state.modules.details).closeDetails();
     rd.followDetails(null);

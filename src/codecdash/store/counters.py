@@ -12,8 +12,9 @@ from codecdash.store import schema
 C = schema.counters
 DATA_VERSION = "data_version"
 RESULTS_VERSION = "results_version"
-"""Moved by every write that may change what the results read: a completed experiment
-stored, replaced or removed, an anchor written or removed (summaries.ResultsVersion)."""
+"""Moved by every write that may change what the results read: a completed experiment or
+one with R-D points stored, replaced or removed, an anchor written or removed
+(summaries.ResultsVersion, Store.put_anchor and delete_anchor)."""
 
 
 def bump_counters(conn: Connection, deltas: Mapping[str, int]) -> None:

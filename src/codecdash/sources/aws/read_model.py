@@ -55,8 +55,9 @@ class ReplicaExperimentsSource(ExperimentsSource):
         return super()._collect_sync(now)
 
     def versions(self, conn: Connection) -> dict[str, str]:
-        """`version` is the replica's own: S3's ETag of the published copy (a rebuilt
-        replica counts its writes from zero again; its ETag is new)."""
+        """`version` is the replica's own: S3's ETag of the published copy, new with every
+        publication; `results_version` the replica's counter (the stream function's writes
+        move it; a rebuild starts it past any earlier value)."""
         etag = (self.copy.etag or "").strip('"')
         return {**super().versions(conn), "version": f"r{etag}"}
 
