@@ -16,6 +16,7 @@ import asyncio
 import base64
 import http.server
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,7 @@ class CloudFrontShim:
 
     def __init__(self, s3: Any) -> None:
         self.s3 = s3
+        self.on_request: Callable[[str], None] | None = None  # told each request's path
         # One Lambda container: one request at a time, in one thread with its event loop.
         self.container = ThreadPoolExecutor(
             max_workers=1, initializer=lambda: asyncio.set_event_loop(asyncio.new_event_loop())
@@ -96,6 +98,8 @@ class CloudFrontShim:
         self.thread.start()
 
     def serve(self, request: http.server.BaseHTTPRequestHandler, method: str) -> None:
+        if self.on_request is not None:  # what reaches CloudFront (not the browser's cache)
+            self.on_request(request.path)
         parts = urlsplit(request.path)
         # /api/v1/dashboard is the object the schedule writes (the template's behaviour).
         if parts.path.startswith("/api/") and parts.path != "/api/v1/dashboard":

@@ -289,6 +289,19 @@ def test_row_opens_details_with_params_tags_error_and_rd_points(served: Served, 
     expect(page).not_to_have_url(re.compile(r"[?&]exp="))
 
 
+def test_opening_an_experiment_asks_for_it_once(served: Served, page: Page) -> None:
+    """The table's rows are in a card: the cards' link handler leaves them to the table's
+    own (one opening, one request: on AWS each is billed)."""
+    asked: list[str] = []
+    wanted = re.compile(r"/api/v1/experiments/exp-019(\?|$)")
+    page.on("request", lambda r: asked.append(r.url) if wanted.search(r.url) else None)
+    page.goto(served.url)
+    wait_for_data(page)
+    page.click('tr[data-id="exp-019"] a.exp-link')
+    expect(page.locator("#details-title")).to_have_text("ssf2020 λ=0.0200 run 19")
+    assert len(asked) == 1, asked
+
+
 def test_exp_deep_link_opens_details(served: Served, page: Page) -> None:
     dashboard = served
     page.goto(dashboard.url + "?exp=exp-027")

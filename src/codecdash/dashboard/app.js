@@ -213,7 +213,8 @@ async function boot() {
   initAlerts({ isStatic });
   document.addEventListener("click", (e) => {
     const link = e.target.closest(".card a[data-exp]");
-    if (!link || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+    // A table's own handler took it already (the tables are cards too): one opening, one request.
+    if (!link || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
     e.preventDefault();
     openExperiment(link.dataset.exp, link);
   });
