@@ -59,6 +59,7 @@ function later() {
     bdtable.initBdTable({ isStatic, getSnapshot: () => state.snapshot });
     table.initTable({ isStatic, getSnapshot: () => state.snapshot, openExperiment, onUnauthorized: live.askForToken });
     state.modules.rest = rest;
+    resultsGate(state.snapshot); // the sections have just read what this snapshot shows
     if (state.snapshot) drawLater(rest, state.snapshot);
     if (state.fetchOk) afterRound({ changed: false, wantTable: false }); // the table's first page
     return rest;
@@ -73,12 +74,13 @@ function drawLater(rest, snap) {
   } catch (err) {
     console.warn("codecdash: section rate-distortion:", err);
   }
-  // The BD-rate table and Compare (bdtable.js, compare.js) follow each snapshot through this
-  // (and read again when its results_version moved: state.js changeGate).
-  document.dispatchEvent(new CustomEvent("codecdash:snapshot", { detail: snap }));
+  // The BD-rate table and Compare (bdtable.js, compare.js) read again on this event, sent
+  // when the snapshot's results_version moved (other figures changing needs no new read).
+  if (resultsGate(snap)) document.dispatchEvent(new CustomEvent("codecdash:results", { detail: snap }));
 }
 
 const tableGate = changeGate("experiments_version");
+const resultsGate = changeGate("results_version");
 
 /**
  * After each refresh round: the table's page, when it was asked for or the experiments changed

@@ -13,7 +13,6 @@ import { compareBox, initCompare } from "./compare.js";
 import { h, setChildren, setHidden } from "./dom.js";
 import { formatCount, formatSignedPct, isNum } from "./format.js";
 import { reloader } from "./reload.js";
-import { changeGate } from "./state.js";
 
 const RELOAD_MS = 3000;
 const PAGE_ROWS = 100; // rows drawn at first (a 1,000-row table takes seconds to lay out)
@@ -146,10 +145,7 @@ export function initBdTable(ctx) {
     if (bdQueryKey() !== before) load();
     else draw();
   });
-  const moved = changeGate("results_version", ctx.getSnapshot?.()?.results_version);
-  document.addEventListener("codecdash:snapshot", (e) => {
-    if (moved(e.detail)) scheduleLoad();
-  });
+  document.addEventListener("codecdash:results", () => scheduleLoad()); // app.js drawLater
   load();
 }
 

@@ -9,7 +9,6 @@ import { cssVar, drawUPlot, removeChart } from "./charts.js";
 import { align, curvePoints, fmtRate, logRange, rateText, rdChartOptions } from "./compare-curves.js";
 import { h, setChildren, setHidden } from "./dom.js";
 import { reloader } from "./reload.js";
-import { changeGate } from "./state.js";
 import { addRowDecorator } from "./table.js";
 import { loadVocabulary, rateUnitOf, term } from "./vocabulary.js";
 
@@ -126,10 +125,7 @@ export function initCompare(ctx) {
     if (!button) return;
     download(button.dataset.set, button.dataset.download).catch((err) => showMessage(`The download failed (${err.message}).`));
   });
-  const moved = changeGate("results_version", ctx.getSnapshot?.()?.results_version);
-  document.addEventListener("codecdash:snapshot", (e) => {
-    if (moved(e.detail)) scheduleLoad();
-  });
+  document.addEventListener("codecdash:results", () => scheduleLoad()); // app.js drawLater
   document.addEventListener("codecdash:bdview", () => draw());
   load();
 }

@@ -65,12 +65,16 @@ class ExperimentsSource(_LocalSource):
 
     def versions(self, conn: Connection) -> dict[str, str]:
         """What the page reads its experiment sections again on: `version` moves with every
-        write (the store's data version), `results_version` with the writes that may change
-        the results (completed experiments, R-D points, anchors: counters.RESULTS_VERSION)."""
+        write, `results_version` with the writes that may change the results (completed
+        experiments, R-D points, anchors: counters.RESULTS_VERSION)."""
         return {
-            "version": f"s{data_version(conn)}",
+            "version": self.version(conn),
             "results_version": f"s{data_version(conn, RESULTS_VERSION)}",
         }
+
+    def version(self, conn: Connection) -> str:
+        """The store's data version."""
+        return f"s{data_version(conn)}"
 
 
 class FleetSource(_LocalSource):

@@ -54,12 +54,11 @@ class ReplicaExperimentsSource(ExperimentsSource):
             raise SourceError(self.copy.error or NO_REPLICA)
         return super()._collect_sync(now)
 
-    def versions(self, conn: Connection) -> dict[str, str]:
-        """`version` is the replica's own: S3's ETag of the published copy, new with every
-        publication; `results_version` the replica's counter (the stream function's writes
-        move it; a rebuild starts it past any earlier value)."""
-        etag = (self.copy.etag or "").strip('"')
-        return {**super().versions(conn), "version": f"r{etag}"}
+    def version(self, conn: Connection) -> str:
+        """The replica's own: S3's ETag of the published copy, new with every publication
+        (its `results_version` is the replica's counter, which the stream function's writes
+        move and a rebuild starts past any earlier value)."""
+        return "r" + (self.copy.etag or "").strip('"')
 
 
 class NoReplicaSource:
